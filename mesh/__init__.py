@@ -1,0 +1,1 @@
+"""The trio runtime: TLS, pairing, discovery, per-peer pumps and the ``cammesh`` command line."""

@@ -1,0 +1,230 @@
+"""The storage interface the protocol needs, defined here so that protocol/ imports no storage.
+
+``storage.card.Card`` implements it on a real card (files + SQLite); ``sim``
+has an in-memory twin.  Both pass ``tests/contract/test_store_contract.py``.
+
+Contract, for every method: it is synchronous; when it returns, what it
+changed is durable (one transaction, files fsynced); when it raises, nothing
+changed.  Ids are 64-character lowercase hex SHA-256 strings.  Names that came
+from a peer are never used as paths.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol.errors import CammeshError
+from protocol.messages import MetadataValue
+
+
+class StoreError(CammeshError):
+    """A storage operation the protocol asked for could not be done."""
+
+
+class CardFull(StoreError):
+    """The write would pass the card's capacity; nothing was written."""
+
+
+class NotFound(StoreError):
+    """No such image, original, partial or held original on this card."""
+
+
+class HashMismatch(StoreError):
+    """Received bytes do not hash to what was promised; the partial was discarded."""
+
+
+class Where(enum.StrEnum):
+    """Where a picture's original is, from this card's point of view."""
+
+    LOCAL = "local"  # a complete, verified copy is on this card
+    DISPERSED = "dispersed"  # we own it; holders on the dispersion list have it
+    ABSENT = "absent"  # we only have its thumbnail and metadata
+
+
+class TransferState(enum.StrEnum):
+    """Per-peer, per-picture state of what we sent (DESIGN.md; the catalog keeps it)."""
+
+    UNTRANSMITTED = "untransmitted"
+    THUMBNAIL_SENT = "thumbnail_sent"
+    REQUESTED = "requested"
+    ORIGINAL_SENT = "original_sent"
+    REFUSED = "refused"
+
+
+class DispersalState(enum.StrEnum):
+    """One dispersion-list entry's life: asked, accepted, stored (durable at the holder)."""
+
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    STORED = "stored"
+    COLLECTING = "collecting"
+
+
+class Incoming(enum.StrEnum):
+    """Where a finished incoming transfer lands."""
+
+    ORIGINAL = "original"  # our own catalog's original (sync, read-out, collection back)
+    HELD = "held"  # held for another owner (dispersal)
+    SMALLER = "smaller"  # a recompressed copy of a picture we have the thumbnail of
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One picture in the catalog: its thumbnail and metadata, and where its original is."""
+
+    image_id: str
+    origin: str
+    seq: int
+    name: str
+    size: int
+    mime: str
+    capture_time: float | None
+    metadata: Mapping[str, MetadataValue]
+    thumbnail: bytes
+    where: Where
+    thumbnail_at: float | None = None  # when the thumbnail arrived (None: made here)
+    original_at: float | None = None  # when the original arrived or was stored here
+    wrapped_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """An original this card holds for another device."""
+
+    image_id: str
+    owner: str
+    size: int
+    stored_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DispersionEntry:
+    """A dispersion-list row: which holder has (or is getting) which of our originals."""
+
+    image_id: str
+    holder: str
+    state: DispersalState
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Room on the card, in bytes.  ``free`` = capacity - used - reserved, never negative."""
+
+    capacity: int
+    used: int
+    reserved: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.used - self.reserved)
+
+
+class Store(Protocol):
+    """What the node logic may ask of a card.  Every call is durable on return."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    def usage(self) -> Usage: ...
+
+    # --- the catalog -----------------------------------------------------------
+    def image(self, image_id: str) -> ImageRecord | None: ...
+
+    def images(self) -> Iterable[ImageRecord]:
+        """Every picture in the catalog, ordered by (origin, seq)."""
+        ...
+
+    def images_after(self, origin: str, seq: int) -> Iterable[ImageRecord]:
+        """Pictures of ``origin`` with a sequence number above ``seq``, in order."""
+        ...
+
+    def seen(self) -> Mapping[str, int]:
+        """Per origin, the highest seq such that every thumbnail 1..seq is in the catalog."""
+        ...
+
+    def add_thumbnail(self, record: ImageRecord, now: float) -> bool:
+        """Record a peer's thumbnail and metadata (``where`` ABSENT); False if already known."""
+        ...
+
+    # --- originals ---------------------------------------------------------------
+    def read_original(self, image_id: str, offset: int, length: int) -> bytes:
+        """Bytes of a LOCAL original; raises NotFound otherwise."""
+        ...
+
+    def smaller_copy(self, image_id: str, max_side: int | None, quality: int | None) -> bytes:
+        """A recompressed JPEG of a LOCAL original (FIG. 10, S64-S65)."""
+        ...
+
+    def free_original(self, image_id: str, now: float) -> None:
+        """Delete our LOCAL original and mark it DISPERSED; thumbnail and metadata stay.
+
+        Raises StoreError unless the dispersion list has at least one STORED entry for it.
+        """
+        ...
+
+    # --- incoming transfers (resumable) ---------------------------------------------
+    def partial_offset(self, image_id: str, kind: Incoming) -> int:
+        """Bytes of an unfinished incoming transfer already durable (0 if none)."""
+        ...
+
+    def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
+        """Append at ``offset`` (must equal partial_offset); CardFull if it would not fit."""
+        ...
+
+    def finish_partial(
+        self, image_id: str, kind: Incoming, digest: str, now: float, *, owner: str | None = None
+    ) -> None:
+        """Verify the SHA-256 of the whole partial, then make it durable where ``kind`` says.
+
+        ORIGINAL: the catalog row becomes LOCAL with ``original_at = now``.
+        HELD: a HeldRecord for ``owner``.  SMALLER: kept beside the catalog row.
+        Raises HashMismatch (partial discarded) when the digest is wrong.
+        """
+        ...
+
+    def discard_partial(self, image_id: str, kind: Incoming) -> None: ...
+
+    # --- originals held for others ----------------------------------------------------
+    def reserve(self, image_id: str, size: int) -> None:
+        """Promise ``size`` bytes to an incoming held original; CardFull if no room."""
+        ...
+
+    def unreserve(self, image_id: str) -> None: ...
+
+    def held(self, image_id: str) -> HeldRecord | None: ...
+
+    def held_originals(self) -> Iterable[HeldRecord]: ...
+
+    def read_held(self, image_id: str, offset: int, length: int) -> bytes: ...
+
+    def release_held(self, image_id: str) -> None:
+        """Delete a held original (its owner collected it for good)."""
+        ...
+
+    # --- the dispersion list ----------------------------------------------------------
+    def dispersion(self, image_id: str) -> list[DispersionEntry]: ...
+
+    def dispersion_list(self) -> Iterable[DispersionEntry]: ...
+
+    def set_dispersion(
+        self, image_id: str, holder: str, state: DispersalState, now: float
+    ) -> None: ...
+
+    def remove_dispersion(self, image_id: str, holder: str) -> None: ...
+
+    # --- per-peer transfer state ------------------------------------------------------
+    def transfer_state(self, peer: str, image_id: str) -> TransferState: ...
+
+    def set_transfer_state(
+        self,
+        peer: str,
+        image_id: str,
+        state: TransferState,
+        *,
+        max_side: int | None = None,
+        quality: int | None = None,
+    ) -> None: ...

@@ -1,0 +1,1 @@
+"""A deterministic simulator that drives the same protocol objects on virtual time."""

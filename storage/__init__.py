@@ -1,0 +1,1 @@
+"""The card: content-addressed originals, the SQLite catalog, thumbnails, metadata, import."""
