@@ -1,0 +1,834 @@
+"""The card: a folder of originals named by their SHA-256, and the catalog that lists them.
+
+``Card`` implements ``protocol.store.Store``: every call is durable when it
+returns and changes nothing when it raises.  Layout of a card folder::
+
+    catalog.sqlite        the catalog (and its -wal/-shm files)
+    originals/ab/ab12...  our originals, by image id, byte-identical
+    held/<id>             originals held for other owners (dispersal)
+    smaller/<id>          recompressed copies received for our thumbnails
+    partial/<kind>/<id>   unfinished incoming transfers
+    tmp/                  files being written; anything here after a crash is a leftover
+
+A file reaches its final name only by rename after fsync, and the directory is
+fsynced after the rename; a catalog row points at a file only after that.  So
+a crash leaves, at worst, files that no row points at, which ``Card.open``
+deletes and reports in ``Card.recovered``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import logging
+import os
+import re
+import tempfile
+import threading
+import unicodedata
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
+
+from protocol.messages import Limits, MetadataValue
+from protocol.store import (
+    DispersalState,
+    DispersionEntry,
+    HeldRecord,
+    ImageRecord,
+    Incoming,
+    TransferState,
+    Usage,
+    Where,
+)
+from storage.catalog import CATALOG_NAME, Catalog
+from storage.errors import (
+    AmbiguousId,
+    CardBusy,
+    CardExists,
+    CardFull,
+    HashMismatch,
+    NotACard,
+    NotFound,
+    StoreError,
+)
+from storage.sizes import format_size
+
+log = logging.getLogger("cammesh.card")
+
+ROLES: Final = ("camera", "desk")
+CHUNK: Final = 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_HEX = re.compile(r"[0-9a-f]{1,64}\Z")
+
+
+class Extraction(Protocol):
+    """What import learns of a picture (``storage.thumbnails.Extracted`` has these fields)."""
+
+    @property
+    def thumbnail(self) -> bytes: ...
+    @property
+    def thumbnail_source(self) -> str: ...
+    @property
+    def mime(self) -> str: ...
+    @property
+    def capture_time(self) -> float | None: ...
+    @property
+    def metadata(self) -> Mapping[str, MetadataValue]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GivenExtraction:
+    """An extraction supplied by the caller (``add_local``): nothing is decoded."""
+
+    thumbnail: bytes = b""
+    thumbnail_source: str = "given"
+    mime: str = "image/jpeg"
+    capture_time: float | None = None
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+
+def default_reserve(capacity: int) -> int:
+    """Room kept back for the catalog and thumbnails: 1% of the card, at most 256 MiB."""
+    return min(capacity // 100, 256 * 2**20)
+
+
+def check_settings(*, name: str, capacity: int, role: str, reserve: int | None) -> int:
+    """Raise StoreError unless these make a usable card; returns the reserve to use."""
+    reserve = default_reserve(capacity) if reserve is None else reserve
+    if role not in ROLES:
+        raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if not name or len(name) > Limits.MAX_NAME or display_name(name) != name:
+        raise StoreError(f"card name {name!r} must be 1 to 255 printable characters, no slashes")
+    if capacity <= 0 or not 0 <= reserve < capacity:
+        raise StoreError(
+            f"a capacity of {capacity} bytes with a reserve of {reserve} leaves no room: the "
+            "capacity must be positive and the reserve smaller than it"
+        )
+    return reserve
+
+
+def display_name(name: str) -> str:
+    """A file name fit to show and to send: no directories, no control characters, bounded."""
+    base = re.split(r"[/\\]", name)[-1]
+    clean = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in base)
+    clean = clean.strip()[: Limits.MAX_NAME]
+    return clean or "unnamed"
+
+
+def clean_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
+    """Metadata within the wire limits: scalar values, finite floats, bounded keys and text."""
+    out: dict[str, MetadataValue] = {}
+    for key, value in metadata.items():
+        if len(out) >= Limits.MAX_METADATA_KEYS:
+            break
+        if not isinstance(key, str) or not 0 < len(key) <= 64:
+            continue
+        if value is None or type(value) in (bool, int):
+            out[key] = value  # type: ignore[assignment]  # narrowed by the type() test
+        elif type(value) is float and value == value and abs(value) != float("inf"):
+            out[key] = value
+        elif isinstance(value, str):
+            out[key] = value[: Limits.MAX_METADATA_VALUE]
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_card(path: Path) -> int:
+    """Hold the card for this process: recovery on open must not delete another's writes."""
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CardBusy(
+            f"the card {path} is in use by another process (a running `cammesh node`, or another "
+            "import); stop it, or ask the running node to do this"
+        ) from None
+    return fd
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[Concatenate[Card, P], R]) -> Callable[Concatenate[Card, P], R]:
+    """One call at a time, from whichever thread; a closed card refuses every call."""
+
+    def call(self: Card, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the card {self.path} is closed; open it again to use it")
+            return method(self, *args, **kwargs)
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+class Card:
+    """A card folder opened for use; create with ``Card.create``, open with ``Card.open``."""
+
+    def __init__(self, path: Path, catalog: Catalog) -> None:
+        """Use ``Card.create`` or ``Card.open``."""
+        self.path = path
+        self._catalog = catalog
+        self._lock = threading.Lock()
+        self._closed = False
+        settings = catalog.settings()
+        self._device_id = settings["device_id"]
+        self.name = settings["name"]
+        self.role = settings["role"]
+        self.capacity = int(settings["capacity"])
+        self.reserve_bytes = int(settings["reserve"])
+        self._originals = path / "originals"
+        self._held = path / "held"
+        self._smaller = path / "smaller"
+        self._partial = path / "partial"
+        self._tmp = path / "tmp"
+        self._shards: set[str] = set()
+        self.recovered: list[str] = []
+        self._used = 0
+        self._lock_fd: int | None = None
+        self._sync_every = 0  # > 0 inside deferred_sync
+        self._unsynced = 0
+
+    # --- opening and closing ---------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        *,
+        device_id: str,
+        name: str,
+        capacity: int,
+        role: str = "camera",
+        reserve: int | None = None,
+    ) -> Card:
+        """Make a new, empty card in ``path`` (created if need be); CardExists if one is there."""
+        path = Path(path)
+        reserve = check_settings(name=name, capacity=capacity, role=role, reserve=reserve)
+        if not _HEX64.match(device_id):
+            raise StoreError(f"device id {device_id!r} is not 64 lowercase hex characters")
+        if (path / CATALOG_NAME).exists():
+            raise CardExists(f"{path} already holds a card; open it, or choose another folder")
+        path.mkdir(parents=True, exist_ok=True)
+        catalog = Catalog(path / CATALOG_NAME)
+        catalog.set_settings({
+            "format": "cammesh-card", "device_id": device_id, "name": name, "role": role,
+            "capacity": str(capacity), "reserve": str(reserve),
+        })
+        _fsync_dir(path)
+        return cls._start(path, catalog)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Card:
+        """Open an existing card, cleaning up (and reporting) what an interrupted write left."""
+        path = Path(path)
+        if not (path / CATALOG_NAME).is_file():
+            raise NotACard(f"{path} is not a cammesh card (no {CATALOG_NAME}); create one with `cammesh init`")
+        catalog = Catalog(path / CATALOG_NAME)
+        if catalog.settings().get("format") != "cammesh-card":
+            catalog.close()
+            raise NotACard(f"{path} has a catalog but no card settings; it was never initialised")
+        return cls._start(path, catalog)
+
+    @classmethod
+    def _start(cls, path: Path, catalog: Catalog) -> Card:
+        card = cls(path, catalog)
+        try:
+            card._lock_fd = _lock_card(path)
+            for folder in (card._originals, card._held, card._smaller, card._tmp,
+                           *(card._partial / kind.value for kind in Incoming)):
+                folder.mkdir(parents=True, exist_ok=True)
+            card._recover()
+        except BaseException:
+            catalog.close()
+            if card._lock_fd is not None:
+                os.close(card._lock_fd)
+            raise
+        return card
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._catalog.close()
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)  # releases the card for the next process
+                    self._lock_fd = None
+
+    def __enter__(self) -> Card:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _recover(self) -> None:
+        """Delete files no row points at, drop rows whose file is gone, trim torn partials."""
+        found: list[str] = []
+        for leftover in sorted(self._tmp.iterdir()):
+            found.append(f"removed an unfinished write {leftover.name}")
+            _unlink(leftover)
+        local = self._catalog.local_ids()
+        on_disk: set[str] = set()
+        for shard in sorted(self._originals.iterdir()):
+            if not shard.is_dir():
+                found.append(f"removed {shard.name[:12]}, which does not belong in originals/")
+                _unlink(shard)
+                continue
+            for file in sorted(shard.iterdir()):
+                if file.name in local:
+                    on_disk.add(file.name)
+                else:
+                    found.append(f"removed original {file.name[:12]}, which the catalog does not list")
+                    _unlink(file)
+        for image_id in sorted(local - on_disk):
+            # Cannot happen through this class (rows follow files); someone deleted it by hand.
+            found.append(f"original {image_id[:12]} is missing from the card: marked absent")
+            self._catalog.set_where(image_id, Where.ABSENT, original_at=None)
+        held = {r.image_id for r in self._catalog.held_originals()}
+        smaller = self._catalog.smaller()
+        for folder, known, what in ((self._held, held, "held original"), (self._smaller, set(smaller), "smaller copy")):
+            names = {f.name for f in folder.iterdir()}
+            for stray in sorted(names - known):
+                found.append(f"removed {what} {stray[:12]}, which the catalog does not list")
+                _unlink(folder / stray)
+            for gone in sorted(known - names):
+                found.append(f"{what} {gone[:12]} is missing from the card: forgotten")
+                if what == "held original":
+                    self._catalog.delete_held(gone)
+                else:
+                    self._catalog.delete_smaller(gone)
+        partials = self._catalog.partials()
+        for kind in Incoming:
+            for file in sorted((self._partial / kind.value).iterdir()):
+                length = partials.get((file.name, kind))
+                if length is None:
+                    found.append(f"removed a partial {kind.value} {file.name[:12]} the catalog does not list")
+                    _unlink(file)
+                elif file.stat().st_size != length:
+                    # Bytes past the last committed length were never promised to anyone.
+                    found.append(f"trimmed partial {kind.value} {file.name[:12]} to {length} bytes")
+                    with file.open("r+b") as f:
+                        f.truncate(min(length, file.stat().st_size))
+                        os.fsync(f.fileno())
+                    if file.stat().st_size != length:
+                        self._catalog.set_partial(file.name, kind, file.stat().st_size)
+        for image_id, kind in partials:
+            if not (self._partial / kind.value / image_id).exists():
+                self._catalog.delete_partial(image_id, kind)
+        self.recovered = found
+        for line in found:
+            log.warning("card %s: %s", self.path, line)
+        self._used = self._recount()
+
+    def _recount(self) -> int:
+        return (
+            self._catalog.local_bytes()
+            + sum(r.size for r in self._catalog.held_originals())
+            + sum(self._catalog.smaller().values())
+            + sum(self._catalog.partials().values())
+        )
+
+    # --- room --------------------------------------------------------------------------
+    @property
+    def device_id(self) -> str:
+        return self._device_id
+
+    def _reserved(self) -> int:
+        """The card's reserve plus what reservations still promise beyond their partials."""
+        partials = self._catalog.partials()
+        return self.reserve_bytes + sum(
+            max(0, size - partials.get((image_id, Incoming.HELD), 0))
+            for image_id, size in self._catalog.reservations().items()
+        )
+
+    @_locked
+    def usage(self) -> Usage:
+        return Usage(capacity=self.capacity, used=self._used, reserved=self._reserved())
+
+    def _need_room(self, size: int, *, covered: int = 0, what: str = "this write") -> None:
+        free = max(0, self.capacity - self._used - self._reserved())
+        if size - covered > free:
+            raise CardFull(
+                f"card {self.name!r} is full: {what} needs {format_size(size)} but only "
+                f"{format_size(free)} of {format_size(self.capacity)} is free; disperse or "
+                "delete pictures, or use a card with more capacity"
+            )
+
+    # --- local capture -----------------------------------------------------------------
+    @_locked
+    def add_original(
+        self,
+        source: Path | bytes,
+        *,
+        name: str,
+        now: float,
+        extracted: Extraction | Callable[[Path], Extraction],
+    ) -> tuple[ImageRecord, bool]:
+        """Store a picture taken or imported here as LOCAL; (record, False) if it was known.
+
+        ``extracted`` may be a function, called on the stored copy only for new pictures.
+        CardFull leaves nothing behind.  A picture known only by thumbnail gets its original.
+        """
+        if isinstance(source, bytes):
+            digest = hashlib.sha256(source).hexdigest()
+            known = self._catalog.image(digest)
+            if known is not None and known.where is Where.LOCAL:
+                return known, False
+            self._need_room(len(source), what=f"{display_name(name)!r}")
+            temp, digest, size = self._write_temp([source], len(source))
+        else:
+            size = source.stat().st_size
+            try:
+                self._need_room(size, what=f"{display_name(name)!r}")
+            except CardFull:
+                # A duplicate needs no room: look before refusing (reads the file once more).
+                known = self._catalog.image(_hash_file(source))
+                if known is not None and known.where is Where.LOCAL:
+                    return known, False
+                raise
+            with source.open("rb") as f:
+                temp, digest, size = self._write_temp(iter(lambda: f.read(CHUNK), b""), size)
+        try:
+            return self._adopt(temp, digest, size, name=name, now=now, extracted=extracted)
+        finally:
+            _unlink(temp)
+
+    def _adopt(
+        self, temp: Path, digest: str, size: int, *, name: str, now: float,
+        extracted: Extraction | Callable[[Path], Extraction],
+    ) -> tuple[ImageRecord, bool]:
+        known = self._catalog.image(digest)
+        if known is not None and known.where is Where.LOCAL:
+            return known, False
+        final = self._original_file(digest)
+        if known is not None:  # its thumbnail and metadata came from a peer: keep them
+            self._place(temp, final)
+            self._catalog.set_where(digest, Where.LOCAL, original_at=now)
+            self._used += size
+            record = self._catalog.image(digest)
+            assert record is not None
+            return record, False
+        facts = extracted(temp) if callable(extracted) else extracted
+        self._place(temp, final)
+        record = ImageRecord(
+            image_id=digest,
+            origin=self._device_id,
+            seq=self._catalog.next_seq(self._device_id),
+            name=display_name(name),
+            size=size,
+            mime=facts.mime[:128] or "application/octet-stream",
+            capture_time=facts.capture_time,
+            metadata=clean_metadata(facts.metadata),
+            thumbnail=facts.thumbnail,
+            where=Where.LOCAL,
+            thumbnail_at=None,
+            original_at=now,
+        )
+        try:
+            self._catalog.insert_image(record, thumbnail_source=facts.thumbnail_source)
+        except BaseException:
+            _unlink(final)
+            raise
+        self._used += size
+        self._added()
+        return record, True
+
+    @contextmanager
+    def deferred_sync(self, *, every: int = 64) -> Iterator[None]:
+        """For bulk import: pictures added inside survive a crash of the process at once, and a
+        power cut once ``every`` more were added or the block ends.  Never for captures whose
+        bytes exist nowhere else; a power cut before the sync only un-imports files that are
+        still at their source (their originals are stray files, removed on the next open).
+        """
+        with self._lock:
+            self._catalog.set_deferred(True)
+            self._sync_every, self._unsynced = every, 0
+        try:
+            yield
+        finally:
+            with self._lock:
+                if not self._closed:
+                    self._catalog.sync()
+                    self._catalog.set_deferred(False)
+                self._sync_every = 0
+
+    def _added(self) -> None:
+        if self._sync_every:
+            self._unsynced += 1
+            if self._unsynced >= self._sync_every:
+                self._catalog.sync()
+                self._unsynced = 0
+
+    def add_local(
+        self,
+        data: bytes,
+        *,
+        name: str,
+        now: float,
+        mime: str = "image/jpeg",
+        capture_time: float | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        thumbnail: bytes = b"",
+    ) -> ImageRecord:
+        """Store ``data`` as a picture captured here (the same call shape as MemoryStore's)."""
+        facts = GivenExtraction(thumbnail, "given", mime, capture_time, dict(metadata or {}))
+        record, _ = self.add_original(data, name=name, now=now, extracted=facts)
+        return record
+
+    @_locked
+    def original_path(self, image_id: str) -> Path:
+        """Where a LOCAL original is, for local readers; NotFound otherwise."""
+        self._local(image_id)
+        return self._original_file(image_id)
+
+    @_locked
+    def resolve(self, prefix: str) -> str:
+        """The one image id starting with ``prefix``; NotFound or AmbiguousId otherwise."""
+        prefix = prefix.strip().lower()
+        if not _HEX.match(prefix):
+            raise NotFound(f"{prefix!r} is not an image id: ids are hexadecimal (see `cammesh ls`)")
+        ids = self._catalog.ids_starting(prefix)
+        if not ids:
+            raise NotFound(f"no picture on this card has an id starting with {prefix!r}")
+        if len(ids) > 1:
+            raise AmbiguousId(f"more than one picture has an id starting with {prefix!r}; give more characters")
+        return ids[0]
+
+    @_locked
+    def thumbnail_sources(self) -> dict[str, str | None]:
+        """Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder)."""
+        return self._catalog.thumbnail_sources()
+
+    # --- the catalog -------------------------------------------------------------------
+    @_locked
+    def image(self, image_id: str) -> ImageRecord | None:
+        return self._catalog.image(image_id)
+
+    @_locked
+    def images(self) -> list[ImageRecord]:
+        return self._catalog.images()
+
+    @_locked
+    def images_after(self, origin: str, seq: int) -> list[ImageRecord]:
+        return self._catalog.images_after(origin, seq)
+
+    @_locked
+    def seen(self) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for origin, seq in self._catalog.seqs():
+            top = seen.setdefault(origin, 0)
+            if seq == top + 1:
+                seen[origin] = seq
+        return seen
+
+    @_locked
+    def add_thumbnail(self, record: ImageRecord, now: float) -> bool:
+        if self._catalog.image(record.image_id) is not None:
+            return False
+        self._catalog.insert_image(
+            ImageRecord(
+                image_id=record.image_id, origin=record.origin, seq=record.seq, name=record.name,
+                size=record.size, mime=record.mime, capture_time=record.capture_time,
+                metadata=dict(record.metadata), thumbnail=record.thumbnail, where=Where.ABSENT,
+                thumbnail_at=now, original_at=None, wrapped_key=record.wrapped_key,
+            ),
+            thumbnail_source="peer",
+        )
+        return True
+
+    # --- originals ---------------------------------------------------------------------
+    def _original_file(self, image_id: str) -> Path:
+        return self._originals / image_id[:2] / image_id
+
+    def _local(self, image_id: str) -> ImageRecord:
+        record = self._catalog.image(image_id)
+        if record is None or record.where is not Where.LOCAL:
+            raise NotFound(f"picture {image_id[:12]} has no original on this card")
+        return record
+
+    @_locked
+    def read_original(self, image_id: str, offset: int, length: int) -> bytes:
+        self._local(image_id)
+        return _read(self._original_file(image_id), offset, length)
+
+    @_locked
+    def smaller_copy(self, image_id: str, max_side: int | None, quality: int | None) -> bytes:
+        record = self._local(image_id)
+        return _recompress(self._original_file(image_id), record.name, max_side, quality)
+
+    @_locked
+    def free_original(self, image_id: str, now: float) -> None:
+        record = self._local(image_id)
+        if not any(e.state is DispersalState.STORED for e in self._catalog.dispersion(image_id)):
+            raise StoreError(
+                f"picture {image_id[:12]} has no holder that confirmed storing it; "
+                "its original stays on the card until one does"
+            )
+        # The row changes first: a crash before the unlink leaves a stray file, never a lost one.
+        self._catalog.set_where(image_id, Where.DISPERSED, original_at=None)
+        _unlink(self._original_file(image_id))
+        self._used -= record.size
+
+    # --- incoming transfers ------------------------------------------------------------
+    def _partial_file(self, image_id: str, kind: Incoming) -> Path:
+        if not _HEX64.match(image_id):
+            raise StoreError(f"{image_id!r} is not an image id")  # never let a peer pick a path
+        return self._partial / kind.value / image_id
+
+    @_locked
+    def partial_offset(self, image_id: str, kind: Incoming) -> int:
+        return self._catalog.partials().get((image_id, kind), 0)
+
+    @_locked
+    def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
+        path = self._partial_file(image_id, kind)
+        partials = self._catalog.partials()
+        have = partials.get((image_id, kind), 0)
+        if offset != have:
+            raise StoreError(f"partial {kind.value} {image_id[:12]} is at {have} bytes, not {offset}")
+        covered = 0
+        if kind is Incoming.HELD:
+            covered = max(0, self._catalog.reservations().get(image_id, 0) - have)
+        self._need_room(len(data), covered=min(covered, len(data)), what=f"a chunk of {image_id[:12]}")
+        new = not path.exists()
+        with path.open("r+b" if not new else "wb") as f:
+            try:
+                f.seek(offset)
+                f.write(data)
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                f.truncate(offset)  # a real disk full: leave the partial as it was
+                raise
+        if new:
+            _fsync_dir(path.parent)
+        self._catalog.set_partial(image_id, kind, offset + len(data))
+        self._used += len(data)
+
+    @_locked
+    def finish_partial(
+        self, image_id: str, kind: Incoming, digest: str, now: float, *, owner: str | None = None
+    ) -> None:
+        path = self._partial_file(image_id, kind)
+        length = self._catalog.partials().get((image_id, kind), 0)
+        record = self._catalog.image(image_id)
+        if kind is Incoming.HELD and owner is None:
+            raise StoreError("a held original needs its owner's device id")
+        if kind is not Incoming.HELD and record is None:
+            raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
+        actual = _hash_file(path) if path.exists() else hashlib.sha256().hexdigest()
+        if actual != digest or (kind is Incoming.ORIGINAL and record and length != record.size):
+            self._drop_partial(image_id, kind, length)
+            raise HashMismatch(
+                f"the {kind.value} received for {image_id[:12]} hashes to {actual[:12]}, "
+                f"not {digest[:12]}; it was discarded and must be sent again"
+            )
+        if not path.exists():
+            path.write_bytes(b"")
+        if kind is Incoming.ORIGINAL:
+            assert record is not None
+            if record.where is Where.LOCAL:
+                self._drop_partial(image_id, kind, length)
+                return
+            self._place(path, self._original_file(image_id))
+            with self._catalog.transaction():
+                self._catalog.delete_partial(image_id, kind)
+                self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
+        elif kind is Incoming.HELD:
+            assert owner is not None
+            old = self._catalog.held(image_id)
+            self._place(path, self._held / image_id)
+            with self._catalog.transaction():
+                self._catalog.delete_partial(image_id, kind)
+                self._catalog.delete_reservation(image_id)
+                self._catalog.insert_held(HeldRecord(image_id, owner, length, now))
+            self._used -= old.size if old else 0
+        else:
+            old_size = self._catalog.smaller().get(image_id, 0)
+            self._place(path, self._smaller / image_id)
+            with self._catalog.transaction():
+                self._catalog.delete_partial(image_id, kind)
+                self._catalog.insert_smaller(image_id, length, now)
+            self._used -= old_size
+
+    @_locked
+    def discard_partial(self, image_id: str, kind: Incoming) -> None:
+        length = self._catalog.partials().get((image_id, kind), 0)
+        self._drop_partial(image_id, kind, length)
+
+    def _drop_partial(self, image_id: str, kind: Incoming, length: int) -> None:
+        self._catalog.delete_partial(image_id, kind)
+        _unlink(self._partial_file(image_id, kind))
+        self._used -= length
+
+    # --- originals held for others -----------------------------------------------------
+    @_locked
+    def reserve(self, image_id: str, size: int) -> None:
+        if size < 0:
+            raise StoreError(f"cannot reserve {size} bytes")
+        old = self._catalog.reservations().get(image_id)
+        have = self._catalog.partials().get((image_id, Incoming.HELD), 0)
+        covered = 0 if old is None else max(0, old - have)
+        self._need_room(max(0, size - have), covered=covered, what=f"holding {image_id[:12]}")
+        self._catalog.set_reservation(image_id, size)
+
+    @_locked
+    def unreserve(self, image_id: str) -> None:
+        self._catalog.delete_reservation(image_id)
+
+    @_locked
+    def held(self, image_id: str) -> HeldRecord | None:
+        return self._catalog.held(image_id)
+
+    @_locked
+    def held_originals(self) -> list[HeldRecord]:
+        return self._catalog.held_originals()
+
+    @_locked
+    def read_held(self, image_id: str, offset: int, length: int) -> bytes:
+        if self._catalog.held(image_id) is None:
+            raise NotFound(f"this card holds no original {image_id[:12]} for anyone")
+        return _read(self._held / image_id, offset, length)
+
+    @_locked
+    def release_held(self, image_id: str) -> None:
+        record = self._catalog.held(image_id)
+        if record is None:
+            return
+        self._catalog.delete_held(image_id)
+        _unlink(self._held / image_id)
+        self._used -= record.size
+
+    # --- the dispersion list -----------------------------------------------------------
+    @_locked
+    def dispersion(self, image_id: str) -> list[DispersionEntry]:
+        return self._catalog.dispersion(image_id)
+
+    @_locked
+    def dispersion_list(self) -> list[DispersionEntry]:
+        return self._catalog.dispersion_list()
+
+    @_locked
+    def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
+        if self._catalog.image(image_id) is None:
+            raise NotFound(f"picture {image_id[:12]} is not in the catalog")
+        self._catalog.set_dispersion(image_id, holder, state, now)
+
+    @_locked
+    def remove_dispersion(self, image_id: str, holder: str) -> None:
+        self._catalog.remove_dispersion(image_id, holder)
+
+    # --- per-peer transfer state -------------------------------------------------------
+    @_locked
+    def transfer_state(self, peer: str, image_id: str) -> TransferState:
+        return self._catalog.transfer_state(peer, image_id)
+
+    @_locked
+    def transfer_request(self, peer: str, image_id: str) -> tuple[int | None, int | None]:
+        """The (max_side, quality) ``peer`` asked for with its last request."""
+        return self._catalog.transfer_request(peer, image_id)
+
+    @_locked
+    def set_transfer_state(
+        self, peer: str, image_id: str, state: TransferState, *,
+        max_side: int | None = None, quality: int | None = None,
+    ) -> None:
+        self._catalog.set_transfer_state(peer, image_id, state, max_side, quality)
+
+    # --- files -------------------------------------------------------------------------
+    def _write_temp(self, chunks: Iterable[bytes], limit: int) -> tuple[Path, str, int]:
+        """Copy ``chunks`` to a fsynced temp file, hashing on the way; CardFull past ``limit``."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
+        temp = Path(name)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:  # the file grew while we read it: check the room again
+                        self._need_room(size, what="a file that grew while it was imported")
+                        limit = size
+                    digest.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            _unlink(temp)
+            raise
+        return temp, digest.hexdigest(), size
+
+    def _place(self, temp: Path, final: Path) -> None:
+        """Rename a fsynced file to its final name and make the rename durable."""
+        if final.parent.name not in self._shards and final.parent.parent == self._originals:
+            if not final.parent.exists():
+                final.parent.mkdir()
+                _fsync_dir(self._originals)
+            self._shards.add(final.parent.name)
+        os.replace(temp, final)  # ``temp`` was fsynced by whoever wrote it
+        _fsync_dir(final.parent)
+
+
+def _read(path: Path, offset: int, length: int) -> bytes:
+    if offset < 0 or length < 0:
+        raise StoreError(f"cannot read {length} bytes at offset {offset}")
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    except FileNotFoundError as exc:
+        raise NotFound(f"{path.name[:12]} is listed but its file is gone") from exc
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recompress(path: Path, name: str, max_side: int | None, quality: int | None) -> bytes:
+    """A JPEG of the picture, at most ``max_side`` on its long side (FIG. 10, S64-S65)."""
+    from PIL import Image, ImageOps  # Pillow loads only when a smaller copy is asked for
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if max_side:
+                    image.draft("RGB", (max_side, max_side))
+                picture = ImageOps.exif_transpose(image) or image
+                if max_side:
+                    picture.thumbnail((max_side, max_side))
+                out = io.BytesIO()
+                picture.convert("RGB").save(out, "JPEG", quality=quality or 85)
+                return out.getvalue()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise StoreError(f"cannot make a smaller copy of {name!r}: {exc}") from exc
+
+
+def iter_card_files(path: Path) -> Iterator[Path]:
+    """Every file whose bytes count against the card's capacity (tests and checks use it)."""
+    for folder in ("originals", "held", "smaller", "partial"):
+        for file in (path / folder).rglob("*"):
+            if file.is_file():
+                yield file

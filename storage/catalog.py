@@ -1,0 +1,378 @@
+"""The card's catalog: one SQLite file in WAL mode, its schema versioned by migrations.
+
+Every method that changes something is one transaction (``with catalog.transaction():``
+groups several).  The catalog holds no lock of its own: ``Card`` serialises calls.
+
+Durability: ``synchronous=FULL``.  In WAL mode NORMAL survives a crash of the
+process but may lose the last commits on power loss, and the protocol deletes a
+local original as soon as its dispersion-list entry is durable (DESIGN.md,
+"Dispersal"): losing that commit after the delete would lose the picture.  FULL
+costs one WAL fsync per commit (0.3 ms on an idle disk, 2-4 ms on a busy one).
+The one exception is a bulk import (``deferred_sync``): its sources still exist,
+so there commits are only process-crash safe (NORMAL) and a checkpoint makes
+them power-safe every few dozen pictures and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from protocol.messages import MetadataValue
+from protocol.store import (
+    DispersalState,
+    DispersionEntry,
+    HeldRecord,
+    ImageRecord,
+    Incoming,
+    TransferState,
+    Where,
+)
+from storage.errors import CatalogTooNew, StoreError
+
+CATALOG_NAME: Final = "catalog.sqlite"
+
+# Ordered migration steps: step i brings the schema from version i to i + 1
+# (PRAGMA user_version).  Never edit a released step; append a new one.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE card (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE images (
+        image_id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        capture_time REAL,
+        metadata TEXT NOT NULL,
+        thumbnail BLOB NOT NULL,
+        thumbnail_source TEXT,
+        original_where TEXT NOT NULL CHECK (original_where IN ('local', 'dispersed', 'absent')),
+        thumbnail_at REAL,
+        original_at REAL,
+        wrapped_key BLOB,
+        UNIQUE (origin, seq)
+    );
+    CREATE TABLE transfers (
+        peer TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        max_side INTEGER,
+        quality INTEGER,
+        PRIMARY KEY (peer, image_id)
+    );
+    CREATE TABLE dispersion (
+        image_id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (image_id, holder)
+    );
+    CREATE TABLE held (
+        image_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        stored_at REAL NOT NULL
+    );
+    CREATE TABLE reservations (image_id TEXT PRIMARY KEY, size INTEGER NOT NULL);
+    CREATE TABLE smaller (
+        image_id TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        stored_at REAL NOT NULL
+    );
+    CREATE TABLE partials (
+        image_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        PRIMARY KEY (image_id, kind)
+    );
+    """,
+)
+
+_IMAGE_COLUMNS: Final = (
+    "image_id, origin, seq, name, size, mime, capture_time, metadata, thumbnail,"
+    " original_where, thumbnail_at, original_at, wrapped_key"
+)
+
+
+def _record(row: sqlite3.Row) -> ImageRecord:
+    metadata: Mapping[str, MetadataValue] = json.loads(row["metadata"])
+    return ImageRecord(
+        image_id=row["image_id"],
+        origin=row["origin"],
+        seq=row["seq"],
+        name=row["name"],
+        size=row["size"],
+        mime=row["mime"],
+        capture_time=row["capture_time"],
+        metadata=metadata,
+        thumbnail=bytes(row["thumbnail"]),
+        where=Where(row["original_where"]),
+        thumbnail_at=row["thumbnail_at"],
+        original_at=row["original_at"],
+        wrapped_key=None if row["wrapped_key"] is None else bytes(row["wrapped_key"]),
+    )
+
+
+class Catalog:
+    """SQL over the card's catalog file; every public change commits before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        # check_same_thread=False: the node calls the card from trio's worker threads,
+        # one call at a time; Card's lock is what serialises them.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._depth = 0
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"the catalog {path} cannot be read ({exc}); is it a cammesh card?") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.version
+        if version > len(MIGRATIONS):
+            raise CatalogTooNew(
+                f"the catalog has schema version {version}, this cammesh knows up to "
+                f"{len(MIGRATIONS)}: upgrade cammesh to use this card"
+            )
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first, so each step runs as its own explicit transaction.
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{step}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    def set_deferred(self, deferred: bool) -> None:
+        """NORMAL (commits survive a process crash, not yet a power cut) or back to FULL."""
+        self._db.execute(f"PRAGMA synchronous={'NORMAL' if deferred else 'FULL'}")
+
+    def sync(self) -> None:
+        """Make every commit so far power-safe: a checkpoint syncs the WAL, then the database."""
+        self._db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self.transaction():
+            return self._db.execute(sql, params)
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+        return row
+
+    # --- the card's own settings --------------------------------------------------
+    def settings(self) -> dict[str, str]:
+        return {row["key"]: row["value"] for row in self._all("SELECT key, value FROM card")}
+
+    def set_settings(self, values: Mapping[str, str]) -> None:
+        with self.transaction():
+            for key, value in values.items():
+                self._db.execute("INSERT OR REPLACE INTO card (key, value) VALUES (?, ?)", (key, value))
+
+    # --- images -------------------------------------------------------------------
+    def insert_image(self, record: ImageRecord, *, thumbnail_source: str | None) -> None:
+        try:
+            self._run(
+                f"INSERT INTO images ({_IMAGE_COLUMNS}, thumbnail_source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.image_id, record.origin, record.seq, record.name, record.size,
+                    record.mime, record.capture_time,
+                    json.dumps(dict(record.metadata), allow_nan=False, sort_keys=True),
+                    record.thumbnail, record.where.value, record.thumbnail_at,
+                    record.original_at, record.wrapped_key, thumbnail_source,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(
+                f"picture {record.image_id[:12]} conflicts with the catalog: seq {record.seq} "
+                f"of origin {record.origin[:12]} is already another picture"
+            ) from exc
+
+    def image(self, image_id: str) -> ImageRecord | None:
+        row = self._one(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE image_id = ?", (image_id,))
+        return None if row is None else _record(row)
+
+    def images(self) -> list[ImageRecord]:
+        rows = self._all(f"SELECT {_IMAGE_COLUMNS} FROM images ORDER BY origin, seq")
+        return [_record(row) for row in rows]
+
+    def images_after(self, origin: str, seq: int) -> list[ImageRecord]:
+        rows = self._all(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE origin = ? AND seq > ? ORDER BY seq",
+            (origin, seq),
+        )
+        return [_record(row) for row in rows]
+
+    def seqs(self) -> list[tuple[str, int]]:
+        return [(r["origin"], r["seq"]) for r in self._all("SELECT origin, seq FROM images ORDER BY origin, seq")]
+
+    def next_seq(self, origin: str) -> int:
+        row = self._one("SELECT MAX(seq) AS top FROM images WHERE origin = ?", (origin,))
+        return 1 if row is None or row["top"] is None else int(row["top"]) + 1
+
+    def ids_starting(self, prefix: str) -> list[str]:
+        # prefix is checked to be hex by the caller, so LIKE has no wildcards to escape.
+        return [r["image_id"] for r in self._all(
+            "SELECT image_id FROM images WHERE image_id LIKE ? ORDER BY image_id LIMIT 2", (prefix + "%",)
+        )]
+
+    def set_where(self, image_id: str, where: Where, *, original_at: float | None) -> None:
+        self._run(
+            "UPDATE images SET original_where = ?, original_at = COALESCE(?, original_at)"
+            " WHERE image_id = ?",
+            (where.value, original_at, image_id),
+        )
+
+    def thumbnail_sources(self) -> dict[str, str | None]:
+        return {r["image_id"]: r["thumbnail_source"] for r in self._all(
+            "SELECT image_id, thumbnail_source FROM images"
+        )}
+
+    def local_ids(self) -> set[str]:
+        return {r["image_id"] for r in self._all(
+            "SELECT image_id FROM images WHERE original_where = 'local'"
+        )}
+
+    def local_bytes(self) -> int:
+        row = self._one("SELECT COALESCE(SUM(size), 0) AS n FROM images WHERE original_where = 'local'")
+        return 0 if row is None else int(row["n"])
+
+    # --- per-peer transfer state ----------------------------------------------------
+    def transfer_state(self, peer: str, image_id: str) -> TransferState:
+        row = self._one("SELECT state FROM transfers WHERE peer = ? AND image_id = ?", (peer, image_id))
+        return TransferState.UNTRANSMITTED if row is None else TransferState(row["state"])
+
+    def transfer_request(self, peer: str, image_id: str) -> tuple[int | None, int | None]:
+        """The (max_side, quality) last asked for, (None, None) when none."""
+        row = self._one(
+            "SELECT max_side, quality FROM transfers WHERE peer = ? AND image_id = ?", (peer, image_id)
+        )
+        return (None, None) if row is None else (row["max_side"], row["quality"])
+
+    def set_transfer_state(
+        self, peer: str, image_id: str, state: TransferState, max_side: int | None, quality: int | None
+    ) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO transfers (peer, image_id, state, max_side, quality)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (peer, image_id, state.value, max_side, quality),
+        )
+
+    # --- the dispersion list ----------------------------------------------------------
+    @staticmethod
+    def _entry(row: sqlite3.Row) -> DispersionEntry:
+        return DispersionEntry(row["image_id"], row["holder"], DispersalState(row["state"]), row["updated_at"])
+
+    def dispersion(self, image_id: str) -> list[DispersionEntry]:
+        rows = self._all(
+            "SELECT * FROM dispersion WHERE image_id = ? ORDER BY holder", (image_id,)
+        )
+        return [self._entry(r) for r in rows]
+
+    def dispersion_list(self) -> list[DispersionEntry]:
+        return [self._entry(r) for r in self._all("SELECT * FROM dispersion ORDER BY image_id, holder")]
+
+    def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO dispersion (image_id, holder, state, updated_at) VALUES (?, ?, ?, ?)",
+            (image_id, holder, state.value, now),
+        )
+
+    def remove_dispersion(self, image_id: str, holder: str) -> None:
+        self._run("DELETE FROM dispersion WHERE image_id = ? AND holder = ?", (image_id, holder))
+
+    # --- held originals, reservations, smaller copies, partials --------------------------
+    def held(self, image_id: str) -> HeldRecord | None:
+        row = self._one("SELECT * FROM held WHERE image_id = ?", (image_id,))
+        return None if row is None else HeldRecord(row["image_id"], row["owner"], row["size"], row["stored_at"])
+
+    def held_originals(self) -> list[HeldRecord]:
+        return [
+            HeldRecord(r["image_id"], r["owner"], r["size"], r["stored_at"])
+            for r in self._all("SELECT * FROM held ORDER BY image_id")
+        ]
+
+    def insert_held(self, record: HeldRecord) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO held (image_id, owner, size, stored_at) VALUES (?, ?, ?, ?)",
+            (record.image_id, record.owner, record.size, record.stored_at),
+        )
+
+    def delete_held(self, image_id: str) -> None:
+        self._run("DELETE FROM held WHERE image_id = ?", (image_id,))
+
+    def reservations(self) -> dict[str, int]:
+        return {r["image_id"]: int(r["size"]) for r in self._all("SELECT * FROM reservations")}
+
+    def set_reservation(self, image_id: str, size: int) -> None:
+        self._run("INSERT OR REPLACE INTO reservations (image_id, size) VALUES (?, ?)", (image_id, size))
+
+    def delete_reservation(self, image_id: str) -> None:
+        self._run("DELETE FROM reservations WHERE image_id = ?", (image_id,))
+
+    def smaller(self) -> dict[str, int]:
+        return {r["image_id"]: int(r["size"]) for r in self._all("SELECT image_id, size FROM smaller")}
+
+    def insert_smaller(self, image_id: str, size: int, stored_at: float) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO smaller (image_id, size, stored_at) VALUES (?, ?, ?)",
+            (image_id, size, stored_at),
+        )
+
+    def delete_smaller(self, image_id: str) -> None:
+        self._run("DELETE FROM smaller WHERE image_id = ?", (image_id,))
+
+    def partials(self) -> dict[tuple[str, Incoming], int]:
+        return {
+            (r["image_id"], Incoming(r["kind"])): int(r["length"])
+            for r in self._all("SELECT * FROM partials")
+        }
+
+    def set_partial(self, image_id: str, kind: Incoming, length: int) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO partials (image_id, kind, length) VALUES (?, ?, ?)",
+            (image_id, kind.value, length),
+        )
+
+    def delete_partial(self, image_id: str, kind: Incoming) -> None:
+        self._run("DELETE FROM partials WHERE image_id = ? AND kind = ?", (image_id, kind.value))
