@@ -1,0 +1,219 @@
+"""Find the mesh's devices on the local network with mDNS/DNS-SD, bridged into trio.
+
+Each device advertises ``_cammesh._tcp.local.`` with TXT records: ``id`` (device id),
+``mesh`` (``Membership.mesh_hash`` — a hash of the mesh id, never the id or the code),
+``role``, ``v`` (protocol version) and ``port``. The sync ``Zeroconf`` runs its own
+threads; its browser's callbacks only hand the service name to trio
+(``TrioToken.run_sync_soon``), and names are resolved with the blocking
+``get_service_info`` in trio worker threads, never on zeroconf's own threads. Our own
+advertisement and other meshes' devices are ignored. Discovery only says where a device
+claims to be: mesh/tls.py decides whether it is who it claims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import math
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import ifaddr
+import trio
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
+from protocol.messages import PROTOCOL_VERSION, Role
+
+log = logging.getLogger("cammesh.discovery")
+
+SERVICE_TYPE = "_cammesh._tcp.local."
+RESOLVE_TIMEOUT_MS = 3000
+SHUTDOWN_TIMEOUT = 15.0
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFound:
+    """A device of our mesh advertises itself at ``host:port`` (not yet authenticated)."""
+
+    device_id: str
+    host: str
+    port: int
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLost:
+    """A device we reported withdrew its advertisement (or it expired)."""
+
+    device_id: str
+
+
+DiscoveryEvent = PeerFound | PeerLost
+
+
+def _local_addresses() -> list[str]:
+    """IPv4 addresses of this machine's non-loopback interfaces (loopback if there is none)."""
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback:
+                found.append(ip.ip)
+    return found or ["127.0.0.1"]
+
+
+def _service_info(
+    device_id: str, mesh_hash: str, role: Role | str, port: int, addresses: list[str]
+) -> ServiceInfo:
+    return ServiceInfo(
+        SERVICE_TYPE,
+        f"cammesh-{device_id[:24]}.{SERVICE_TYPE}",
+        port=port,
+        properties={
+            "id": device_id,
+            "mesh": mesh_hash,
+            "role": Role(role).value,
+            "v": str(PROTOCOL_VERSION),
+            "port": str(port),
+        },
+        server=f"cammesh-{device_id[:12]}.local.",
+        parsed_addresses=addresses,
+    )
+
+
+def _txt(info: ServiceInfo, key: str) -> str:
+    value = info.properties.get(key.encode("ascii"))
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+
+class Discovery:
+    """Events about the mesh's devices; obtain one with ``open_discovery``."""
+
+    def __init__(
+        self, zc: Zeroconf, device_id: str, mesh_hash: str, nursery: trio.Nursery
+    ) -> None:
+        self._zc = zc
+        self._device_id = device_id
+        self._mesh_hash = mesh_hash
+        self._nursery = nursery
+        self._token = trio.lowlevel.current_trio_token()
+        self._names: trio.MemorySendChannel[tuple[str, ServiceStateChange]]
+        self._names, names_out = trio.open_memory_channel(math.inf)
+        self._send, self._receive = trio.open_memory_channel[DiscoveryEvent](math.inf)
+        self._found: dict[str, str] = {}  # service name -> device id reported
+        self._generation: dict[str, int] = {}  # service name -> changes seen, to drop stale resolves
+        nursery.start_soon(self._dispatch, names_out)
+
+    def on_service_state_change(
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        """Called on zeroconf's browser thread: only hand the name to trio, never block here."""
+        with contextlib.suppress(trio.RunFinishedError):  # trio is gone: nobody to tell
+            self._token.run_sync_soon(self._deliver, name, state_change)
+
+    def _deliver(self, name: str, state_change: ServiceStateChange) -> None:
+        # Runs on the trio thread; an exception here would crash the whole run.
+        with contextlib.suppress(trio.ClosedResourceError):  # discovery is closing
+            self._names.send_nowait((name, state_change))
+
+    def events(self) -> trio.MemoryReceiveChannel[DiscoveryEvent]:
+        """Peers of our mesh appearing and vanishing, in order; the stream ends when discovery closes."""
+        return self._receive
+
+    def _emit(self, event: DiscoveryEvent) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            self._send.send_nowait(event)  # nobody may listen any more
+
+    async def _dispatch(
+        self, names: trio.MemoryReceiveChannel[tuple[str, ServiceStateChange]]
+    ) -> None:
+        async for name, change in names:
+            self._generation[name] = self._generation.get(name, 0) + 1
+            if change is ServiceStateChange.Removed:
+                device_id = self._found.pop(name, None)
+                if device_id is not None:
+                    log.info("device %s withdrew from discovery", device_id[:8])
+                    self._emit(PeerLost(device_id))
+            else:
+                self._nursery.start_soon(self._resolve, name, self._generation[name])
+
+    async def _resolve(self, name: str, generation: int) -> None:
+        info = await trio.to_thread.run_sync(
+            self._zc.get_service_info, SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS
+        )
+        if self._generation.get(name) != generation:
+            return  # removed or changed while we were asking; a newer event rules
+        if info is None:
+            log.debug("could not resolve %s within %d ms", name, RESOLVE_TIMEOUT_MS)
+            return
+        found = self._peer(info)
+        if found is None:
+            return
+        previous = self._found.get(name)
+        if previous is not None and previous != found.device_id:
+            self._emit(PeerLost(previous))
+        self._found[name] = found.device_id
+        self._emit(found)
+
+    def _peer(self, info: ServiceInfo) -> PeerFound | None:
+        device_id, mesh = _txt(info, "id"), _txt(info, "mesh")
+        if device_id == self._device_id:
+            return None  # our own advertisement
+        if mesh != self._mesh_hash:
+            log.debug("ignoring %s: another mesh", info.name)
+            return None
+        try:
+            role = Role(_txt(info, "role"))
+        except ValueError:
+            role = None
+        addresses = info.parsed_addresses(IPVersion.V4Only) or info.parsed_addresses()
+        if not _HEX64.match(device_id) or role is None or not addresses or not info.port:
+            log.warning("ignoring malformed cammesh advertisement %s", info.name)
+            return None
+        return PeerFound(device_id=device_id, host=addresses[0], port=info.port, role=role)
+
+
+@asynccontextmanager
+async def open_discovery(
+    device_id: str,
+    mesh_hash: str,
+    role: Role | str,
+    port: int,
+    *,
+    interfaces: list[str] | None = None,
+) -> AsyncIterator[Discovery]:
+    """Advertise this device on ``interfaces`` (IP addresses; all when None) and browse for peers.
+
+    On exit the advertisement is withdrawn and zeroconf's threads are stopped.
+    """
+    addresses = [ip for ip in interfaces if ip not in {"0.0.0.0", "::"}] if interfaces else []
+    zc = await trio.to_thread.run_sync(
+        lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
+    )
+    browser: ServiceBrowser | None = None
+    try:
+        info = _service_info(device_id, mesh_hash, role, port, addresses or _local_addresses())
+        # register_service probes and announces: a second or two of blocking.
+        await trio.to_thread.run_sync(zc.register_service, info)
+        async with trio.open_nursery() as nursery:
+            discovery = Discovery(zc, device_id, mesh_hash, nursery)
+            browser = await trio.to_thread.run_sync(
+                lambda: ServiceBrowser(
+                    zc, SERVICE_TYPE, handlers=[discovery.on_service_state_change]
+                )
+            )
+            try:
+                yield discovery
+            finally:
+                nursery.cancel_scope.cancel()
+                discovery._names.close()
+                discovery._send.close()
+    finally:
+        with trio.move_on_after(SHUTDOWN_TIMEOUT) as scope:
+            scope.shield = True
+            if browser is not None:
+                await trio.to_thread.run_sync(browser.cancel)
+            await trio.to_thread.run_sync(zc.close)  # withdraws our records, joins its threads

@@ -1,0 +1,544 @@
+"""Mesh membership and pairing with a code distributed in advance (the patent's "ID and password").
+
+A mesh is created on one device (``create_mesh``), which then runs a pairing window
+(``serve_pairing``) for a while; other devices join with the short code
+(``join_mesh``). The code never travels: both sides run SPAKE2 on it, so a captured or
+man-in-the-middled exchange allows no offline guessing, and each connection allows one
+online guess — the window closes after ``max_failures`` wrong codes. Everything after
+SPAKE2 (certificates, names, roles, the mesh id, the members already paired) travels
+sealed with ChaCha20-Poly1305 under keys derived from the SPAKE2 key and the transcript,
+so a man in the middle who swaps certificates fails decryption: key confirmation.
+
+Membership (``CARD/mesh/peers.json``): the random mesh id and the pinned peers
+(device id, name, role, certificate). Only ``mesh_hash`` — never the id or the code —
+appears in discovery. Devices learn of members who joined later through the pinned TLS
+hello (mesh/tls.py), in which each side lists the members it knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import trio
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
+
+from mesh.errors import NotPaired, PairingClosed, PairingError, WrongCode
+from mesh.identity import Identity, device_id_of, identity_dir, short_id_of, write_atomically
+from protocol.messages import Role
+
+log = logging.getLogger("cammesh.pairing")
+
+PEERS_FILE = "peers.json"
+MAX_MEMBERS = 256
+PAIRING_VERSION = 1
+PAIRING_TIMEOUT = 30.0  # one join attempt, end to end
+MAX_PAIRING_FRAME = 512 * 1024
+
+# Codes are typed by people on camera keypads: no 0/o, 1/l/i, 2/z, 5/s confusion.
+CODE_ALPHABET = "346789abcdefghjkmnpqrtuvwxy"
+CODE_LENGTH = 8  # ~38 bits: far beyond the handful of online guesses a window allows
+
+
+# --- membership -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedPeer:
+    """A paired device: its certificate is pinned; ``device_id`` is that certificate's SHA-256."""
+
+    device_id: str
+    name: str
+    role: Role
+    cert_pem: bytes = field(repr=False)
+
+    @property
+    def short_id(self) -> str:
+        return short_id_of(self.device_id)
+
+    @classmethod
+    def from_cert(cls, cert: bytes, *, name: str, role: str) -> PinnedPeer:
+        """Pin a certificate given as DER or PEM; raise ``PairingError`` if it is not one."""
+        try:
+            if cert.startswith(b"-----BEGIN"):
+                parsed = x509.load_pem_x509_certificate(cert)
+            else:
+                parsed = x509.load_der_x509_certificate(cert)
+            role_value = Role(role)
+        except ValueError as exc:
+            raise PairingError(f"a peer sent an unusable certificate or role: {exc}") from exc
+        if not isinstance(name, str) or not 0 < len(name) <= 255:
+            raise PairingError("a peer sent an unusable device name")
+        der = parsed.public_bytes(serialization.Encoding.DER)
+        pem = parsed.public_bytes(serialization.Encoding.PEM)
+        return cls(device_id=device_id_of(der), name=name, role=role_value, cert_pem=pem)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role.value, "cert": self.cert_pem}
+
+    @classmethod
+    def from_wire(cls, value: object) -> PinnedPeer:
+        if not isinstance(value, dict) or not isinstance(value.get("cert"), bytes):
+            raise PairingError("a peer sent a malformed member entry")
+        return cls.from_cert(value["cert"], name=value.get("name"), role=value.get("role"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The mesh this card belongs to and the peers it has pinned."""
+
+    mesh_id: str  # 32 lowercase hex characters, random; never advertised
+    peers: tuple[PinnedPeer, ...] = ()
+
+    @property
+    def mesh_hash(self) -> str:
+        """What discovery advertises: a hash of the mesh id, from which the id cannot be recovered."""
+        return hashlib.sha256(b"cammesh mesh v1\0" + bytes.fromhex(self.mesh_id)).hexdigest()
+
+    def pinned(self, device_id: str) -> PinnedPeer | None:
+        return next((p for p in self.peers if p.device_id == device_id), None)
+
+    def __contains__(self, device_id: object) -> bool:
+        return any(p.device_id == device_id for p in self.peers)
+
+    def with_peers(self, peers: Iterable[PinnedPeer], *, me: str) -> Membership:
+        """These pins plus any new ``peers`` (never ``me``); existing pins are kept as they are."""
+        known = {p.device_id for p in self.peers} | {me}
+        added: list[PinnedPeer] = []
+        for peer in peers:
+            if peer.device_id not in known:
+                known.add(peer.device_id)
+                added.append(peer)
+        if len(self.peers) + len(added) > MAX_MEMBERS:
+            raise PairingError(f"a mesh holds at most {MAX_MEMBERS} devices")
+        return Membership(self.mesh_id, self.peers + tuple(added)) if added else self
+
+    def ca_bundle(self) -> str:
+        """The pinned certificates as one PEM string, for an SSL context's trust store."""
+        return "".join(p.cert_pem.decode("ascii") for p in self.peers)
+
+
+def membership_path(card: Path) -> Path:
+    return identity_dir(card) / PEERS_FILE
+
+
+def load_membership(card: Path) -> Membership:
+    """Read ``CARD/mesh/peers.json``; ``NotPaired`` when the card belongs to no mesh yet."""
+    path = membership_path(card)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise NotPaired(
+            f"{Path(card)} belongs to no mesh: run `cammesh mesh create` or `cammesh mesh join`"
+        ) from exc
+    except (ValueError, OSError) as exc:
+        raise PairingError(f"{path} is unreadable ({exc}); pair this card again") from exc
+    try:
+        peers = tuple(
+            PinnedPeer.from_cert(
+                p["cert_pem"].encode("ascii"), name=p["name"], role=p["role"]
+            )
+            for p in raw["peers"]
+        )
+        membership = Membership(mesh_id=str(raw["mesh_id"]), peers=peers)
+        bytes.fromhex(membership.mesh_id)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PairingError(f"{path} is malformed ({exc!r}); pair this card again") from exc
+    for peer, entry in zip(peers, raw["peers"], strict=True):
+        if entry.get("device_id") != peer.device_id:
+            raise PairingError(f"{path}: a pinned device id does not match its certificate")
+    return membership
+
+
+def save_membership(card: Path, membership: Membership) -> None:
+    """Write the membership atomically (temporary file, fsync, rename)."""
+    doc = {
+        "version": 1,
+        "mesh_id": membership.mesh_id,
+        "peers": [
+            {
+                "device_id": p.device_id,
+                "name": p.name,
+                "role": p.role.value,
+                "cert_pem": p.cert_pem.decode("ascii"),
+            }
+            for p in membership.peers
+        ],
+    }
+    path = membership_path(card)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(doc, indent=1).encode("utf-8"), mode=0o644)
+
+
+def create_mesh(card: Path) -> Membership:
+    """Start a new mesh with a random id on this card; refuse if the card already belongs to one."""
+    if membership_path(card).exists():
+        raise PairingError(
+            f"{Path(card)} already belongs to a mesh: run `cammesh mesh pair` to admit devices"
+        )
+    membership = Membership(mesh_id=secrets.token_hex(16))
+    save_membership(card, membership)
+    return membership
+
+
+def learn_members(card: Path, identity: Identity, peers: Iterable[PinnedPeer]) -> Membership:
+    """Add members a pinned peer vouched for (its TLS hello) to this card's pins."""
+    current = load_membership(card)
+    updated = current.with_peers(peers, me=identity.device_id)
+    if updated is not current:
+        save_membership(card, updated)
+        for peer in updated.peers[len(current.peers) :]:
+            log.info("learned mesh member %s (%s, %s)", peer.short_id, peer.name, peer.role)
+    return updated
+
+
+# --- codes ------------------------------------------------------------------------
+
+
+def new_pairing_code() -> str:
+    """A fresh short code to show on the creating device, e.g. ``k7qm-2xpa``."""
+    text = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{text[:4]}-{text[4:]}"
+
+
+def normalise_code(code: str) -> bytes:
+    """What SPAKE2 runs on: the code without spaces, dashes or case, so typing slips don't matter."""
+    text = "".join(ch for ch in code.lower() if ch.isalnum())
+    if len(text) < 6:
+        raise PairingError("the pairing code is too short: type the code the other device shows")
+    return text.encode("utf-8")
+
+
+# --- the pairing exchange ---------------------------------------------------------
+#
+# joiner (SPAKE2 side A)                     admitting device (side B)
+#   {t: join, spake: A}            ->
+#                                  <-        {t: spake, spake: B}
+#   {t: sealed, box: seal_j(me)}   ->        opens it, or answers {t: wrong-code}
+#                                  <-        {t: sealed, box: seal_a(it, mesh id, members, you)}
+#   {t: sealed, box: seal_j(ack)}  ->        pins the joiner only now
+#
+# seal_j/seal_a: ChaCha20-Poly1305, one key per direction from HKDF(SPAKE2 key,
+# transcript of both SPAKE2 messages); opening a box is the key confirmation.
+
+_ID_JOINER = b"cammesh joiner"
+_ID_ADMITTER = b"cammesh admitter"
+
+
+@dataclass(frozen=True, slots=True)
+class PairingAttempt:
+    """One join attempt as the admitting device saw it (for the command line and logs)."""
+
+    address: str
+    outcome: str  # "joined" | "wrong-code" | "failed"
+    detail: str
+    peer: PinnedPeer | None = None
+
+
+class _Channel:
+    """Length-prefixed msgpack frames over a TCP stream, each bounded in size."""
+
+    def __init__(self, stream: trio.abc.Stream, address: str) -> None:
+        self.stream = stream
+        self.address = address
+        self._buf = bytearray()
+
+    async def send(self, **frame: Any) -> None:
+        body = msgpack.packb({"v": PAIRING_VERSION, **frame}, use_bin_type=True)
+        await self.stream.send_all(struct.pack(">I", len(body)) + body)
+
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            if len(self._buf) >= 4:
+                (length,) = struct.unpack(">I", self._buf[:4])
+                if length > MAX_PAIRING_FRAME:
+                    raise PairingError(f"{self.address} sent an oversized pairing frame")
+                if len(self._buf) >= 4 + length:
+                    body = bytes(self._buf[4 : 4 + length])
+                    del self._buf[: 4 + length]
+                    break
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise PairingError(f"{self.address} closed the pairing connection")
+            self._buf += data
+        try:
+            frame = msgpack.unpackb(body, raw=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise PairingError(f"{self.address} sent a malformed pairing frame") from exc
+        if not isinstance(frame, dict) or frame.get("v") != PAIRING_VERSION:
+            raise PairingError(f"{self.address} speaks another pairing version; update cammesh")
+        return frame
+
+
+class _Seal:
+    """Direction-bound AEAD boxes keyed from the SPAKE2 key and the transcript."""
+
+    def __init__(self, key: bytes, transcript: bytes, *, joiner: bool) -> None:
+        okm = HKDF(
+            algorithm=hashes.SHA256(), length=64, salt=None, info=b"cammesh pairing v1" + transcript
+        ).derive(key)
+        j, a = ChaCha20Poly1305(okm[:32]), ChaCha20Poly1305(okm[32:])
+        self._out, self._in = (j, a) if joiner else (a, j)
+        self._aad = transcript
+        self._sent = self._received = 0
+
+    def seal(self, payload: dict[str, Any]) -> bytes:
+        nonce = self._sent.to_bytes(12, "big")
+        self._sent += 1
+        return self._out.encrypt(nonce, msgpack.packb(payload, use_bin_type=True), self._aad)
+
+    def open(self, box: object) -> dict[str, Any]:
+        """Raise ``InvalidTag`` when the box was not sealed under the same code."""
+        if not isinstance(box, bytes):
+            raise InvalidTag()
+        nonce = self._received.to_bytes(12, "big")
+        self._received += 1
+        payload = msgpack.unpackb(self._in.decrypt(nonce, box, self._aad), raw=False)
+        if not isinstance(payload, dict):
+            raise InvalidTag()
+        return payload
+
+
+def _expect(frame: dict[str, Any], kind: str, address: str) -> dict[str, Any]:
+    if frame.get("t") == "wrong-code":
+        left = frame.get("left")
+        raise WrongCode(
+            f"the device at {address} refused the pairing code: check the code it shows "
+            f"and type it again ({left} attempt(s) left before its pairing window closes)"
+        )
+    if frame.get("t") == "error":
+        raise PairingError(f"the device at {address} stopped pairing: {frame.get('reason')}")
+    if frame.get("t") != kind:
+        raise PairingError(f"{address} sent an unexpected pairing frame {frame.get('t')!r}")
+    return frame
+
+
+def _self_pin(identity: Identity, role: Role) -> dict[str, Any]:
+    return {"name": identity.name, "role": Role(role).value, "cert": identity.cert_der}
+
+
+async def join_mesh(
+    identity: Identity,
+    card: Path,
+    code: str,
+    *,
+    role: Role,
+    host: str,
+    port: int,
+    timeout: float = PAIRING_TIMEOUT,
+) -> Membership:
+    """Join the mesh of the device pairing at ``host:port``; pin it and the members it knows.
+
+    Raises ``WrongCode`` when the codes differ, ``PairingError`` for anything else.
+    """
+    password = normalise_code(code)
+    try:
+        existing: Membership | None = await trio.to_thread.run_sync(load_membership, card)
+    except NotPaired:
+        existing = None
+    address = f"{host}:{port}"
+    try:
+        with trio.fail_after(timeout):
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as exc:
+                raise PairingError(f"cannot reach a pairing device at {address}: {exc}") from exc
+            async with stream:
+                return await _join(identity, card, password, role, existing, _Channel(stream, address))
+    except trio.TooSlowError as exc:
+        raise PairingError(f"pairing with {address} did not finish within {timeout:g} s") from exc
+    except trio.BrokenResourceError as exc:
+        raise PairingError(f"the pairing connection to {address} broke") from exc
+
+
+async def _join(
+    identity: Identity,
+    card: Path,
+    password: bytes,
+    role: Role,
+    existing: Membership | None,
+    channel: _Channel,
+) -> Membership:
+    address = channel.address
+    spake = SPAKE2_A(password, idA=_ID_JOINER, idB=_ID_ADMITTER)
+    ours = spake.start()
+    await channel.send(t="join", spake=ours)
+    theirs = _expect(await channel.receive(), "spake", address).get("spake")
+    try:
+        if not isinstance(theirs, bytes):
+            raise TypeError("not bytes")
+        key = spake.finish(theirs)
+    except (SPAKEError, TypeError, ValueError) as exc:
+        raise PairingError(f"{address} sent a malformed SPAKE2 message") from exc
+    seal = _Seal(key, ours + theirs, joiner=True)
+    await channel.send(t="sealed", box=seal.seal(_self_pin(identity, role)))
+    reply = _expect(await channel.receive(), "sealed", address)
+    try:
+        payload = seal.open(reply.get("box"))
+    except (InvalidTag, ValueError) as exc:
+        raise PairingError(
+            f"the answer from {address} did not authenticate although it accepted our code: "
+            "someone may be interfering with the network; pair again on a trusted network"
+        ) from exc
+    if payload.get("you") != identity.device_id:
+        raise PairingError(f"{address} pinned a certificate other than ours: pairing aborted")
+    admitter = PinnedPeer.from_wire(payload.get("me"))
+    members = [PinnedPeer.from_wire(m) for m in payload.get("members", [])[:MAX_MEMBERS]]
+    mesh_id = payload.get("mesh_id")
+    if not isinstance(mesh_id, str) or len(mesh_id) != 32:
+        raise PairingError(f"{address} sent a malformed mesh id")
+    if existing is not None and existing.mesh_id != mesh_id:
+        raise PairingError(
+            f"{card} already belongs to another mesh; it cannot join a second one "
+            "(delete its mesh/peers.json to leave the old mesh)"
+        )
+    base = existing if existing is not None else Membership(mesh_id)
+    membership = base.with_peers([admitter, *members], me=identity.device_id)
+    await channel.send(t="sealed", box=seal.seal({"ack": True}))
+    await trio.to_thread.run_sync(save_membership, card, membership)
+    log.info("joined mesh through %s (%s) at %s", admitter.name, admitter.short_id, address)
+    return membership
+
+
+async def serve_pairing(
+    identity: Identity,
+    card: Path,
+    code: str,
+    *,
+    role: Role,
+    host: str | None,
+    port: int,
+    window: float = 300.0,
+    max_failures: int = 3,
+    max_joins: int | None = None,
+    attempt_timeout: float = PAIRING_TIMEOUT,
+    on_attempt: Callable[[PairingAttempt], object] | None = None,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> list[PinnedPeer]:
+    """Admit devices that know ``code`` for ``window`` seconds (or until ``max_joins``).
+
+    Attempts run one at a time, each bounded by ``attempt_timeout``. Returns the devices
+    that joined; raises ``PairingClosed`` after ``max_failures`` wrong codes, because each
+    attempt is one online guess at the code.
+    """
+    password = normalise_code(code)
+    await trio.to_thread.run_sync(load_membership, card)  # NotPaired: create the mesh first
+    joined: list[PinnedPeer] = []
+    failures = 0
+    lock = trio.Lock()
+
+    def report(attempt: PairingAttempt) -> None:
+        (log.info if attempt.outcome == "joined" else log.warning)(
+            "pairing attempt from %s: %s (%s)", attempt.address, attempt.outcome, attempt.detail
+        )
+        if on_attempt is not None:
+            on_attempt(attempt)
+
+    async def attempt(stream: trio.SocketStream) -> None:
+        nonlocal failures
+        address = _peer_address(stream)
+        async with stream, lock:
+            if scope.cancel_called:
+                return
+            channel = _Channel(stream, address)
+            try:
+                with trio.fail_after(attempt_timeout):
+                    peer = await _admit(identity, card, password, role, channel,
+                                        left=max_failures - failures - 1)
+            except WrongCode as exc:
+                failures += 1
+                report(PairingAttempt(address, "wrong-code", str(exc)))
+                if failures >= max_failures:
+                    scope.cancel()
+                return
+            except (PairingError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                report(PairingAttempt(address, "failed", str(exc) or "timed out"))
+                return
+            except Exception as exc:
+                # One hostile or broken joiner must not end the window for the others.
+                log.exception("pairing attempt from %s hit an unexpected error", address)
+                report(PairingAttempt(address, "failed", f"unexpected error: {exc!r}"))
+                return
+            joined.append(peer)
+            report(PairingAttempt(address, "joined", f"{peer.name} ({peer.short_id})", peer))
+            if max_joins is not None and len(joined) >= max_joins:
+                scope.cancel()
+
+    with trio.move_on_after(window) as scope:
+        await trio.serve_tcp(attempt, port, host=host, task_status=task_status)
+    if failures >= max_failures:
+        raise PairingClosed(
+            f"pairing closed after {failures} wrong codes; "
+            "start pairing again to show a new code"
+        )
+    return joined
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def _admit(
+    identity: Identity, card: Path, password: bytes, role: Role, channel: _Channel, *, left: int
+) -> PinnedPeer:
+    address = channel.address
+    hello = _expect(await channel.receive(), "join", address)
+    spake = SPAKE2_B(password, idA=_ID_JOINER, idB=_ID_ADMITTER)
+    ours = spake.start()
+    theirs = hello.get("spake")
+    try:
+        if not isinstance(theirs, bytes):
+            raise TypeError("not bytes")
+        key = spake.finish(theirs)
+    except (SPAKEError, TypeError, ValueError) as exc:
+        raise PairingError(f"{address} sent a malformed SPAKE2 message") from exc
+    await channel.send(t="spake", spake=ours)
+    seal = _Seal(key, theirs + ours, joiner=False)
+    frame = _expect(await channel.receive(), "sealed", address)
+    try:
+        joiner = PinnedPeer.from_wire(seal.open(frame.get("box")))
+    except (InvalidTag, ValueError) as exc:
+        with contextlib.suppress(trio.BrokenResourceError):
+            await channel.send(t="wrong-code", left=max(left, 0))
+        raise WrongCode(f"{address} typed a wrong pairing code ({max(left, 0)} attempt(s) left)") from exc
+    if joiner.device_id == identity.device_id:
+        raise PairingError(f"{address} presented this device's own certificate")
+    membership = await trio.to_thread.run_sync(load_membership, card)
+    members = [m.to_wire() for m in membership.peers if m.device_id != joiner.device_id]
+    await channel.send(
+        t="sealed",
+        box=seal.seal(
+            {
+                "me": _self_pin(identity, role),
+                "you": joiner.device_id,
+                "mesh_id": membership.mesh_id,
+                "members": members,
+            }
+        ),
+    )
+    ack = _expect(await channel.receive(), "sealed", address)
+    try:
+        if seal.open(ack.get("box")).get("ack") is not True:
+            raise InvalidTag()
+    except (InvalidTag, ValueError) as exc:
+        raise PairingError(f"{address} did not confirm the pairing") from exc
+    await trio.to_thread.run_sync(learn_members, card, identity, [joiner])
+    return joiner
