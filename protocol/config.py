@@ -1,0 +1,70 @@
+"""A node's settings: who it is, how it pulls originals, when it disperses, its timers."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from protocol.errors import LocalProtocolError
+from protocol.messages import Limits, Role, check_text
+
+PLANTED_BUGS = frozenset(
+    {"free-before-stored", "chunk-before-thumbnail", "accept-past-capacity", "stale-readout"}
+)
+
+
+class Policy(enum.StrEnum):
+    """What the receiver pulls from a peer: the policy is always the receiver's."""
+
+    THUMBNAILS = "thumbnails"  # thumbnails only; originals never pulled automatically
+    REQUESTED = "requested"  # only originals the user asks for
+    ALL = "all"  # every original, in the background, while the card is below high water
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Keyword options with defaults; ``planted_bugs`` is for the simulator's suite only."""
+
+    name: str
+    role: Role
+    chunk_size: int = Limits.DEFAULT_CHUNK
+    high_water: float = 0.9  # fraction of the card's capacity
+    replicas: int = 1
+    default_policy: Policy = Policy.ALL
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    keepalive_s: float = 10.0
+    peer_timeout_s: float = 30.0
+    max_outstanding_requests: int = 4  # background pulls in flight per peer
+    retry_s: float = 30.0  # how long a rejected holder is skipped for a picture
+    planted_bugs: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_text("NodeConfig", "name", self.name, Limits.MAX_NAME)
+        if not Limits.MIN_CHUNK <= self.chunk_size <= Limits.MAX_CHUNK:
+            raise LocalProtocolError(
+                f"chunk_size must be in [{Limits.MIN_CHUNK}, {Limits.MAX_CHUNK}]", code="config"
+            )
+        if not 0.0 < self.high_water <= 1.0:
+            raise LocalProtocolError("high_water must be a fraction in (0, 1]", code="config")
+        if self.replicas < 1:
+            raise LocalProtocolError("replicas must be at least 1", code="config")
+        if self.keepalive_s <= 0 or self.peer_timeout_s <= self.keepalive_s:
+            raise LocalProtocolError(
+                "keepalive_s must be positive and below peer_timeout_s", code="config"
+            )
+        if self.max_outstanding_requests < 1:
+            raise LocalProtocolError("max_outstanding_requests must be at least 1", code="config")
+        unknown = self.planted_bugs - PLANTED_BUGS
+        if unknown:
+            raise LocalProtocolError(
+                f"unknown planted bugs {sorted(unknown)}; known: {sorted(PLANTED_BUGS)}",
+                code="config",
+            )
+
+    def policy_for(self, peer_id: str) -> Policy:
+        return self.policies.get(peer_id, self.default_policy)
+
+    def bug(self, name: str) -> bool:
+        """True when the simulator planted this bug; every use is one marked place."""
+        return name in self.planted_bugs

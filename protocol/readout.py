@@ -1,0 +1,387 @@
+"""Read-out and collection (claims 8-10, 18-20): a picture is served wherever its original is.
+
+A read-out of a LOCAL original streams from the card.  One of our DISPERSED
+originals is collected from a holder and relayed, verified, to whoever asked
+(a peer, or our own user as ReadOutChunk events) without landing on our card.
+``collect`` brings originals home for good: the holder's copy streams back,
+becomes LOCAL, and the holders are released.  A holder serves collections
+from what it holds for the owner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from protocol import events as ev
+from protocol.errors import RemoteProtocolError
+from protocol.messages import Collect, OriginalHeader, Purpose, ReadOut, Release, TransferFailed
+from protocol.peer import Expected, Link, Stream, holder_rank
+from protocol.scheduler import Lane, Source, Transfer
+from protocol.store import DispersalState, ImageRecord, Incoming, Where
+
+if TYPE_CHECKING:
+    from protocol.node import Node
+
+
+@dataclass(slots=True, eq=False)
+class Collection:
+    """One COLLECT stream from a holder, and everyone waiting on it."""
+
+    image_id: str
+    holder: str
+    size: int
+    home: bool  # lands on our card and becomes LOCAL
+    local_readout: bool = False  # our own user asked (ReadOutChunk events)
+    then_home: bool = False  # a collect() arrived during a relay-only collection
+    payload: bytearray = field(default_factory=bytearray)  # relay-only: shared by the relays
+    relays: list[tuple[str, Transfer]] = field(default_factory=list)
+    waiting: list[tuple[str, Purpose, int]] = field(default_factory=list)  # served once home
+
+
+class ReadOuts:
+    """Read-outs, relays and collections of one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._collections: dict[str, Collection] = {}
+
+    # --- our own user's read-out --------------------------------------------------------
+
+    def read_out(self, image_id: str, now: float) -> None:
+        node, store = self.node, self.node.store
+        record = store.image(image_id)
+        if record is not None and record.where is Where.LOCAL:
+            self._emit_local(image_id, record.size, held=False)
+            return
+        held = store.held(image_id)
+        if held is not None:
+            self._emit_local(image_id, held.size, held=True)
+            return
+        if record is None:
+            node.emit(ev.ReadOutFailed(image_id, "no picture with that id is known here"))
+            return
+        if record.origin == node.device_id and record.where is Where.DISPERSED:
+            existing = self._collections.get(image_id)
+            if existing is not None:
+                existing.local_readout = True
+                if not existing.home and existing.payload:
+                    node.emit(ev.ReadOutChunk(image_id, 0, bytes(existing.payload)))
+                return
+            reason = self._start(record, home=False, now=now, local_readout=True)
+            if reason is not None:
+                node.emit(ev.ReadOutFailed(image_id, reason))
+            return
+        if any((image_id, Purpose.READOUT) in link.expected for link in node.links.values()):
+            return  # already asked
+        peers = [record.origin, *sorted(node.offerers(image_id))]
+        for peer_id in peers:
+            link = node.ready_link(peer_id)
+            if link is not None:
+                node.expect(
+                    link, Expected(image_id, Purpose.READOUT, None, 0, size=record.size)
+                )
+                link.scheduler.send_control(ReadOut(image_id, 0))
+                return
+        node.emit(
+            ev.ReadOutFailed(
+                image_id,
+                f"its owner {node.name_of(record.origin)} is not connected; "
+                "try again when it is",
+            )
+        )
+
+    def _emit_local(self, image_id: str, size: int, *, held: bool) -> None:
+        store, step = self.node.store, self.node.config.chunk_size
+        read = store.read_held if held else store.read_original
+        if self.node.config.bug("stale-readout"):
+            size //= 2  # PLANTED BUG "stale-readout": hand out a truncated original
+        digest = hashlib.sha256()
+        for offset in range(0, size, step):
+            data = read(image_id, offset, min(step, size - offset))
+            digest.update(data)
+            self.node.emit(ev.ReadOutChunk(image_id, offset, data))
+        self.node.emit(ev.ReadOutDone(image_id, digest.hexdigest()))
+
+    # --- a peer's read-out ----------------------------------------------------------------
+
+    def on_readout(self, link: Link, msg: ReadOut, now: float) -> None:
+        """Any device may ask for a picture wherever it is (claims 8, 9, 18, 19)."""
+        store = self.node.store
+        record = store.image(msg.image_id)
+        held = store.held(msg.image_id)
+        if record is not None and record.where is Where.LOCAL:
+            self._serve(link, record, msg.image_id, Purpose.READOUT, msg.offset, Source.ORIGINAL)
+        elif held is not None:
+            self._serve(link, record, msg.image_id, Purpose.READOUT, msg.offset, Source.HELD)
+        elif (
+            record is not None
+            and record.where is Where.DISPERSED
+            and record.origin == self.node.device_id
+        ):
+            self.relay(link, record, Purpose.READOUT, msg.offset, now)
+        else:
+            link.scheduler.send_control(
+                TransferFailed(
+                    msg.image_id,
+                    Purpose.READOUT,
+                    "this device has no copy of that original; ask its owner",
+                )
+            )
+
+    def _serve(
+        self,
+        link: Link,
+        record: ImageRecord | None,
+        image_id: str,
+        purpose: Purpose,
+        offset: int,
+        source: Source,
+    ) -> None:
+        store = self.node.store
+        held = store.held(image_id) if source is Source.HELD else None
+        size = held.size if held is not None else (record.size if record is not None else 0)
+        owner = held.owner if held is not None else (record.origin if record else link.peer_id)
+        if offset > size:
+            raise RemoteProtocolError(
+                f"asked for {image_id[:12]} from offset {offset}, past its {size} bytes",
+                code="bad-offset",
+            )
+        self.node.ensure_thumbnail(link, record, image_id)
+        link.scheduler.add_transfer(
+            Transfer(
+                image_id=image_id,
+                purpose=purpose,
+                lane=Lane.DISPERSAL if purpose is Purpose.COLLECT else Lane.URGENT,
+                size=size,
+                digest=image_id,
+                offset=offset,
+                destination=link.peer_id,
+                owner=owner,
+                source=source,
+            )
+        )
+
+    def relay(
+        self, link: Link, record: ImageRecord, purpose: Purpose, offset: int, now: float
+    ) -> None:
+        """Serve one of our dispersed originals by collecting it and forwarding as it arrives."""
+        if offset > record.size:
+            raise RemoteProtocolError(
+                f"asked for {record.image_id[:12]} from offset {offset}, past its "
+                f"{record.size} bytes",
+                code="bad-offset",
+            )
+        collection = self._collections.get(record.image_id)
+        if collection is None:
+            reason = self._start(record, home=False, now=now)
+            if reason is not None:
+                link.scheduler.send_control(TransferFailed(record.image_id, purpose, reason))
+                return
+            collection = self._collections[record.image_id]
+        if collection.home:
+            collection.waiting.append((link.peer_id, purpose, offset))
+            return
+        self.node.ensure_thumbnail(link, record, record.image_id)
+        transfer = Transfer(
+            image_id=record.image_id,
+            purpose=purpose,
+            lane=Lane.URGENT,
+            size=record.size,
+            digest=record.image_id,
+            offset=offset,
+            destination=link.peer_id,
+            owner=self.node.device_id,
+            source=Source.PAYLOAD,
+            payload=collection.payload,  # shared: the holder's bytes are kept once
+            available=len(collection.payload),
+            sealed=False,
+        )
+        if link.scheduler.add_transfer(transfer) is transfer:
+            collection.relays.append((link.peer_id, transfer))
+
+    def drop_relay(self, link: Link, image_id: str, purpose: Purpose) -> None:
+        collection = self._collections.get(image_id)
+        if collection is not None:
+            collection.relays = [
+                (p, t) for p, t in collection.relays if not (p == link.peer_id and t.purpose is purpose)
+            ]
+
+    # --- collecting from a holder --------------------------------------------------------
+
+    def _start(
+        self, record: ImageRecord, *, home: bool, now: float, local_readout: bool = False
+    ) -> str | None:
+        """Send Collect to a connected holder; a reason naming the holders if none is."""
+        node, store = self.node, self.node.store
+        holders = [
+            e.holder
+            for e in store.dispersion(record.image_id)
+            if e.state is DispersalState.STORED
+        ]
+        holders.sort(key=lambda h: holder_rank(record.image_id, h))
+        for holder in holders:
+            link = node.ready_link(holder)
+            if link is None:
+                continue
+            offset = store.partial_offset(record.image_id, Incoming.ORIGINAL) if home else 0
+            kind = Incoming.ORIGINAL if home else None
+            node.expect(
+                link, Expected(record.image_id, Purpose.COLLECT, kind, offset, size=record.size)
+            )
+            link.scheduler.send_control(Collect(record.image_id, offset))
+            self._collections[record.image_id] = Collection(
+                record.image_id, holder, record.size, home, local_readout=local_readout
+            )
+            return None
+        if not holders:
+            return "no holder is listed for this dispersed picture"
+        names = ", ".join(node.name_of(h) for h in holders)
+        return f"the original is held by {names}, not connected now; try again when it returns"
+
+    def collect(self, image_ids: Iterable[str], now: float) -> None:
+        node, store = self.node, self.node.store
+        for image_id in image_ids:
+            record = store.image(image_id)
+            if record is None or record.origin != node.device_id:
+                node.emit(ev.CollectFailed(image_id, "not a picture of this card"))
+                continue
+            if record.where is not Where.DISPERSED:
+                continue  # already home
+            usage = store.usage()
+            limit = int(node.config.high_water * usage.capacity)
+            if usage.used + usage.reserved + record.size > limit:
+                node.emit(
+                    ev.CollectFailed(
+                        image_id,
+                        f"no room: {record.size} bytes would pass the card's high-water mark; "
+                        "offload pictures first",
+                    )
+                )
+                continue
+            # Entries stay STORED until the original is home and verified: until then the
+            # holders' copies are the only ones.  The partial survives a restart; a repeated
+            # collect() resumes it.
+            existing = self._collections.get(image_id)
+            if existing is not None:
+                existing.then_home = existing.then_home or not existing.home
+                continue
+            reason = self._start(record, home=True, now=now)
+            if reason is not None:
+                node.emit(ev.CollectFailed(image_id, reason))
+
+    def on_collect(self, link: Link, msg: Collect) -> None:
+        """Holder side (claims 10, 20): send a held original back to its owner."""
+        store = self.node.store
+        held = store.held(msg.image_id)
+        record = store.image(msg.image_id)
+        if held is not None and held.owner == link.peer_id:
+            self._serve(link, record, msg.image_id, Purpose.COLLECT, msg.offset, Source.HELD)
+        elif record is not None and record.where is Where.LOCAL:
+            self._serve(link, record, msg.image_id, Purpose.COLLECT, msg.offset, Source.ORIGINAL)
+        else:
+            link.scheduler.send_control(
+                TransferFailed(msg.image_id, Purpose.COLLECT, "this device holds no copy of it")
+            )
+
+    def link_ready(self, link: Link, now: float) -> None:
+        """A holder is back: release what came home while it was away."""
+        store = self.node.store
+        for entry in list(store.dispersion_list()):
+            if entry.holder != link.peer_id or entry.state is not DispersalState.COLLECTING:
+                continue
+            record = store.image(entry.image_id)
+            if record is not None and record.where is Where.LOCAL:
+                link.scheduler.send_control(Release(entry.image_id))
+
+    # --- the COLLECT and READOUT streams we receive -------------------------------------------
+
+    def stream_opened(self, link: Link, msg: OriginalHeader) -> None:
+        """Nothing to do until bytes arrive; relays already sent their own headers."""
+
+    def stream_chunk(self, link: Link, stream: Stream, offset: int, data: bytes) -> None:
+        image_id, purpose = stream.expected.image_id, stream.expected.purpose
+        if purpose is Purpose.READOUT:
+            self.node.emit(ev.ReadOutChunk(image_id, offset, data))
+            return
+        collection = self._collections.get(image_id)
+        if collection is None or collection.home:
+            return
+        collection.payload.extend(data)
+        for _, transfer in collection.relays:
+            transfer.available = len(collection.payload)
+        if collection.local_readout:
+            self.node.emit(ev.ReadOutChunk(image_id, offset, data))
+
+    def stream_complete(self, link: Link, stream: Stream, now: float) -> None:
+        node = self.node
+        image_id, purpose = stream.expected.image_id, stream.expected.purpose
+        if purpose is Purpose.READOUT:
+            node.emit(ev.ReadOutDone(image_id, stream.digest))
+            return
+        collection = self._collections.pop(image_id, None)
+        if collection is None:
+            return
+        if not collection.home:
+            for _, transfer in collection.relays:
+                transfer.available = collection.size
+                transfer.sealed = True  # verified: the relays may complete
+            if collection.local_readout:
+                node.emit(ev.ReadOutDone(image_id, stream.digest))
+            record = node.store.image(image_id)
+            if collection.then_home and record is not None:
+                self._start(record, home=True, now=now)
+            return
+        # Home for good: LOCAL again.  COLLECTING now means "release pending"; each entry
+        # leaves the list as its Release goes out (now, or when the holder returns).
+        node.emit(ev.Collected(image_id, collection.holder))
+        for entry in node.store.dispersion(image_id):
+            node.store.set_dispersion(image_id, entry.holder, DispersalState.COLLECTING, now)
+            holder_link = node.ready_link(entry.holder)
+            if holder_link is not None:
+                holder_link.scheduler.send_control(Release(image_id))
+        record = node.store.image(image_id)
+        for peer_id, purpose, offset in collection.waiting:
+            peer = node.ready_link(peer_id)
+            if peer is not None and record is not None:
+                self._serve(peer, record, image_id, purpose, offset, Source.ORIGINAL)
+        if collection.local_readout and record is not None:
+            self._emit_local(image_id, record.size, held=False)
+
+    def stream_failed(self, link: Link, stream: Stream, reason: str) -> None:
+        image_id, purpose = stream.expected.image_id, stream.expected.purpose
+        if purpose is Purpose.READOUT:
+            self.node.emit(ev.ReadOutFailed(image_id, reason))
+        else:
+            self.collect_failed(link, image_id, reason)
+
+    def collect_failed(self, link: Link, image_id: str, reason: str) -> None:
+        """The holder could not (or did not) send it back: everyone waiting hears why."""
+        node = self.node
+        collection = self._collections.pop(image_id, None)
+        if collection is None:
+            return
+        why = f"collecting from {node.name_of(collection.holder)} failed: {reason}"
+        for peer_id, transfer in collection.relays:
+            peer = node.links.get(peer_id)
+            if peer is not None:
+                peer.scheduler.drop(image_id, transfer.purpose)
+                peer.scheduler.send_control(TransferFailed(image_id, transfer.purpose, why[:1024]))
+        for peer_id, purpose, _ in collection.waiting:
+            peer = node.links.get(peer_id)
+            if peer is not None:
+                peer.scheduler.send_control(TransferFailed(image_id, purpose, why[:1024]))
+        if collection.local_readout:
+            node.emit(ev.ReadOutFailed(image_id, why))
+        if collection.home or collection.then_home:
+            node.emit(ev.CollectFailed(image_id, why))
+
+    def link_gone(self, link: Link, reason: str) -> None:
+        for image_id, collection in list(self._collections.items()):
+            if collection.holder == link.peer_id:
+                self.collect_failed(link, image_id, f"it went away ({reason})")
+            else:
+                collection.relays = [(p, t) for p, t in collection.relays if p != link.peer_id]
+                collection.waiting = [w for w in collection.waiting if w[0] != link.peer_id]
