@@ -36,7 +36,10 @@ class NodeConfig:
     keepalive_s: float = 10.0
     peer_timeout_s: float = 30.0
     max_outstanding_requests: int = 4  # background pulls in flight per peer
+    max_share_per_peer: float = 0.5  # of our capacity one peer may hold or reserve here
+    max_peer_backlog: int = 4096  # answers queued for a peer that keeps asking without reading
     retry_s: float = 30.0  # how long a rejected holder is skipped for a picture
+    readout_retry_s: float = 5.0  # how often a waiting read-out is tried again
     planted_bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -53,6 +56,12 @@ class NodeConfig:
             raise LocalProtocolError(
                 "keepalive_s must be positive and below peer_timeout_s", code="config"
             )
+        if self.readout_retry_s <= 0:
+            raise LocalProtocolError("readout_retry_s must be positive", code="config")
+        if not 0.0 < self.max_share_per_peer <= 1.0:
+            raise LocalProtocolError("max_share_per_peer must be a fraction in (0, 1]", code="config")
+        if self.max_peer_backlog < 16:
+            raise LocalProtocolError("max_peer_backlog must be at least 16", code="config")
         if self.max_outstanding_requests < 1:
             raise LocalProtocolError("max_outstanding_requests must be at least 1", code="config")
         unknown = self.planted_bugs - PLANTED_BUGS

@@ -6,10 +6,15 @@ first, then a stable per-picture order), ask, stream on accept, and free the
 original only once ``replicas`` holders answered STORED (the dispersion-list
 entry is durable first).  Holder: accept by reserving room, or reject with a
 reason and our free room; store, verify, answer STORED; release on request.
+
+Repair: a holder declared gone for good (``Node.repair``) leaves the list where
+another copy exists, and each dispersed original that is then short of
+``replicas`` holders is copied to a new holder, relayed from one that STORED it.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -49,6 +54,87 @@ class Dispersal:
         self.node = node
         self._rejected: dict[tuple[str, str], float] = {}  # (image, holder) -> skip until
         self._full_reported = False
+        self._repairs: set[str] = set()  # our dispersed originals short of holders
+        # Our own LOCAL originals, oldest capture first: the candidates, kept in memory so
+        # that a card over its mark is not rescanned on every tick (rebuilt on start).
+        self._local: list[tuple[bool, float, int, str]] = []
+        self._local_ids: set[str] = set()
+        self._version = 0  # bumped when the list changes in a way usage does not show
+        self._memo: tuple[object, ...] | None = None  # what the last full look saw
+        self._memo_excess = 0  # the excess it covered (asks are never withdrawn)
+        self._memo_short = False  # it found no holder for some: more excess changes nothing
+
+    def note_local(self, record: ImageRecord) -> None:
+        """One of our originals is (again) on the card: a candidate for dispersal."""
+        if record.origin == self.node.device_id and record.image_id not in self._local_ids:
+            self._local_ids.add(record.image_id)
+            key = (record.capture_time is None, record.capture_time or 0.0, record.seq)
+            bisect.insort(self._local, (*key, record.image_id))
+
+    def resume(self) -> None:
+        """At start: index our local originals; find dispersed ones short of ``replicas``."""
+        store = self.node.store
+        for own in store.images_after(self.node.device_id, 0):
+            if own.where is Where.LOCAL:
+                self.note_local(own)
+        short: dict[str, int] = {}
+        for entry in store.dispersion_list():
+            if entry.state is DispersalState.STORED:
+                short[entry.image_id] = short.get(entry.image_id, 0) + 1
+        for image_id, count in short.items():
+            if count < self.node.config.replicas:
+                record = store.image(image_id)
+                if record is not None and record.where is Where.DISPERSED:
+                    self._repairs.add(image_id)
+
+    def repair(self, holder_id: str, now: float) -> None:
+        """``holder_id`` is gone for good: drop it where another copy exists, then re-replicate."""
+        store, node = self.node.store, self.node
+        name = node.name_of(holder_id)
+        for entry in list(store.dispersion_list()):
+            if entry.holder != holder_id:
+                continue
+            record = store.image(entry.image_id)
+            others = [
+                e
+                for e in store.dispersion(entry.image_id)
+                if e.holder != holder_id and e.state is DispersalState.STORED
+            ]
+            local = record is not None and record.where is Where.LOCAL
+            if not local and not others:
+                node.emit(
+                    ev.RepairFailed(
+                        entry.image_id,
+                        f"{name} was the only holder of this original and no other copy "
+                        f"exists; it stays listed in case {name} comes back",
+                    )
+                )
+                continue
+            store.remove_dispersion(entry.image_id, holder_id)
+            self._version += 1
+            if not local:
+                self._repairs.add(entry.image_id)
+        self.maybe_disperse(now)
+
+    def _repair(self, now: float) -> None:
+        """Ask new holders for dispersed originals short of ``replicas`` (copied by relay)."""
+        store = self.node.store
+        for image_id in sorted(self._repairs):
+            record = store.image(image_id)
+            entries = store.dispersion(image_id)
+            stored = [e.holder for e in entries if e.state is DispersalState.STORED]
+            if record is None or record.where is not Where.DISPERSED or not stored:
+                self._repairs.discard(image_id)
+                continue
+            need = self.node.config.replicas - len(entries)
+            if need <= 0:
+                if len(stored) >= self.node.config.replicas:
+                    self._repairs.discard(image_id)
+                continue  # an ask is on its way
+            if not any(self.node.ready_link(h) is not None for h in stored):
+                continue  # no copy to relay from now; tried again when a holder is back
+            for link in self._pick_holders(record, {e.holder for e in entries}, need, now):
+                self._ask(link, record, now)
 
     # --- the owner's side ---------------------------------------------------------------
 
@@ -58,28 +144,44 @@ class Dispersal:
     def maybe_disperse(self, now: float) -> None:
         """Above the high-water mark: ask holders for the oldest originals (claims 1, 11)."""
         store = self.node.store
-        self._rejected = {k: until for k, until in self._rejected.items() if until > now}
+        if self._repairs:
+            self._repair(now)
+        if self._rejected and min(self._rejected.values()) <= now:
+            self._rejected = {k: until for k, until in self._rejected.items() if until > now}
+            self._version += 1
         usage = store.usage()
         if usage.used <= self._limit(usage.capacity):
             self._full_reported = False
             self._rejected.clear()
+            self._memo = None
             return
+        # Nothing that decides what to ask changed since the last look: nothing to do.  A
+        # smaller excess asks for nothing new; a larger one only if holders were found.
         excess = usage.used - self._limit(usage.capacity)
+        # _version covers the links too: it moves when one comes or goes, or its room changes.
+        memo = (self._version,)
+        if memo == self._memo and (excess <= self._memo_excess or self._memo_short):
+            return
+        self._memo, self._memo_excess = memo, excess
         by_image: dict[str, list[DispersionEntry]] = defaultdict(list)
         for entry in store.dispersion_list():
             by_image[entry.image_id].append(entry)
         candidates: list[ImageRecord] = []
-        for record in store.images():
-            if record.origin != self.node.device_id or record.where is not Where.LOCAL:
-                continue
+        kept: list[tuple[bool, float, int, str]] = []
+        for key in self._local:
+            record = store.image(key[3])
+            if record is None or record.where is not Where.LOCAL:
+                self._local_ids.discard(key[3])
+                continue  # freed (or gone): no longer a candidate
+            kept.append(key)
             entries = by_image.get(record.image_id, [])
             if any(e.state is DispersalState.COLLECTING for e in entries):
                 continue  # came home; its holders are being released
             if entries:
                 excess -= record.size  # already on its way out
             candidates.append(record)
-        candidates.sort(key=lambda r: (r.capture_time is None, r.capture_time or 0.0, r.seq))
-        short = False
+        self._local = kept
+        short = asked = False
         for record in candidates:
             entries = by_image.get(record.image_id, [])
             if entries:
@@ -94,8 +196,10 @@ class Dispersal:
             holders = self._pick_holders(record, {e.holder for e in entries}, need, now)
             for link in holders:
                 self._ask(link, record, now)
+                asked = True
             short = short or len(holders) < need
-        waiting = any(e.state in _OUTGOING for e in store.dispersion_list())
+        self._memo_short = short
+        waiting = asked or any(e.state in _OUTGOING for es in by_image.values() for e in es)
         if (short or excess > 0) and not waiting and not self._full_reported:
             self._full_reported = True
             self.node.emit(
@@ -123,6 +227,7 @@ class Dispersal:
 
     def _ask(self, link: Link, record: ImageRecord, now: float) -> None:
         # The entry is durable before the request leaves: a crash then finds it and asks again.
+        self._version += 1
         self.node.store.set_dispersion(
             record.image_id, link.peer_id, DispersalState.REQUESTED, now
         )
@@ -133,6 +238,7 @@ class Dispersal:
 
     def link_ready(self, link: Link, now: float) -> None:
         """A holder is back: ask again for what was asked or accepted but not yet stored."""
+        self._version += 1
         store = self.node.store
         for entry in list(store.dispersion_list()):
             if entry.holder != link.peer_id or entry.state not in _OUTGOING:
@@ -148,6 +254,7 @@ class Dispersal:
 
     def link_gone(self, link: Link) -> None:
         """Entries stay in the list; the holder is asked again when it returns."""
+        self._version += 1
 
     def next_retry(self) -> float | None:
         """When a rejected holder may be asked again (only while the card is over the mark)."""
@@ -172,7 +279,13 @@ class Dispersal:
         if entry is None or entry.state not in _OUTGOING:
             link.scheduler.send_control(Release(msg.image_id))  # free what it reserved
             return
-        if record is None or record.where is not Where.LOCAL:
+        repair = (
+            record is not None
+            and record.where is Where.DISPERSED
+            and msg.image_id in self._repairs
+            and any(self.node.ready_link(h) for h in self.node.readouts.stored_holders(msg.image_id))
+        )
+        if record is None or (record.where is not Where.LOCAL and not repair):
             link.scheduler.send_control(Release(msg.image_id))
             return
         if msg.offset > record.size or msg.reservation < record.size:
@@ -182,7 +295,13 @@ class Dispersal:
                 code="bad-accept",
             )
         store.set_dispersion(msg.image_id, link.peer_id, DispersalState.ACCEPTED, now)
+        self._version += 1
         self._full_reported = False
+        self.node.emit(ev.DispersalAccepted(msg.image_id, link.peer_id, msg.reservation))
+        if repair:
+            # Our card has no copy: relay one holder's bytes to the new one as they come.
+            self.node.readouts.relay(link, record, Purpose.DISPERSE, msg.offset, now)
+            return
         self.node.ensure_thumbnail(link, record, msg.image_id)
         link.scheduler.add_transfer(
             Transfer(
@@ -197,15 +316,17 @@ class Dispersal:
                 source=Source.ORIGINAL,
             )
         )
-        self.node.emit(ev.DispersalAccepted(msg.image_id, link.peer_id, msg.reservation))
 
     def on_reject(self, link: Link, msg: DisperseReject, now: float) -> None:
         entry = self._entry(msg.image_id, link.peer_id)
         link.free = msg.free
+        self._version += 1  # its room is news
         if entry is None or entry.state not in _OUTGOING:
             return
         self.node.store.remove_dispersion(msg.image_id, link.peer_id)
+        self._version += 1
         self._rejected[(msg.image_id, link.peer_id)] = now + self.node.config.retry_s
+        self.node.deadline_changed()
         self.node.emit(ev.DispersalRejected(msg.image_id, link.peer_id, msg.reason))
         self.maybe_disperse(now)  # claims 7, 17: on to the next candidate
 
@@ -221,8 +342,20 @@ class Dispersal:
             if entry is None:
                 link.scheduler.send_control(Release(msg.image_id))  # no list names it
             return
+        if link.scheduler.transfer(msg.image_id, Purpose.DISPERSE) is not None:
+            # Our stream to it is still queued or going: it cannot have stored and verified
+            # what we have not finished sending.  Believing it would free a picture nobody holds.
+            raise RemoteProtocolError(
+                f"holder says it stored {msg.image_id[:12]} before we finished sending it",
+                code="premature-stored",
+            )
         # The list entry is durable before the original may go (claims 3, 4, 13, 14).
         store.set_dispersion(msg.image_id, link.peer_id, DispersalState.STORED, now)
+        self._version += 1
+        if msg.image_id in self._repairs:
+            record = store.image(msg.image_id)
+            if record is not None and record.where is Where.DISPERSED:
+                self.node.emit(ev.Repaired(msg.image_id, link.peer_id))
         self._free_if_enough(msg.image_id, now)
 
     def _free_if_enough(self, image_id: str, now: float) -> None:
@@ -247,6 +380,7 @@ class Dispersal:
         entry = self._entry(image_id, link.peer_id)
         if entry is not None and entry.state is not DispersalState.STORED:
             self.node.store.remove_dispersion(image_id, link.peer_id)
+            self._version += 1
 
     # --- the holder's side ----------------------------------------------------------------
 
@@ -271,6 +405,17 @@ class Dispersal:
             already = store.partial_offset(msg.image_id, Incoming.HELD)
             if usage.used + usage.reserved + msg.size - already > self._limit(usage.capacity):
                 self._reject(link, msg, "my card is above its high-water mark")
+                return
+            # One peer may not take every holder's room: its held and reserved bytes stay
+            # under its share of the card (issue 7, per-peer limits).
+            share = int(self.node.config.max_share_per_peer * usage.capacity)
+            taken = sum(h.size for h in store.held_originals() if h.owner == link.peer_id)
+            taken += sum(
+                e.size or 0 for (_, purpose), e in link.expected.items()
+                if purpose is Purpose.DISPERSE
+            )
+            if taken + msg.size > share:
+                self._reject(link, msg, f"you already hold {taken} bytes, your share of my card")
                 return
             try:
                 store.reserve(msg.image_id, msg.size)

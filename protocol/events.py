@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.messages import Hello, Purpose
+from protocol.store import Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,14 @@ class RequestPending(NodeEvent):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Decided(NodeEvent):
+    """Our user asked for an original ("requested") or said it is not needed ("refused")."""
+
+    image_id: str
+    decision: Decision  # a StrEnum: equal to "requested" / "refused"
+
+
 # --- dispersal ---------------------------------------------------------------------------
 
 
@@ -163,6 +172,30 @@ class Collected(NodeEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CollectPending(NodeEvent):
+    """A collection waits for a holder that is away; it resumes, durably, when one returns."""
+
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Repaired(NodeEvent):
+    """A dispersed original lost a holder for good and now has a new one (copied from another)."""
+
+    image_id: str
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepairFailed(NodeEvent):
+    """A lost holder's copy cannot be replaced (no other copy exists, or none is reachable)."""
+
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CollectFailed(NodeEvent):
     image_id: str
     reason: str
@@ -186,6 +219,14 @@ class ReadOutDone(NodeEvent):
 
     image_id: str
     digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutPending(NodeEvent):
+    """A waiting read-out could not go yet (the holder is away); it is retried until its deadline."""
+
+    image_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

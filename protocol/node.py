@@ -53,11 +53,11 @@ from protocol.scheduler import (
     Scheduler,
 )
 from protocol.store import (
+    Decision,
     ImageRecord,
     Incoming,
     Store,
     StoreError,
-    TransferState,
     Where,
 )
 
@@ -69,6 +69,10 @@ _KIND = {
     Purpose.SMALLER: Incoming.SMALLER,
     Purpose.DISPERSE: Incoming.HELD,
 }
+
+
+# What a peer asks us for; each queues an answer (the flood check counts after these).
+_ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
 
 
 class Node:
@@ -84,10 +88,35 @@ class Node:
         self._events: list[ev.NodeEvent] = []
         self._offers: dict[str, set[str]] = {}  # image id -> peers that offered its original
         self._pulls: dict[str, None] = {}  # background pulls wanted, in arrival order
+        # Per source peer, the pulls it could serve (offerers and the origin), in order: a
+        # free slot looks only at its own queue, never at every pull.
+        self._pull_queues: dict[str, dict[str, None]] = {}
         self._wanted: dict[str, tuple[int | None, int | None]] = {}  # user requests not yet sent
         self._failed_sources: set[tuple[str, str]] = set()  # (image, peer) that could not serve
+        self._deadline: float | None = None
+        self._deadline_stale = True
+        self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
         self.dispersal = Dispersal(self)
         self.readouts = ReadOuts(self)
+        self._resume()
+
+    def _resume(self) -> None:
+        """After a (re)start: our user's requests and collections outlive the process."""
+        for decision in self.store.decisions():
+            if decision.decision is not Decision.REQUESTED:
+                continue
+            record = self.store.image(decision.image_id)
+            if record is None:
+                continue
+            if record.origin == self.device_id and record.where is Where.DISPERSED:
+                self.readouts.resume_home(record.image_id)
+            elif (
+                record.where is Where.ABSENT
+                and decision.max_side is None
+                and decision.quality is None
+            ):
+                self._wanted[record.image_id] = (None, None)
+        self.dispersal.resume()
 
     # --- helpers shared with protocol.dispersal and protocol.readout -------------------
 
@@ -143,10 +172,12 @@ class Node:
         """The runtime authenticated ``peer_id``; Hello and Catalog are queued to it."""
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
+        busy = self._busy
         sched = Scheduler(
             chunk_size=self.config.chunk_size,
             # PLANTED BUG "chunk-before-thumbnail" is switched on here (see Scheduler.pop).
             enforce_thumbnail_first=not self.config.bug("chunk-before-thumbnail"),
+            on_work=lambda: busy.add(peer_id),
         )
         link = Link(
             peer_id=peer_id,
@@ -157,6 +188,7 @@ class Node:
             next_ping=now + self.config.keepalive_s,
         )
         self.links[peer_id] = link
+        self._deadline_stale = True
         usage = self.store.usage()
         sched.send_control(
             Hello(
@@ -181,12 +213,12 @@ class Node:
                 if expected.urgent:
                     self._wanted.setdefault(image_id, (None, None))
                 else:
-                    self._pulls[image_id] = None
+                    record = self.store.image(image_id)
+                    if record is not None:
+                        self._queue_pull(image_id, record.origin)
             elif purpose is Purpose.READOUT:
-                self.emit(
-                    ev.ReadOutFailed(
-                        image_id, f"{self.name_of(peer_id)} went away during the read-out: {reason}"
-                    )
+                self.readouts.failed(
+                    image_id, f"{self.name_of(peer_id)} went away during the read-out: {reason}"
                 )
         self.readouts.link_gone(link, reason)
         self.dispersal.link_gone(link)
@@ -199,16 +231,25 @@ class Node:
         if link is None:
             raise LocalProtocolError(f"receive_data for {peer_id[:12]}, which is not connected")
         link.last_heard = now
-        link.timed_out = False
+        if link.timed_out:
+            link.timed_out = False
+            self._deadline_stale = True  # its silence is watched again
         link.bytes_in += len(data)
         try:
             link.conn.receive_data(data)
             while (msg := link.conn.next_event()) is not None:
                 self._handle(link, msg, now)
+                if isinstance(msg, _ASKS) and link.scheduler.waiting() > self.config.max_peer_backlog:
+                    raise RemoteProtocolError(
+                        f"{link.scheduler.waiting()} answers wait for a peer that keeps asking "
+                        "without reading them; it floods us",
+                        code="too-many-requests",
+                    )
         except RemoteProtocolError as exc:
             self.emit(ev.ProtocolViolation(peer_id, exc.code, str(exc)))
             # A runtime that flushes one more frame tells the peer why; then nothing more.
             link.closing = True
+            self._busy.add(peer_id)
             link.last_word = Error(exc.code[:64], str(exc)[: Limits.MAX_TEXT])
             raise
 
@@ -241,6 +282,8 @@ class Node:
         for link in self.ready_links():
             if not link.has_seen(record.origin, record.seq):
                 link.scheduler.queue_thumbnail(image_id, record.capture_time)
+        if record.where is Where.LOCAL:
+            self.dispersal.note_local(record)
         self.dispersal.maybe_disperse(now)
 
     def request(
@@ -251,7 +294,19 @@ class Node:
         smaller = max_side is not None or quality is not None
         if record is not None and record.where is Where.LOCAL and not smaller:
             return  # already here
-        self.store.set_transfer_state(self.device_id, image_id, TransferState.REQUESTED)
+        if (
+            record is not None
+            and record.origin == self.device_id
+            and record.where is Where.DISPERSED
+            and not smaller
+        ):
+            self.emit(ev.Decided(image_id, Decision.REQUESTED))
+            self.readouts.collect([image_id], now)  # ours, wanted here: bring it home
+            return
+        self.store.set_decision(
+            image_id, Decision.REQUESTED, now, max_side=max_side, quality=quality
+        )
+        self.emit(ev.Decided(image_id, Decision.REQUESTED))
         self._pulls.pop(image_id, None)
         self._wanted[image_id] = (max_side, quality)
         self.pump_requests(now)
@@ -260,8 +315,8 @@ class Node:
 
     def refuse(self, image_id: str, now: float) -> None:
         """The user does not need this original ("not necessary", FIG. 13B)."""
-        # Our own decisions are kept under our own device id in the per-peer table.
-        self.store.set_transfer_state(self.device_id, image_id, TransferState.REFUSED)
+        self.store.set_decision(image_id, Decision.REFUSED, now)
+        self.emit(ev.Decided(image_id, Decision.REFUSED))
         self._pulls.pop(image_id, None)
         self._wanted.pop(image_id, None)
         record = self.store.image(image_id)
@@ -278,13 +333,31 @@ class Node:
                 link.scheduler.send_control(RefuseOriginal(image_id))
         self.pump_requests(now)
 
-    def read_out(self, image_id: str, now: float) -> None:
-        """Hand out the original as ReadOutChunk... ReadOutDone events, wherever it is."""
-        self.readouts.read_out(image_id, now)
+    def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> None:
+        """Hand out the original as ReadOutChunk... ReadOutDone events, wherever it is.
+
+        Without ``wait_s`` a read-out that cannot go now fails at once, naming why (e.g. the
+        holder that is away).  With it, it is ReadOutPending and retried (when a peer comes
+        back, and every few seconds) until ``now + wait_s``, then ReadOutFailed.
+        """
+        self.readouts.read_out(image_id, now, wait_s=wait_s)
 
     def collect(self, image_ids: Iterable[str], now: float) -> None:
-        """Bring dispersed originals home when the card has room; holders then release them."""
+        """Bring dispersed originals home when the card has room; holders then release them.
+
+        A collection is durable (our user's decision): it resumes after a restart, and when
+        its holder is away it is CollectPending and goes when a holder returns.
+        """
         self.readouts.collect(image_ids, now)
+
+    def repair(self, holder_id: str, now: float) -> None:
+        """``holder_id`` is gone for good: copy what it held for us to new holders.
+
+        Each of our dispersed originals it held is copied from another holder that
+        STORED it (so ``replicas`` >= 2 loses nothing) to a new one (Repaired); one it
+        was the only holder of stays listed, with RepairFailed saying so.
+        """
+        self.dispersal.repair(holder_id, now)
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
@@ -298,20 +371,61 @@ class Node:
                 link.timed_out = True
                 self.emit(ev.PeerTimedOut(link.peer_id, silent))
         self.dispersal.maybe_disperse(now)
+        self.readouts.tick(now)
         self.pump_requests(now)
+        self._deadline_stale = True
 
     def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do (None: nothing scheduled)."""
-        times: list[float] = []
+        """When ``tick`` next has something to do (None: nothing scheduled).
+
+        It may be early, never late: an early ``tick`` does nothing.  The answer is
+        kept until something could make it earlier (a runtime asks after every call).
+        """
+        if self._deadline_stale:
+            self._deadline = self._compute_deadline()
+            self._deadline_stale = False
+        return self._deadline
+
+    def deadline_changed(self) -> None:
+        """Something may now want an earlier tick: compute next_deadline afresh."""
+        self._deadline_stale = True
+
+    def _compute_deadline(self) -> float | None:
+        best: float | None = None
+        timeout = self.config.peer_timeout_s
         for link in self.links.values():
-            if link.ready:
-                times.append(link.next_ping)
-            if not link.timed_out:
-                times.append(link.last_heard + self.config.peer_timeout_s)
-        retry = self.dispersal.next_retry()
-        if retry is not None:
-            times.append(retry)
-        return min(times) if times else None
+            if link.ready and (best is None or link.next_ping < best):
+                best = link.next_ping
+            # last_heard only grows, so a kept answer stays early, never late.
+            if not link.timed_out and (best is None or link.last_heard + timeout < best):
+                best = link.last_heard + timeout
+        for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
+            if retry is not None and (best is None or retry < best):
+                best = retry
+        return best
+
+    def sending_peers(self) -> list[str]:
+        """Peers ``next_frame`` may have something for now, sorted (poll only these).
+
+        Every peer with queued work is in it; a peer whose work waits (a relay for
+        the holder's bytes) may be too, and then ``next_frame`` says None.
+        """
+        busy = self._busy
+        for peer_id in list(busy):
+            link = self.links.get(peer_id)
+            if link is None or not (link.closing or link.scheduler.has_work()):
+                busy.discard(peer_id)
+        return sorted(busy)
+
+    def may_send(self, peer_id: str) -> bool:
+        """True if ``next_frame(peer_id)`` may have a frame now (O(1); may be optimistic)."""
+        link = self.links.get(peer_id)
+        return link is not None and (link.closing or link.scheduler.has_work())
+
+    def wake(self, peer_id: str) -> None:
+        """Work for ``peer_id`` may have become sendable without being queued (a relay grew)."""
+        if peer_id in self.links:
+            self._busy.add(peer_id)
 
     def events(self) -> list[ev.NodeEvent]:
         out, self._events = self._events, []
@@ -401,6 +515,7 @@ class Node:
         """The catalog delta (FIG. 21 relays every origin): only thumbnails the peer lacks."""
         link.catalog = dict(msg.seen)
         link.ready = True
+        self._deadline_stale = True  # it now pings
         assert link.hello is not None  # the connection table puts Hello before Catalog
         self.emit(ev.PeerReady(link.peer_id, link.hello))
         self._failed_sources = {f for f in self._failed_sources if f[1] != link.peer_id}
@@ -426,6 +541,8 @@ class Node:
             )
         if msg.has_original:
             self._offers.setdefault(msg.image_id, set()).add(link.peer_id)
+            if msg.image_id in self._pulls:
+                self._pull_queues.setdefault(link.peer_id, {})[msg.image_id] = None
         record = ImageRecord(
             image_id=msg.image_id,
             origin=msg.origin,
@@ -470,9 +587,18 @@ class Node:
         if (
             record is not None
             and record.where is Where.ABSENT
-            and self.store.transfer_state(self.device_id, image_id) is not TransferState.REFUSED
+            and not self._refused(image_id)
         ):
-            self._pulls[image_id] = None
+            self._queue_pull(image_id, record.origin)
+
+    def _queue_pull(self, image_id: str, origin: str) -> None:
+        self._pulls[image_id] = None
+        for peer_id in (*self._offers.get(image_id, ()), origin):
+            self._pull_queues.setdefault(peer_id, {})[image_id] = None
+
+    def _refused(self, image_id: str) -> bool:
+        decision = self.store.decision(image_id)
+        return decision is not None and decision.decision is Decision.REFUSED
 
     # --- what we pull -------------------------------------------------------------------
 
@@ -489,43 +615,66 @@ class Node:
 
     def pump_requests(self, now: float) -> None:
         """Send the user's waiting requests, then background pulls while there is room."""
-        for image_id, (max_side, quality) in list(self._wanted.items()):
-            record = self.store.image(image_id)
-            if record is None:
-                continue
-            link = self._source_for(image_id, record, urgent=True)
-            if link is not None:
-                del self._wanted[image_id]
-                self._send_request(link, record, urgent=True, max_side=max_side, quality=quality)
+        if self._wanted:
+            for image_id, (max_side, quality) in list(self._wanted.items()):
+                record = self.store.image(image_id)
+                if record is None:
+                    continue
+                link = self._source_for(image_id, record, urgent=True)
+                if link is not None:
+                    del self._wanted[image_id]
+                    self._send_request(
+                        link, record, urgent=True, max_side=max_side, quality=quality
+                    )
         if not self._pulls:
             return
-        slots = sum(
-            max(0, self.config.max_outstanding_requests - len(link.background))
-            for link in self.ready_links()
-            if self.config.policy_for(link.peer_id) is Policy.ALL
-        )
-        if slots == 0:
-            return  # every peer we pull from is busy: nothing to decide now
+        most = self.config.max_outstanding_requests
+        queues = self._pull_queues
+        open_peers = [
+            peer_id
+            for peer_id, link in self.links.items()
+            if link.ready
+            and len(link.background) < most
+            and peer_id in queues
+            and self.config.policy_for(peer_id) is Policy.ALL
+        ]
+        if not open_peers:
+            return  # every peer we pull from is busy or has nothing for us: nothing to decide
         room: int | None = None  # computed once a pull has a source
-        for image_id in list(self._pulls):
-            record = self.store.image(image_id)
-            if record is None or record.where is not Where.ABSENT:
+        for peer_id in sorted(open_peers):
+            link = self.links[peer_id]
+            queue = queues[peer_id]
+            done: list[str] = []
+            full = False
+            for image_id in queue:
+                if image_id not in self._pulls:
+                    done.append(image_id)  # pulled from another peer, or no longer wanted
+                    continue
+                if (image_id, peer_id) in self._failed_sources:
+                    continue  # kept: it may serve it after a reconnect
+                record = self.store.image(image_id)
+                if record is None or record.where is not Where.ABSENT:
+                    del self._pulls[image_id]
+                    done.append(image_id)
+                    continue
+                if room is None:
+                    room = self._room_for_pulls()
+                need = record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
+                if need > room:
+                    full = True  # the card is near its high-water mark: pull no more for now
+                    break
+                room -= need
                 del self._pulls[image_id]
-                continue
-            link = self._background_source(image_id, record)
-            if link is None:
-                continue
-            if room is None:
-                room = self._room_for_pulls()
-            need = record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
-            if need > room:
-                break  # the card is near its high-water mark: pull no more for now
-            room -= need
-            del self._pulls[image_id]
-            link.background.add(image_id)
-            self._send_request(link, record, urgent=False)
-            slots -= 1
-            if slots == 0:
+                done.append(image_id)
+                link.background.add(image_id)
+                self._send_request(link, record, urgent=False)
+                if len(link.background) >= most:
+                    break
+            for image_id in done:
+                del queue[image_id]
+            if not queue:
+                del self._pull_queues[peer_id]
+            if full:
                 return
 
     def _room_for_pulls(self) -> int:
@@ -538,23 +687,6 @@ class Node:
                 if record is not None:
                     room -= record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
         return room
-
-    def _background_source(self, image_id: str, record: ImageRecord) -> Link | None:
-        """A ready peer under policy ALL with a free slot: an offerer, else the picture's origin."""
-        # The origin is asked even without an offer: its thumbnail may have reached us through
-        # a relay (has_original False) before the origin's own catalog delta skipped it.
-        candidates = [*sorted(self._offers.get(image_id, ())), record.origin]
-        for peer_id in candidates:
-            if (image_id, peer_id) in self._failed_sources:
-                continue
-            link = self.ready_link(peer_id)
-            if (
-                link is not None
-                and self.config.policy_for(peer_id) is Policy.ALL
-                and len(link.background) < self.config.max_outstanding_requests
-            ):
-                return link
-        return None
 
     def _send_request(
         self,
@@ -610,7 +742,7 @@ class Node:
             self._want_in_background(msg.image_id)  # another peer may have it
         self.emit(ev.TransferRefused(link.peer_id, msg.image_id, msg.purpose, msg.reason))
         if msg.purpose is Purpose.READOUT:
-            self.emit(ev.ReadOutFailed(msg.image_id, f"{self.name_of(link.peer_id)}: {msg.reason}"))
+            self.readouts.failed(msg.image_id, f"{self.name_of(link.peer_id)}: {msg.reason}")
         elif msg.purpose is Purpose.COLLECT:
             self.readouts.collect_failed(link, msg.image_id, msg.reason)
         self.pump_requests(now)

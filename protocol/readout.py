@@ -6,6 +6,12 @@ originals is collected from a holder and relayed, verified, to whoever asked
 ``collect`` brings originals home for good: the holder's copy streams back,
 becomes LOCAL, and the holders are released.  A holder serves collections
 from what it holds for the owner.
+
+Failures: a collection whose holder fails or leaves resumes, from the bytes
+already here, from another holder that STORED it.  A collection home is our
+user's durable decision (``Decision.REQUESTED`` on our own dispersed picture):
+it waits for a holder to return and resumes after a restart.  A read-out given
+``wait_s`` waits too (ReadOutPending), retried until its deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from protocol.errors import RemoteProtocolError
 from protocol.messages import Collect, OriginalHeader, Purpose, ReadOut, Release, TransferFailed
 from protocol.peer import Expected, Link, Stream, holder_rank
 from protocol.scheduler import Lane, Source, Transfer
-from protocol.store import DispersalState, ImageRecord, Incoming, Where
+from protocol.store import Decision, DispersalState, ImageRecord, Incoming, Where
 
 if TYPE_CHECKING:
     from protocol.node import Node
@@ -39,6 +45,17 @@ class Collection:
     payload: bytearray = field(default_factory=bytearray)  # relay-only: shared by the relays
     relays: list[tuple[str, Transfer]] = field(default_factory=list)
     waiting: list[tuple[str, Purpose, int]] = field(default_factory=list)  # served once home
+    tried: set[str] = field(default_factory=set)  # holders that failed this collection
+
+
+@dataclass(slots=True, eq=False)
+class Waiting:
+    """A read-out of our user's that may wait for its holder (``read_out(wait_s=...)``)."""
+
+    deadline: float
+    retry_at: float
+    active: bool = True  # an attempt is under way
+    reason: str = ""
 
 
 class ReadOuts:
@@ -47,10 +64,55 @@ class ReadOuts:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._collections: dict[str, Collection] = {}
+        self._waiting: dict[str, Waiting] = {}
+        self._homing: set[str] = set()  # our dispersed pictures the user wants home (durable)
 
     # --- our own user's read-out --------------------------------------------------------
 
-    def read_out(self, image_id: str, now: float) -> None:
+    def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> None:
+        if wait_s is not None:
+            retry = now + self.node.config.readout_retry_s
+            self._waiting[image_id] = Waiting(deadline=now + wait_s, retry_at=retry)
+            self.node.deadline_changed()
+        self._attempt(image_id, now)
+
+    def failed(self, image_id: str, reason: str) -> None:
+        """Our user's read-out could not go: it waits (ReadOutPending) or fails, naming why."""
+        waiting = self._waiting.get(image_id)
+        if waiting is None:
+            self.node.emit(ev.ReadOutFailed(image_id, reason))
+            return
+        waiting.active, waiting.reason = False, reason
+        self.node.deadline_changed()
+        self.node.emit(ev.ReadOutPending(image_id, reason))
+
+    def done(self, image_id: str, digest: str) -> None:
+        self._waiting.pop(image_id, None)
+        self.node.emit(ev.ReadOutDone(image_id, digest))
+
+    def tick(self, now: float) -> None:
+        """Retry waiting read-outs; give up on those past their deadline."""
+        for image_id, waiting in list(self._waiting.items()):
+            if waiting.active:
+                continue
+            if now >= waiting.deadline:
+                del self._waiting[image_id]
+                self.node.emit(
+                    ev.ReadOutFailed(image_id, f"{waiting.reason} (gave up waiting for it)")
+                )
+            elif now >= waiting.retry_at:
+                self._retry(image_id, waiting, now)
+
+    def _retry(self, image_id: str, waiting: Waiting, now: float) -> None:
+        waiting.active = True
+        waiting.retry_at = now + self.node.config.readout_retry_s
+        self._attempt(image_id, now)
+
+    def next_deadline(self) -> float | None:
+        times = [min(w.deadline, w.retry_at) for w in self._waiting.values() if not w.active]
+        return min(times) if times else None
+
+    def _attempt(self, image_id: str, now: float) -> None:
         node, store = self.node, self.node.store
         record = store.image(image_id)
         if record is not None and record.where is Where.LOCAL:
@@ -61,7 +123,7 @@ class ReadOuts:
             self._emit_local(image_id, held.size, held=True)
             return
         if record is None:
-            node.emit(ev.ReadOutFailed(image_id, "no picture with that id is known here"))
+            self.failed(image_id, "no picture with that id is known here")
             return
         if record.origin == node.device_id and record.where is Where.DISPERSED:
             existing = self._collections.get(image_id)
@@ -70,9 +132,9 @@ class ReadOuts:
                 if not existing.home and existing.payload:
                     node.emit(ev.ReadOutChunk(image_id, 0, bytes(existing.payload)))
                 return
-            reason = self._start(record, home=False, now=now, local_readout=True)
+            reason = self._start(record, home=False, local_readout=True)
             if reason is not None:
-                node.emit(ev.ReadOutFailed(image_id, reason))
+                self.failed(image_id, reason)
             return
         if any((image_id, Purpose.READOUT) in link.expected for link in node.links.values()):
             return  # already asked
@@ -85,12 +147,9 @@ class ReadOuts:
                 )
                 link.scheduler.send_control(ReadOut(image_id, 0))
                 return
-        node.emit(
-            ev.ReadOutFailed(
-                image_id,
-                f"its owner {node.name_of(record.origin)} is not connected; "
-                "try again when it is",
-            )
+        self.failed(
+            image_id,
+            f"its owner {node.name_of(record.origin)} is not connected; try again when it is",
         )
 
     def _emit_local(self, image_id: str, size: int, *, held: bool) -> None:
@@ -103,7 +162,7 @@ class ReadOuts:
             data = read(image_id, offset, min(step, size - offset))
             digest.update(data)
             self.node.emit(ev.ReadOutChunk(image_id, offset, data))
-        self.node.emit(ev.ReadOutDone(image_id, digest.hexdigest()))
+        self.done(image_id, digest.hexdigest())
 
     # --- a peer's read-out ----------------------------------------------------------------
 
@@ -154,7 +213,7 @@ class ReadOuts:
             Transfer(
                 image_id=image_id,
                 purpose=purpose,
-                lane=Lane.DISPERSAL if purpose is Purpose.COLLECT else Lane.URGENT,
+                lane=_lane(purpose),
                 size=size,
                 digest=image_id,
                 offset=offset,
@@ -176,7 +235,7 @@ class ReadOuts:
             )
         collection = self._collections.get(record.image_id)
         if collection is None:
-            reason = self._start(record, home=False, now=now)
+            reason = self._start(record, home=False)
             if reason is not None:
                 link.scheduler.send_control(TransferFailed(record.image_id, purpose, reason))
                 return
@@ -188,7 +247,7 @@ class ReadOuts:
         transfer = Transfer(
             image_id=record.image_id,
             purpose=purpose,
-            lane=Lane.URGENT,
+            lane=_lane(purpose),
             size=record.size,
             digest=record.image_id,
             offset=offset,
@@ -212,34 +271,52 @@ class ReadOuts:
     # --- collecting from a holder --------------------------------------------------------
 
     def _start(
-        self, record: ImageRecord, *, home: bool, now: float, local_readout: bool = False
+        self, record: ImageRecord, *, home: bool, local_readout: bool = False
     ) -> str | None:
         """Send Collect to a connected holder; a reason naming the holders if none is."""
-        node, store = self.node, self.node.store
-        holders = [
-            e.holder
-            for e in store.dispersion(record.image_id)
-            if e.state is DispersalState.STORED
-        ]
-        holders.sort(key=lambda h: holder_rank(record.image_id, h))
-        for holder in holders:
-            link = node.ready_link(holder)
-            if link is None:
-                continue
-            offset = store.partial_offset(record.image_id, Incoming.ORIGINAL) if home else 0
-            kind = Incoming.ORIGINAL if home else None
-            node.expect(
-                link, Expected(record.image_id, Purpose.COLLECT, kind, offset, size=record.size)
-            )
-            link.scheduler.send_control(Collect(record.image_id, offset))
-            self._collections[record.image_id] = Collection(
-                record.image_id, holder, record.size, home, local_readout=local_readout
-            )
+        collection = Collection(
+            record.image_id, "", record.size, home, local_readout=local_readout
+        )
+        if self._ask_holder(collection):
             return None
+        holders = self.stored_holders(record.image_id)
         if not holders:
             return "no holder is listed for this dispersed picture"
-        names = ", ".join(node.name_of(h) for h in holders)
+        names = ", ".join(self.node.name_of(h) for h in holders)
         return f"the original is held by {names}, not connected now; try again when it returns"
+
+    def stored_holders(self, image_id: str) -> list[str]:
+        """Holders that confirmed storing it, in the picture's stable holder order."""
+        holders = [
+            e.holder for e in self.node.store.dispersion(image_id) if e.state is DispersalState.STORED
+        ]
+        holders.sort(key=lambda h: holder_rank(image_id, h))
+        return holders
+
+    def _ask_holder(self, collection: Collection) -> bool:
+        """Collect from the first connected holder not yet tried, from the bytes we have."""
+        node, image_id = self.node, collection.image_id
+        for holder in self.stored_holders(image_id):
+            link = node.ready_link(holder)
+            if link is None or holder in collection.tried:
+                continue
+            if collection.home:
+                offset = node.store.partial_offset(image_id, Incoming.ORIGINAL)
+            else:
+                offset = len(collection.payload)  # resumes a relay from another holder
+            kind = Incoming.ORIGINAL if collection.home else None
+            node.expect(
+                link, Expected(image_id, Purpose.COLLECT, kind, offset, size=collection.size)
+            )
+            link.scheduler.send_control(Collect(image_id, offset))
+            collection.holder = holder
+            self._collections[image_id] = collection
+            return True
+        return False
+
+    def resume_home(self, image_id: str) -> None:
+        """At start: our user wants this dispersed original home; it goes when a holder is ready."""
+        self._homing.add(image_id)
 
     def collect(self, image_ids: Iterable[str], now: float) -> None:
         node, store = self.node, self.node.store
@@ -262,15 +339,22 @@ class ReadOuts:
                 )
                 continue
             # Entries stay STORED until the original is home and verified: until then the
-            # holders' copies are the only ones.  The partial survives a restart; a repeated
-            # collect() resumes it.
-            existing = self._collections.get(image_id)
-            if existing is not None:
-                existing.then_home = existing.then_home or not existing.home
-                continue
-            reason = self._start(record, home=True, now=now)
-            if reason is not None:
-                node.emit(ev.CollectFailed(image_id, reason))
+            # holders' copies are the only ones.  The decision and the partial survive a
+            # restart, and the collection resumes (see resume_home).
+            store.set_decision(image_id, Decision.REQUESTED, now)
+            self._homing.add(image_id)
+            self._go_home(record)
+
+    def _go_home(self, record: ImageRecord) -> None:
+        existing = self._collections.get(record.image_id)
+        if existing is not None:
+            existing.then_home = existing.then_home or not existing.home
+            return
+        reason = self._start(record, home=True)
+        if reason is not None:
+            self.node.emit(
+                ev.CollectPending(record.image_id, f"{reason}; it is collected when it does")
+            )
 
     def on_collect(self, link: Link, msg: Collect) -> None:
         """Holder side (claims 10, 20): send a held original back to its owner."""
@@ -287,7 +371,7 @@ class ReadOuts:
             )
 
     def link_ready(self, link: Link, now: float) -> None:
-        """A holder is back: release what came home while it was away."""
+        """A peer is back: release what came home, resume collections, retry read-outs."""
         store = self.node.store
         for entry in list(store.dispersion_list()):
             if entry.holder != link.peer_id or entry.state is not DispersalState.COLLECTING:
@@ -295,6 +379,18 @@ class ReadOuts:
             record = store.image(entry.image_id)
             if record is not None and record.where is Where.LOCAL:
                 link.scheduler.send_control(Release(entry.image_id))
+        for image_id in sorted(self._homing):
+            record = store.image(image_id)
+            if record is None or record.where is not Where.DISPERSED:
+                self._homing.discard(image_id)
+                store.clear_decision(image_id)
+            elif image_id not in self._collections and link.peer_id in self.stored_holders(
+                image_id
+            ):
+                self._go_home(record)
+        for image_id, waiting in list(self._waiting.items()):
+            if not waiting.active:
+                self._retry(image_id, waiting, now)
 
     # --- the COLLECT and READOUT streams we receive -------------------------------------------
 
@@ -310,8 +406,9 @@ class ReadOuts:
         if collection is None or collection.home:
             return
         collection.payload.extend(data)
-        for _, transfer in collection.relays:
+        for peer_id, transfer in collection.relays:
             transfer.available = len(collection.payload)
+            self.node.wake(peer_id)
         if collection.local_readout:
             self.node.emit(ev.ReadOutChunk(image_id, offset, data))
 
@@ -319,24 +416,37 @@ class ReadOuts:
         node = self.node
         image_id, purpose = stream.expected.image_id, stream.expected.purpose
         if purpose is Purpose.READOUT:
-            node.emit(ev.ReadOutDone(image_id, stream.digest))
+            self.done(image_id, stream.digest)
             return
-        collection = self._collections.pop(image_id, None)
+        collection = self._collections.get(image_id)
         if collection is None:
             return
+        if (
+            not collection.home
+            and stream.expected.offset != 0  # resumed from a second holder: hash it all
+            and hashlib.sha256(collection.payload).hexdigest() != image_id
+        ):
+            collection.tried.add(collection.holder)
+            collection.payload.clear()
+            self.collect_failed(link, image_id, "the bytes did not match the digest")
+            return
+        del self._collections[image_id]
         if not collection.home:
-            for _, transfer in collection.relays:
+            for peer_id, transfer in collection.relays:
                 transfer.available = collection.size
                 transfer.sealed = True  # verified: the relays may complete
+                node.wake(peer_id)
             if collection.local_readout:
-                node.emit(ev.ReadOutDone(image_id, stream.digest))
+                self.done(image_id, image_id)
             record = node.store.image(image_id)
             if collection.then_home and record is not None:
-                self._start(record, home=True, now=now)
+                self._go_home(record)
             return
         # Home for good: LOCAL again.  COLLECTING now means "release pending"; each entry
         # leaves the list as its Release goes out (now, or when the holder returns).
         node.emit(ev.Collected(image_id, collection.holder))
+        self._homing.discard(image_id)
+        node.store.clear_decision(image_id)  # done: a later dispersal must not bring it back
         for entry in node.store.dispersion(image_id):
             node.store.set_dispersion(image_id, entry.holder, DispersalState.COLLECTING, now)
             holder_link = node.ready_link(entry.holder)
@@ -353,7 +463,7 @@ class ReadOuts:
     def stream_failed(self, link: Link, stream: Stream, reason: str) -> None:
         image_id, purpose = stream.expected.image_id, stream.expected.purpose
         if purpose is Purpose.READOUT:
-            self.node.emit(ev.ReadOutFailed(image_id, reason))
+            self.failed(image_id, reason)
         else:
             self.collect_failed(link, image_id, reason)
 
@@ -363,19 +473,28 @@ class ReadOuts:
         collection = self._collections.pop(image_id, None)
         if collection is None:
             return
+        collection.tried.add(collection.holder)
+        if self._ask_holder(collection):
+            return  # another holder stored it: carry on from the bytes we have
         why = f"collecting from {node.name_of(collection.holder)} failed: {reason}"
         for peer_id, transfer in collection.relays:
             peer = node.links.get(peer_id)
-            if peer is not None:
-                peer.scheduler.drop(image_id, transfer.purpose)
+            if peer is None:
+                continue
+            peer.scheduler.drop(image_id, transfer.purpose)
+            if transfer.purpose is Purpose.DISPERSE:
+                peer.scheduler.send_control(Release(image_id))  # a repair copy: drop its room
+            else:
                 peer.scheduler.send_control(TransferFailed(image_id, transfer.purpose, why[:1024]))
         for peer_id, purpose, _ in collection.waiting:
             peer = node.links.get(peer_id)
             if peer is not None:
                 peer.scheduler.send_control(TransferFailed(image_id, purpose, why[:1024]))
         if collection.local_readout:
-            node.emit(ev.ReadOutFailed(image_id, why))
-        if collection.home or collection.then_home:
+            self.failed(image_id, why)
+        if image_id in self._homing:
+            node.emit(ev.CollectPending(image_id, f"{why}; it is collected when a holder returns"))
+        elif collection.home or collection.then_home:
             node.emit(ev.CollectFailed(image_id, why))
 
     def link_gone(self, link: Link, reason: str) -> None:
@@ -385,3 +504,8 @@ class ReadOuts:
             else:
                 collection.relays = [(p, t) for p, t in collection.relays if p != link.peer_id]
                 collection.waiting = [w for w in collection.waiting if w[0] != link.peer_id]
+
+
+def _lane(purpose: Purpose) -> Lane:
+    """Read-outs are urgent; dispersal and collection traffic have their own lane."""
+    return Lane.DISPERSAL if purpose in (Purpose.COLLECT, Purpose.DISPERSE) else Lane.URGENT

@@ -19,7 +19,7 @@ import enum
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from protocol.errors import LocalProtocolError
@@ -125,6 +125,7 @@ class Scheduler:
 
     chunk_size: int = Limits.DEFAULT_CHUNK
     enforce_thumbnail_first: bool = True
+    on_work: Callable[[], None] | None = None  # told whenever work is queued (Node's busy set)
     _control: deque[Message] = field(default_factory=deque)
     _thumb_heap: list[tuple[float, int, str]] = field(default_factory=list)
     _thumb_queued: dict[str, int] = field(default_factory=dict)
@@ -148,6 +149,8 @@ class Scheduler:
     def send_control(self, message: Message) -> None:
         """Queue a control message; these go before anything else, in order."""
         self._control.append(message)
+        if self.on_work is not None:
+            self.on_work()
 
     def queue_thumbnail(self, image_id: str, capture_time: float | None) -> None:
         """Queue a thumbnail; newest capture goes first, then most recently queued."""
@@ -157,6 +160,8 @@ class Scheduler:
         self._thumb_queued[image_id] = n
         key = capture_time if capture_time is not None else float("-inf")
         heapq.heappush(self._thumb_heap, (-key, -n, image_id))
+        if self.on_work is not None:
+            self.on_work()
 
     def thumbnail_known(self, image_id: str) -> bool:
         """True once the peer holds this picture's thumbnail (sent here, or it told us)."""
@@ -181,6 +186,8 @@ class Scheduler:
             return existing
         self._by_key[transfer.key] = transfer
         self._lanes[transfer.lane].append(transfer)
+        if self.on_work is not None:
+            self.on_work()
         return transfer
 
     def promote(self, image_id: str, purpose: Purpose, lane: Lane) -> None:
@@ -257,6 +264,10 @@ class Scheduler:
             return None  # all bytes sent, but the relayed digest is not verified yet
         self.drop(t.image_id, t.purpose)
         return SendComplete(t)
+
+    def waiting(self) -> int:
+        """Control messages and streams queued for this peer (thumbnails not counted)."""
+        return len(self._control) + len(self._by_key)
 
     def has_work(self) -> bool:
         """True if ``pop()`` might return something now (cheap, may be optimistic)."""

@@ -49,6 +49,14 @@ def on_request(node: Node, link: Link, msg: RequestOriginal, now: float) -> None
     purpose = Purpose.SMALLER if smaller else Purpose.SYNC
     lane = Lane.URGENT if msg.urgent else Lane.BACKGROUND
     existing = link.scheduler.transfer(msg.image_id, purpose)
+    record = node.store.image(msg.image_id)
+    if record is None:
+        # Nothing to serve and nothing to remember: a peer's requests for pictures we never
+        # had write no rows on our card.
+        link.scheduler.send_control(
+            TransferFailed(msg.image_id, purpose, "this device does not have that original")
+        )
+        return
     node.store.set_transfer_state(
         link.peer_id,
         msg.image_id,
@@ -59,7 +67,6 @@ def on_request(node: Node, link: Link, msg: RequestOriginal, now: float) -> None
     if existing is not None:
         link.scheduler.promote(msg.image_id, purpose, lane)
         return
-    record = node.store.image(msg.image_id)
     if record is not None and record.where is Where.LOCAL:
         if smaller:
             serve_smaller(node, link, record, msg, lane)

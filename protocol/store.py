@@ -63,6 +63,13 @@ class DispersalState(enum.StrEnum):
     COLLECTING = "collecting"
 
 
+class Decision(enum.StrEnum):
+    """Our own user's decision about a picture's original (FIG. 13B: asked for, "not necessary")."""
+
+    REQUESTED = "requested"  # wanted on this card (a peer's picture, or ours brought home)
+    REFUSED = "refused"  # not needed: never pulled
+
+
 class Incoming(enum.StrEnum):
     """Where a finished incoming transfer lands."""
 
@@ -98,6 +105,17 @@ class HeldRecord:
     owner: str
     size: int
     stored_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserDecision:
+    """A decision of this device's user, durable so that it outlives a restart."""
+
+    image_id: str
+    decision: Decision
+    max_side: int | None  # a smaller copy was asked for (FIG. 10, S64-S65)
+    quality: int | None
+    decided_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +198,8 @@ class Store(Protocol):
     ) -> None:
         """Verify the SHA-256 of the whole partial, then make it durable where ``kind`` says.
 
+        A transfer that wrote no byte finishes an empty partial (a zero-byte original).
+
         ORIGINAL: the catalog row becomes LOCAL with ``original_at = now``.
         HELD: a HeldRecord for ``owner``.  SMALLER: kept beside the catalog row.
         Raises HashMismatch (partial discarded) when the digest is wrong.
@@ -228,3 +248,28 @@ class Store(Protocol):
         max_side: int | None = None,
         quality: int | None = None,
     ) -> None: ...
+
+    # --- our own user's decisions -----------------------------------------------------
+    def decision(self, image_id: str) -> UserDecision | None:
+        """What our user decided about this picture's original (None: nothing yet)."""
+        ...
+
+    def decisions(self) -> Iterable[UserDecision]:
+        """Every decision of our user, ordered by image id."""
+        ...
+
+    def set_decision(
+        self,
+        image_id: str,
+        decision: Decision,
+        now: float,
+        *,
+        max_side: int | None = None,
+        quality: int | None = None,
+    ) -> None:
+        """Record (or replace) our user's decision about a picture's original."""
+        ...
+
+    def clear_decision(self, image_id: str) -> None:
+        """Forget our user's decision (done with; nothing happens if there is none)."""
+        ...

@@ -16,7 +16,7 @@ from protocol import events as ev
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Chunk, OriginalComplete, OriginalHeader, Purpose, RefuseOriginal
 from protocol.peer import Link, Stream
-from protocol.store import CardFull, HashMismatch, NotFound
+from protocol.store import CardFull, HashMismatch, Incoming
 
 if TYPE_CHECKING:
     from protocol.node import Node
@@ -146,9 +146,10 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
             node.store.finish_partial(msg.image_id, kind, msg.digest, now, owner=expected.owner)
         except HashMismatch as exc:
             raise RemoteProtocolError(str(exc), code="hash-mismatch") from exc
-        except NotFound:
-            if stream.size != 0:
-                raise
+        if kind is Incoming.ORIGINAL:
+            record = node.store.image(msg.image_id)
+            if record is not None and record.origin == node.device_id:
+                node.dispersal.note_local(record)  # one of ours, home again
     if msg.purpose in (Purpose.SYNC, Purpose.SMALLER):
         link.background.discard(msg.image_id)
         node.emit(ev.OriginalArrived(link.peer_id, msg.image_id, msg.purpose))

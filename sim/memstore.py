@@ -13,6 +13,7 @@ that would pass the capacity raises CardFull and changes nothing.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import io
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from protocol.messages import MetadataValue
 from protocol.store import (
     CardFull,
+    Decision,
     DispersalState,
     DispersionEntry,
     HashMismatch,
@@ -34,6 +36,7 @@ from protocol.store import (
     StoreError,
     TransferState,
     Usage,
+    UserDecision,
     Where,
 )
 
@@ -60,14 +63,21 @@ class MemoryStore:
         self._capacity = capacity
         self._images: dict[str, ImageRecord] = {}
         self._by_origin: dict[str, dict[int, str]] = {}  # origin -> seq -> image id
+        self._seqs: dict[str, list[int]] = {}  # origin -> its seqs, sorted
+        self._top: dict[str, int] = {}  # origin -> highest seq with no gap below it
         self._originals: dict[str, bytes] = {}  # LOCAL originals
         self._held: dict[str, tuple[HeldRecord, bytes]] = {}
         self._partials: dict[tuple[str, Incoming], bytearray] = {}
         self._smaller: dict[str, bytes] = {}
         self._reservations: dict[str, int] = {}
-        self._dispersion: dict[tuple[str, str], DispersionEntry] = {}
+        self._dispersion: dict[str, dict[str, DispersionEntry]] = {}  # image -> holder -> entry
+        self._order: list[str] | None = None  # image ids by (origin, seq); None: recompute
         self._transfers: dict[tuple[str, str], tuple[TransferState, int | None, int | None]] = {}
+        self._decisions: dict[str, UserDecision] = {}
         self._last_write: _LastWrite | None = None
+        # Running totals, so usage() is O(1) (the simulator asks on every step).
+        self._used = 0  # originals + held + partials + smaller copies
+        self._reserved_total = 0  # sum over reservations of max(0, size - held partial)
 
     # --- room ------------------------------------------------------------------------
 
@@ -76,22 +86,18 @@ class MemoryStore:
         return self._device_id
 
     def usage(self) -> Usage:
-        used = (
-            sum(map(len, self._originals.values()))
-            + sum(len(data) for _, data in self._held.values())
-            + sum(map(len, self._partials.values()))
-            + sum(map(len, self._smaller.values()))
-        )
-        return Usage(capacity=self._capacity, used=used, reserved=self._reserved())
+        return Usage(capacity=self._capacity, used=self._used, reserved=self._reserved_total)
+
+    def _outstanding(self, image_id: str) -> int:
+        """What one reservation still promises beyond its held partial."""
+        size = self._reservations.get(image_id)
+        if size is None:
+            return 0
+        return max(0, size - len(self._partials.get((image_id, Incoming.HELD), b"")))
 
     def _reserved(self, without: str | None = None) -> int:
         """Reserved bytes not yet covered by their held original's partial."""
-        total = 0
-        for image_id, size in self._reservations.items():
-            if image_id != without:
-                arrived = len(self._partials.get((image_id, Incoming.HELD), b""))
-                total += max(0, size - arrived)
-        return total
+        return self._reserved_total - (0 if without is None else self._outstanding(without))
 
     def _check_room(self, extra_used: int, *, reserved_after: int | None = None) -> None:
         """CardFull unless ``extra_used`` more bytes (and that reservation total) still fit."""
@@ -110,26 +116,23 @@ class MemoryStore:
 
     def images(self) -> Iterable[ImageRecord]:
         """Every picture in the catalog, ordered by (origin, seq)."""
-        return [
-            self._images[self._by_origin[origin][seq]]
-            for origin in sorted(self._by_origin)
-            for seq in sorted(self._by_origin[origin])
-        ]
+        if self._order is None:
+            self._order = [
+                self._by_origin[origin][seq]
+                for origin in sorted(self._by_origin)
+                for seq in sorted(self._by_origin[origin])
+            ]
+        return [self._images[image_id] for image_id in self._order]
 
     def images_after(self, origin: str, seq: int) -> Iterable[ImageRecord]:
         """Pictures of ``origin`` with a sequence number above ``seq``, in order."""
         by_seq = self._by_origin.get(origin, {})
-        return [self._images[by_seq[s]] for s in sorted(by_seq) if s > seq]
+        seqs = self._seqs.get(origin, [])
+        return [self._images[by_seq[s]] for s in seqs[bisect.bisect_right(seqs, seq) :]]
 
     def seen(self) -> Mapping[str, int]:
         """Per origin, the highest seq such that every thumbnail 1..seq is here (0 after a gap at 1)."""
-        out: dict[str, int] = {}
-        for origin, by_seq in self._by_origin.items():
-            top = 0
-            while top + 1 in by_seq:
-                top += 1
-            out[origin] = top
-        return out
+        return dict(self._top)
 
     def add_thumbnail(self, record: ImageRecord, now: float) -> bool:
         """Record a peer's thumbnail and metadata (``where`` ABSENT); False if already known."""
@@ -148,7 +151,14 @@ class MemoryStore:
                 f"picture {record.image_id[:12]} conflicts with the catalog: seq {record.seq} "
                 f"of origin {record.origin[:12]} is already picture {other[:12]}"
             )
-        by_seq[record.seq] = record.image_id
+        if other is None:
+            self._order = None
+            bisect.insort(self._seqs.setdefault(record.origin, []), record.seq)
+            by_seq[record.seq] = record.image_id
+            top = self._top.get(record.origin, 0)
+            while top + 1 in by_seq:
+                top += 1
+            self._top[record.origin] = top
         self._images[record.image_id] = record
 
     def add_local(
@@ -176,11 +186,11 @@ class MemoryStore:
         if known is not None:
             record = dataclasses.replace(known, where=Where.LOCAL, original_at=now)
         else:
-            by_seq = self._by_origin.get(self._device_id, {})
+            seqs = self._seqs.get(self._device_id)
             record = ImageRecord(
                 image_id=image_id,
                 origin=self._device_id,
-                seq=max(by_seq, default=0) + 1,
+                seq=seqs[-1] + 1 if seqs else 1,
                 name=name,
                 size=len(data),
                 mime=mime,
@@ -193,6 +203,7 @@ class MemoryStore:
             )
         self._insert(record)
         self._originals[image_id] = bytes(data)
+        self._used += len(data)
         return record
 
     # --- originals ---------------------------------------------------------------------
@@ -242,7 +253,7 @@ class MemoryStore:
             raise StoreError(
                 f"will not free {image_id[:12]}: no holder has confirmed storing it yet"
             )
-        del self._originals[image_id]
+        self._used -= len(self._originals.pop(image_id))
         self._images[image_id] = dataclasses.replace(record, where=Where.DISPERSED)
 
     # --- incoming transfers (resumable) ------------------------------------------------
@@ -263,13 +274,18 @@ class MemoryStore:
             )
         if not data:
             return
-        if kind is Incoming.HELD and image_id in self._reservations:
+        held = kind is Incoming.HELD
+        before = self._outstanding(image_id) if held else 0
+        if held and image_id in self._reservations:
             # The bytes land in room already promised to this original.
             left = max(0, self._reservations[image_id] - have)
             self._check_room(len(data), reserved_after=self._reserved() - min(left, len(data)))
         else:
             self._check_room(len(data))
         self._partials.setdefault((image_id, kind), bytearray()).extend(data)
+        self._used += len(data)
+        if held:
+            self._reserved_total += self._outstanding(image_id) - before
         self._last_write = _LastWrite(image_id, kind, have + len(data), len(data))
 
     def finish_partial(
@@ -292,13 +308,13 @@ class MemoryStore:
             kind is Incoming.ORIGINAL and record is not None and len(partial) != record.size
         )
         if wrong_size or hashlib.sha256(partial).hexdigest() != digest:
-            self._partials.pop((image_id, kind), None)
+            self.discard_partial(image_id, kind)
             raise HashMismatch(
                 f"the {len(partial)} bytes received for {image_id[:12]} ({kind}) do not hash "
                 f"to {digest[:12]}; they were discarded, ask for them again"
             )
         data = bytes(partial)
-        self._partials.pop((image_id, kind), None)
+        self.discard_partial(image_id, kind)  # its bytes are counted again where they land
         if kind is Incoming.ORIGINAL:
             assert record is not None
             if record.where is Where.LOCAL:
@@ -307,14 +323,23 @@ class MemoryStore:
             self._images[image_id] = dataclasses.replace(record, where=Where.LOCAL, original_at=now)
         elif kind is Incoming.HELD:
             assert owner is not None
-            self._reservations.pop(image_id, None)
+            self.unreserve(image_id)
+            old = self._held.get(image_id)
+            self._used -= 0 if old is None else len(old[1])
             self._held[image_id] = (HeldRecord(image_id, owner, len(data), now), data)
         else:
+            old_copy = self._smaller.get(image_id)
+            self._used -= 0 if old_copy is None else len(old_copy)
             self._smaller[image_id] = data
+        self._used += len(data)
 
     def discard_partial(self, image_id: str, kind: Incoming) -> None:
         """Drop an unfinished transfer (nothing happens if there is none)."""
-        self._partials.pop((image_id, kind), None)
+        before = self._outstanding(image_id)
+        partial = self._partials.pop((image_id, kind), None)
+        if partial is not None:
+            self._used -= len(partial)
+            self._reserved_total += self._outstanding(image_id) - before
 
     # --- originals held for others ------------------------------------------------------
 
@@ -327,8 +352,10 @@ class MemoryStore:
         if after > self._reserved():
             self._check_room(0, reserved_after=after)
         self._reservations[image_id] = size
+        self._reserved_total = after
 
     def unreserve(self, image_id: str) -> None:
+        self._reserved_total -= self._outstanding(image_id)
         self._reservations.pop(image_id, None)
 
     def held(self, image_id: str) -> HeldRecord | None:
@@ -346,25 +373,33 @@ class MemoryStore:
 
     def release_held(self, image_id: str) -> None:
         """Delete a held original (nothing happens if it is not held)."""
-        self._held.pop(image_id, None)
+        entry = self._held.pop(image_id, None)
+        if entry is not None:
+            self._used -= len(entry[1])
 
     # --- the dispersion list ------------------------------------------------------------
 
     def dispersion(self, image_id: str) -> list[DispersionEntry]:
-        return sorted(
-            (e for (i, _), e in self._dispersion.items() if i == image_id), key=lambda e: e.holder
-        )
+        entries = self._dispersion.get(image_id)
+        if not entries:
+            return []
+        return [entries[holder] for holder in sorted(entries)]
 
     def dispersion_list(self) -> Iterable[DispersionEntry]:
-        return [self._dispersion[key] for key in sorted(self._dispersion)]
+        return [e for image_id in sorted(self._dispersion) for e in self.dispersion(image_id)]
 
     def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
         if image_id not in self._images:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog")
-        self._dispersion[(image_id, holder)] = DispersionEntry(image_id, holder, state, now)
+        entry = DispersionEntry(image_id, holder, state, now)
+        self._dispersion.setdefault(image_id, {})[holder] = entry
 
     def remove_dispersion(self, image_id: str, holder: str) -> None:
-        self._dispersion.pop((image_id, holder), None)
+        entries = self._dispersion.get(image_id)
+        if entries is not None:
+            entries.pop(holder, None)
+            if not entries:
+                del self._dispersion[image_id]
 
     # --- per-peer transfer state ----------------------------------------------------------
 
@@ -388,6 +423,42 @@ class MemoryStore:
     ) -> None:
         self._transfers[(peer, image_id)] = (state, max_side, quality)
 
+    # --- our own user's decisions -------------------------------------------------------
+
+    def decision(self, image_id: str) -> UserDecision | None:
+        return self._decisions.get(image_id)
+
+    def decisions(self) -> Iterable[UserDecision]:
+        return [self._decisions[image_id] for image_id in sorted(self._decisions)]
+
+    def set_decision(
+        self,
+        image_id: str,
+        decision: Decision,
+        now: float,
+        *,
+        max_side: int | None = None,
+        quality: int | None = None,
+    ) -> None:
+        self._decisions[image_id] = UserDecision(image_id, decision, max_side, quality, now)
+
+    def clear_decision(self, image_id: str) -> None:
+        self._decisions.pop(image_id, None)
+
+    def recount(self) -> Usage:
+        """Usage counted from scratch (tests check the running totals against it)."""
+        used = (
+            sum(map(len, self._originals.values()))
+            + sum(len(data) for _, data in self._held.values())
+            + sum(map(len, self._partials.values()))
+            + sum(map(len, self._smaller.values()))
+        )
+        reserved = sum(
+            max(0, size - len(self._partials.get((i, Incoming.HELD), b"")))
+            for i, size in self._reservations.items()
+        )
+        return Usage(capacity=self._capacity, used=used, reserved=reserved)
+
     # --- the simulator's crash ------------------------------------------------------------
 
     def crash(self, rng: random.Random) -> int:
@@ -405,9 +476,12 @@ class MemoryStore:
         if partial is None or len(partial) != last.end:
             return 0
         torn = rng.randint(1, last.length)
+        before = self._outstanding(last.image_id)
         del partial[last.end - torn :]
         if not partial:
             del self._partials[(last.image_id, last.kind)]
+        self._used -= torn
+        self._reserved_total += self._outstanding(last.image_id) - before
         return torn
 
 

@@ -36,6 +36,7 @@ from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from protocol.messages import Limits, MetadataValue
 from protocol.store import (
+    Decision,
     DispersalState,
     DispersionEntry,
     HeldRecord,
@@ -43,6 +44,7 @@ from protocol.store import (
     Incoming,
     TransferState,
     Usage,
+    UserDecision,
     Where,
 )
 from storage.catalog import CATALOG_NAME, Catalog
@@ -573,6 +575,19 @@ class Card:
         record = self._local(image_id)
         return _recompress(self._original_file(image_id), record.name, max_side, quality)
 
+    # --- smaller copies received from peers (FIG. 10, S64-S65) ---------------------------
+    @_locked
+    def smaller_copies(self) -> dict[str, int]:
+        """The smaller copies this card keeps, finished and verified: image id -> size in bytes."""
+        return self._catalog.smaller()
+
+    @_locked
+    def read_smaller(self, image_id: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the smaller copy kept for ``image_id``; NotFound if none is."""
+        if image_id not in self._catalog.smaller():
+            raise NotFound(f"this card keeps no smaller copy of {image_id[:12]}")
+        return _read(self._smaller / image_id, offset, length)
+
     @_locked
     def free_original(self, image_id: str, now: float) -> None:
         record = self._local(image_id)
@@ -752,6 +767,26 @@ class Card:
         max_side: int | None = None, quality: int | None = None,
     ) -> None:
         self._catalog.set_transfer_state(peer, image_id, state, max_side, quality)
+
+    # --- our own user's decisions -----------------------------------------------------
+    @_locked
+    def decision(self, image_id: str) -> UserDecision | None:
+        return self._catalog.decision(image_id)
+
+    @_locked
+    def decisions(self) -> list[UserDecision]:
+        return self._catalog.decisions()
+
+    @_locked
+    def set_decision(
+        self, image_id: str, decision: Decision, now: float, *,
+        max_side: int | None = None, quality: int | None = None,
+    ) -> None:
+        self._catalog.set_decision(image_id, decision, now, max_side, quality)
+
+    @_locked
+    def clear_decision(self, image_id: str) -> None:
+        self._catalog.clear_decision(image_id)
 
     # --- files -------------------------------------------------------------------------
     def _write_temp(self, chunks: Iterable[bytes], limit: int) -> tuple[Path, str, int]:

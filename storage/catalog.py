@@ -24,12 +24,14 @@ from typing import Any, Final
 
 from protocol.messages import MetadataValue
 from protocol.store import (
+    Decision,
     DispersalState,
     DispersionEntry,
     HeldRecord,
     ImageRecord,
     Incoming,
     TransferState,
+    UserDecision,
     Where,
 )
 from storage.errors import CatalogTooNew, StoreError
@@ -91,6 +93,22 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         length INTEGER NOT NULL,
         PRIMARY KEY (image_id, kind)
     );
+    """,
+    # 2: our own user's decisions get a table of their own (they were transfer rows keyed by
+    # this device's own id); existing ones move over.
+    """
+    CREATE TABLE decisions (
+        image_id TEXT PRIMARY KEY,
+        decision TEXT NOT NULL CHECK (decision IN ('requested', 'refused')),
+        max_side INTEGER,
+        quality INTEGER,
+        decided_at REAL NOT NULL
+    );
+    INSERT INTO decisions (image_id, decision, max_side, quality, decided_at)
+        SELECT image_id, state, max_side, quality, 0 FROM transfers
+        WHERE peer = (SELECT value FROM card WHERE key = 'device_id')
+          AND state IN ('requested', 'refused');
+    DELETE FROM transfers WHERE peer = (SELECT value FROM card WHERE key = 'device_id');
     """,
 )
 
@@ -297,6 +315,34 @@ class Catalog:
             " VALUES (?, ?, ?, ?, ?)",
             (peer, image_id, state.value, max_side, quality),
         )
+
+    # --- our own user's decisions -----------------------------------------------------
+    @staticmethod
+    def _decision(row: sqlite3.Row) -> UserDecision:
+        return UserDecision(
+            row["image_id"], Decision(row["decision"]), row["max_side"], row["quality"],
+            row["decided_at"],
+        )
+
+    def decision(self, image_id: str) -> UserDecision | None:
+        row = self._one("SELECT * FROM decisions WHERE image_id = ?", (image_id,))
+        return None if row is None else self._decision(row)
+
+    def decisions(self) -> list[UserDecision]:
+        return [self._decision(r) for r in self._all("SELECT * FROM decisions ORDER BY image_id")]
+
+    def set_decision(
+        self, image_id: str, decision: Decision, now: float, max_side: int | None,
+        quality: int | None,
+    ) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO decisions (image_id, decision, max_side, quality, decided_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (image_id, decision.value, max_side, quality, now),
+        )
+
+    def clear_decision(self, image_id: str) -> None:
+        self._run("DELETE FROM decisions WHERE image_id = ?", (image_id,))
 
     # --- the dispersion list ----------------------------------------------------------
     @staticmethod

@@ -16,6 +16,7 @@ from PIL import Image
 
 from protocol.store import (
     CardFull,
+    Decision,
     DispersalState,
     DispersionEntry,
     HashMismatch,
@@ -25,6 +26,7 @@ from protocol.store import (
     NotFound,
     StoreError,
     TransferState,
+    UserDecision,
     Where,
 )
 from tests.contract.conftest import OTHER_PEER, OWN_DEVICE, PEER, MakeStore, add_local, sha
@@ -343,3 +345,84 @@ def test_a_smaller_copy_is_a_jpeg_within_the_asked_size(make_store: MakeStore) -
         assert max(image.size) <= 100
     with pytest.raises(NotFound):
         store.smaller_copy(sha(b"unknown"), 100, 60)
+
+
+# --- our own user's decisions --------------------------------------------------------------------
+
+
+def test_our_users_decisions_are_kept_apart_from_what_peers_asked(make_store: MakeStore) -> None:
+    store = make_store()
+    first, second = sha(b"first"), sha(b"second")
+    assert store.decision(first) is None and list(store.decisions()) == []
+    store.set_decision(second, Decision.REQUESTED, 5.0, max_side=800, quality=70)
+    store.set_decision(first, Decision.REFUSED, 6.0)
+    assert store.decision(second) == UserDecision(second, Decision.REQUESTED, 800, 70, 5.0)
+    assert store.decision(first) == UserDecision(first, Decision.REFUSED, None, None, 6.0)
+    assert [d.image_id for d in store.decisions()] == sorted([first, second])
+    # A decision is not a transfer state of any peer, not even of this device.
+    assert store.transfer_state(OWN_DEVICE, second) is TransferState.UNTRANSMITTED
+    store.set_decision(second, Decision.REFUSED, 7.0)
+    assert store.decision(second) == UserDecision(second, Decision.REFUSED, None, None, 7.0)
+    store.clear_decision(second)
+    store.clear_decision(second)
+    assert store.decision(second) is None
+    assert list(store.decisions()) == [UserDecision(first, Decision.REFUSED, None, None, 6.0)]
+
+
+# --- zero-byte originals ---------------------------------------------------------------------------
+
+
+def test_an_empty_original_finishes_from_an_empty_partial(make_store: MakeStore) -> None:
+    store = make_store()
+    record = peer_record(b"")
+    store.add_thumbnail(record, 1.0)
+    assert store.partial_offset(record.image_id, Incoming.ORIGINAL) == 0
+    store.finish_partial(record.image_id, Incoming.ORIGINAL, sha(b""), 2.0)
+    got = store.image(record.image_id)
+    assert got is not None and got.where is Where.LOCAL and got.size == 0
+    assert store.read_original(record.image_id, 0, 10) == b""
+    assert store.usage().used == 0
+
+
+def test_an_empty_original_is_held_for_its_owner(make_store: MakeStore) -> None:
+    store = make_store()
+    empty = sha(b"")
+    store.reserve(empty, 0)
+    store.finish_partial(empty, Incoming.HELD, empty, 3.0, owner=PEER)
+    assert store.held(empty) == HeldRecord(empty, PEER, 0, 3.0)
+    assert store.read_held(empty, 0, 5) == b""
+    assert store.usage().reserved == 0
+
+
+# --- room, counted as it goes -----------------------------------------------------------------------
+
+
+def test_usage_follows_every_change_of_room(make_store: MakeStore) -> None:
+    """Running totals (the in-memory store keeps them for speed) agree with the card's count."""
+    store = make_store(10_000)
+    local = add_local(store, DATA)
+    held_id = sha(b"held" * 100)
+    store.reserve(held_id, 400)
+    write_all(store, held_id, Incoming.HELD, (b"held" * 100)[:250])
+    assert (store.usage().used, store.usage().reserved) == (len(DATA) + 250, 150)
+    store.reserve(held_id, 300)
+    assert store.usage().reserved == 50
+    store.discard_partial(held_id, Incoming.HELD)
+    assert (store.usage().used, store.usage().reserved) == (len(DATA), 300)
+    write_all(store, held_id, Incoming.HELD, b"held" * 100)
+    store.finish_partial(held_id, Incoming.HELD, held_id, 4.0, owner=PEER)
+    assert (store.usage().used, store.usage().reserved) == (len(DATA) + 400, 0)
+    store.set_dispersion(local.image_id, PEER, DispersalState.STORED, 5.0)
+    store.free_original(local.image_id, 6.0)
+    store.release_held(held_id)
+    assert (store.usage().used, store.usage().reserved) == (0, 0)
+    recount = getattr(store, "recount", None)
+    if recount is not None:
+        assert recount() == store.usage()
+
+
+def test_an_empty_picture_can_be_captured_and_read(make_store: MakeStore) -> None:
+    store = make_store()
+    record = add_local(store, b"")
+    assert (record.image_id, record.size, record.where) == (sha(b""), 0, Where.LOCAL)
+    assert store.read_original(record.image_id, 0, 10) == b""

@@ -142,10 +142,13 @@ class Mesh:
             if (a, b) not in self.links:
                 continue
             src, dst = self.devices[a], self.devices[b]
+            busy = src.node.sending_peers()
             frame = src.node.next_frame(dst.id, self.now)
             src.events.extend(src.node.events())
             if frame is None:
                 continue
+            # A runtime may poll only the peers sending_peers names: none may be missed.
+            assert dst.id in busy, f"{a} had a frame for {b} but sending_peers missed it"
             moved += 1
             tap = self._taps[(a, b)]
             tap.feed(frame)

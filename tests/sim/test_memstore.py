@@ -306,6 +306,7 @@ class TwinStores(RuleBasedStateMachine):
             assert self.memory.original_bytes(sha(data)) in (None, data)
         usage = self.memory.usage()
         assert usage.used + usage.reserved <= CAPACITY
+        assert self.memory.recount() == usage  # the running totals never drift
 
 
 # Long runs of calls reach the states where the two could part (a smaller copy, a full card).
@@ -316,3 +317,14 @@ TwinStores.TestCase.settings = (
     else settings(stateful_step_count=50)
 )
 test_memory_store_answers_like_the_card = TwinStores.TestCase
+
+
+def test_a_torn_write_is_taken_out_of_the_running_totals() -> None:
+    for seed in range(20):
+        store = MemoryStore(OWN, 10_000)
+        data = random.Random(seed).randbytes(3000)
+        store.reserve(sha(data), 3000)
+        store.write_partial(sha(data), Incoming.HELD, 0, data[:1000])
+        store.write_partial(sha(data), Incoming.HELD, 1000, data[1000:2500])
+        store.crash(random.Random(seed))
+        assert store.recount() == store.usage()

@@ -316,3 +316,57 @@ def test_deferred_sync_is_for_a_block_and_always_ends_power_safe(card: Card) -> 
     card.close()
     with Card.open(card.path) as again:
         assert len(again.images()) == 5
+
+
+def test_smaller_copies_are_listed_read_back_and_replaced(card: Card) -> None:
+    """Contract of smaller_copies/read_smaller: only finished, verified copies are listed;
+    their bytes read back exactly; a new copy replaces the old; they survive a reopen."""
+    original = b"the full picture" * 20
+    image_id = sha(original)
+    card.add_thumbnail(ImageRecord(image_id, PEER, 1, "P.JPG", len(original), "image/jpeg",
+                                   None, {}, b"t", Where.ABSENT), 1.0)
+    assert card.smaller_copies() == {}
+    with pytest.raises(NotFound, match="no smaller copy"):
+        card.read_smaller(image_id, 0, 10)
+
+    first = b"small, quality 60"
+    card.write_partial(image_id, Incoming.SMALLER, 0, first)
+    assert card.smaller_copies() == {}  # still arriving: not a copy yet
+    card.finish_partial(image_id, Incoming.SMALLER, sha(first), 2.0)
+    assert card.smaller_copies() == {image_id: len(first)}
+    assert card.read_smaller(image_id, 0, 1000) == first
+    assert card.read_smaller(image_id, 7, 3) == first[7:10]
+
+    wrong = b"bytes that do not hash to what was promised"
+    card.write_partial(image_id, Incoming.SMALLER, 0, wrong)
+    with pytest.raises(StoreError):
+        card.finish_partial(image_id, Incoming.SMALLER, sha(b"something else"), 3.0)
+    assert card.read_smaller(image_id, 0, 1000) == first  # the verified copy stays
+
+    second = b"larger, quality 85, side 2048"
+    card.write_partial(image_id, Incoming.SMALLER, 0, second)
+    card.finish_partial(image_id, Incoming.SMALLER, sha(second), 4.0)
+    assert card.smaller_copies() == {image_id: len(second)}
+    assert card.usage().used == bytes_on_disk(card) == len(second)
+    assert (card.image(image_id) or pytest.fail("gone")).where is Where.ABSENT  # not the original
+    with pytest.raises(NotFound):
+        card.read_original(image_id, 0, 10)
+    card.close()
+    with Card.open(card.path) as again:
+        assert again.smaller_copies() == {image_id: len(second)}
+        assert again.read_smaller(image_id, 0, 1000) == second
+
+
+def test_a_smaller_copy_deleted_by_hand_is_no_longer_listed(card: Card) -> None:
+    data = b"small"
+    image_id = sha(b"the original")
+    card.add_thumbnail(ImageRecord(image_id, PEER, 1, "Q.JPG", 12, "image/jpeg",
+                                   None, {}, b"t", Where.ABSENT), 1.0)
+    card.write_partial(image_id, Incoming.SMALLER, 0, data)
+    card.finish_partial(image_id, Incoming.SMALLER, sha(data), 2.0)
+    card.close()
+    (card.path / "smaller" / image_id).unlink()
+    with Card.open(card.path) as again:
+        assert again.smaller_copies() == {}
+        with pytest.raises(NotFound):
+            again.read_smaller(image_id, 0, 5)

@@ -157,3 +157,29 @@ def test_the_catalog_survives_a_reopen(tmp_path: Path) -> None:
         assert cat.settings() == {"name": "cam"}
     finally:
         cat.close()
+
+
+def test_our_own_decisions_move_out_of_the_transfer_table_on_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 1 kept our user's decisions as transfer rows under our own device id."""
+    path = tmp_path / "c.sqlite"
+    me, peer = "e" * 64, "f" * 64
+    monkeypatch.setattr(catalog_module, "MIGRATIONS", MIGRATIONS[:1])
+    old = Catalog(path)
+    old.set_settings({"device_id": me})
+    old.set_transfer_state(me, "1" * 64, TransferState.REFUSED, None, None)
+    old.set_transfer_state(me, "2" * 64, TransferState.REQUESTED, 800, 70)
+    old.set_transfer_state(peer, "1" * 64, TransferState.REQUESTED, None, None)
+    old.close()
+    monkeypatch.setattr(catalog_module, "MIGRATIONS", MIGRATIONS)
+    cat = Catalog(path)
+    try:
+        assert [(d.image_id, d.decision.value, d.max_side, d.quality) for d in cat.decisions()] == [
+            ("1" * 64, "refused", None, None),
+            ("2" * 64, "requested", 800, 70),
+        ]
+        assert cat.transfer_state(me, "1" * 64) is TransferState.UNTRANSMITTED
+        assert cat.transfer_state(peer, "1" * 64) is TransferState.REQUESTED
+    finally:
+        cat.close()
