@@ -17,6 +17,8 @@ import ipaddress
 import logging
 import math
 import re
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -196,8 +198,11 @@ async def open_discovery(
     browser: ServiceBrowser | None = None
     try:
         info = _service_info(device_id, mesh_hash, role, port, addresses or _local_addresses())
-        # register_service probes and announces: a second or two of blocking.
-        await trio.to_thread.run_sync(zc.register_service, info)
+        # The instance name carries 96 bits of the device id, so it cannot clash:
+        # skip the uniqueness probe (~1.5 s) and announce at once (cooperating responder).
+        await trio.to_thread.run_sync(
+            lambda: zc.register_service(info, cooperating_responders=True)
+        )
         async with trio.open_nursery() as nursery:
             discovery = Discovery(zc, device_id, mesh_hash, nursery)
             browser = await trio.to_thread.run_sync(
@@ -217,3 +222,106 @@ async def open_discovery(
             if browser is not None:
                 await trio.to_thread.run_sync(browser.cancel)
             await trio.to_thread.run_sync(zc.close)  # withdraws our records, joins its threads
+
+
+# --- pairing windows ---------------------------------------------------------------
+#
+# A device with an open pairing window advertises ``_cammesh-pair._tcp.local.`` so that
+# `cammesh mesh join` needs no address. The joiner belongs to no mesh yet, so there is no
+# mesh hash to filter on: the advertisement carries only the device's name, role and id,
+# nothing about the mesh or the code (SPAKE2 keeps the code off the wire).
+
+PAIRING_SERVICE_TYPE = "_cammesh-pair._tcp.local."
+PAIRING_SETTLE = 1.0  # after the first window is seen, listen this long for others
+
+
+@dataclass(frozen=True, slots=True)
+class PairingWindow:
+    """A device that says it is admitting devices at ``host:port`` (unauthenticated)."""
+
+    device_id: str
+    name: str
+    role: Role
+    host: str
+    port: int
+
+
+@asynccontextmanager
+async def advertise_pairing(
+    device_id: str, name: str, role: Role | str, port: int, *, interfaces: list[str] | None = None
+) -> AsyncIterator[None]:
+    """Advertise a pairing window at ``port`` for as long as the block runs."""
+    addresses = [ip for ip in interfaces if ip not in {"0.0.0.0", "::"}] if interfaces else []
+    info = ServiceInfo(
+        PAIRING_SERVICE_TYPE,
+        f"cammesh-pair-{device_id[:24]}.{PAIRING_SERVICE_TYPE}",
+        port=port,
+        properties={"id": device_id, "name": name, "role": Role(role).value,
+                    "v": str(PROTOCOL_VERSION)},
+        server=f"cammesh-pair-{device_id[:12]}.local.",
+        parsed_addresses=addresses or _local_addresses(),
+    )
+    zc = await trio.to_thread.run_sync(
+        lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
+    )
+    try:
+        await trio.to_thread.run_sync(
+            lambda: zc.register_service(info, cooperating_responders=True)
+        )
+        yield
+    finally:
+        with trio.move_on_after(SHUTDOWN_TIMEOUT) as scope:
+            scope.shield = True
+            await trio.to_thread.run_sync(zc.close)  # withdraws the advertisement
+
+
+def _pairing_window(info: ServiceInfo) -> PairingWindow | None:
+    device_id, name = _txt(info, "id"), _txt(info, "name")
+    try:
+        role = Role(_txt(info, "role"))
+    except ValueError:
+        return None
+    addresses = info.parsed_addresses(IPVersion.V4Only) or info.parsed_addresses()
+    if not _HEX64.match(device_id) or not name or not addresses or not info.port:
+        log.warning("ignoring malformed pairing advertisement %s", info.name)
+        return None
+    return PairingWindow(device_id, name, role, addresses[0], info.port)
+
+
+def _browse_pairing(timeout: float, interfaces: list[str] | None) -> list[PairingWindow]:
+    """Blocking: browse up to ``timeout`` s, or ``PAIRING_SETTLE`` s past the first window."""
+    names: list[str] = []
+    seen = threading.Event()
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is not ServiceStateChange.Removed and name not in names:
+            names.append(name)
+            seen.set()
+
+    zc = Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
+    try:
+        browser = ServiceBrowser(zc, PAIRING_SERVICE_TYPE, handlers=[on_change])
+        try:
+            started = time.monotonic()
+            if seen.wait(timeout):
+                time.sleep(min(PAIRING_SETTLE, max(0.0, timeout - (time.monotonic() - started))))
+        finally:
+            browser.cancel()
+        windows = []
+        for name in list(names):
+            info = zc.get_service_info(PAIRING_SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS)
+            window = _pairing_window(info) if info is not None else None
+            if window is not None and window not in windows:
+                windows.append(window)
+        return windows
+    finally:
+        zc.close()
+
+
+async def find_pairing_windows(
+    *, timeout: float = 5.0, interfaces: list[str] | None = None
+) -> list[PairingWindow]:
+    """The pairing windows advertised on the local network (empty when none is seen in time)."""
+    return await trio.to_thread.run_sync(_browse_pairing, timeout, interfaces)

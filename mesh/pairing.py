@@ -188,7 +188,7 @@ def create_mesh(card: Path) -> Membership:
     """Start a new mesh with a random id on this card; refuse if the card already belongs to one."""
     if membership_path(card).exists():
         raise PairingError(
-            f"{Path(card)} already belongs to a mesh: run `cammesh mesh pair` to admit devices"
+            f"{Path(card)} already belongs to a mesh: run `cammesh mesh open` to admit more devices"
         )
     membership = Membership(mesh_id=secrets.token_hex(16))
     save_membership(card, membership)

@@ -33,7 +33,7 @@ HANDSHAKE_TIMEOUT = 10.0  # TLS handshake plus hello, per connection
 CLOSE_TIMEOUT = 2.0  # a polite close_notify; after it, the socket is just dropped
 HELLO_VERSION = 1
 MAX_HELLO = 512 * 1024  # 256 members' certificates fit comfortably
-NOTSENT_LOWAT = 16 * 1024  # unsent bytes the kernel may hold beyond the frame being written
+NOTSENT_LOWAT = 32 * 1024  # unsent bytes the kernel may hold beyond the frame being written
 
 PinSource = Membership | Callable[[], Membership]
 Handler = Callable[["PeerStream"], Awaitable[object]]

@@ -1,0 +1,403 @@
+"""The network commands: ``node`` runs a device; ``status``, ``peers``, ``request``, ``refuse``,
+``get``, ``collect`` and ``repair`` talk to a running one through its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from mesh.control import ask
+from mesh.errors import MeshError
+from mesh.identity import short_id_of
+from storage.sizes import format_size, parse_size
+
+Subparsers = Any
+POLICIES = ("thumbnails", "requested", "all")
+
+
+def _card_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("card", type=Path, metavar="CARD", help="the card folder of a running node")
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+# --- node ------------------------------------------------------------------------------
+
+
+def add_node(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "node",
+        help="run this card as a device on the network",
+        description="Run a device: serve paired peers over TLS, find them by mDNS, send "
+        "thumbnails first and originals after, answer `cammesh status/request/get` on this "
+        "machine. Stop it with Ctrl-C.",
+    )
+    p.add_argument("card", type=Path, metavar="CARD", help="the card folder (see `cammesh init`)")
+    p.add_argument("--listen", default="0.0.0.0:0", metavar="HOST:PORT",
+                   help="where to accept peers (default: every address, any free port)")
+    p.add_argument("--interface", metavar="IP", help="advertise by mDNS on this address only")
+    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="also dial this peer directly (for networks without multicast); repeatable")
+    p.add_argument("--no-discovery", action="store_true", help="do not use mDNS at all")
+    p.add_argument("--watch", type=Path, metavar="DIR",
+                   help="import files that appear in DIR (a tethered camera's DCIM) as captures")
+    p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
+                   help="what to pull from PEER (an id prefix, or * for everyone): thumbnails, "
+                   "requested or all (default: all); repeatable")
+    p.add_argument("--rate", metavar="SIZE", help="limit sending to SIZE per second per peer, e.g. 5MB")
+    p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
+                   help="disperse originals to peers above this fraction of capacity (default 0.9)")
+    p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+    p.add_argument("--log-json", action="store_true",
+                   help="structured logs on stderr, one JSON object a line (node events with all fields)")
+    p.add_argument("--no-live", action="store_true",
+                   help="no live status view even when stdout is a terminal")
+    p.set_defaults(run=run_node_command)
+
+
+def parse_policies(items: list[str], members: list[str]) -> tuple[str, dict[str, str]]:
+    """``PEER=POLICY`` items to (default policy, {device id: policy}); MeshError when unclear."""
+    default, per_peer = "all", {}
+    for item in items:
+        who, sep, policy = item.partition("=")
+        if not sep or policy not in POLICIES:
+            raise MeshError(f"--policy {item!r}: use PEER=POLICY with POLICY one of {', '.join(POLICIES)}")
+        if who == "*":
+            default = policy
+            continue
+        matches = [m for m in members if m.startswith(who.lower())]
+        if len(matches) != 1:
+            raise MeshError(f"--policy {item!r}: {who!r} names {len(matches)} paired devices, not one")
+        per_peer[matches[0]] = policy
+    return default, per_peer
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Structured logs: one JSON object a line; node events carry ``event`` and every field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {"t": record.created, "level": record.levelname.lower(),
+                               "logger": record.name, "msg": record.getMessage()}
+        event = getattr(record, "event", None)
+        if event is not None:
+            doc["event"] = event
+            doc.update(getattr(record, "fields", {}))
+        return json.dumps(doc, default=str)
+
+
+def _logging(args: argparse.Namespace, live: Console | None) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    handler: logging.Handler
+    if args.log_json:
+        handler = logging.StreamHandler()  # stderr: stdout may carry the live view
+        handler.setFormatter(JsonLogFormatter())
+    elif live is not None:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=live, show_path=False, markup=False)
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = [handler]
+
+
+def run_node_command(args: argparse.Namespace) -> int:
+    from mesh.daemon import Controller, run_node
+    from mesh.identity import Identity
+    from mesh.pairing import load_membership
+    from mesh.runtime import Address, Runtime
+    from protocol.config import NodeConfig, Policy
+    from protocol.messages import Role
+    from storage.card import Card
+
+    console = Console()
+    live_view = console.is_terminal and not args.no_live
+    _logging(args, console if live_view else None)
+
+    try:
+        listen = Address.parse(args.listen, default_host="0.0.0.0")
+        peers = [Address.parse(text) for text in args.peer]
+    except ValueError as exc:
+        raise MeshError(str(exc)) from exc
+    rate = parse_size(args.rate) if args.rate else None
+    identity = Identity.load(args.card)
+    members = load_membership(args.card)
+    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers])
+    with Card.open(args.card) as card:
+        config = NodeConfig(
+            name=card.name,
+            role=Role(card.role),
+            high_water=args.high_water,
+            replicas=args.replicas,
+            default_policy=Policy(default),
+            policies={peer: Policy(policy) for peer, policy in per_peer.items()},
+        )
+        runtime = Runtime(card_path=args.card, card=card, identity=identity, config=config,
+                          listen=listen, static_peers=peers, rate_limit=rate)
+
+        async def main() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(lambda task_status: run_node(
+                        runtime, discovery=not args.no_discovery, interface=args.interface,
+                        watch=args.watch, task_status=task_status))
+                    if live_view:
+                        nursery.start_soon(_live, Controller(runtime), console)
+                    async for signum in signals:
+                        logging.getLogger("cammesh.node").info(
+                            "stopping on %s", signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        break
+
+        trio.run(main)
+    return 0
+
+
+async def _live(controller: Any, console: Console) -> None:
+    """Redraw the status view twice a second, in the node's own process."""
+    from rich.live import Live
+
+    from mesh.status_view import render_status
+
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+        while True:
+            live.update(render_status(await controller.handle({"op": "status"})))
+            await trio.sleep(0.5)
+
+
+# --- the card commands, when a node holds the card -------------------------------------------
+
+
+def import_via_node(card: Path, paths: list[Path]) -> int:
+    """``cammesh import`` on a card a running node holds: the node imports, as captures."""
+    answer = ask(card, {"op": "import", "paths": [str(p.resolve()) for p in paths]})
+    summary = answer["summary"]
+    size = sum(i["size"] for i in summary["imported"])
+    print(f"imported {len(summary['imported'])} ({format_size(size)}) through the running node, "
+          f"duplicates {len(summary['duplicates'])}, rejected {len(summary['rejected'])}")
+    for skip in summary["rejected"]:
+        print(f"  rejected: {skip['path']}: {skip['reason']}")
+    nothing = not summary["imported"] and not summary["duplicates"] and summary["rejected"]
+    return 1 if nothing else 0
+
+
+def ls_via_node(card: Path, *, as_json: bool) -> int:
+    """``cammesh ls`` on a card a running node holds: the node lists it."""
+    answer = ask(card, {"op": "ls"})
+    images = answer["images"]
+    if as_json:
+        print(json.dumps(images, indent=1))
+        return 0
+    table = Table(title=f"{len(images)} pictures, {format_size(answer['used'])} used, "
+                        f"{format_size(answer['free'])} free (from the running node)")
+    for column in ("id", "name", "size", "original", "thumbnail at", "original at"):
+        table.add_column(column)
+    for image in images:
+        table.add_row(image["image_id"][:12], image["name"], format_size(image["size"]),
+                      image["where"], _when(image["thumbnail_at"]) or "here",
+                      _when(image["original_at"]) or "-")
+    Console(highlight=False).print(table)
+    return 0
+
+
+def _when(seconds: float | None) -> str:
+    import datetime
+
+    if seconds is None:
+        return ""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+# --- clients of a running node ------------------------------------------------------------
+
+
+def add_status(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("status", help="what a running node is doing",
+                              description="Show a running node's card room, peers and transfers.")
+    _card_arg(p)
+    _json_arg(p)
+    p.add_argument("--watch", action="store_true",
+                   help="keep showing it, live (peers, queues, progress bars) until Ctrl-C")
+    p.set_defaults(run=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch_status(args.card)
+    answer = ask(args.card, {"op": "status"})
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    console = Console()
+    console.print(f"[bold]{answer['name']}[/] ({answer['role']}, {answer['short_id']}) on port {answer['port']}")
+    console.print(f"card: {format_size(answer['used'])} used of {format_size(answer['capacity'])}, "
+                  f"{format_size(answer['free'])} free")
+    for peer, link in answer["links"].items():
+        console.print(f"  {short_id_of(peer)}: in {format_size(link['bytes_in'])}, "
+                      f"out {format_size(link['bytes_out'])}")
+    return 0
+
+
+def _watch_status(card: Path) -> int:
+    import time
+
+    from rich.live import Live
+
+    from mesh.status_view import render_status
+
+    console = Console()
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            live.update(render_status(ask(card, {"op": "status"}, timeout=10.0)))
+            time.sleep(0.5)
+
+
+def add_peers(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("peers", help="paired devices and which are connected",
+                              description="List the devices paired with this card, connected or not.")
+    _card_arg(p)
+    _json_arg(p)
+    p.set_defaults(run=run_peers)
+
+
+def run_peers(args: argparse.Namespace) -> int:
+    answer = ask(args.card, {"op": "peers"})
+    if args.json:
+        print(json.dumps(answer["peers"], indent=2))
+        return 0
+    table = Table("device", "name", "role", "connected")
+    for peer in answer["peers"]:
+        table.add_row(short_id_of(peer["device_id"]), peer["name"], peer["role"],
+                      "yes" if peer["connected"] else "no")
+    Console().print(table)
+    return 0
+
+
+def add_request(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("request", help="pull a picture's original first (FIG. 14A)",
+                              description="Ask for this picture's original ahead of every queued one, "
+                              "optionally as a smaller recompressed copy.")
+    _card_arg(p)
+    p.add_argument("id", metavar="ID", help="picture id or a unique prefix (see `cammesh ls`)")
+    p.add_argument("--max-side", type=int, metavar="PX", help="a smaller copy: longest side in pixels")
+    p.add_argument("--quality", type=int, metavar="Q", help="a smaller copy: JPEG quality 1-100")
+    p.set_defaults(run=run_request)
+
+
+def run_request(args: argparse.Namespace) -> int:
+    answer = ask(args.card, {"op": "request", "id": args.id, "max_side": args.max_side,
+                             "quality": args.quality})
+    print(f"requested {answer['id'][:12]}")
+    return 0
+
+
+def add_refuse(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("refuse", help='mark a picture "not necessary" (FIG. 13B)',
+                              description="Tell the sender this original is not needed; it leaves the queue.")
+    _card_arg(p)
+    p.add_argument("id", metavar="ID", help="picture id or a unique prefix")
+    p.set_defaults(run=run_refuse)
+
+
+def run_refuse(args: argparse.Namespace) -> int:
+    answer = ask(args.card, {"op": "refuse", "id": args.id})
+    print(f"refused {answer['id'][:12]}")
+    return 0
+
+
+def add_get(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("get", help="write a picture's original to a file, wherever it is",
+                              description="Read a picture out: from this card, from the peer that "
+                              "has it, or collected back from the holder it was dispersed to.")
+    _card_arg(p)
+    p.add_argument("id", metavar="ID", help="picture id or a unique prefix")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="where to write it")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="give up a read-out under way after this many seconds (default 300)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when the device holding it is away, wait this long for it to return "
+                   "(default 0: fail at once, naming it)")
+    p.set_defaults(run=run_get)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    if args.wait < 0:
+        raise MeshError("--wait needs a number of seconds, 0 or more")
+    answer = ask(args.card, {"op": "get", "id": args.id, "path": str(args.output.resolve()),
+                             "timeout": args.timeout, "wait": args.wait},
+                 timeout=args.timeout + args.wait + 10, on_note=_say)
+    print(f"wrote {answer['id'][:12]} to {args.output}")
+    return 0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def add_collect(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("collect", help="bring dispersed originals home",
+                              description="Collect dispersed originals back from their holders "
+                              "(when the card has room again); the holders then release them.")
+    _card_arg(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--all", action="store_true", help="every dispersed original")
+    group.add_argument("ids", nargs="*", default=[], metavar="ID", help="picture ids or prefixes")
+    p.set_defaults(run=run_collect)
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    answer = ask(args.card, {"op": "collect", "all": args.all, "ids": args.ids})
+    print(f"collecting {len(answer['ids'])} original(s)")
+    for item in answer.get("pending", []):
+        _say(f"waiting: {item['id'][:12]}: {item['reason']}")
+    for item in answer.get("refused", []):
+        _say(f"not collected: {item['id'][:12]}: {item['reason']}")
+    return 0
+
+
+def add_repair(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("repair", help="re-replicate what a lost holder held",
+                              description="A holder is gone for good (lost, broken, wiped): copy "
+                              "each original it held for this card from another holder to a new one. "
+                              "An original it alone held stays listed, and is named.")
+    _card_arg(p)
+    p.add_argument("holder", metavar="HOLDER", help="the lost device: its name or an id prefix")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="wait this long for the copies (default 60); the node keeps trying after")
+    p.set_defaults(run=run_repair)
+
+
+def run_repair(args: argparse.Namespace) -> int:
+    answer = ask(args.card, {"op": "repair", "holder": args.holder, "timeout": args.timeout},
+                 timeout=args.timeout + 30)
+    who = f"{answer['name']} ({short_id_of(answer['holder'])})"
+    if answer["connected"]:
+        _say(f"note: {who} is connected now; repair is for a holder that is gone for good")
+    done = len(answer["repaired"]) + len(answer["unlisted"])
+    print(f"repair of {who}: {done} original(s) repaired, {len(answer['copying'])} still copying, "
+          f"{len(answer['failed'])} failed")
+    for item in answer["repaired"]:
+        print(f"  repaired {item['id'][:12]}: now held by {item['holder_name']}")
+    for image_id in answer["unlisted"]:
+        print(f"  {image_id[:12]}: its original is on this card; {answer['name']} is unlisted")
+    for image_id in answer["copying"]:
+        print(f"  copying {image_id[:12]}: not done yet; the node keeps trying")
+    for item in answer["failed"]:
+        _say(f"failed {item['id'][:12]}: {item['reason']}")
+    return 1 if answer["failed"] else 0
+
+
+COMMANDS = [add_node, add_status, add_peers, add_request, add_refuse, add_get, add_collect,
+            add_repair]

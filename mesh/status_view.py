@@ -1,0 +1,79 @@
+"""The live status view of a running node (rich): its card, its peers and their queues, and
+progress bars for the originals on their way in.
+
+One function renders a ``status`` control answer, so ``cammesh node`` (in its own
+process) and ``cammesh status --watch`` (through the control socket) show the same screen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from mesh.identity import short_id_of
+from storage.sizes import format_size
+
+
+def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None) -> RenderableType:
+    """The screen for one ``{"op": "status"}`` answer."""
+    names = dict(names or {})
+    for peer in status.get("peers", []):
+        if peer.get("name"):
+            names[peer["peer_id"]] = peer["name"]
+    head = Text.assemble(
+        (f"{status['name']}", "bold"),
+        f" ({status['role']}, {status['short_id']}) on port {status['port']}  ·  card ",
+        f"{format_size(status['used'])} used of {format_size(status['capacity'])}, ",
+        f"{format_size(status['free'])} free",
+    )
+    node = status.get("node", {})
+    counts = Text(
+        f"pictures: {node.get('images_local', 0)} here, {node.get('images_absent', 0)} thumbnail "
+        f"only, {node.get('images_dispersed', 0)} dispersed; holding {node.get('held', 0)} "
+        f"for others; {node.get('pulls_waiting', 0)} pulls and "
+        f"{node.get('requests_waiting', 0)} requests waiting",
+        style="dim",
+    )
+    peers = Table(box=box.SIMPLE_HEAD, title="peers", title_justify="left", expand=False)
+    for column in ("peer", "state", "thumbs", "urgent", "dispersal", "background", "to send",
+                   "in", "out"):
+        peers.add_column(column, justify="left" if column in ("peer", "state") else "right")
+    for peer in status.get("peers", []):
+        q = peer.get("queues", {})
+        label = f"{peer.get('name') or '?'} ({peer.get('short_id') or short_id_of(peer['peer_id'])})"
+        peers.add_row(
+            label,
+            "ready" if peer.get("ready") else "greeting",
+            str(q.get("thumbnails", 0)),
+            str(q.get("urgent", 0)),
+            str(q.get("dispersal", 0)),
+            str(q.get("background", 0)),
+            format_size(q.get("bytes_pending", 0)),
+            format_size(peer.get("bytes_in", 0)),
+            format_size(peer.get("bytes_out", 0)),
+        )
+    if not status.get("peers"):
+        peers.add_row(Text("no peer connected yet", style="dim"), "", "", "", "", "", "", "", "")
+    parts: list[RenderableType] = [head, counts, peers]
+    incoming = status.get("incoming", [])
+    if incoming:
+        bars = Table.grid(padding=(0, 1))
+        bars.add_column()
+        bars.add_column(width=30)
+        bars.add_column(justify="right")
+        for item in incoming:
+            who = names.get(item["peer"], short_id_of(item["peer"]))
+            total = max(1, int(item["total"]))
+            bars.add_row(
+                f"{item['image_id'][:12]} ({item['purpose']}) from {who}",
+                ProgressBar(total=total, completed=int(item["done"]), width=30),
+                f"{format_size(item['done'])} / {format_size(item['total'])}",
+            )
+        parts.append(Text("originals coming in", style="bold"))
+        parts.append(bars)
+    return Group(*parts)
