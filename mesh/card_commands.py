@@ -1,4 +1,4 @@
-"""The card commands: ``init``, ``import``, ``ls``, ``thumb`` and the ``demo`` that chains them."""
+"""The card commands: ``init``, ``import``, ``ls`` and ``thumb`` (``demo`` is mesh/demo.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import datetime
 import json
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mesh.cli import Register
-from protocol.store import ImageRecord
+from mesh.identity import short_id_of
+from protocol.store import DispersionEntry, HeldRecord, ImageRecord, Usage
 from storage.card import Card
 from storage.errors import NotFound
 from storage.importer import ImportSummary, import_paths
@@ -91,6 +92,7 @@ def add_import(subparsers: Subparsers) -> None:
         "import", help="copy pictures (files or folders) onto a card",
         description="Import files into CARD: folders are recursed, a file already on the card "
         "(same bytes) is skipped, and a file that cannot be imported is listed with the reason. "
+        "When a node runs on CARD, the node imports them, as captures. "
         "Exits 1 only when not one file could be read.",
     )
     p.add_argument("card", type=Path, metavar="CARD")
@@ -137,8 +139,22 @@ def print_summary(summary: ImportSummary, console: Console) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from storage.errors import CardBusy
+
     console = Console(highlight=False, soft_wrap=True)  # long paths stay on one line
-    with Card.open(args.card) as card:
+    try:
+        card = Card.open(args.card)
+    except CardBusy as busy:
+        # A running node holds the card: it imports them itself, as captures, so that its
+        # peers get the thumbnails and a card above its mark disperses (issue 5).
+        from mesh.control import NodeNotRunning
+        from mesh.node_commands import import_via_node
+
+        try:
+            return import_via_node(args.card, args.paths)
+        except NodeNotRunning:
+            raise busy from None  # another import holds it, not a node
+    with card:
         summary = import_with_progress(card, args.paths, console)
     print_summary(summary, console)
     return 1 if summary.nothing_read else 0
@@ -149,16 +165,21 @@ def run_import(args: argparse.Namespace) -> int:
 
 def add_ls(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
-        "ls", help="list the pictures on a card",
+        "ls", help="list the pictures on a card, or the originals it holds for others",
         description="One row per picture: id prefix, name, size, capture time, where the "
-        "original is (local, dispersed, absent) and when its thumbnail and original arrived.",
+        "original is (local, dispersed — with the holders its dispersion list names — or absent) "
+        "and when its thumbnail and original arrived. With --held: the originals this card "
+        "holds for other devices. Works while a node runs on the card (it reads the catalog).",
     )
     p.add_argument("card", type=Path, metavar="CARD")
     p.add_argument("--json", action="store_true", help="every field of every picture, as JSON")
+    p.add_argument("--held", action="store_true",
+                   help="list the originals held for other devices (kept apart from this card's own)")
     p.set_defaults(run=run_ls)
 
 
-def as_json(record: ImageRecord, thumbnail_source: str | None) -> dict[str, Any]:
+def as_json(record: ImageRecord, thumbnail_source: str | None,
+            holders: list[DispersionEntry] | None = None) -> dict[str, Any]:
     return {
         "image_id": record.image_id, "origin": record.origin, "seq": record.seq,
         "name": record.name, "size": record.size, "mime": record.mime,
@@ -166,32 +187,104 @@ def as_json(record: ImageRecord, thumbnail_source: str | None) -> dict[str, Any]
         "where": record.where.value, "thumbnail_at": record.thumbnail_at,
         "original_at": record.original_at, "thumbnail_bytes": len(record.thumbnail),
         "thumbnail_source": thumbnail_source, "wrapped_key": record.wrapped_key is not None,
+        # The dispersion list's entries for this picture: who holds (or is getting) it.
+        "holders": [{"holder": e.holder, "state": e.state.value, "updated_at": e.updated_at}
+                    for e in holders or ()],
     }
 
 
+def held_json(record: HeldRecord) -> dict[str, Any]:
+    return {"image_id": record.image_id, "owner": record.owner, "size": record.size,
+            "stored_at": record.stored_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What `ls` shows of a card: pictures, their dispersion entries, held originals, room."""
+
+    records: list[ImageRecord]
+    sources: dict[str, str | None]
+    dispersion: list[DispersionEntry]
+    held: list[HeldRecord]
+    usage: Usage | None  # None when a running node holds the card
+
+
+def read_listing(card_dir: Path) -> Listing:
+    """Open the card; when a running node holds it, read a consistent snapshot of its catalog."""
+    from storage.catalog import CATALOG_NAME, Catalog
+    from storage.errors import CardBusy
+
+    try:
+        with Card.open(card_dir) as card:
+            return Listing(card.images(), card.thumbnail_sources(), card.dispersion_list(),
+                           card.held_originals(), card.usage())
+    except CardBusy:
+        pass
+    # SQLite in WAL mode lets this reader see the last commit while the node keeps writing.
+    catalog = Catalog(card_dir / CATALOG_NAME)
+    try:
+        with catalog.transaction():
+            return Listing(catalog.images(), catalog.thumbnail_sources(),
+                           catalog.dispersion_list(), catalog.held_originals(), None)
+    finally:
+        catalog.close()
+
+
 def run_ls(args: argparse.Namespace) -> int:
-    with Card.open(args.card) as card:
-        records = card.images()
-        sources = card.thumbnail_sources()
-        usage = card.usage()
+    listing = read_listing(args.card)
+    if args.held:
+        return print_held(listing, args.json)
+    by_image: dict[str, list[DispersionEntry]] = {}
+    for entry in listing.dispersion:
+        by_image.setdefault(entry.image_id, []).append(entry)
+    records = listing.records
     if args.json:
-        json.dump([as_json(r, sources.get(r.image_id)) for r in records], sys.stdout, indent=1)
+        json.dump([as_json(r, listing.sources.get(r.image_id), by_image.get(r.image_id))
+                   for r in records], sys.stdout, indent=1)
         print()
         return 0
-    table = Table(box=box.SIMPLE_HEAD, title=f"{len(records)} pictures, {format_size(usage.used)} used, "
-                        f"{format_size(usage.free)} free")
+    usage = listing.usage
+    room = (f"{format_size(usage.used)} used, {format_size(usage.free)} free" if usage is not None
+            else "a running node holds the card")
+    table = Table(box=box.SIMPLE_HEAD, title=f"{len(records)} pictures, {room}")
     for column in ("id", "name", "size", "captured", "original", "thumbnail at", "original at"):
         table.add_column(column, no_wrap=column != "name", min_width=12 if column == "name" else None)
     for r in records:
+        where = r.where.value
+        if by_image.get(r.image_id):
+            holders = ", ".join(f"{short_id_of(e.holder)}" + ("" if e.state.value == "stored"
+                                                             else f" ({e.state.value})")
+                                for e in by_image[r.image_id])
+            where = f"{where} → {holders}"
         table.add_row(
             r.image_id[:12], Text(shown(r.name)), format_size(r.size), when(r.capture_time),
-            r.where.value, when(r.thumbnail_at) if r.thumbnail_at else "here", when(r.original_at),
+            Text(where), when(r.thumbnail_at) if r.thumbnail_at else "here", when(r.original_at),
         )
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or captured: no terminal width to fit, so do not squeeze
-        console = Console(highlight=False, width=160)
-    console.print(table)
+    console().print(table)
     return 0
+
+
+def print_held(listing: Listing, as_json_out: bool) -> int:
+    if as_json_out:
+        json.dump([held_json(h) for h in listing.held], sys.stdout, indent=1)
+        print()
+        return 0
+    total = sum(h.size for h in listing.held)
+    table = Table(box=box.SIMPLE_HEAD,
+                  title=f"{len(listing.held)} originals held for other devices ({format_size(total)})")
+    for column in ("id", "owner", "size", "stored"):
+        table.add_column(column, no_wrap=True)
+    for h in listing.held:
+        table.add_row(h.image_id[:12], short_id_of(h.owner), format_size(h.size), when(h.stored_at))
+    console().print(table)
+    return 0
+
+
+def console() -> Console:
+    out = Console(highlight=False)
+    if not out.is_terminal:  # piped or captured: no terminal width to fit, so do not squeeze
+        out = Console(highlight=False, width=160)
+    return out
 
 
 # --- thumb -----------------------------------------------------------------------------
@@ -219,44 +312,4 @@ def run_thumb(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- demo ------------------------------------------------------------------------------
-
-
-def add_demo(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser(
-        "demo", help="try cammesh on generated pictures, in a temporary folder",
-        description="Generate a few sample pictures, then run init, import and ls on a "
-        "temporary card, and print what happened. Leaves nothing behind.",
-    )
-    p.add_argument("--count", type=int, default=6, help="pictures to generate (default 6)")
-    p.set_defaults(run=run_demo)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from mesh.cli import main
-    from storage.samples import write_sample_jpegs
-
-    with tempfile.TemporaryDirectory(prefix="cammesh-demo-") as tmp:
-        folder = Path(tmp)
-        pictures = write_sample_jpegs(folder / "pictures", max(1, args.count), size="small", seed=7)
-        card = folder / "card"
-        steps = (
-            ["init", str(card), "--name", "demo camera", "--capacity", "1GB"],
-            ["import", str(card), str(folder / "pictures")],
-            ["import", str(card), str(pictures[0])],  # again: recognised as a duplicate
-            ["ls", str(card)],
-        )
-        for step in steps:
-            print(f"$ cammesh {' '.join([*step[:1], 'CARD', *step[2:]])}")
-            code = main(step)
-            if code != 0:
-                print(f"demo failed at `cammesh {step[0]}` (exit {code})", file=sys.stderr)
-                return code
-        with Card.open(card) as opened:
-            count, used = len(opened.images()), opened.usage().used
-    print(f"demo done: {len(pictures)} generated, {count} on the card ({format_size(used)}), "
-          "the duplicate skipped")
-    return 0 if count == len(pictures) else 1
-
-
-COMMANDS: list[Register] = [add_init, add_import, add_ls, add_thumb, add_demo]
+COMMANDS: list[Register] = [add_init, add_import, add_ls, add_thumb]

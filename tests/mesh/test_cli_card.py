@@ -1,10 +1,8 @@
-"""The card commands of ``cammesh``: init, import, ls, thumb, demo; bad input is one line and exit 2."""
+"""The card commands of ``cammesh``: init, import, ls, thumb; bad input is one line and exit 2."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,6 @@ from mesh.cli import main
 from mesh.identity import Identity
 from storage.card import Card
 from storage.samples import write_sample_jpegs
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -125,16 +121,6 @@ def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["import", "--help"]) == 0
     assert "already on the card" in capsys.readouterr().out.lower()
     assert main([]) == 2  # no command: argparse's usage error
-
-
-def test_the_demo_runs_as_a_real_process() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mesh.cli", "demo", "--count", "3"], cwd=ROOT,
-        capture_output=True, text=True, timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "demo done: 3 generated, 3 on the card" in done.stdout
-    assert "Traceback" not in done.stderr
 
 
 def test_a_card_in_use_is_refused_in_one_line(card: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
