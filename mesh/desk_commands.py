@@ -1,0 +1,232 @@
+"""``cammesh desk``: run a desk node with its web page; ``--demo`` makes a mesh to look at.
+
+``cammesh desk CARD`` is ``cammesh node CARD`` plus the page of FIG. 13-18 on
+``--listen`` (loopback by default).  ``cammesh desk --demo`` creates a desk and
+two cameras in a temporary folder, runs all three in this process and shows
+their pictures arriving; ``--screenshot FILE`` saves a PNG of the page (headless
+Chromium through playwright) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from mesh.errors import MeshError
+
+Subparsers = Any
+log = logging.getLogger("cammesh.desk")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def add_desk(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "desk",
+        help="run a desk: every camera's thumbnails on a live web page",
+        description="Run this card as a device (like `cammesh node`) and show every camera's "
+        "thumbnails, newest first, on a local web page: request originals first, refuse the "
+        "ones not needed, ask for smaller copies, open and download what arrived.",
+    )
+    p.add_argument("card", type=Path, nargs="?", metavar="CARD", help="the desk's card folder")
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="where to serve the page (default 127.0.0.1:8080; port 0: any free one)")
+    p.add_argument("--node-listen", default="0.0.0.0:0", metavar="HOST:PORT",
+                   help="where to accept peers (default: every address, any free port)")
+    p.add_argument("--interface", metavar="IP", help="advertise by mDNS on this address only")
+    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="also dial this peer directly; repeatable")
+    p.add_argument("--no-discovery", action="store_true", help="do not use mDNS at all")
+    p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
+                   help="what to pull from PEER: thumbnails, requested or all (default all)")
+    p.add_argument("--rate", metavar="SIZE", help="limit sending to SIZE per second per peer")
+    p.add_argument("--watch", type=Path, metavar="DIR",
+                   help="import files that appear in DIR as captures of this device")
+    p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
+                   help="disperse originals to peers above this fraction of capacity (default 0.9)")
+    p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+    p.add_argument("--demo", action="store_true",
+                   help="no CARD: make a desk and two cameras in a temporary folder and run them")
+    p.add_argument("--screenshot", type=Path, metavar="PNG",
+                   help="with --demo: save a picture of the page after the demo ran, then exit")
+    p.set_defaults(run=run_desk_command)
+
+
+def run_desk_command(args: argparse.Namespace) -> int:
+    from mesh.node_commands import parse_policies
+    from mesh.runtime import Address
+    from storage.sizes import parse_size
+
+    logging.getLogger("cammesh").setLevel(logging.INFO)
+    logging.getLogger("cammesh.node").setLevel(logging.WARNING)
+    web = Address.parse(args.listen)
+    if args.screenshot is not None and not args.demo:
+        raise MeshError("--screenshot goes with --demo (it photographs the demo's page)")
+    if args.demo:
+        trio.run(_demo, web, args.screenshot)
+        return 0
+    if args.card is None:
+        raise MeshError("name the desk's CARD folder, or run `cammesh desk --demo`")
+    from mesh.daemon import run_node
+    from mesh.identity import Identity
+    from mesh.pairing import load_membership
+    from mesh.runtime import Runtime
+    from protocol.config import NodeConfig, Policy
+    from protocol.messages import Role
+    from storage.card import Card
+
+    members = load_membership(args.card)
+    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers])
+    with Card.open(args.card) as card:
+        config = NodeConfig(name=card.name, role=Role(card.role), default_policy=Policy(default),
+                            policies={peer: Policy(p) for peer, p in per_peer.items()},
+                            high_water=args.high_water, replicas=args.replicas)
+        runtime = Runtime(
+            card_path=args.card, card=card, identity=Identity.load(args.card), config=config,
+            listen=Address.parse(args.node_listen, default_host="0.0.0.0"),
+            static_peers=[Address.parse(text) for text in args.peer],
+            rate_limit=parse_size(args.rate) if args.rate else None,
+        )
+
+        async def main() -> None:
+            from mesh.desk import serve_desk
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(lambda task_status: run_node(
+                    runtime, discovery=not args.no_discovery, interface=args.interface,
+                    watch=args.watch, task_status=task_status))
+                url = await nursery.start(lambda task_status: serve_desk(
+                    runtime, host=web.host, port=web.port, task_status=task_status))
+                print(f"the desk is on {url}/  (Ctrl-C to stop)", flush=True)
+                await _until_signal()
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+    return 0
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            return
+
+
+# --- the demo ------------------------------------------------------------------------------
+
+
+async def _demo(web: Any, screenshot: Path | None) -> None:
+    """A desk and two cameras on loopback; the cameras send at a Wi-Fi-like trickle so the
+    page shows every stage: thumbnails first, originals arriving, reserved, not necessary."""
+    from mesh.desk import Desk, serve_desk
+    from mesh.desk_demo import DeviceSpec, make_mesh, runtime_for, write_demo_pictures
+    from protocol.messages import Role
+    from storage.card import Card
+    from storage.importer import import_paths
+
+    with tempfile.TemporaryDirectory(prefix="cammesh-desk-demo-") as tmp:
+        folder = Path(tmp)
+        desk_path, *camera_paths = make_mesh(folder, [
+            DeviceSpec("desk", Role.DESK), DeviceSpec("north-cam", Role.CAMERA),
+            # A card nearly full: it disperses its oldest originals to the desk (FIG. 14B).
+            DeviceSpec("south-cam", Role.CAMERA, capacity=3_250_000),
+        ])
+        cards = [Card.open(p) for p in (desk_path, *camera_paths)]
+        try:
+            now = time.time()
+            for seed, card in enumerate(cards[1:], start=1):
+                pictures = write_demo_pictures(folder / f"pictures-{seed}", 10, seed=seed,
+                                               start_time=now - 600 * seed)
+                import_paths(card, pictures, now=now)
+            cameras = [runtime_for(p, c, rate_limit=120_000) for p, c in
+                       zip(camera_paths, cards[1:], strict=True)]
+            async with trio.open_nursery() as nursery:
+                from mesh.runtime import Address
+
+                ports = [await nursery.start(c.run) for c in cameras]
+                desk = runtime_for(desk_path, cards[0],
+                                   peers=[Address("127.0.0.1", port) for port in ports])
+                await nursery.start(desk.run)
+                board = Desk(desk, host=web.host)
+                url = await nursery.start(lambda task_status: serve_desk(
+                    desk, host=web.host, port=web.port, desk=board, task_status=task_status))
+                print(f"the demo desk is on {url}/  (Ctrl-C to stop)", flush=True)
+                await _demo_choices(board, [c.identity.device_id for c in cameras])
+                if screenshot is None:
+                    await _until_signal()
+                else:
+                    # The moment of FIG. 13A: originals on their way while the rest wait.
+                    ready = ("desk.status.transferring > 0 && desk.status.marks.received >= 2"
+                             " && desk.status.marks.requested >= 1 && desk.status.marks.held >= 1")
+                    await trio.to_thread.run_sync(
+                        lambda: take_screenshot(url, screenshot, ready=ready))
+                    print(f"wrote {screenshot}")
+                nursery.cancel_scope.cancel()
+        finally:
+            for card in cards:
+                card.close()
+
+
+async def _demo_choices(board: Any, cameras: list[str]) -> None:
+    """Wait for the thumbnails, then do what an editor would: pull the oldest of one camera
+    first (FIG. 14A), a smaller copy of one, and refuse two of the other (FIG. 13B)."""
+    from protocol.store import Where
+
+    rt = board.runtime
+    while True:
+        records = await rt.call(rt.card.images)
+        if len(records) >= 20:
+            break
+        await trio.sleep(0.2)
+    waiting = {
+        camera: sorted((r.image_id for r in records if r.origin == camera and r.where is Where.ABSENT),
+                       key=lambda i: next(r.seq for r in records if r.image_id == i))
+        for camera in cameras
+    }
+    north, south = waiting[cameras[0]], waiting[cameras[1]]
+    if len(north) >= 4 and len(south) >= 6:
+        await board.request(north[:4], None, None)
+        await board.request(south[4:5], 640, None)
+        await board.refuse(south[2:4])
+    await trio.sleep(1.0)
+
+
+def take_screenshot(
+    url: str, path: Path, *, width: int = 1400, height: int = 900, ready: str = "true"
+) -> None:
+    """Save a PNG of the page at ``url`` with headless Chromium (Debian's, not a download),
+    once the JavaScript condition ``ready`` holds (or after 20 s)."""
+    try:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise MeshError("--screenshot needs playwright: pip install playwright") from exc
+    if not Path(CHROMIUM).exists():
+        raise MeshError(f"--screenshot needs Chromium at {CHROMIUM}: apt-get install chromium")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url + "/")
+            page.wait_for_function("window.desk && window.desk.loaded && window.desk.tiles.size > 0")
+            page.wait_for_timeout(500)  # let lazy thumbnails decode
+            try:
+                page.wait_for_function(ready, timeout=20_000)
+            except PlaywrightTimeout:
+                log.warning("the page never showed %s; taking the picture anyway", ready)
+            page.screenshot(path=str(path), full_page=True)
+        finally:
+            browser.close()
+
+
+COMMANDS = [add_desk]

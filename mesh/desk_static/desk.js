@@ -1,0 +1,334 @@
+// The desk page (FIG. 13-18): every camera's thumbnails, newest first, kept live by
+// Server-Sent Events. The grid is virtualised: only the rows near the viewport exist in
+// the DOM, and each thumbnail is its own lazily loaded URL, so 5,000 pictures stay quick.
+"use strict";
+
+const MARK_TEXT = {
+  local: "On this card", received: "Received", transferring: "Transferring",
+  requested: "Reserved", refused: "Not necessary", smaller: "Smaller copy", dispersed: "Dispersed",
+  held: "Held here", thumbnail: "Thumbnail",
+};
+const FRESH_MS = 4000; // how long a new arrival stays highlighted (FIG. 13B)
+const OVERSCAN_ROWS = 2;
+
+const desk = (window.desk = {
+  tiles: new Map(),      // id -> tile JSON
+  order: [],             // ids shown, newest first, after the camera filter
+  selected: new Set(),
+  fresh: new Map(),      // id -> highlight end (performance.now())
+  elements: new Map(),   // id -> DOM element, only for rendered tiles
+  status: null,
+  version: 0,
+  filter: "",
+  log: [],               // [ms, id, mark, done, total]: every mark change the page showed
+  metrics: { firstTiles: null, allLoaded: null, renders: 0, renderMs: null, orderMs: null },
+  loaded: false,
+});
+
+const $ = (id) => document.getElementById(id);
+const grid = $("grid");
+let geometry = { cols: 1, tileW: 190, tileH: 292, gap: 10 };
+let renderQueued = false;
+
+// --- formatting ------------------------------------------------------------------------
+
+function formatSize(n) {
+  if (n >= 1e9) return (n / 1e9).toFixed(1) + " GB";
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
+  if (n >= 1e3) return Math.round(n / 1e3) + " kB";
+  return n + " B";
+}
+
+function formatTime(t) {
+  if (t == null) return "time unknown";
+  const d = new Date(t * 1000);
+  const pad = (x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function exposureLine(m) {
+  const parts = [];
+  if (m.exposure_text) parts.push(m.exposure_text + " s");
+  if (m.f_number) parts.push("f/" + m.f_number);
+  if (m.iso) parts.push("ISO " + m.iso);
+  return parts.length ? parts.join(" · ") : "exposure unknown";
+}
+
+function cameraName(id) {
+  const cams = (desk.status && desk.status.cameras) || [];
+  const cam = cams.find((c) => c.id === id);
+  return cam ? cam.name : id.slice(0, 12);
+}
+
+function markText(t) {
+  if (t.mark === "transferring" && t.progress) {
+    return `${MARK_TEXT.transferring} ${Math.floor((100 * t.progress[0]) / t.progress[1])}%`;
+  }
+  return MARK_TEXT[t.mark] || t.mark;
+}
+
+// --- ordering and layout ---------------------------------------------------------------------
+
+function when(t) { return t.time ?? t.arrived ?? t.original_at ?? 0; }
+
+function newestFirst(a, b) {
+  return when(b) - when(a) || (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0) || b.seq - a.seq;
+}
+
+function rebuildOrder() {
+  const started = performance.now();
+  const shown = [];
+  for (const t of desk.tiles.values()) if (!desk.filter || t.origin === desk.filter) shown.push(t);
+  shown.sort(newestFirst);
+  desk.order = shown.map((t) => t.id);
+  desk.metrics.orderMs = performance.now() - started;
+  layout();
+}
+
+function layout() {
+  const style = getComputedStyle(document.documentElement);
+  const tileW = parseInt(style.getPropertyValue("--tile-w")) || 190;
+  const tileH = parseInt(style.getPropertyValue("--tile-h")) || 292;
+  const gap = parseInt(style.getPropertyValue("--gap")) || 10;
+  const cols = Math.max(1, Math.floor((grid.clientWidth + gap) / (tileW + gap)));
+  geometry = { cols, tileW, tileH, gap };
+  const rows = Math.ceil(desk.order.length / cols);
+  grid.style.height = rows ? rows * (tileH + gap) - gap + "px" : "0";
+  $("empty").hidden = desk.tiles.size > 0;
+  render();
+}
+
+function queueRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; render(); });
+}
+
+// Only the rows in (or near) the viewport are in the DOM.
+function render() {
+  const started = performance.now();
+  const { cols, tileW, tileH, gap } = geometry;
+  const rowH = tileH + gap;
+  const top = window.scrollY - (grid.getBoundingClientRect().top + window.scrollY);
+  const firstRow = Math.max(0, Math.floor(top / rowH) - OVERSCAN_ROWS);
+  const lastRow = Math.ceil((top + window.innerHeight) / rowH) + OVERSCAN_ROWS;
+  const end = Math.min(desk.order.length, (lastRow + 1) * cols);
+  const keep = new Set();
+  const now = performance.now();
+  for (let i = firstRow * cols; i < end; i++) {
+    const id = desk.order[i];
+    const t = desk.tiles.get(id);
+    keep.add(id);
+    let el = desk.elements.get(id);
+    if (!el) {
+      el = createTile(t);
+      desk.elements.set(id, el);
+      grid.appendChild(el);
+    }
+    if (el._v !== t.v) fillTile(el, t);
+    const x = (i % cols) * (tileW + gap), y = Math.floor(i / cols) * rowH;
+    if (el._x !== x || el._y !== y) {
+      el.style.transform = `translate(${x}px, ${y}px)`;
+      el._x = x; el._y = y;
+    }
+    el.classList.toggle("selected", desk.selected.has(id));
+    const until = desk.fresh.get(id);
+    if (until !== undefined && until < now) desk.fresh.delete(id);
+    el.classList.toggle("fresh", until !== undefined && until >= now);
+  }
+  for (const [id, el] of desk.elements) {
+    if (!keep.has(id)) { el.remove(); desk.elements.delete(id); }
+  }
+  desk.metrics.renders++;
+  desk.metrics.renderMs = performance.now() - started;
+  if (desk.metrics.firstTiles === null && keep.size) desk.metrics.firstTiles = performance.now();
+}
+
+function createTile(t) {
+  const el = document.createElement("div");
+  el.className = "tile";
+  el.dataset.id = t.id;
+  el.innerHTML = `
+    <label class="pick"><input type="checkbox" aria-label="select"></label>
+    <div class="thumb"><img loading="lazy" decoding="async" alt=""></div>
+    <div class="badge"></div>
+    <div class="bar"><span></span></div>
+    <div class="info">
+      <div class="name"></div><div class="time"></div><div class="camera"></div>
+      <div class="exposure"></div><div class="metering"></div><div class="where"></div>
+    </div>
+    <div class="actions">
+      <button class="refuse" title="the original is not needed (FIG. 13B)">Not necessary</button>
+      <a class="open" href="#">Open</a><a class="download" href="#">Download</a>
+    </div>`;
+  const img = el.querySelector("img");
+  img.src = "/thumb/" + t.id;
+  img.alt = t.name;
+  el.querySelector("input").addEventListener("change", () => toggle(t.id));
+  el.querySelector(".thumb").addEventListener("click", () => {
+    const tile = desk.tiles.get(t.id);
+    if (hasOriginal(tile)) openViewer(tile); else toggle(t.id);
+  });
+  el.querySelector(".refuse").addEventListener("click", () => post("/api/refuse", { ids: [t.id] }));
+  el.querySelector(".open").addEventListener("click", (e) => { e.preventDefault(); openViewer(desk.tiles.get(t.id)); });
+  return el;
+}
+
+// Something to open: the original, or the smaller copy kept instead (the server picks).
+function hasOriginal(t) { return t.mark === "received" || t.mark === "local" || t.mark === "smaller"; }
+
+function fillTile(el, t) {
+  el._v = t.v;
+  el.dataset.mark = t.mark;
+  el.className = "tile mark-" + t.mark;
+  el.title = t.note || "";
+  el.querySelector(".badge").textContent = markText(t);
+  el.querySelector(".bar span").style.width = t.progress ? (100 * t.progress[0]) / t.progress[1] + "%" : (hasOriginal(t) ? "100%" : "0");
+  el.querySelector(".name").textContent = t.name;
+  el.querySelector(".time").textContent = formatTime(t.time);
+  el.querySelector(".camera").textContent = `${formatSize(t.size)} · ${cameraName(t.origin)}`;
+  el.querySelector(".exposure").textContent = exposureLine(t.meta);
+  el.querySelector(".metering").textContent = "metering: " + (t.meta.metering_mode || "unknown");
+  let where = "";
+  if (t.mark === "dispersed") where = "held by " + (t.holders.join(", ") || "?");
+  else if (t.mark === "held") where = "held here for " + t.held_for;
+  el.querySelector(".where").textContent = where;
+  const ok = hasOriginal(t);
+  el.querySelector(".open").hidden = !ok;
+  const dl = el.querySelector(".download");
+  dl.hidden = !ok;
+  dl.href = `/original/${t.id}?download=1`;
+  el.querySelector(".refuse").hidden = ok || ["refused", "dispersed", "held", "smaller"].includes(t.mark);
+  el.querySelector("input").checked = desk.selected.has(t.id);
+}
+
+// --- data -------------------------------------------------------------------------------------
+
+function apply(tiles, status, live) {
+  let reorder = false;
+  const now = performance.now();
+  for (const t of tiles) {
+    const old = desk.tiles.get(t.id);
+    if (old && old.v >= t.v) continue;
+    if (!old || when(old) !== when(t)) reorder = true;
+    if (!old && live) desk.fresh.set(t.id, now + FRESH_MS);
+    if (!old || old.mark !== t.mark || (t.progress && (!old.progress || old.progress[0] !== t.progress[0]))) {
+      desk.log.push([Math.round(now), t.id, t.mark, t.progress ? t.progress[0] : null, t.progress ? t.progress[1] : null]);
+    }
+    desk.tiles.set(t.id, t);
+  }
+  if (status) showStatus(status);
+  if (reorder) rebuildOrder(); else queueRender();
+}
+
+function showStatus(s) {
+  if (desk.status && s.epoch !== desk.status.epoch) {
+    location.reload(); // the desk restarted: its versions count from 0 again
+    return;
+  }
+  const changedCameras = JSON.stringify(s.cameras) !== JSON.stringify(desk.status && desk.status.cameras);
+  desk.status = s;
+  $("me").textContent = s.me ? "— " + s.me.name : "";
+  desk.version = Math.max(desk.version, s.version);
+  $("busy").hidden = !s.transferring;
+  $("busy-count").textContent = s.transferring ? `(${s.transferring})` : "";
+  const m = s.marks || {};
+  $("counts").textContent = `${s.total} pictures · ${(m.received || 0) + (m.local || 0)} originals here · ` +
+    `${m.requested || 0} reserved · ${m.refused || 0} not necessary`;
+  if (changedCameras) {
+    const select = $("camera");
+    const current = select.value;
+    select.innerHTML = "";
+    select.add(new Option(`All cameras (${s.total})`, ""));
+    for (const c of s.cameras) {
+      select.add(new Option(`${c.name}${c.me ? " (this desk)" : ""} (${c.count})${c.connected || c.me ? "" : " · offline"}`, c.id));
+    }
+    select.value = current;
+    for (const el of desk.elements.values()) el._v = -1; // camera names may have changed
+    queueRender();
+  } else {
+    const all = $("camera").options[0];
+    if (all) all.text = `All cameras (${s.total})`;
+  }
+}
+
+async function loadAll() {
+  let offset = 0;
+  for (;;) {
+    const r = await fetch(`/api/tiles?offset=${offset}&limit=2000`);
+    const page = await r.json();
+    if (offset === 0) desk.version = page.version;
+    apply(page.tiles, page, false);
+    offset += page.tiles.length;
+    if (!page.tiles.length || offset >= page.total) break;
+  }
+  desk.metrics.allLoaded = performance.now();
+  desk.loaded = true;
+  follow();
+}
+
+function follow() {
+  const source = new EventSource(`/api/events?since=${desk.version}`);
+  source.onmessage = (e) => {
+    const batch = JSON.parse(e.data);
+    apply(batch.tiles, batch.status, true);
+  };
+  source.onerror = () => { source.close(); setTimeout(follow, 1000); };
+}
+
+async function post(path, body) {
+  try {
+    const r = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error((await r.json()).error || r.statusText);
+  } catch (err) {
+    const toast = $("toast");
+    toast.textContent = String(err.message || err);
+    toast.hidden = false;
+    setTimeout(() => { toast.hidden = true; }, 4000);
+  }
+}
+
+// --- selection, transfer, viewer ----------------------------------------------------------------
+
+function toggle(id) {
+  if (desk.selected.has(id)) desk.selected.delete(id); else desk.selected.add(id);
+  selectionChanged();
+}
+
+function selectionChanged() {
+  const n = desk.selected.size;
+  $("transfer").disabled = $("refuse-selected").disabled = $("clear").disabled = !n;
+  $("transfer").textContent = n ? `Transfer (${n})` : "Transfer";
+  queueRender();
+}
+
+$("transfer").addEventListener("click", () => {
+  const side = $("size").value;
+  const ids = [...desk.selected];
+  desk.selected.clear();
+  selectionChanged();
+  post("/api/request", { ids, max_side: side ? parseInt(side) : null });
+});
+$("refuse-selected").addEventListener("click", () => {
+  const ids = [...desk.selected];
+  desk.selected.clear();
+  selectionChanged();
+  post("/api/refuse", { ids });
+});
+$("clear").addEventListener("click", () => { desk.selected.clear(); selectionChanged(); });
+$("camera").addEventListener("change", (e) => { desk.filter = e.target.value; rebuildOrder(); });
+
+function openViewer(t) {
+  if (!t || !hasOriginal(t)) return;
+  $("viewer-img").src = "/original/" + t.id;
+  $("viewer-name").textContent = `${t.name}${t.mark === "smaller" ? " (smaller copy)" : ""} — ${cameraName(t.origin)}`;
+  $("viewer-download").href = `/original/${t.id}?download=1`;
+  $("viewer").hidden = false;
+}
+$("viewer-close").addEventListener("click", () => { $("viewer").hidden = true; $("viewer-img").src = ""; });
+document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("viewer-close").click(); });
+
+window.addEventListener("scroll", queueRender, { passive: true });
+window.addEventListener("resize", layout);
+setInterval(() => { if (desk.fresh.size) queueRender(); }, 500); // let highlights fade
+loadAll();
