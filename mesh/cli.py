@@ -23,7 +23,14 @@ BAD_INPUT = 2  # exit code for a bad card, size, id or path
 
 
 # The modules whose ``COMMANDS`` lists make up the command line, in --help order.
-COMMAND_MODULES: tuple[str, ...] = ("mesh.card_commands", "mesh.node_commands", "mesh.desk_commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "mesh.card_commands",
+    "mesh.pairing_commands",
+    "mesh.node_commands",
+    "mesh.desk_commands",
+    "mesh.demo",
+    "sim.cli",
+)
 
 
 def commands() -> list[Register]:

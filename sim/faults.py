@@ -1,0 +1,139 @@
+"""The fault catalogue: what each scenario Step does to the world.
+
+Crash: the Node is thrown away (volatile state lost), the card is kept but its
+last partial write may be torn (``MemoryStore.crash``); a new Node boots on
+the same card after the step's duration.  Partitions and vanishing devices
+break connections and keep them from coming back until they heal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocol.store import DispersalState, Incoming
+from sim import scenario as sc
+
+if TYPE_CHECKING:
+    from sim.world import World
+
+
+def apply(world: World, step: sc.Step) -> None:
+    """Run one scenario step at the world's current time."""
+    world.trace(f"{world.t!r} STEP {step.kind} {step.a} {step.b} {step.duration!r}\n")
+    world.metrics.count(f"step.{step.kind}")
+    if step.kind == sc.CRASH:
+        crash(world, step.a, step.duration)
+    elif step.kind == sc.BREAK:
+        if step.a != step.b and 0 <= step.b < len(world.devices):
+            world.break_link(step.a, step.b, "connection broke")
+    elif step.kind == sc.PARTITION:
+        partition(world, step.a, step.duration)
+    elif step.kind == sc.VANISH:
+        vanish(world, step.a, step.duration)
+    else:
+        user_action(world, step)
+
+
+def crash(world: World, index: int, down_for: float) -> None:
+    dev = world.devices[index]
+    if dev.node is None:
+        return
+    if any(e.state in (DispersalState.REQUESTED, DispersalState.ACCEPTED) for e in dev.store.dispersion_list()):
+        world.metrics.count("crash.mid_dispersal")
+    if any(dev.store.partial_offset(p.image_id, Incoming.HELD) for p in world.pictures):
+        world.metrics.count("crash.holding_partial")
+    dev.node = None
+    dev.up = False
+    for conn in list(world.links_of[index]):
+        world.break_link(conn.a, conn.b, "peer crashed")
+    torn = dev.store.crash(dev.rng)
+    if torn:
+        world.metrics.count("crash.torn_write")
+    world.trace(f"{world.t!r} CRASH {index} {bool(torn)}\n")
+    from sim.world import RESTART
+
+    world.push(world.t + max(down_for, 0.001), RESTART, index, 0, None)
+
+
+def restart(world: World, index: int) -> None:
+    dev = world.devices[index]
+    dev.boot()
+    world.metrics.count("restarts")
+    world.trace(f"{world.t!r} RESTART {index}\n")
+    world.call(dev, "boot", lambda: None)
+    reconnect_all(world, index)
+
+
+def reconnect_all(world: World, index: int) -> None:
+    for other in range(len(world.devices)):
+        if other != index and world.can_connect(index, other):
+            world.schedule_connect(index, other)
+
+
+def partition(world: World, mask: int, duration: float) -> None:
+    n = len(world.devices)
+    mask &= (1 << n) - 1
+    world._partition = mask
+    for key in sorted(world.connections):
+        a, b = key
+        if bool(mask >> a & 1) != bool(mask >> b & 1):
+            world.break_link(a, b, "network partition")
+    from sim.world import HEAL
+
+    world.push(world.t + duration, HEAL, mask, 0, None)
+
+
+def heal(world: World, mask: int) -> None:
+    if world._partition != mask:
+        return  # a later partition replaced this one; its own heal will come
+    world._partition = None
+    world.trace(f"{world.t!r} HEAL\n")
+    for key in sorted(world.connections):
+        if world.can_connect(*key):
+            world.schedule_connect(*key)
+
+
+def vanish(world: World, index: int, duration: float) -> None:
+    dev = world.devices[index]
+    if not dev.discoverable:
+        return
+    dev.discoverable = False
+    for conn in list(world.links_of[index]):
+        world.break_link(conn.a, conn.b, "out of range")
+    from sim.world import REAPPEAR
+
+    world.push(world.t + duration, REAPPEAR, index, 0, None)
+
+
+def reappear(world: World, index: int) -> None:
+    world.devices[index].discoverable = True
+    world.trace(f"{world.t!r} REAPPEAR {index}\n")
+    reconnect_all(world, index)
+
+
+def user_action(world: World, step: sc.Step) -> None:
+    """Read-out, collect, refuse, request: what a photographer or an editor asks for."""
+    dev = world.devices[step.a]
+    node = dev.node
+    if node is None:
+        return
+    now = dev.clock(world.t)
+    if step.kind == sc.COLLECT:
+        ids = sorted({e.image_id for e in dev.store.dispersion_list() if e.state == DispersalState.STORED})
+        if ids:
+            world.call(dev, "collect", lambda: node.collect(ids, now))
+        return
+    if not world.pictures:
+        return
+    pic = world.pictures[step.b % len(world.pictures)]
+    if dev.store.image(pic.image_id) is None:
+        return  # this device has not even seen the thumbnail yet
+    if step.kind == sc.READOUT:
+        if pic.image_id in dev.readouts:
+            return
+        dev.readouts[pic.image_id] = bytearray()
+        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now))
+    elif step.kind == sc.REFUSE:
+        world.call(dev, "refuse", lambda: node.refuse(pic.image_id, now))
+    elif step.kind == sc.REQUEST:
+        world.call(dev, "request", lambda: node.request(pic.image_id, now))

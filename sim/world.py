@@ -1,0 +1,653 @@
+"""The simulated world: devices, links and faults on one virtual clock, from one seed.
+
+Single-threaded and deterministic: a heap of timed events whose ties are
+broken by an insertion counter, every random choice from a ``random.Random``
+derived from the scenario's seed, and no iteration over unsorted sets of
+strings.  Every delivered frame and every node event goes into a running
+SHA-256 (the trace hash), so the same scenario gives the same hash, byte for
+byte, in any process.  Invariants (sim/invariants.py) run after every step,
+on what the step changed.
+
+Cost is per frame, not per device: a node is polled only for peers its
+``sending_peers()`` names, a lane gets a LANE_FREE event only when its sender
+may have more, and a node's timer is one TICK at ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import msgpack
+
+from protocol import events as ev
+from protocol.codec import PREFIX, TAG_KEY, decode_frame
+from protocol.errors import RemoteProtocolError
+from protocol.messages import (
+    BY_TAG,
+    Chunk,
+    DisperseAccept,
+    OriginalHeader,
+    Role,
+    ThumbnailOffer,
+)
+from protocol.store import CardFull
+from sim import invariants
+from sim.devices import AuditedStore, Device, device_id_for, make_config
+from sim.links import Connection, make_connection
+from sim.scenario import Scenario, Step
+
+# Event kinds on the heap.
+CAPTURE, DELIVER, LANE_FREE, TICK, CONNECT, STEP, RESTART, HEAL, REAPPEAR = range(9)
+KIND_NAMES = ("capture", "deliver", "lane_free", "tick", "connect", "step", "restart", "heal", "reappear")
+
+RECONNECT_MIN = 1.0  # seconds before a broken link is tried again
+RECONNECT_MAX = 4.0
+QUIET_GRACE = 60.0  # virtual seconds a full run waits at its end for idle links
+SPIN_LIMIT = 20  # ticks in a row that leave a deadline in the past
+
+
+_DELIVERY = struct.Struct("<cdHHI")  # b"D", time, from, to, frame length
+_PICTURE_BLOCK = 4099  # a prime
+
+_WIRE_COUNTER = {tag: f"wire.{tag}" for tag in BY_TAG}
+
+
+def _unpack(body: memoryview) -> Any:
+    return msgpack.unpackb(body, raw=False)
+
+
+@dataclass(slots=True)
+class Picture:
+    """A captured picture, as the world knows it (the ground truth for invariants)."""
+
+    number: int
+    camera: int
+    image_id: str  # the SHA-256 of its bytes: all a check needs (the bytes are not kept)
+    size: int
+    captured_at: float  # virtual time
+
+
+@dataclass(slots=True)
+class Metrics:
+    """What happened, for the report; ``counters`` prove that rare paths ran."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    thumbnail_latency: list[float] = field(default_factory=list)
+    thumbnail_arrivals: list[tuple[float, int, int]] = field(default_factory=list)  # t, dev, picture
+    original_arrivals: list[tuple[float, int, int]] = field(default_factory=list)
+    bytes_moved: int = 0
+    frames: int = 0
+    events: int = 0  # the world's own timed events processed (cancelled timers not counted)
+    by_kind: list[int] = field(default_factory=lambda: [0] * len(KIND_NAMES))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+_DATACLASS_FIELDS: dict[type, tuple[str, ...]] = {}  # field names of event types seen so far
+
+
+def _canon(value: Any) -> str:
+    """A process-independent text form of an event field (sets sorted, bytes by length+hash)."""
+    kind = type(value)
+    if kind is str:  # the common cases first; the text is the same as below
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    names = _DATACLASS_FIELDS.get(kind)
+    if names is not None:
+        return kind.__name__ + "(" + ",".join([_canon(getattr(value, n)) for n in names]) + ")"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)}:{hashlib.sha256(value).hexdigest()[:16]}>"
+    if isinstance(value, set | frozenset):
+        return "{" + ",".join(sorted(_canon(v) for v in value)) + "}"
+    if isinstance(value, tuple | list):
+        return "(" + ",".join(_canon(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_canon(k)}:{_canon(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, float):
+        return repr(value)
+    if hasattr(value, "__dataclass_fields__"):
+        _DATACLASS_FIELDS[kind] = tuple(f.name for f in fields(value))
+        return _canon(value)
+    return str(value)
+
+
+class World:
+    """Run one scenario; ``run()`` returns when the scenario ends or an invariant breaks."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        planted_bugs: frozenset[str] = frozenset(),
+        full_check_every: int = 100,
+        keep_trace: bool = False,
+    ) -> None:
+        scenario.check()
+        self.scenario = scenario
+        self.t = 0.0
+        self.rng = random.Random(f"world:{scenario.seed}")
+        self.full_check_every = full_check_every
+        self.metrics = Metrics()
+        self.pictures: list[Picture] = []
+        self.by_id: dict[str, Picture] = {}
+        self.violation: invariants.Violation | None = None
+        self.verified: dict[tuple[int, str, str], bytes] = {}
+        self.holder_hint: dict[str, int] = {}  # image id -> the card that last held a verified copy
+        self.trace_lines: list[str] | None = [] if keep_trace else None
+        self._trace = hashlib.sha256()
+        self._heap: list[tuple[float, int, int, int, int, Any]] = []
+        self._seq = 0
+        self.dirty: set[int] = set()  # cards changed since the invariants last looked
+        self._in_flight = 0  # frames pulled and not yet delivered (or dropped)
+        self._partition: int | None = None  # a mask of one side, or None
+        n = scenario.devices()
+        self.devices: list[Device] = []
+        for i in range(n):
+            role = Role.CAMERA if i < scenario.cameras else Role.DESK
+            name = f"{role.value}{i}"
+            did = device_id_for(scenario.seed, i)
+            capacity = scenario.camera_capacity if role is Role.CAMERA else scenario.desk_capacity
+            config = make_config(
+                name,
+                role,
+                chunk_size=scenario.chunk_size,
+                high_water=scenario.high_water,
+                policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
+                planted_bugs=planted_bugs,
+            )
+            self.devices.append(
+                Device(
+                    index=i,
+                    name=name,
+                    device_id=did,
+                    role=role,
+                    store=AuditedStore(did, capacity, index=i, dirty=self.dirty),
+                    config=config,
+                    rng=random.Random(f"device:{scenario.seed}:{i}"),
+                    skew=self.rng.uniform(-scenario.skew, scenario.skew),
+                    drift=self.rng.uniform(-1e-4, 1e-4),
+                )
+            )
+        self.index_of = {d.device_id: d.index for d in self.devices}
+        self.connections: dict[tuple[int, int], Connection] = {}
+        self.links_of: list[list[Connection]] = [[] for _ in range(n)]
+        # conn_from[a][b]: the connection between a and b (None on the diagonal).
+        self.conn_from: list[list[Connection | None]] = [[] for _ in range(n)]
+        for a in range(n):
+            for b in range(a + 1, n):
+                conn = make_connection(a, b, scenario.bandwidth, scenario.latency)
+                self.connections[(a, b)] = conn
+                self.links_of[a].append(conn)
+                self.links_of[b].append(conn)
+        for a in range(n):
+            self.conn_from[a] = [
+                self.connections[(a, b) if a < b else (b, a)] if a != b else None
+                for b in range(n)
+            ]
+        self._picture_rngs = [random.Random(f"pictures:{scenario.seed}:{c}") for c in range(n)]
+        self._handlers: list[Callable[[int, int, Any], None]] = [
+            self._on_capture,
+            self._on_deliver,
+            self._on_lane_free,
+            self._on_tick,
+            self._on_connect,
+            self._on_step,
+            self._on_restart,
+            self._on_heal,
+            self._on_reappear,
+        ]
+        for dev in self.devices:
+            dev.boot()
+        self.last_capture_at = 0.0
+        for c in range(scenario.cameras):
+            at = 0.0
+            for k in range(scenario.pictures):
+                at += self.rng.expovariate(1.0 / scenario.interval)
+                self.push(at, CAPTURE, c, k, None)
+            self.last_capture_at = max(self.last_capture_at, at)
+        self.steps: list[Step] = list(scenario.steps)
+        for i, step in enumerate(self.steps):
+            self.push(step.at, STEP, i, 0, None)
+        for key in sorted(self.connections):
+            self.push(self.rng.uniform(0.0, 0.5), CONNECT, key[0], key[1], None)
+
+    # --- the loop ------------------------------------------------------------------
+
+    def push(self, at: float, kind: int, a: int, b: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, a, b, payload))
+
+    def run(self, until: float | None = None) -> World:
+        """Process events until ``until`` (default: the scenario's end) or a violation.
+
+        A full run then waits (at most QUIET_GRACE virtual seconds) for the links to
+        fall idle and checks the after-quiet invariants.
+        """
+        end = self.end() if until is None else until
+        self._run_until(end, stop_when_quiet=False)
+        if self.violation is None and until is None:
+            self._run_until(end + QUIET_GRACE, stop_when_quiet=True)
+            self.t = max(self.t, end)
+            self._check_step(full=True)
+            if self.violation is None:
+                if self.quiet():
+                    invariants.check_quiet(self)
+                else:
+                    self.metrics.count("end.not_quiet")
+        return self
+
+    def _run_until(self, end: float, *, stop_when_quiet: bool) -> None:
+        heap = self._heap
+        handlers = self._handlers
+        metrics = self.metrics
+        every = self.full_check_every
+        dirty = self.dirty
+        pop = heapq.heappop
+        by_kind = metrics.by_kind
+        while heap and self.violation is None:
+            if heap[0][0] > end or (stop_when_quiet and self.quiet()):
+                break
+            at, _, kind, a, b, payload = pop(heap)
+            self.t = at
+            metrics.events += 1
+            by_kind[kind] += 1
+            handlers[kind](a, b, payload)
+            if self.violation is None:
+                full = every > 0 and metrics.events % every == 0
+                if full or dirty:
+                    invariants.check_step(self, full=full)
+
+    def end(self) -> float:
+        """When a full run stops: the scenario's end, or settle after a late last capture."""
+        scenario = replace(self.scenario, steps=tuple(self.steps))
+        return max(scenario.end(), self.last_capture_at + scenario.settle)
+
+    def inject(self, step: Step) -> None:
+        """Schedule one more step (the rule-based state machine adds them as it goes)."""
+        self.steps.append(step)
+        self.push(max(step.at, self.t), STEP, len(self.steps) - 1, 0, None)
+
+    def as_scenario(self) -> Scenario:
+        """The scenario this run amounts to, injected steps included (for --replay)."""
+        return replace(self.scenario, steps=tuple(self.steps))
+
+    @property
+    def trace_hash(self) -> str:
+        return self._trace.hexdigest()
+
+    def trace(self, line: str, blob: bytes | None = None) -> None:
+        data = line.encode()
+        self._trace.update(data)
+        if blob is not None:
+            self._trace.update(blob)
+        if self.trace_lines is not None:
+            self.trace_lines.append(line)
+
+    def fail(self, rule: str, detail: str) -> None:
+        if self.violation is None:
+            self.violation = invariants.Violation(rule, detail, self.t, self.metrics.events)
+            self.trace(f"{self.t!r} VIOLATION {rule} {detail}\n")
+
+    # --- node calls: each is followed by draining events, rescheduling its timer, pumping ---
+
+    def call(self, dev: Device, what: str, fn: Callable[[], Any]) -> bool:
+        """Run one node call; a node raising anything is a violation (a crashed node)."""
+        try:
+            fn()
+        except Exception as exc:  # any exception out of the node is a bug the suite reports
+            self.fail("node-raised", f"{dev.name}.{what}: {type(exc).__name__}: {exc}")
+            return False
+        self._after(dev)
+        return True
+
+    def _after(self, dev: Device, *, ticked: bool = False) -> None:
+        node = dev.node
+        if node is None:
+            return
+        for event in node.events():
+            self._on_node_event(dev, event)
+        deadline = node.next_deadline()
+        if deadline is not None:
+            at = dev.virtual(deadline)
+            # A node that still wants a tick right after one gets a small step, not a spin.
+            at = max(at, self.t + 0.01) if ticked else max(at, self.t)
+            if dev.tick_at is None or at < dev.tick_at:
+                dev.tick_at = at
+                self.push(at, TICK, dev.index, dev.incarnation, at)
+        self.pump(dev)
+
+    def pump(self, dev: Device) -> None:
+        """Pull frames out of ``dev`` for every idle lane to a peer it may have work for.
+
+        ``sending_peers`` may be optimistic, never pessimistic, and a poll that finds
+        nothing changes nothing, so skipping the other lanes changes no trace.  Lanes
+        are taken in the order of the peers' indexes, as a full sweep would.
+        """
+        node = dev.node
+        if node is None:
+            return
+        peers = node.sending_peers()
+        if not peers:
+            return
+        index_of = self.index_of
+        conns = self.conn_from[dev.index]
+        others = [index_of[p] for p in peers]
+        if len(others) > 1:
+            others.sort()
+        for other in others:
+            conn = conns[other]
+            if conn is not None and conn.up:
+                self._pump_lane(dev, conn)
+
+    def _pump_lane(self, dev: Device, conn: Connection) -> None:
+        """Pull one frame for this lane if it is free; if it is busy, wake it when it frees.
+
+        A LANE_FREE event is scheduled only when the sender may have more for this
+        peer, or gets more while the lane is busy: a lane that falls idle costs no event.
+        """
+        node = dev.node
+        if node is None:
+            return
+        src = dev.index
+        lane = conn.lanes[src]
+        dst = conn.b if src == conn.a else conn.a
+        if lane.free_pending:
+            return  # its LANE_FREE event pulls the next frame (in the order it was scheduled)
+        if lane.busy_until > self.t:
+            lane.free_pending = True
+            self.push(lane.busy_until, LANE_FREE, src, dst, conn.epoch)
+            return
+        peer_id = self.devices[dst].device_id
+        try:
+            frame = node.next_frame(peer_id, dev.clock(self.t))
+            more = frame is not None and node.may_send(peer_id)
+        except Exception as exc:
+            self.fail("node-raised", f"{dev.name}.next_frame: {type(exc).__name__}: {exc}")
+            return
+        if frame is None:
+            return
+        if b"\xa6accept" in frame[:16]:
+            # Checked as it leaves: the holder's card must have room for what it promises.
+            accept = decode_frame(memoryview(frame)[PREFIX:])
+            if isinstance(accept, DisperseAccept):
+                invariants.check_accept(self, dev, accept)
+        done = self.t + len(frame) / lane.bandwidth
+        lane.busy_until = done
+        if more:
+            lane.free_pending = True
+            self.push(done, LANE_FREE, src, dst, conn.epoch)
+        self.push(done + lane.latency, DELIVER, src, dst, (conn.epoch, frame))
+        self._in_flight += 1
+
+    def _on_node_event(self, dev: Device, event: ev.NodeEvent) -> None:
+        name = type(event).__name__
+        self.metrics.count(f"event.{name}")
+        self.trace(f"{self.t!r} E {dev.index} {_canon(event)}\n")
+        if isinstance(event, ev.ThumbnailArrived):
+            pic = self.by_id.get(event.image_id)
+            if pic is not None:
+                self.metrics.thumbnail_latency.append(self.t - pic.captured_at)
+                self.metrics.thumbnail_arrivals.append((self.t, dev.index, pic.number))
+        elif isinstance(event, ev.OriginalArrived):
+            pic = self.by_id.get(event.image_id)
+            if pic is not None:
+                self.metrics.original_arrivals.append((self.t, dev.index, pic.number))
+        elif isinstance(event, ev.ReadOutChunk):
+            invariants.readout_chunk(self, dev, event)
+        elif isinstance(event, ev.ReadOutDone):
+            invariants.readout_done(self, dev, event)
+        elif isinstance(event, ev.ReadOutFailed):
+            dev.readouts.pop(event.image_id, None)
+        elif isinstance(event, ev.PeerTimedOut):
+            peer = self.index_of.get(event.peer)
+            if peer is not None:
+                self.break_link(dev.index, peer, "peer timed out")
+
+    # --- handlers --------------------------------------------------------------------
+
+    def _on_capture(self, cam: int, number: int, _: Any) -> None:
+        dev = self.devices[cam]
+        if dev.node is None:  # the camera is off: the photographer shoots after it restarts
+            self.push(self.t + 1.0, CAPTURE, cam, number, None)
+            return
+        prng = self._picture_rngs[cam]
+        size = prng.randint(self.scenario.picture_min, self.scenario.picture_max)
+        # Seeded bytes, unique per picture: a random block repeated (random bytes all
+        # through cost a millisecond a picture).  The block's length is prime, so no two
+        # chunks at different offsets (multiples of a power of two) hold the same bytes:
+        # a chunk sent from the wrong offset still breaks the hash check.
+        data = (prng.randbytes(_PICTURE_BLOCK) * (size // _PICTURE_BLOCK + 1))[:size]
+        now = dev.clock(self.t)
+        try:
+            record = dev.store.add_local(
+                data,
+                name=f"{dev.name}-{number:04d}.jpg",
+                now=now,
+                capture_time=now,
+                thumbnail=prng.randbytes(self.scenario.thumbnail),
+            )
+        except CardFull:
+            self.metrics.count("capture.card_full")
+            self.trace(f"{self.t!r} C {cam} {number} full\n")
+            return
+        pic = Picture(len(self.pictures), cam, record.image_id, len(data), self.t)
+        self.pictures.append(pic)
+        self.by_id[pic.image_id] = pic
+        self.metrics.count("captures")
+        self.trace(f"{self.t!r} C {cam} {number} {record.image_id}\n")
+        self.call(dev, "captured", lambda: dev.node.captured(record.image_id, now))  # type: ignore[union-attr]
+
+    def _on_deliver(self, src: int, dst: int, payload: tuple[int, bytes]) -> None:
+        epoch, frame = payload
+        self._in_flight -= 1
+        conn = self.connections[(src, dst) if src < dst else (dst, src)]
+        if conn.epoch != epoch or not conn.up:
+            self.metrics.count("frames.lost_in_break")
+            return
+        receiver = self.devices[dst]
+        sender = self.devices[src]
+        lane = conn.lanes[src]
+        metrics = self.metrics
+        metrics.frames += 1
+        metrics.bytes_moved += len(frame)
+        # The hash takes a packed record (formatting the time as text costs more than
+        # the rest of the bookkeeping); the kept lines, for reading, say the same.
+        self._trace.update(_DELIVERY.pack(b"D", self.t, src, dst, len(frame)))
+        self._trace.update(frame)
+        if self.trace_lines is not None:
+            self.trace_lines.append(f"{self.t!r} D {src} {dst} {len(frame)}\n")
+        self._observe(lane.thumbnails, receiver, sender, frame)
+        if self.violation is not None or receiver.node is None:
+            return
+        now = receiver.clock(self.t)
+        node = receiver.node
+        # The decoder must cope with any slicing of the stream: cut some frames in two
+        # or three pieces (fed one after the other, within this one event).
+        size = len(frame)
+        rng = self.rng
+        try:
+            if size > 2 and rng.random() < 0.25:
+                first, second = sorted((rng.randrange(1, size), rng.randrange(1, size)))
+                node.receive_data(sender.device_id, frame[:first], now)
+                if second != first:
+                    node.receive_data(sender.device_id, frame[first:second], now)
+                node.receive_data(sender.device_id, frame[second:], now)
+            else:
+                node.receive_data(sender.device_id, frame, now)
+        except RemoteProtocolError as exc:
+            self.fail("protocol-error", f"{receiver.name} refused {sender.name}'s frame: {exc}")
+            self._after(receiver)
+            self.break_link(src, dst, f"protocol error: {exc.code}")
+            return
+        except Exception as exc:
+            self.fail("node-raised", f"{receiver.name}.receive_data: {type(exc).__name__}: {exc}")
+            return
+        self._after(receiver)
+
+    def _observe(self, thumbnails: set[str], receiver: Device, sender: Device, frame: bytes) -> None:
+        """The wire tap: thumbnail before original on every link, and counters (``wire.<tag>``).
+
+        The world hands over whole frames, one per delivery, so the tap reads each
+        frame's msgpack map as it is on the wire (tag, image id, offset) without the
+        node's field checks: judging a frame's validity is the receiving node's job.
+        """
+        try:
+            obj = _unpack(memoryview(frame)[PREFIX:])
+            tag = obj[TAG_KEY]
+            image_id = obj.get("image_id")
+            offset = obj.get("offset")
+        except Exception:  # not a cammesh frame: the receiver refuses it and the world reports that
+            return
+        if type(offset) is not int:
+            offset = 0
+        name = _WIRE_COUNTER.get(tag) if type(tag) is str else None
+        self.metrics.count(name if name is not None else f"wire.{tag}")
+        if tag == ThumbnailOffer.TAG or tag == OriginalHeader.TAG or tag == Chunk.TAG:
+            if type(image_id) is not str:
+                return  # malformed: the receiver refuses it
+            if tag == ThumbnailOffer.TAG:
+                thumbnails.add(image_id)
+                # Counted, not judged: an offer of a thumbnail the receiver already holds.
+                if receiver.store.image(image_id) is not None:
+                    self.metrics.count("wire.thumb.already_held")
+                return
+            if image_id not in thumbnails and receiver.store.image(image_id) is None:
+                self.fail(
+                    "thumbnail-before-original",
+                    f"{sender.name}->{receiver.name} sent {tag} of {image_id[:12]} "
+                    f"({obj.get('purpose')}) before its thumbnail",
+                )
+            if tag == OriginalHeader.TAG and offset > 0:
+                self.metrics.count("resumes")
+            return
+        if offset:
+            self.metrics.count("resumes")
+
+    def _on_lane_free(self, src: int, dst: int, epoch: int) -> None:
+        conn = self.connections[(src, dst) if src < dst else (dst, src)]
+        if conn.epoch != epoch or not conn.up:
+            return
+        conn.lanes[src].free_pending = False
+        self._pump_lane(self.devices[src], conn)
+
+    def _on_tick(self, index: int, incarnation: int, at: float) -> None:
+        dev = self.devices[index]
+        if dev.node is None or dev.incarnation != incarnation or dev.tick_at != at:
+            # Stale: superseded by an earlier deadline, or the node crashed since.  A
+            # cancelled timer is not an event of the world: it is not counted as one.
+            self.metrics.events -= 1
+            self.metrics.by_kind[TICK] -= 1
+            self.metrics.count("ticks.cancelled")
+            return
+        dev.tick_at = None
+        node = dev.node
+        now = dev.clock(self.t)
+        try:
+            node.tick(now)
+            deadline = node.next_deadline()
+        except Exception as exc:
+            self.fail("node-raised", f"{dev.name}.tick: {type(exc).__name__}: {exc}")
+            return
+        # A tick must deal with everything due: a deadline still in the past right after
+        # one means a runtime honouring it would spin.
+        if deadline is not None and deadline <= now:
+            dev.spins += 1
+            if dev.spins >= SPIN_LIMIT:
+                self.fail(
+                    "timer-spin",
+                    f"{dev.name}.next_deadline() is still {now - deadline:.3f}s in the past "
+                    f"after {dev.spins} ticks in a row",
+                )
+                return
+        else:
+            dev.spins = 0
+        self._after(dev, ticked=True)
+
+    def can_connect(self, a: int, b: int) -> bool:
+        da, db = self.devices[a], self.devices[b]
+        if not (da.up and db.up and da.discoverable and db.discoverable):
+            return False
+        if self._partition is not None:
+            return bool(self._partition >> a & 1) == bool(self._partition >> b & 1)
+        return True
+
+    def _on_connect(self, a: int, b: int, _: Any) -> None:
+        conn = self.connections[(a, b)]
+        conn.reconnect_pending = False
+        if conn.up or not self.can_connect(a, b):
+            return
+        conn.up = True
+        conn.epoch += 1
+        self.metrics.count("connects")
+        self.trace(f"{self.t!r} UP {a} {b}\n")
+        da, db = self.devices[a], self.devices[b]
+        assert da.node is not None and db.node is not None
+        if not self.call(da, "connected", lambda: da.node.connected(db.device_id, da.clock(self.t))):  # type: ignore[union-attr]
+            return
+        self.call(db, "connected", lambda: db.node.connected(da.device_id, db.clock(self.t)))  # type: ignore[union-attr]
+
+    def schedule_connect(self, a: int, b: int) -> None:
+        key = (a, b) if a < b else (b, a)
+        conn = self.connections[key]
+        if conn.up or conn.reconnect_pending:
+            return
+        conn.reconnect_pending = True
+        self.push(self.t + self.rng.uniform(RECONNECT_MIN, RECONNECT_MAX), CONNECT, key[0], key[1], None)
+
+    def break_link(self, a: int, b: int, reason: str) -> None:
+        """Close the connection between a and b; both live ends are told; it is retried later."""
+        key = (a, b) if a < b else (b, a)
+        conn = self.connections[key]
+        if not conn.up:
+            return
+        conn.up = False
+        conn.epoch += 1
+        for lane in conn.lanes.values():
+            lane.reset()
+        self.metrics.count("breaks")
+        self.trace(f"{self.t!r} DOWN {key[0]} {key[1]} {reason}\n")
+        for end, other in ((key[0], key[1]), (key[1], key[0])):
+            dev, peer = self.devices[end], self.devices[other]
+            if dev.node is not None:
+                node = dev.node
+                self.call(dev, "disconnected", lambda n=node, d=dev, p=peer: n.disconnected(p.device_id, d.clock(self.t), reason))  # type: ignore[misc]
+        self.schedule_connect(a, b)
+
+    def _on_step(self, index: int, _b: int, _: Any) -> None:
+        from sim import faults  # the fault catalogue acts on the world
+
+        faults.apply(self, self.steps[index])
+
+    def _on_restart(self, index: int, _b: int, _: Any) -> None:
+        from sim import faults
+
+        faults.restart(self, index)
+
+    def _on_heal(self, mask: int, _b: int, _: Any) -> None:
+        from sim import faults
+
+        faults.heal(self, mask)
+
+    def _on_reappear(self, index: int, _b: int, _: Any) -> None:
+        from sim import faults
+
+        faults.reappear(self, index)
+
+    # --- invariants ------------------------------------------------------------------------
+
+    def _check_step(self, *, full: bool) -> None:
+        invariants.check_step(self, full=full)
+
+    def quiet(self) -> bool:
+        """Nothing in flight: every device up, every link idle, no read-out under way."""
+        if self._in_flight:
+            return False
+        return all(d.node is not None and not d.readouts for d in self.devices)
