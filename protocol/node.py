@@ -58,6 +58,7 @@ from protocol.store import (
     Incoming,
     Store,
     StoreError,
+    TransferState,
     Where,
 )
 
@@ -70,6 +71,12 @@ _KIND = {
     Purpose.DISPERSE: Incoming.HELD,
 }
 
+
+# What a peer did with a picture on an earlier link, proving it holds the thumbnail.  Not
+# THUMBNAIL_SENT: that is set as the frame is rendered, and a link may die before it lands.
+_PEER_HOLDS = frozenset(
+    {TransferState.REQUESTED, TransferState.ORIGINAL_SENT, TransferState.REFUSED}
+)
 
 # What a peer asks us for; each queues an answer (the flood check counts after these).
 _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
@@ -185,7 +192,6 @@ class Node:
             scheduler=sched,
             connected_at=now,
             last_heard=now,
-            next_ping=now + self.config.keepalive_s,
         )
         self.links[peer_id] = link
         self._deadline_stale = True
@@ -361,11 +367,13 @@ class Node:
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
+        keepalive = self.config.keepalive_s
         for link in list(self.links.values()):
-            if link.ready and now >= link.next_ping:
+            # Only a link quiet for a whole period is pinged: any frame heard proves it alive.
+            if link.ready and now >= link.ping_due(keepalive):
                 link.ping_nonce += 1
                 link.scheduler.send_control(Ping(link.ping_nonce))
-                link.next_ping = now + self.config.keepalive_s
+                link.pinged_at = now
             silent = now - link.last_heard
             if silent > self.config.peer_timeout_s and not link.timed_out:
                 link.timed_out = True
@@ -393,10 +401,12 @@ class Node:
     def _compute_deadline(self) -> float | None:
         best: float | None = None
         timeout = self.config.peer_timeout_s
+        keepalive = self.config.keepalive_s
         for link in self.links.values():
-            if link.ready and (best is None or link.next_ping < best):
-                best = link.next_ping
-            # last_heard only grows, so a kept answer stays early, never late.
+            # One shared deadline, no timer per link.  last_heard only grows, so a kept
+            # answer stays early, never late.
+            if link.ready and (best is None or link.ping_due(keepalive) < best):
+                best = link.ping_due(keepalive)
             if not link.timed_out and (best is None or link.last_heard + timeout < best):
                 best = link.last_heard + timeout
         for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
@@ -527,7 +537,10 @@ class Node:
                 self._want_in_background(record.image_id)  # also after our own restart
         for origin in sorted(origins):
             for record in self.store.images_after(origin, msg.seen.get(origin, 0)):
-                link.scheduler.queue_thumbnail(record.image_id, record.capture_time)
+                if self.store.transfer_state(link.peer_id, record.image_id) in _PEER_HOLDS:
+                    link.scheduler.mark_thumbnail_known(record.image_id)
+                else:
+                    link.scheduler.queue_thumbnail(record.image_id, record.capture_time)
         self.dispersal.link_ready(link, now)
         self.readouts.link_ready(link, now)
         self.pump_requests(now)

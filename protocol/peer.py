@@ -48,8 +48,7 @@ class Link:
     conn: Connection
     scheduler: Scheduler
     connected_at: float
-    last_heard: float
-    next_ping: float
+    last_heard: float  # any frame received refreshes it: a busy link needs no ping
     hello: Hello | None = None
     catalog: Mapping[str, int] | None = None
     ready: bool = False  # catalogs exchanged: anything may be queued now
@@ -58,6 +57,7 @@ class Link:
     closing: bool = False  # the peer said Goodbye or Error, or broke the protocol
     last_word: Error | None = None  # our Error to flush once after a protocol violation
     ping_nonce: int = 0
+    pinged_at: float = float("-inf")  # our last Ping: a silent link is pinged once a period
     expected: dict[tuple[str, Purpose], Expected] = field(default_factory=dict)
     streams: dict[tuple[str, Purpose], Stream] = field(default_factory=dict)
     cancelled: set[tuple[str, Purpose]] = field(default_factory=set)
@@ -72,6 +72,10 @@ class Link:
     def has_seen(self, origin: str, seq: int) -> bool:
         """True when the peer's catalog says it holds this thumbnail already."""
         return self.catalog is not None and self.catalog.get(origin, 0) >= seq
+
+    def ping_due(self, keepalive_s: float) -> float:
+        """When a silent link wants a Ping: a period after the last frame heard or Ping sent."""
+        return max(self.last_heard, self.pinged_at) + keepalive_s
 
 
 def holder_rank(image_id: str, peer_id: str) -> str:

@@ -153,8 +153,11 @@ class Scheduler:
             self.on_work()
 
     def queue_thumbnail(self, image_id: str, capture_time: float | None) -> None:
-        """Queue a thumbnail; newest capture goes first, then most recently queued."""
-        if image_id in self._thumb_queued:
+        """Queue a thumbnail; newest capture goes first, then most recently queued.
+
+        One the peer is known to hold (sent on this link, or it told us) is not queued.
+        """
+        if image_id in self._thumb_queued or image_id in self._thumb_known:
             return
         n = next(self._counter)
         self._thumb_queued[image_id] = n
@@ -168,8 +171,12 @@ class Scheduler:
         return image_id in self._thumb_known
 
     def mark_thumbnail_known(self, image_id: str) -> None:
-        """The peer already has this thumbnail (its catalog, its own offer, its own picture)."""
+        """The peer already has this thumbnail (its catalog, its own offer, its own picture).
+
+        A copy still queued for it is dropped: offering it back would only waste airtime.
+        """
         self._thumb_known.add(image_id)
+        self._thumb_queued.pop(image_id, None)  # its heap entry is skipped as stale
 
     def thumbnail_queued(self, image_id: str) -> bool:
         return image_id in self._thumb_queued
