@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mesh.cli import Register
+from mesh.control import image_json
 from mesh.identity import short_id_of
 from protocol.store import DispersionEntry, HeldRecord, ImageRecord, Usage
 from storage.card import Card
@@ -181,12 +182,7 @@ def add_ls(subparsers: Subparsers) -> None:
 def as_json(record: ImageRecord, thumbnail_source: str | None,
             holders: list[DispersionEntry] | None = None) -> dict[str, Any]:
     return {
-        "image_id": record.image_id, "origin": record.origin, "seq": record.seq,
-        "name": record.name, "size": record.size, "mime": record.mime,
-        "capture_time": record.capture_time, "metadata": dict(record.metadata),
-        "where": record.where.value, "thumbnail_at": record.thumbnail_at,
-        "original_at": record.original_at, "thumbnail_bytes": len(record.thumbnail),
-        "thumbnail_source": thumbnail_source, "wrapped_key": record.wrapped_key is not None,
+        **image_json(record, thumbnail_source),
         # The dispersion list's entries for this picture: who holds (or is getting) it.
         "holders": [{"holder": e.holder, "state": e.state.value, "updated_at": e.updated_at}
                     for e in holders or ()],

@@ -20,9 +20,9 @@ from typing import Any
 import trio
 
 from mesh.errors import MeshError
-from mesh.identity import identity_dir, short_id_of
+from mesh.identity import identity_dir
 from protocol.errors import CammeshError
-from protocol.store import ImageRecord, Where
+from protocol.store import ImageRecord
 
 log = logging.getLogger("cammesh.control")
 
@@ -59,17 +59,6 @@ def image_json(record: ImageRecord, thumbnail_source: str | None = None) -> dict
         "thumbnail_source": thumbnail_source,
         "wrapped_key": record.wrapped_key is not None,
     }
-
-
-def resolve_id(records: list[ImageRecord], prefix: str) -> ImageRecord:
-    """The one picture whose id starts with ``prefix``; MeshError if none or several."""
-    prefix = prefix.lower()
-    found = [r for r in records if r.image_id.startswith(prefix)]
-    if not found:
-        raise MeshError(f"no picture with an id starting {prefix!r}; see `cammesh ls`")
-    if len(found) > 1:
-        raise MeshError(f"{len(found)} pictures have ids starting {prefix!r}; give more characters")
-    return found[0]
 
 
 async def serve_control(
@@ -182,19 +171,3 @@ def ask(
     if not answer.get("ok"):
         raise MeshError(str(answer.get("error", "the node refused the request")))
     return answer
-
-
-def describe_peer(device_id: str, name: str, role: str) -> str:
-    return f"{name} ({role}, {short_id_of(device_id)})"
-
-
-__all__ = [
-    "NodeNotRunning",
-    "Where",
-    "ask",
-    "control_path",
-    "describe_peer",
-    "image_json",
-    "resolve_id",
-    "serve_control",
-]
