@@ -59,6 +59,10 @@ def add_node(subparsers: Subparsers) -> None:
     p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
                    help="disperse originals to peers above this fraction of capacity (default 0.9)")
     p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+    p.add_argument("--keys-for-desks", action="store_true",
+                   help="send each picture's key, wrapped for it, to every desk paired as a desk, "
+                        "so a desk can open originals this device dispersed even if this device "
+                        "is lost (without it, only this card can open them)")
     p.add_argument("--log-json", action="store_true",
                    help="structured logs on stderr, one JSON object a line (node events with all fields)")
     p.add_argument("--no-live", action="store_true",
@@ -145,7 +149,8 @@ def run_node_command(args: argparse.Namespace) -> int:
             policies={peer: Policy(policy) for peer, policy in per_peer.items()},
         )
         runtime = Runtime(card_path=args.card, card=card, identity=identity, config=config,
-                          listen=listen, static_peers=peers, rate_limit=rate)
+                          listen=listen, static_peers=peers, rate_limit=rate,
+                          keys_for_desks=args.keys_for_desks)
 
         async def main() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -22,17 +22,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from mesh import tls
 from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, TransportError
-from mesh.identity import Identity, short_id_of
+from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError, RemoteProtocolError
+from protocol.messages import Role
 from protocol.node import Node
 from storage.card import Card
 from storage.importer import ImportSummary, import_paths
+from storage.sealing import Sealing
 
 log = logging.getLogger("cammesh.node")
 
@@ -110,10 +114,18 @@ class Runtime:
         rate_limit: float | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        keys_for_desks: bool = False,
     ) -> None:
+        """``keys_for_desks``: wrap each of our pictures' keys for the mesh's desks (those
+        paired as desks), so that a desk can open what this device dispersed if it is lost."""
         self.card_path = card_path
         self.card = card
         self.identity = identity
+        self.keys_for_desks = keys_for_desks
+        if config.sealer is None:  # picture keys: unwrapped with this device's exchange key
+            config = dataclasses.replace(
+                config, sealer=Sealing(identity.exchange_private_key())
+            )
         self.config = config
         self.listen = listen
         self.static_peers = list(static_peers)
@@ -323,6 +335,14 @@ class Runtime:
             await trio.sleep(backoff * (0.75 + 0.5 * random.random()))
             backoff = min(BACKOFF_MAX, backoff * 2)
 
+    def _key_recipient(self, stream: tls.PeerStream) -> bytes | None:
+        """The peer's exchange key if our pictures' keys go to it: a desk, paired as one."""
+        if not self.keys_for_desks or stream.peer.role is not Role.DESK:
+            return None
+        cert = x509.load_pem_x509_certificate(stream.peer.cert_pem)
+        key = exchange_public_key_of(cert.public_bytes(serialization.Encoding.DER))
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
     async def _accepted(self, stream: tls.PeerStream) -> None:
         await self._run_link(stream, initiated_locally=False)
 
@@ -355,7 +375,9 @@ class Runtime:
                     )
                 except CammeshError as exc:  # the link is still good; only the news is lost
                     log.warning("could not learn the members %s knows: %s", short_id_of(peer), exc)
-            await self.call(self.node.connected, peer, self.now())
+            await self.call(
+                self.node.connected, peer, self.now(), key_recipient=self._key_recipient(stream)
+            )
             with link.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._pump, link, self._reader)

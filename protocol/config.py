@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from protocol.errors import LocalProtocolError
 from protocol.messages import Limits, Role, check_text
+from protocol.sealing import Sealer
 
 PLANTED_BUGS = frozenset(
     {"free-before-stored", "chunk-before-thumbnail", "accept-past-capacity", "stale-readout"}
@@ -41,6 +42,9 @@ class NodeConfig:
     retry_s: float = 30.0  # how long a rejected holder is skipped for a picture
     readout_retry_s: float = 5.0  # how often a waiting read-out is tried again
     planted_bugs: frozenset[str] = frozenset()
+    # Wraps picture keys for the desks the runtime names (Node.connected) and unwraps
+    # those sent to us; None: no key ever travels with a thumbnail (issue 7, FIG. 20).
+    sealer: Sealer | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         check_text("NodeConfig", "name", self.name, Limits.MAX_NAME)

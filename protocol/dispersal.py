@@ -7,6 +7,12 @@ original only once ``replicas`` holders answered STORED (the dispersion-list
 entry is durable first).  Holder: accept by reserving room, or reject with a
 reason and our free room; store, verify, answer STORED; release on request.
 
+Holders are blind (issue 7): an original leaves sealed with its own key
+(``Store.sealed_form``), which stays with the owner beside its dispersion
+list.  Sizes, offsets and digests on the wire are the sealed form's; the
+holder verifies the SHA-256 it was promised and answers STORED with it, and
+the owner frees its copy only for that digest.
+
 Repair: a holder declared gone for good (``Node.repair``) leaves the list where
 another copy exists, and each dispersed original that is then short of
 ``replicas`` holders is copied to a new holder, relayed from one that STORED it.
@@ -31,12 +37,14 @@ from protocol.messages import (
 )
 from protocol.peer import Expected, Link, holder_rank
 from protocol.scheduler import Lane, Source, Transfer
+from protocol.sealing import sealed_size
 from protocol.store import (
     CardFull,
     DispersalState,
     DispersionEntry,
     ImageRecord,
     Incoming,
+    NotFound,
     StoreError,
     Where,
 )
@@ -220,7 +228,7 @@ class Dispersal:
             for link in self.node.ready_links()
             if link.peer_id not in exclude
             and self._rejected.get((record.image_id, link.peer_id), -1.0) <= now
-            and link.free >= record.size
+            and link.free >= sealed_size(record.size)
         ]
         links.sort(key=lambda link: (not link.is_desk, holder_rank(record.image_id, link.peer_id)))
         return links[:need]
@@ -231,9 +239,9 @@ class Dispersal:
         self.node.store.set_dispersion(
             record.image_id, link.peer_id, DispersalState.REQUESTED, now
         )
-        link.free -= record.size
+        link.free -= sealed_size(record.size)
         link.scheduler.send_control(
-            DisperseRequest(record.image_id, record.size, self.node.device_id)
+            DisperseRequest(record.image_id, sealed_size(record.size), self.node.device_id)
         )
 
     def link_ready(self, link: Link, now: float) -> None:
@@ -246,7 +254,7 @@ class Dispersal:
             record = store.image(entry.image_id)
             if record is not None and record.where is Where.LOCAL:
                 link.scheduler.send_control(
-                    DisperseRequest(record.image_id, record.size, self.node.device_id)
+                    DisperseRequest(record.image_id, sealed_size(record.size), self.node.device_id)
                 )
             else:
                 link.scheduler.send_control(Release(entry.image_id))
@@ -288,10 +296,11 @@ class Dispersal:
         if record is None or (record.where is not Where.LOCAL and not repair):
             link.scheduler.send_control(Release(msg.image_id))
             return
-        if msg.offset > record.size or msg.reservation < record.size:
+        size = sealed_size(record.size)
+        if msg.offset > size or msg.reservation < size:
             raise RemoteProtocolError(
                 f"accept of {msg.image_id[:12]} at offset {msg.offset} reserving "
-                f"{msg.reservation} bytes, for an original of {record.size}",
+                f"{msg.reservation} bytes, for a sealed original of {size}",
                 code="bad-accept",
             )
         store.set_dispersion(msg.image_id, link.peer_id, DispersalState.ACCEPTED, now)
@@ -303,17 +312,18 @@ class Dispersal:
             self.node.readouts.relay(link, record, Purpose.DISPERSE, msg.offset, now)
             return
         self.node.ensure_thumbnail(link, record, msg.image_id)
+        form = store.sealed_form(msg.image_id)  # the key is durable before a sealed byte goes
         link.scheduler.add_transfer(
             Transfer(
                 image_id=msg.image_id,
                 purpose=Purpose.DISPERSE,
                 lane=Lane.DISPERSAL,
-                size=record.size,
-                digest=msg.image_id,
+                size=form.size,
+                digest=form.digest,
                 offset=msg.offset,
                 destination=link.peer_id,  # claims 5, 15: the header names the destination
                 owner=self.node.device_id,
-                source=Source.ORIGINAL,
+                source=Source.SEALED,
             )
         )
 
@@ -332,12 +342,17 @@ class Dispersal:
 
     def on_stored(self, link: Link, msg: Stored, now: float) -> None:
         store = self.node.store
-        if msg.digest != msg.image_id:
+        entry = self._entry(msg.image_id, link.peer_id)
+        try:
+            form = store.sealed_form(msg.image_id) if entry is not None else None
+        except NotFound:
+            form = None  # neither our original nor its key: nothing this answer could free
+        if form is not None and msg.digest != form.digest:
             raise RemoteProtocolError(
-                f"stored {msg.image_id[:12]} with digest {msg.digest[:12]}: not that original",
+                f"stored {msg.image_id[:12]} with digest {msg.digest[:12]}: not the sealed "
+                f"original we sent ({form.digest[:12]})",
                 code="bad-digest",
             )
-        entry = self._entry(msg.image_id, link.peer_id)
         if entry is None or entry.state is DispersalState.COLLECTING:
             if entry is None:
                 link.scheduler.send_control(Release(msg.image_id))  # no list names it
@@ -395,7 +410,7 @@ class Dispersal:
             )
         held = store.held(msg.image_id)
         if held is not None:
-            link.scheduler.send_control(Stored(msg.image_id, msg.image_id))
+            link.scheduler.send_control(Stored(msg.image_id, held.digest))
             return
         if self.node.config.bug("accept-past-capacity"):
             # PLANTED BUG "accept-past-capacity": no room check, no reservation.

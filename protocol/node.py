@@ -175,8 +175,12 @@ class Node:
 
     # --- connection lifecycle ---------------------------------------------------------
 
-    def connected(self, peer_id: str, now: float) -> None:
-        """The runtime authenticated ``peer_id``; Hello and Catalog are queued to it."""
+    def connected(self, peer_id: str, now: float, *, key_recipient: bytes | None = None) -> None:
+        """The runtime authenticated ``peer_id``; Hello and Catalog are queued to it.
+
+        ``key_recipient``: the peer's X25519 key, when each of our pictures' keys is to go
+        to it wrapped, with the thumbnail (the runtime decides: a desk pinned as one).
+        """
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
         busy = self._busy
@@ -192,6 +196,7 @@ class Node:
             scheduler=sched,
             connected_at=now,
             last_heard=now,
+            key_recipient=key_recipient,
         )
         self.links[peer_id] = link
         self._deadline_stale = True

@@ -27,6 +27,7 @@ class Expected:
     size: int | None = None  # known size the header must match, when we know it
     owner: str | None = None  # for held originals
     urgent: bool = True
+    digest: str | None = None  # what the header must promise, if not the image id (sealed)
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +65,9 @@ class Link:
     background: set[str] = field(default_factory=set)  # our background pulls in flight
     bytes_in: int = 0
     bytes_out: int = 0
+    # The peer's X25519 key when our pictures' keys go to it wrapped (a desk we trust to
+    # open what we disperse, should this device be lost); None for every other peer.
+    key_recipient: bytes | None = None
 
     @property
     def is_desk(self) -> bool:

@@ -7,6 +7,12 @@ originals is collected from a holder and relayed, verified, to whoever asked
 becomes LOCAL, and the holders are released.  A holder serves collections
 from what it holds for the owner.
 
+Holders keep originals sealed (see protocol.dispersal): a collection home
+lands as an Incoming.SEALED partial that the store opens and verifies; a
+relay opens the holder's bytes a record at a time as they arrive (each
+record authenticated on its own), and passes plaintext to readers and the
+sealed bytes themselves to a new holder being repaired.
+
 Failures: a collection whose holder fails or leaves resumes, from the bytes
 already here, from another holder that STORED it.  A collection home is our
 user's durable decision (``Decision.REQUESTED`` on our own dispersed picture):
@@ -26,7 +32,18 @@ from protocol.errors import RemoteProtocolError
 from protocol.messages import Collect, OriginalHeader, Purpose, ReadOut, Release, TransferFailed
 from protocol.peer import Expected, Link, Stream, holder_rank
 from protocol.scheduler import Lane, Source, Transfer
-from protocol.store import Decision, DispersalState, ImageRecord, Incoming, Where
+from protocol.sealing import SEALED_RECORD, SealingError
+from protocol.store import (
+    Decision,
+    DispersalState,
+    HashMismatch,
+    ImageRecord,
+    Incoming,
+    NotFound,
+    SealedForm,
+    StoreError,
+    Where,
+)
 
 if TYPE_CHECKING:
     from protocol.node import Node
@@ -38,11 +55,16 @@ class Collection:
 
     image_id: str
     holder: str
-    size: int
+    size: int  # of the original
+    form: SealedForm  # what the holder sends: our original, sealed
     home: bool  # lands on our card and becomes LOCAL
     local_readout: bool = False  # our own user asked (ReadOutChunk events)
     then_home: bool = False  # a collect() arrived during a relay-only collection
-    payload: bytearray = field(default_factory=bytearray)  # relay-only: shared by the relays
+    # Relay-only: the holder's sealed bytes, and their plaintext opened a record at a time;
+    # both shared by the relays (a repair takes the sealed bytes, a reader the plaintext).
+    sealed: bytearray = field(default_factory=bytearray)
+    payload: bytearray = field(default_factory=bytearray)
+    opened: int = 0  # sealed bytes opened into ``payload`` so far
     relays: list[tuple[str, Transfer]] = field(default_factory=list)
     waiting: list[tuple[str, Purpose, int]] = field(default_factory=list)  # served once home
     tried: set[str] = field(default_factory=set)  # holders that failed this collection
@@ -119,8 +141,12 @@ class ReadOuts:
             self._emit_local(image_id, record.size, held=False)
             return
         held = store.held(image_id)
-        if held is not None:
+        if held is not None and held.digest == image_id:  # held as it is, not sealed
             self._emit_local(image_id, held.size, held=True)
+            return
+        wrapped = record.wrapped_key if record is not None else None
+        if held is not None and record is not None and wrapped is not None \
+                and self._open_held(record, held.size, wrapped):
             return
         if record is None:
             self.failed(image_id, "no picture with that id is known here")
@@ -164,6 +190,26 @@ class ReadOuts:
             self.node.emit(ev.ReadOutChunk(image_id, offset, data))
         self.done(image_id, digest.hexdigest())
 
+    def _open_held(self, record: ImageRecord, size: int, wrapped: bytes) -> bool:
+        """A copy we hold sealed, of a picture whose key its owner wrapped for us (a desk
+        trusted to read what a lost camera dispersed): opened and handed out.  False if
+        the key or the copy does not open; the read-out then goes to the owner."""
+        sealer, image_id = self.node.config.sealer, record.image_id
+        if sealer is None:
+            return False
+        try:
+            key = sealer.unwrap(wrapped, image_id)
+            plain = sealer.open(key, image_id, self.node.store.read_held(image_id, 0, size))
+        except (SealingError, StoreError):
+            return False
+        if hashlib.sha256(plain).hexdigest() != image_id:
+            return False
+        step = self.node.config.chunk_size
+        for offset in range(0, len(plain), step):
+            self.node.emit(ev.ReadOutChunk(image_id, offset, plain[offset : offset + step]))
+        self.done(image_id, image_id)
+        return True
+
     # --- a peer's read-out ----------------------------------------------------------------
 
     def on_readout(self, link: Link, msg: ReadOut, now: float) -> None:
@@ -171,6 +217,8 @@ class ReadOuts:
         store = self.node.store
         record = store.image(msg.image_id)
         held = store.held(msg.image_id)
+        if held is not None and held.digest != msg.image_id:
+            held = None  # sealed for its owner: only the owner can open it
         if record is not None and record.where is Where.LOCAL:
             self._serve(link, record, msg.image_id, Purpose.READOUT, msg.offset, Source.ORIGINAL)
         elif held is not None:
@@ -215,7 +263,7 @@ class ReadOuts:
                 purpose=purpose,
                 lane=_lane(purpose),
                 size=size,
-                digest=image_id,
+                digest=held.digest if held is not None else image_id,
                 offset=offset,
                 destination=link.peer_id,
                 owner=owner,
@@ -226,8 +274,13 @@ class ReadOuts:
     def relay(
         self, link: Link, record: ImageRecord, purpose: Purpose, offset: int, now: float
     ) -> None:
-        """Serve one of our dispersed originals by collecting it and forwarding as it arrives."""
-        if offset > record.size:
+        """Serve one of our dispersed originals by collecting it and forwarding as it arrives.
+
+        A reader gets the plaintext; a new holder (``Purpose.DISPERSE``, a repair) gets
+        the sealed bytes as the old holder sent them.
+        """
+        sealed = purpose is Purpose.DISPERSE
+        if not sealed and offset > record.size:
             raise RemoteProtocolError(
                 f"asked for {record.image_id[:12]} from offset {offset}, past its "
                 f"{record.size} bytes",
@@ -243,19 +296,26 @@ class ReadOuts:
         if collection.home:
             collection.waiting.append((link.peer_id, purpose, offset))
             return
+        if sealed and offset > collection.form.size:
+            raise RemoteProtocolError(
+                f"asked for {record.image_id[:12]} from offset {offset}, past its "
+                f"{collection.form.size} sealed bytes",
+                code="bad-offset",
+            )
         self.node.ensure_thumbnail(link, record, record.image_id)
+        payload = collection.sealed if sealed else collection.payload
         transfer = Transfer(
             image_id=record.image_id,
             purpose=purpose,
             lane=_lane(purpose),
-            size=record.size,
-            digest=record.image_id,
+            size=collection.form.size if sealed else record.size,
+            digest=collection.form.digest if sealed else record.image_id,
             offset=offset,
             destination=link.peer_id,
             owner=self.node.device_id,
             source=Source.PAYLOAD,
-            payload=collection.payload,  # shared: the holder's bytes are kept once
-            available=len(collection.payload),
+            payload=payload,  # shared: the holder's bytes are kept once
+            available=len(payload),
             sealed=False,
         )
         if link.scheduler.add_transfer(transfer) is transfer:
@@ -274,8 +334,12 @@ class ReadOuts:
         self, record: ImageRecord, *, home: bool, local_readout: bool = False
     ) -> str | None:
         """Send Collect to a connected holder; a reason naming the holders if none is."""
+        try:
+            form = self.node.store.sealed_form(record.image_id)
+        except NotFound:
+            return "this card has lost the key it sealed the original with"
         collection = Collection(
-            record.image_id, "", record.size, home, local_readout=local_readout
+            record.image_id, "", record.size, form, home, local_readout=local_readout
         )
         if self._ask_holder(collection):
             return None
@@ -301,12 +365,14 @@ class ReadOuts:
             if link is None or holder in collection.tried:
                 continue
             if collection.home:
-                offset = node.store.partial_offset(image_id, Incoming.ORIGINAL)
+                offset = node.store.partial_offset(image_id, Incoming.SEALED)
             else:
-                offset = len(collection.payload)  # resumes a relay from another holder
-            kind = Incoming.ORIGINAL if collection.home else None
+                offset = len(collection.sealed)  # resumes a relay from another holder
+            kind = Incoming.SEALED if collection.home else None
+            form = collection.form
             node.expect(
-                link, Expected(image_id, Purpose.COLLECT, kind, offset, size=collection.size)
+                link,
+                Expected(image_id, Purpose.COLLECT, kind, offset, size=form.size, digest=form.digest),
             )
             link.scheduler.send_control(Collect(image_id, offset))
             collection.holder = holder
@@ -403,14 +469,37 @@ class ReadOuts:
             self.node.emit(ev.ReadOutChunk(image_id, offset, data))
             return
         collection = self._collections.get(image_id)
-        if collection is None or collection.home:
+        if collection is None or collection.home or collection.holder != link.peer_id:
             return
-        collection.payload.extend(data)
+        collection.sealed.extend(data)
+        self._open(link, collection, last=False)
+
+    def _open(self, link: Link, collection: Collection, *, last: bool) -> None:
+        """Open the whole records (``last``: and the final short one) that arrived; relay them.
+
+        A record that fails authentication means the holder changed what it holds: the
+        link is cut, and the collection goes on from another holder.
+        """
+        sealed, plain, opened = collection.sealed, collection.payload, collection.opened
+        end = len(sealed) if last else len(sealed) - len(sealed) % SEALED_RECORD
+        if end > opened or (last and not plain and not opened):  # an empty original: one record
+            try:
+                data = self.node.store.open_sealed(
+                    collection.image_id, opened, bytes(sealed[opened:end])
+                )
+            except HashMismatch as exc:
+                raise RemoteProtocolError(
+                    f"holder sent {collection.image_id[:12]} back changed: {exc}",
+                    code="hash-mismatch",
+                ) from exc
+            start = len(plain)
+            plain.extend(data)
+            collection.opened = end
+            if collection.local_readout and data:
+                self.node.emit(ev.ReadOutChunk(collection.image_id, start, data))
         for peer_id, transfer in collection.relays:
-            transfer.available = len(collection.payload)
+            transfer.available = len(transfer.payload or b"")
             self.node.wake(peer_id)
-        if collection.local_readout:
-            self.node.emit(ev.ReadOutChunk(image_id, offset, data))
 
     def stream_complete(self, link: Link, stream: Stream, now: float) -> None:
         node = self.node
@@ -421,6 +510,8 @@ class ReadOuts:
         collection = self._collections.get(image_id)
         if collection is None:
             return
+        if not collection.home:
+            self._open(link, collection, last=True)
         if (
             not collection.home
             and stream.expected.offset != 0  # resumed from a second holder: hash it all
@@ -428,12 +519,14 @@ class ReadOuts:
         ):
             collection.tried.add(collection.holder)
             collection.payload.clear()
+            collection.sealed.clear()
+            collection.opened = 0
             self.collect_failed(link, image_id, "the bytes did not match the digest")
             return
         del self._collections[image_id]
         if not collection.home:
             for peer_id, transfer in collection.relays:
-                transfer.available = collection.size
+                transfer.available = transfer.size
                 transfer.sealed = True  # verified: the relays may complete
                 node.wake(peer_id)
             if collection.local_readout:

@@ -39,6 +39,7 @@ class Source(enum.StrEnum):
 
     ORIGINAL = "original"  # store.read_original
     HELD = "held"  # store.read_held (we hold it for its owner)
+    SEALED = "sealed"  # store.read_sealed (our original, sealed on its way to a holder)
     PAYLOAD = "payload"  # bytes kept on the transfer (a smaller copy, a relayed read-out)
 
 

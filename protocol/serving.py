@@ -174,6 +174,8 @@ def read(node: Node, t: Transfer, offset: int, length: int) -> bytes:
         return node.store.read_original(t.image_id, offset, length)
     if t.source is Source.HELD:
         return node.store.read_held(t.image_id, offset, length)
+    if t.source is Source.SEALED:
+        return node.store.read_sealed(t.image_id, offset, length)
     assert t.payload is not None
     return bytes(t.payload[offset : offset + length])
 
@@ -195,7 +197,18 @@ def thumbnail_offer(node: Node, link: Link, image_id: str) -> ThumbnailOffer | N
         metadata=record.metadata,
         thumbnail=record.thumbnail,
         has_original=record.where is Where.LOCAL,
+        wrapped_key=_wrapped_key(node, link, record),
     )
+
+
+def _wrapped_key(node: Node, link: Link, record: ImageRecord) -> bytes | None:
+    """Our picture's key wrapped for a peer the runtime named (FIG. 20): ahead of any original."""
+    sealer = node.config.sealer
+    if link.key_recipient is None or sealer is None or record.origin != node.device_id:
+        return None
+    key = node.store.picture_key(record.image_id, create=True)
+    assert key is not None
+    return sealer.wrap(key, record.image_id, link.key_recipient)
 
 
 def sent(node: Node, link: Link, t: Transfer, now: float) -> None:

@@ -76,6 +76,7 @@ class Incoming(enum.StrEnum):
     ORIGINAL = "original"  # our own catalog's original (sync, read-out, collection back)
     HELD = "held"  # held for another owner (dispersal)
     SMALLER = "smaller"  # a recompressed copy of a picture we have the thumbnail of
+    SEALED = "sealed"  # one of our own originals back from a holder, sealed: opened, then LOCAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,19 @@ class HeldRecord:
     owner: str
     size: int
     stored_at: float
+    digest: str  # SHA-256 of the bytes held (sealed: not the image id); verified on store
+
+
+@dataclass(frozen=True, slots=True)
+class SealedForm:
+    """How one of our originals travels to holders: sealed with its own key (issue 7, FIG. 20).
+
+    ``size`` and ``digest`` (SHA-256) are of the sealed bytes; a holder verifies and
+    answers STORED with ``digest``, and a collection is checked against it.
+    """
+
+    size: int
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +198,36 @@ class Store(Protocol):
         """
         ...
 
+    # --- sealed originals (holders get ciphertext they cannot open) -------------------
+    def sealed_form(self, image_id: str) -> SealedForm:
+        """The sealed form of one of our pictures' originals.
+
+        The first call for a LOCAL original makes its per-picture key and keeps it (with
+        the sealed size and digest) beside the dispersion list; later calls return the
+        same form, also once the original was freed.  NotFound if neither exists.
+        """
+        ...
+
+    def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
+        """Bytes of the sealed form of a LOCAL original (``sealed_form`` made its key)."""
+        ...
+
+    def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:
+        """The plaintext of whole sealed records starting at sealed ``offset``.
+
+        ``offset`` is a record boundary; ``sealed`` is whole records (only the picture's
+        last may be short).  HashMismatch if any record fails authentication.
+        """
+        ...
+
+    def picture_key(self, image_id: str, *, create: bool = False) -> bytes | None:
+        """The per-picture key of one of our pictures (None: none made yet).
+
+        ``create`` makes and keeps one (durably) if there is none; NotFound unless the
+        picture is in the catalog and this card's own.
+        """
+        ...
+
     # --- incoming transfers (resumable) ---------------------------------------------
     def partial_offset(self, image_id: str, kind: Incoming) -> int:
         """Bytes of an unfinished incoming transfer already durable (0 if none)."""
@@ -202,6 +246,8 @@ class Store(Protocol):
 
         ORIGINAL: the catalog row becomes LOCAL with ``original_at = now``.
         HELD: a HeldRecord for ``owner``.  SMALLER: kept beside the catalog row.
+        SEALED: ``digest`` must be our sealed form's; the bytes are opened with the
+        picture's key and must hash to the image id; then as ORIGINAL.
         Raises HashMismatch (partial discarded) when the digest is wrong.
         """
         ...

@@ -37,10 +37,17 @@ def on_header(node: Node, link: Link, msg: OriginalHeader) -> None:
             f"header for {msg.image_id[:12]} is addressed to {msg.destination[:12]}, not us",
             code="wrong-destination",
         )
-    if msg.purpose is not Purpose.SMALLER and msg.digest != msg.image_id:
+    # An original's digest is its image id; sealed bytes (to a holder, and back) have the
+    # digest of the sealed form: the holder checks what it is sent against the header's,
+    # and a collection must promise the digest our own sealed form has.
+    if msg.purpose is Purpose.DISPERSE or msg.purpose is Purpose.SMALLER:
+        promised = msg.digest
+    else:
+        promised = expected.digest or msg.image_id
+    if msg.digest != promised:
         raise RemoteProtocolError(
-            f"header for {msg.image_id[:12]} promises digest {msg.digest[:12]}: an "
-            "original's digest is its image id",
+            f"header for {msg.image_id[:12]} promises digest {msg.digest[:12]}, not "
+            f"{promised[:12]}",
             code="bad-digest",
         )
     if expected.size is not None and msg.size != expected.size:
@@ -146,7 +153,7 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
             node.store.finish_partial(msg.image_id, kind, msg.digest, now, owner=expected.owner)
         except HashMismatch as exc:
             raise RemoteProtocolError(str(exc), code="hash-mismatch") from exc
-        if kind is Incoming.ORIGINAL:
+        if kind is Incoming.ORIGINAL or kind is Incoming.SEALED:
             record = node.store.image(msg.image_id)
             if record is not None and record.origin == node.device_id:
                 node.dispersal.note_local(record)  # one of ours, home again

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from protocol.messages import MetadataValue
+from protocol.sealing import SealingError, sealed_size
 from protocol.store import (
     CardFull,
     Decision,
@@ -33,12 +34,14 @@ from protocol.store import (
     ImageRecord,
     Incoming,
     NotFound,
+    SealedForm,
     StoreError,
     TransferState,
     Usage,
     UserDecision,
     Where,
 )
+from storage import sealing
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -74,6 +77,8 @@ class MemoryStore:
         self._order: list[str] | None = None  # image ids by (origin, seq); None: recompute
         self._transfers: dict[tuple[str, str], tuple[TransferState, int | None, int | None]] = {}
         self._decisions: dict[str, UserDecision] = {}
+        self._keys: dict[str, bytes] = {}  # our pictures' keys
+        self._forms: dict[str, SealedForm] = {}  # and their sealed forms, once sealed
         self._last_write: _LastWrite | None = None
         # Running totals, so usage() is O(1) (the simulator asks on every step).
         self._used = 0  # originals + held + partials + smaller copies
@@ -256,6 +261,60 @@ class MemoryStore:
         self._used -= len(self._originals.pop(image_id))
         self._images[image_id] = dataclasses.replace(record, where=Where.DISPERSED)
 
+    # --- sealed originals (issue 7) -------------------------------------------------------
+
+    def sealed_form(self, image_id: str) -> SealedForm:
+        known = self._forms.get(image_id)
+        if known is not None:
+            return known
+        data = self._originals.get(image_id)
+        if data is None:
+            raise NotFound(f"the original of {image_id[:12]} is not on this card")
+        key = self._keys.get(image_id) or self._make_key(image_id)
+        form = SealedForm(
+            sealed_size(len(data)),
+            sealing.sealed_digest(key, image_id, len(data), _reader(data)),
+        )
+        self._forms[image_id] = form
+        return form
+
+    def _make_key(self, image_id: str) -> bytes:
+        # The simulator's keys come from the ids, not from os.urandom: one seed, one trace.
+        key = hashlib.sha256(f"sim key {self._device_id} {image_id}".encode()).digest()
+        self._keys[image_id] = key
+        return key
+
+    def _key(self, image_id: str) -> bytes:
+        known = self._keys.get(image_id)
+        if known is None:
+            raise NotFound(f"picture {image_id[:12]} has no key on this card; nothing was sealed")
+        return known
+
+    def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
+        key = self._key(image_id)
+        data = self._originals.get(image_id)
+        if data is None:
+            raise NotFound(f"the original of {image_id[:12]} is not on this card")
+        return sealing.read_sealed(key, image_id, len(data), _reader(data), offset, length)
+
+    def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:
+        key, record = self._key(image_id), self._images.get(image_id)
+        if record is None:
+            raise NotFound(f"{image_id[:12]} is not in the catalog")
+        try:
+            return sealing.open_sealed(key, image_id, record.size, offset, sealed)
+        except SealingError as exc:
+            raise HashMismatch(str(exc)) from exc
+
+    def picture_key(self, image_id: str, *, create: bool = False) -> bytes | None:
+        known = self._keys.get(image_id)
+        if known is not None or not create:
+            return known
+        record = self._images.get(image_id)
+        if record is None or record.origin != self._device_id:
+            raise NotFound(f"picture {image_id[:12]} is not one of this card's own")
+        return self._make_key(image_id)
+
     # --- incoming transfers (resumable) ------------------------------------------------
 
     def partial_offset(self, image_id: str, kind: Incoming) -> int:
@@ -314,8 +373,10 @@ class MemoryStore:
                 f"to {digest[:12]}; they were discarded, ask for them again"
             )
         data = bytes(partial)
+        if kind is Incoming.SEALED and record is not None and record.where is not Where.LOCAL:
+            data = self._opened(image_id, kind, digest, data)
         self.discard_partial(image_id, kind)  # its bytes are counted again where they land
-        if kind is Incoming.ORIGINAL:
+        if kind in (Incoming.ORIGINAL, Incoming.SEALED):
             assert record is not None
             if record.where is Where.LOCAL:
                 return  # we had it already: the copy just received is dropped
@@ -326,12 +387,28 @@ class MemoryStore:
             self.unreserve(image_id)
             old = self._held.get(image_id)
             self._used -= 0 if old is None else len(old[1])
-            self._held[image_id] = (HeldRecord(image_id, owner, len(data), now), data)
+            self._held[image_id] = (HeldRecord(image_id, owner, len(data), now, digest), data)
         else:
             old_copy = self._smaller.get(image_id)
             self._used -= 0 if old_copy is None else len(old_copy)
             self._smaller[image_id] = data
         self._used += len(data)
+
+    def _opened(self, image_id: str, kind: Incoming, digest: str, sealed: bytes) -> bytes:
+        """A sealed original home again, opened and checked; HashMismatch (discarded) if not ours."""
+        key, form = self._keys.get(image_id), self._forms.get(image_id)
+        try:
+            if key is None or form is None or form.digest != digest:
+                raise SealingError("it is not the sealed form this card made")
+            size = self._images[image_id].size
+            data = sealing.open_sealed(key, image_id, size, 0, sealed)
+        except (SealingError, ValueError) as exc:
+            self.discard_partial(image_id, kind)
+            raise HashMismatch(f"the sealed original of {image_id[:12]} was refused: {exc}") from exc
+        if hashlib.sha256(data).hexdigest() != image_id:
+            self.discard_partial(image_id, kind)
+            raise HashMismatch(f"{image_id[:12]} opened to bytes that are not that picture")
+        return data
 
     def discard_partial(self, image_id: str, kind: Incoming) -> None:
         """Drop an unfinished transfer (nothing happens if there is none)."""
@@ -483,6 +560,10 @@ class MemoryStore:
         self._used -= torn
         self._reserved_total += self._outstanding(last.image_id) - before
         return torn
+
+
+def _reader(data: bytes) -> sealing.ReadPlain:
+    return lambda offset, length: data[offset : offset + length]
 
 
 def _slice(data: bytes, offset: int, length: int) -> bytes:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from protocol.messages import Limits, MetadataValue
+from protocol.sealing import KEY_SIZE, SEALED_RECORD, SealingError, sealed_size
 from protocol.store import (
     Decision,
     DispersalState,
@@ -42,11 +43,13 @@ from protocol.store import (
     HeldRecord,
     ImageRecord,
     Incoming,
+    SealedForm,
     TransferState,
     Usage,
     UserDecision,
     Where,
 )
+from storage import sealing
 from storage.catalog import CATALOG_NAME, Catalog
 from storage.errors import (
     AmbiguousId,
@@ -601,6 +604,97 @@ class Card:
         _unlink(self._original_file(image_id))
         self._used -= record.size
 
+    # --- sealed originals: what holders get (issue 7) ----------------------------------------
+    @_locked
+    def sealed_form(self, image_id: str) -> SealedForm:
+        known = self._catalog.picture_key(image_id)
+        if known is not None and known[1] is not None:
+            return known[1]
+        record = self._local(image_id)
+        key = self._make_key(image_id) if known is None else known[0]
+        with self._original_file(image_id).open("rb") as f:
+            digest = sealing.sealed_digest(key, image_id, record.size, _reader(f))
+        form = SealedForm(sealed_size(record.size), digest)
+        self._catalog.set_sealed_form(image_id, form)
+        return form
+
+    def _make_key(self, image_id: str) -> bytes:
+        # Durable before any sealed byte or wrapped key leaves: without it they are useless.
+        key = os.urandom(KEY_SIZE)
+        self._catalog.insert_picture_key(image_id, key)
+        return key
+
+    def _key(self, image_id: str) -> bytes:
+        known = self._catalog.picture_key(image_id)
+        if known is None:
+            raise NotFound(f"picture {image_id[:12]} has no key on this card; nothing was sealed")
+        return known[0]
+
+    @_locked
+    def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
+        key, record = self._key(image_id), self._local(image_id)
+        with self._original_file(image_id).open("rb") as f:
+            return sealing.read_sealed(key, image_id, record.size, _reader(f), offset, length)
+
+    @_locked
+    def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:
+        key, record = self._key(image_id), self._catalog.image(image_id)
+        if record is None:
+            raise NotFound(f"picture {image_id[:12]} is not in the catalog")
+        try:
+            return sealing.open_sealed(key, image_id, record.size, offset, sealed)
+        except SealingError as exc:
+            raise HashMismatch(str(exc)) from exc
+
+    @_locked
+    def picture_key(self, image_id: str, *, create: bool = False) -> bytes | None:
+        known = self._catalog.picture_key(image_id)
+        if known is not None:
+            return known[0]
+        if not create:
+            return None
+        record = self._catalog.image(image_id)
+        if record is None or record.origin != self.device_id:
+            raise NotFound(f"picture {image_id[:12]} is not one of this card's own")
+        return self._make_key(image_id)
+
+    def _finish_sealed(self, image_id: str, path: Path, length: int, digest: str,
+                       record: ImageRecord, now: float) -> None:
+        """A sealed original home from its holder: verify, open record by record, keep LOCAL."""
+        known = self._catalog.picture_key(image_id)
+        if known is None or known[1] is None or known[1].digest != digest:
+            self._drop_partial(image_id, Incoming.SEALED, length)
+            raise HashMismatch(
+                f"the sealed original received for {image_id[:12]} is not the one this card "
+                "sealed; it was discarded and must be collected again"
+            )
+        key = known[0]
+
+        def plain() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                for index in range(-(-length // SEALED_RECORD)):
+                    yield sealing.open_sealed(key, image_id, record.size,
+                                              index * SEALED_RECORD, f.read(SEALED_RECORD))
+
+        try:
+            temp, actual, size = self._write_temp(plain(), record.size)
+        except SealingError as exc:
+            self._drop_partial(image_id, Incoming.SEALED, length)
+            raise HashMismatch(f"{exc}; it was discarded") from exc
+        if actual != image_id or size != record.size:
+            _unlink(temp)
+            self._drop_partial(image_id, Incoming.SEALED, length)
+            raise HashMismatch(
+                f"the original opened from its sealed form hashes to {actual[:12]}, not "
+                f"{image_id[:12]}; it was discarded and must be collected again"
+            )
+        self._place(temp, self._original_file(image_id))
+        with self._catalog.transaction():
+            self._catalog.delete_partial(image_id, Incoming.SEALED)
+            self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
+        _unlink(path)
+        self._used += size - length
+
     # --- incoming transfers ------------------------------------------------------------
     def _partial_file(self, image_id: str, kind: Incoming) -> Path:
         if not _HEX64.match(image_id):
@@ -658,7 +752,13 @@ class Card:
             )
         if not path.exists():
             path.write_bytes(b"")
-        if kind is Incoming.ORIGINAL:
+        if kind is Incoming.SEALED:
+            assert record is not None
+            if record.where is Where.LOCAL:
+                self._drop_partial(image_id, kind, length)
+                return
+            self._finish_sealed(image_id, path, length, digest, record, now)
+        elif kind is Incoming.ORIGINAL:
             assert record is not None
             if record.where is Where.LOCAL:
                 self._drop_partial(image_id, kind, length)
@@ -674,7 +774,7 @@ class Card:
             with self._catalog.transaction():
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.delete_reservation(image_id)
-                self._catalog.insert_held(HeldRecord(image_id, owner, length, now))
+                self._catalog.insert_held(HeldRecord(image_id, owner, length, now, digest))
             self._used -= old.size if old else 0
         else:
             old_size = self._catalog.smaller().get(image_id, 0)
@@ -831,6 +931,19 @@ def _read(path: Path, offset: int, length: int) -> bytes:
             return f.read(length)
     except FileNotFoundError as exc:
         raise NotFound(f"{path.name[:12]} is listed but its file is gone") from exc
+
+
+def _reader(f: io.BufferedReader) -> sealing.ReadPlain:
+    """Reads of one open original, for sealing it record by record."""
+
+    def read(offset: int, length: int) -> bytes:
+        f.seek(offset)
+        data = f.read(length)
+        if len(data) != length:
+            raise StoreError(f"the original ended at {offset + len(data)} bytes, before {offset + length}")
+        return data
+
+    return read
 
 
 def _hash_file(path: Path) -> str:

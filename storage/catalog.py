@@ -30,6 +30,7 @@ from protocol.store import (
     HeldRecord,
     ImageRecord,
     Incoming,
+    SealedForm,
     TransferState,
     UserDecision,
     Where,
@@ -109,6 +110,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         WHERE peer = (SELECT value FROM card WHERE key = 'device_id')
           AND state IN ('requested', 'refused');
     DELETE FROM transfers WHERE peer = (SELECT value FROM card WHERE key = 'device_id');
+    """,
+    # 3: originals travel to holders sealed with a per-picture key (issue 7).  The owner keeps
+    # each key beside its dispersion list; a holder records the digest of what it holds
+    # (originals held before sealing were plaintext: their digest is their id).
+    """
+    CREATE TABLE picture_keys (
+        image_id TEXT PRIMARY KEY,
+        key BLOB NOT NULL CHECK (length(key) = 32),
+        sealed_size INTEGER,  -- with the digest, once the original was first sealed
+        sealed_digest TEXT
+    );
+    ALTER TABLE held ADD COLUMN digest TEXT;
+    UPDATE held SET digest = image_id;
     """,
 )
 
@@ -370,18 +384,36 @@ class Catalog:
     # --- held originals, reservations, smaller copies, partials --------------------------
     def held(self, image_id: str) -> HeldRecord | None:
         row = self._one("SELECT * FROM held WHERE image_id = ?", (image_id,))
-        return None if row is None else HeldRecord(row["image_id"], row["owner"], row["size"], row["stored_at"])
+        return None if row is None else _held(row)
 
     def held_originals(self) -> list[HeldRecord]:
-        return [
-            HeldRecord(r["image_id"], r["owner"], r["size"], r["stored_at"])
-            for r in self._all("SELECT * FROM held ORDER BY image_id")
-        ]
+        return [_held(r) for r in self._all("SELECT * FROM held ORDER BY image_id")]
 
     def insert_held(self, record: HeldRecord) -> None:
         self._run(
-            "INSERT OR REPLACE INTO held (image_id, owner, size, stored_at) VALUES (?, ?, ?, ?)",
-            (record.image_id, record.owner, record.size, record.stored_at),
+            "INSERT OR REPLACE INTO held (image_id, owner, size, stored_at, digest)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.image_id, record.owner, record.size, record.stored_at, record.digest),
+        )
+
+    # --- per-picture keys of our own originals (kept with the dispersion list) -------------
+    def picture_key(self, image_id: str) -> tuple[bytes, SealedForm | None] | None:
+        """The key of one of our pictures, and its sealed form once it was first sealed."""
+        row = self._one("SELECT * FROM picture_keys WHERE image_id = ?", (image_id,))
+        if row is None:
+            return None
+        form = None
+        if row["sealed_digest"] is not None:
+            form = SealedForm(int(row["sealed_size"]), row["sealed_digest"])
+        return bytes(row["key"]), form
+
+    def insert_picture_key(self, image_id: str, key: bytes) -> None:
+        self._run("INSERT INTO picture_keys (image_id, key) VALUES (?, ?)", (image_id, key))
+
+    def set_sealed_form(self, image_id: str, form: SealedForm) -> None:
+        self._run(
+            "UPDATE picture_keys SET sealed_size = ?, sealed_digest = ? WHERE image_id = ?",
+            (form.size, form.digest, image_id),
         )
 
     def delete_held(self, image_id: str) -> None:
@@ -422,3 +454,7 @@ class Catalog:
 
     def delete_partial(self, image_id: str, kind: Incoming) -> None:
         self._run("DELETE FROM partials WHERE image_id = ? AND kind = ?", (image_id, kind.value))
+
+
+def _held(row: sqlite3.Row) -> HeldRecord:
+    return HeldRecord(row["image_id"], row["owner"], row["size"], row["stored_at"], row["digest"])

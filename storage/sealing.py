@@ -13,6 +13,8 @@ wrapped key is ``version (1) | ephemeral public key (32) | sealed key (48)``: 81
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +33,7 @@ from protocol.sealing import (
     plain_size,
     record_aad,
     record_nonce,
+    record_span,
     records,
     sealed_size,
 )
@@ -156,3 +159,75 @@ class Sealing:
                 f"the key of {image_id[:12]} was not wrapped for this device, or was changed"
             ) from exc
 
+
+
+# --- sealed originals on a card: sealed on the fly, never stored sealed by their owner -----
+
+ReadPlain = Callable[[int, int], bytes]  # (offset, length) -> plaintext bytes of the original
+
+
+def _seal_records(aead: AESGCM, image_id: str, size: int, read: ReadPlain,
+                  first: int, last: int) -> bytes:
+    count = records(size)
+    return b"".join(
+        aead.encrypt(record_nonce(i), read(i * RECORD, min(RECORD, size - i * RECORD)),
+                     record_aad(image_id, i, i == count - 1))
+        for i in range(first, last + 1)
+    )
+
+
+def sealed_digest(key: bytes, image_id: str, size: int, read: ReadPlain) -> str:
+    """SHA-256 of the sealed form of a ``size``-byte original, sealed a record at a time."""
+    _check_key(key)
+    aead, digest = AESGCM(key), hashlib.sha256()
+    for i in range(records(size)):
+        digest.update(_seal_records(aead, image_id, size, read, i, i))
+    return digest.hexdigest()
+
+
+def read_sealed(key: bytes, image_id: str, size: int, read: ReadPlain,
+                offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of the sealed form (the same bytes every time: the
+    nonce is the record index, so a resumed dispersal continues the same stream)."""
+    _check_key(key)
+    total = sealed_size(size)
+    if not 0 <= offset <= total or length < 0:
+        raise ValueError(f"sealed bytes {offset}+{length} of a {total}-byte sealed original")
+    end = min(total, offset + length)
+    if end <= offset:
+        return b""
+    first, last = offset // SEALED_RECORD, (end - 1) // SEALED_RECORD
+    sealed = _seal_records(AESGCM(key), image_id, size, read, first, last)
+    start = offset - first * SEALED_RECORD
+    return sealed[start:start + end - offset]
+
+
+def open_sealed(key: bytes, image_id: str, size: int, offset: int, sealed: bytes) -> bytes:
+    """The plaintext of whole sealed records from sealed ``offset`` (a record boundary).
+
+    Only the original's last record may be short.  SealingError if a record was changed,
+    moved or cut, or ``offset``/``sealed`` do not fall on records.
+    """
+    _check_key(key)
+    index, rest = divmod(offset, SEALED_RECORD)
+    count = records(size)
+    if rest or offset + len(sealed) > sealed_size(size):
+        raise SealingError(f"sealed bytes {offset}+{len(sealed)} of {image_id[:12]} are not "
+                           "whole records of it")
+    aead, view, out, pos = AESGCM(key), memoryview(sealed), [], 0
+    while pos < len(sealed):
+        span = record_span(index, size)[1]
+        piece = view[pos:pos + span]
+        if len(piece) != span:
+            raise SealingError(f"record {index} of {image_id[:12]} is cut short")
+        try:
+            out.append(aead.decrypt(record_nonce(index), piece,
+                                    record_aad(image_id, index, index == count - 1)))
+        except InvalidTag as exc:
+            raise SealingError(
+                f"record {index} of {image_id[:12]} failed authentication: it was changed, "
+                "moved or cut short; collect it from another holder"
+            ) from exc
+        pos += span
+        index += 1
+    return b"".join(out)

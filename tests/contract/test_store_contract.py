@@ -9,11 +9,13 @@ made for.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
 from PIL import Image
 
+from protocol.sealing import RECORD, SEALED_RECORD, sealed_size
 from protocol.store import (
     CardFull,
     Decision,
@@ -237,8 +239,8 @@ def test_a_held_original_fills_its_reservation_and_is_released(make_store: MakeS
     assert store.usage().used == len(DATA)
     assert store.usage().reserved == 0
     store.finish_partial(held_id, Incoming.HELD, sha(DATA), 50.0, owner=PEER)
-    assert store.held(held_id) == HeldRecord(held_id, PEER, len(DATA), 50.0)
-    assert list(store.held_originals()) == [HeldRecord(held_id, PEER, len(DATA), 50.0)]
+    assert store.held(held_id) == HeldRecord(held_id, PEER, len(DATA), 50.0, held_id)
+    assert list(store.held_originals()) == [HeldRecord(held_id, PEER, len(DATA), 50.0, held_id)]
     assert store.read_held(held_id, 5, 10) == DATA[5:15]
     assert store.image(held_id) is None  # held for another owner: not in our catalog
     assert store.usage().used == len(DATA) and store.usage().reserved == 0
@@ -315,6 +317,113 @@ def test_a_collected_original_becomes_local_again(make_store: MakeStore) -> None
     assert store.read_original(record.image_id, 0, len(DATA)) == DATA
 
 
+# --- sealed originals (issue 7) -----------------------------------------------------------
+
+BIG = bytes(range(256)) * 700  # 179,200 bytes: three sealed records, the last one short
+
+
+def test_the_sealed_form_is_made_once_and_outlives_the_freed_original(make_store: MakeStore) -> None:
+    store = make_store()
+    record = add_local(store, BIG)
+    assert store.picture_key(record.image_id) is None
+    form = store.sealed_form(record.image_id)
+    assert form.size == sealed_size(len(BIG)) and form.size > len(BIG)
+    sealed = b"".join(store.read_sealed(record.image_id, o, 7000) for o in range(0, form.size, 7000))
+    assert len(sealed) == form.size and sha(sealed) == form.digest
+    assert BIG[:4096] not in sealed and BIG[70_000:74_096] not in sealed  # no plaintext run
+    assert store.sealed_form(record.image_id) == form  # the same key: the same bytes
+    key = store.picture_key(record.image_id)
+    assert key is not None and len(key) == 32
+    assert store.open_sealed(record.image_id, 0, sealed) == BIG
+    assert store.open_sealed(record.image_id, SEALED_RECORD, sealed[SEALED_RECORD:]) == BIG[RECORD:]
+    store.set_dispersion(record.image_id, PEER, DispersalState.STORED, 1.0)
+    store.free_original(record.image_id, 2.0)
+    assert store.sealed_form(record.image_id) == form
+    with pytest.raises(NotFound):
+        store.read_sealed(record.image_id, 0, 10)
+    with pytest.raises(NotFound):
+        store.sealed_form(sha(b"never seen"))
+
+
+def test_a_changed_sealed_record_is_refused_on_open(make_store: MakeStore) -> None:
+    store = make_store()
+    record = add_local(store, BIG)
+    form = store.sealed_form(record.image_id)
+    sealed = bytearray(store.read_sealed(record.image_id, 0, form.size))
+    sealed[SEALED_RECORD + 5] ^= 1
+    with pytest.raises(HashMismatch):
+        store.open_sealed(record.image_id, SEALED_RECORD, bytes(sealed[SEALED_RECORD:]))
+    with pytest.raises(HashMismatch):  # not on a record boundary
+        store.open_sealed(record.image_id, 10, bytes(sealed[10:100]))
+
+
+def test_a_sealed_original_comes_home_opened_and_verified(make_store: MakeStore) -> None:
+    store = make_store()
+    record = add_local(store, BIG)
+    form = store.sealed_form(record.image_id)
+    sealed = store.read_sealed(record.image_id, 0, form.size)
+    store.set_dispersion(record.image_id, PEER, DispersalState.STORED, 1.0)
+    store.free_original(record.image_id, 2.0)
+    write_all(store, record.image_id, Incoming.SEALED, sealed, step=50_000)
+    assert store.usage().used == form.size
+    store.finish_partial(record.image_id, Incoming.SEALED, form.digest, 3.0)
+    got = store.image(record.image_id)
+    assert got is not None and (got.where, got.original_at) == (Where.LOCAL, 3.0)
+    assert store.read_original(record.image_id, 0, len(BIG)) == BIG
+    assert store.usage().used == len(BIG)
+    assert store.partial_offset(record.image_id, Incoming.SEALED) == 0
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "another digest"])
+def test_a_sealed_original_that_fails_to_open_is_discarded(make_store: MakeStore, damage: str) -> None:
+    store = make_store()
+    record = add_local(store, BIG)
+    form = store.sealed_form(record.image_id)
+    sealed = bytearray(store.read_sealed(record.image_id, 0, form.size))
+    store.set_dispersion(record.image_id, PEER, DispersalState.STORED, 1.0)
+    store.free_original(record.image_id, 2.0)
+    if damage == "flipped byte":
+        sealed[-3] ^= 0x40  # the holder changed it, and the digest promised matches its bytes
+        digest = sha(bytes(sealed))
+    else:
+        digest = sha(b"a holder's own idea of the digest")
+    write_all(store, record.image_id, Incoming.SEALED, bytes(sealed), step=50_000)
+    with pytest.raises(HashMismatch):
+        store.finish_partial(record.image_id, Incoming.SEALED, digest, 3.0)
+    got = store.image(record.image_id)
+    assert got is not None and got.where is Where.DISPERSED
+    assert store.partial_offset(record.image_id, Incoming.SEALED) == 0
+    assert store.usage().used == 0
+
+
+def test_a_key_made_for_a_thumbnail_is_the_one_the_original_is_sealed_with(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    record = add_local(store, BIG)
+    key = store.picture_key(record.image_id, create=True)
+    assert key is not None and store.picture_key(record.image_id, create=True) == key
+    form = store.sealed_form(record.image_id)
+    assert store.picture_key(record.image_id) == key
+    assert sha(store.read_sealed(record.image_id, 0, form.size)) == form.digest
+    peer = peer_record(b"a peer's picture")
+    store.add_thumbnail(dataclasses.replace(peer, where=Where.ABSENT), 1.0)
+    assert store.picture_key(peer.image_id) is None
+    with pytest.raises(NotFound):  # only our own pictures get keys here
+        store.picture_key(peer.image_id, create=True)
+
+
+def test_a_held_original_keeps_the_digest_it_was_verified_against(make_store: MakeStore) -> None:
+    store = make_store()
+    sealed_bytes = b"ciphertext the holder cannot read" * 50
+    image_id = sha(b"the owner's plaintext")
+    store.reserve(image_id, len(sealed_bytes))
+    write_all(store, image_id, Incoming.HELD, sealed_bytes)
+    store.finish_partial(image_id, Incoming.HELD, sha(sealed_bytes), 4.0, owner=PEER)
+    assert store.held(image_id) == HeldRecord(image_id, PEER, len(sealed_bytes), 4.0, sha(sealed_bytes))
+    assert store.read_held(image_id, 0, len(sealed_bytes)) == sealed_bytes
+
+
 # --- per-peer transfer state ------------------------------------------------------------------
 
 
@@ -389,7 +498,7 @@ def test_an_empty_original_is_held_for_its_owner(make_store: MakeStore) -> None:
     empty = sha(b"")
     store.reserve(empty, 0)
     store.finish_partial(empty, Incoming.HELD, empty, 3.0, owner=PEER)
-    assert store.held(empty) == HeldRecord(empty, PEER, 0, 3.0)
+    assert store.held(empty) == HeldRecord(empty, PEER, 0, 3.0, empty)
     assert store.read_held(empty, 0, 5) == b""
     assert store.usage().reserved == 0
 

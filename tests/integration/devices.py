@@ -25,7 +25,7 @@ from typing import Any
 
 from mesh.card_commands import Listing, read_listing
 from mesh.desk_demo import DeviceSpec, make_mesh
-from protocol.store import DispersalState, Where
+from protocol.store import DispersalState, StoreError, Where
 from storage.card import Card
 from tests.integration.nodes import ROOT, WAIT_S, NodeProcess, wait_until
 
@@ -249,12 +249,15 @@ def _digest(read: Any, image_id: str, size: int) -> str:
 def audit(cards: Iterable[Path], pictures: Iterable[str]) -> Audit:
     """Open every card (their nodes stopped) and check: each picture in ``pictures`` has a
     complete copy that hashes to its id, no card passes its capacity, and every owner's
-    dispersion list agrees with its holders' holdings."""
+    dispersion list agrees with its holders' holdings.  A held copy is sealed: it counts
+    once its owner's card opens it to the picture (the holder's own card cannot)."""
     copies: dict[str, list[str]] = {p: [] for p in pictures}
     problems: list[str] = []
     used: dict[str, tuple[int, int]] = {}
     listings: dict[str, Listing] = {}
     ids: dict[str, str] = {}
+    sealed: list[tuple[str, str, str, bytes]] = []  # image id, holder card, owner id, bytes
+    cards = list(cards)
     for path in cards:
         with Card.open(path) as card:
             usage = card.usage()
@@ -270,12 +273,28 @@ def audit(cards: Iterable[Path], pictures: Iterable[str]) -> Audit:
                         problems.append(f"{path.name}: local {record.image_id[:8]} hashes wrong")
             for held in card.held_originals():
                 if held.image_id in copies:
-                    if _digest(card.read_held, held.image_id, held.size) == held.image_id:
-                        copies[held.image_id].append(f"{path.name}:held")
+                    data = card.read_held(held.image_id, 0, held.size)
+                    if hashlib.sha256(data).hexdigest() == held.digest:
+                        sealed.append((held.image_id, path.name, held.owner, data))
                     else:
                         problems.append(f"{path.name}: held {held.image_id[:8]} hashes wrong")
             listings[path.name] = Listing(card.images(), {}, card.dispersion_list(),
                                           card.held_originals(), usage)
+    paths = {ids[path.name]: path for path in cards}
+    for image_id, holder, owner, data in sealed:
+        if owner not in paths:
+            problems.append(f"{holder}: holds {image_id[:8]} for {owner[:8]}, no card of this mesh")
+            continue
+        with Card.open(paths[owner]) as card:
+            try:
+                plain = card.open_sealed(image_id, 0, data)
+            except StoreError as exc:
+                problems.append(f"{holder}: held {image_id[:8]} does not open: {exc}")
+                continue
+        if hashlib.sha256(plain).hexdigest() == image_id:
+            copies[image_id].append(f"{holder}:held")
+        else:
+            problems.append(f"{holder}: held {image_id[:8]} opens to other bytes")
     for image_id, found in copies.items():
         if not found:
             problems.append(f"picture {image_id[:8]} has no complete, verified copy anywhere")

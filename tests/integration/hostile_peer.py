@@ -178,7 +178,7 @@ def card_state(device: Device) -> CardState:
             assert _sha256(path) == record.image_id, f"{device.name}: {record.image_id[:8]} corrupt"
     for held in listing.held:
         path = device.card / "held" / held.image_id
-        assert _sha256(path) == held.image_id, f"{device.name}: held {held.image_id[:8]} corrupt"
+        assert _sha256(path) == held.digest, f"{device.name}: held {held.image_id[:8]} corrupt"
     used = device.running.ask({"op": "status"})["used"]
     assert used == bytes_on_disk(device.card), (
         f"{device.name} counts {used} bytes used, but its card folders hold "

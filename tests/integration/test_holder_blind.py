@@ -17,7 +17,7 @@ import pytest
 
 from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
-from tests.integration.devices import Mesh, ls_json
+from tests.integration.devices import Mesh, cammesh, ls_json
 from tests.integration.nodes import wait_until, write_pictures
 
 pytestmark = pytest.mark.integration
@@ -89,8 +89,6 @@ def test_a_collected_picture_is_byte_identical(mesh: Mesh, tmp_path: Path) -> No
     assert cam.images()[dispersed[0]]["where"] == "dispersed"
 
 
-@pytest.mark.xfail(strict=True, reason="per-picture keys (protocol/sealing.py, storage/sealing.py) "
-                   "are not wired into dispersal yet: a holder stores originals in the clear")
 def test_a_holders_card_holds_no_plaintext_of_what_it_holds(mesh: Mesh, tmp_path: Path) -> None:
     originals = disperse(mesh, tmp_path / "pics")
     cam = mesh["cam"].running
@@ -99,3 +97,61 @@ def test_a_holders_card_holds_no_plaintext_of_what_it_holds(mesh: Mesh, tmp_path
         h["image_id"] for h in ls_json(mesh["desk"].card, held=True)})
     found = plaintext_on(mesh["desk"].card, dispersed)
     assert not found, f"the holder's card holds plaintext: {found}"
+    # ... and what it holds is all there, sealed: as many bytes as the originals and a bit.
+    held = {h["image_id"]: h for h in ls_json(mesh["desk"].card, held=True)}
+    for image_id, data in dispersed.items():
+        assert len(data) < held[image_id]["size"] < len(data) + len(data) // 1000 + 64
+
+
+def test_the_desk_cannot_open_what_it_holds_once_the_camera_is_gone(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    originals = disperse(mesh, tmp_path / "pics")
+    cam = mesh["cam"].running
+    dispersed = [i for i in originals if cam.images()[i]["where"] == "dispersed"]
+    cam.stop()
+    target = tmp_path / "read-out.jpg"
+    result = cammesh("get", mesh["desk"].card, dispersed[0], "-o", target, "--timeout", "20")
+    assert result.returncode != 0 and not target.exists()
+    assert "cam" in result.stderr  # its owner is the one to ask
+
+
+def test_with_keys_for_desks_the_desk_reads_what_a_lost_camera_dispersed(
+    tmp_path: Path,
+) -> None:
+    mesh = Mesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA, 1_500_000),
+                                  DeviceSpec("desk", Role.DESK)],
+                       {"cam": ["--high-water", "0.4", "--keys-for-desks"],
+                        "desk": ["--policy", "*=thumbnails"]})
+    try:
+        mesh.start_all()
+        mesh.wait_connected()
+        originals = disperse(mesh, tmp_path / "pics")
+        cam = mesh["cam"].running
+        dispersed = [i for i in originals if cam.images()[i]["where"] == "dispersed"]
+        cam.kill()  # lost in the field: its card and its keys with it
+        for image_id in dispersed:
+            target = tmp_path / f"{image_id[:8]}.jpg"
+            result = cammesh("get", mesh["desk"].card, image_id, "-o", target)
+            assert result.returncode == 0, result.stderr
+            assert target.read_bytes() == originals[image_id]
+    finally:
+        mesh.stop_all()
+
+
+def test_an_original_collected_home_is_byte_identical(mesh: Mesh, tmp_path: Path) -> None:
+    originals = disperse(mesh, tmp_path / "pics")
+    cam = mesh["cam"].running
+    dispersed = {i for i in originals if cam.images()[i]["where"] == "dispersed"}
+    cam.stop()  # offloaded, as it were: room below the mark again
+    mesh["cam"].args = ["--high-water", "0.95"]
+    mesh.start("cam")
+    mesh.wait_connected()
+    result = cammesh("collect", mesh["cam"].card, "--all")
+    assert result.returncode == 0, result.stderr
+    wait_until("every original home and released", lambda: (
+        all(r["where"] == "local" for r in ls_json(mesh["cam"].card))
+        and ls_json(mesh["desk"].card, held=True) == []))
+    for image_id in dispersed:
+        path = mesh["cam"].card / "originals" / image_id[:2] / image_id
+        assert path.read_bytes() == originals[image_id]

@@ -383,7 +383,7 @@ async def take_dispersal(scene: Scene, evil: ScriptedPeer, *, accept: bool = Tru
                          then: Callable[[str], list[Message]] | None = None) -> tuple[str, bytes]:
     """Handshake as a roomy desk, import pictures on the victim, and take its first
     dispersal request; ``then(image_id)`` goes out in the same write as the accept, before
-    the stream.  Returns (image id, the original's bytes as received, when it was read)."""
+    the stream.  Returns (image id, the sealed original as received, when it was read)."""
     await evil.handshake(capacity=10**9, free=10**9)
     await blocking(scene.import_pictures, 3)
     request = await evil.expect(DisperseRequest)
@@ -401,7 +401,9 @@ async def take_dispersal(scene: Scene, evil: ScriptedPeer, *, accept: bool = Tru
             data += msg.data
         elif isinstance(msg, OriginalComplete) and msg.image_id == request.image_id:
             break
-    assert len(data) == header.size and hashlib.sha256(data).hexdigest() == request.image_id
+    # Holders get the original sealed with its own key: they verify the sealed digest.
+    assert len(data) == header.size and hashlib.sha256(data).hexdigest() == header.digest
+    assert header.digest != request.image_id
     return request.image_id, bytes(data)
 
 
@@ -463,14 +465,16 @@ def get(scene: Scene, image_id: str, target: Path) -> str | None:
     return None
 
 
-async def serve_collect(peer: ScriptedPeer, me: str, image_id: str, data: bytes) -> None:
-    """Answer the victim's Collect for ``image_id`` with ``data`` (honest or not)."""
+async def serve_collect(peer: ScriptedPeer, me: str, image_id: str, data: bytes,
+                        digest: str) -> None:
+    """Answer the victim's Collect for ``image_id`` with ``data`` (honest or not), promising
+    ``digest`` (the sealed digest the victim stored it under)."""
     collect = await peer.expect(Collect, lambda m: m.image_id == image_id)
     await peer.send(
-        OriginalHeader(image_id, Purpose.COLLECT, len(data), image_id, collect.offset, me, me),
+        OriginalHeader(image_id, Purpose.COLLECT, len(data), digest, collect.offset, me, me),
         *[Chunk(image_id, Purpose.COLLECT, o, data[o:o + Limits.DEFAULT_CHUNK])
           for o in range(collect.offset, len(data), Limits.DEFAULT_CHUNK)],
-        OriginalComplete(image_id, Purpose.COLLECT, image_id),
+        OriginalComplete(image_id, Purpose.COLLECT, digest),
     )
 
 
@@ -480,7 +484,8 @@ async def test_different_bytes_on_collect_are_refused_and_an_honest_answer_reads
 ) -> None:
     """A read-out of a dispersed picture collects it from its holder, which forges a byte."""
     image_id, data = await take_dispersal(scene, evil)
-    await evil.send(Stored(image_id, image_id))
+    digest = hashlib.sha256(data).hexdigest()
+    await evil.send(Stored(image_id, digest))
     victim = scene.victim.running
     await blocking(lambda: wait_until(f"the victim to free {image_id[:8]}", lambda: (
         victim.images()[image_id]["where"] == "dispersed")))
@@ -496,7 +501,7 @@ async def test_different_bytes_on_collect_are_refused_and_an_honest_answer_reads
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_out)
-        await serve_collect(evil, me, image_id, bytes(forged))
+        await serve_collect(evil, me, image_id, bytes(forged), digest)
         await assert_cut_off(scene, evil, "hash-mismatch")
     assert outcome[0] is not None and not target.exists(), "forged bytes were handed out"
     after = await still_serving(scene, None)
@@ -511,8 +516,10 @@ async def test_different_bytes_on_collect_are_refused_and_an_honest_answer_reads
         outcome.clear()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_out)
-            await serve_collect(honest_again, me, image_id, data)
-        assert outcome == [None] and target.read_bytes() == data
+            await serve_collect(honest_again, me, image_id, data, digest)
+        plain = target.read_bytes()
+        assert outcome == [None] and hashlib.sha256(plain).hexdigest() == image_id
+        assert plain[len(plain) // 2:len(plain) // 2 + 64] not in data  # it held ciphertext
     finally:
         await honest_again.aclose()
 

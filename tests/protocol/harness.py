@@ -18,6 +18,7 @@ from protocol.codec import FrameDecoder
 from protocol.config import NodeConfig, Policy
 from protocol.messages import Chunk, Message, OriginalHeader, Role, ThumbnailOffer
 from protocol.node import Node
+from protocol.store import StoreError
 from sim.memstore import MemoryStore
 
 EPOCH = 1_700_000_000.0
@@ -92,12 +93,13 @@ class Mesh:
         fn()
         dev.events.extend(dev.node.events())
 
-    def connect(self, a: str, b: str) -> None:
+    def connect(self, a: str, b: str, *, wrap_for_b: bytes | None = None) -> None:
+        """Join ``a`` and ``b``; ``wrap_for_b``: b's X25519 key, to which a wraps its keys."""
         da, db = self.devices[a], self.devices[b]
         self.links |= {(a, b), (b, a)}
         self._taps[(a, b)] = FrameDecoder()
         self._taps[(b, a)] = FrameDecoder()
-        self.call(da, lambda: da.node.connected(db.id, self.now))
+        self.call(da, lambda: da.node.connected(db.id, self.now, key_recipient=wrap_for_b))
         self.call(db, lambda: db.node.connected(da.id, self.now))
 
     def disconnect(self, a: str, b: str, reason: str = "link broke") -> None:
@@ -205,3 +207,17 @@ def thumbnail_first(log: Iterable[Delivery]) -> bool:
         elif isinstance(msg, Chunk) and (d.src, d.dst, msg.image_id) not in opened:
             return False
     return True
+
+
+def held_plaintext(owner: MemoryStore, holder: MemoryStore, image_id: str) -> bytes | None:
+    """What ``holder`` holds of ``owner``'s picture, opened with the owner's key (None: nothing
+    held, or it does not open to that picture).  The holder itself cannot do this."""
+    held = holder.held(image_id)
+    if held is None:
+        return None
+    sealed = holder.read_held(image_id, 0, held.size)
+    try:
+        plain = owner.open_sealed(image_id, 0, sealed)
+    except StoreError:
+        return None
+    return plain if hashlib.sha256(plain).hexdigest() == image_id else None

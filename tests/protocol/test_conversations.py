@@ -226,7 +226,12 @@ def test_a_dispersed_picture_reads_out_from_a_third_device_via_its_holder() -> N
     mesh, ids = full_camera_mesh()
     cam, small = mesh.devices["cam"], mesh.devices["small"]
     oldest = ids[0]
-    original = mesh.devices["big"].store.read_held(oldest, 0, 150_000)
+    original = random.Random("cam:2").randbytes(150_000)  # the harness's first capture on cam
+    assert hashlib.sha256(original).hexdigest() == oldest
+    held = mesh.devices["big"].store.held(oldest)
+    assert held is not None and held.digest != oldest  # the holder keeps it sealed
+    sealed = mesh.devices["big"].store.read_held(oldest, 0, held.size)
+    assert original[:1000] not in sealed and original[-1000:] not in sealed
     mesh.call(small, lambda: small.node.read_out(oldest, mesh.now))
     mesh.pump()
     assert any(isinstance(m, ReadOut) for m in mesh.between("small", "cam"))
@@ -272,8 +277,11 @@ def test_collect_brings_an_original_home_and_the_holder_releases_it() -> None:
     mesh.call(cam, lambda: cam.node.collect([oldest], mesh.now))
     mesh.pump()
     assert cam.of(ev.Collected) == [ev.Collected(oldest, big.id)]
-    assert cam.store.original_bytes(oldest) is not None
+    original = cam.store.original_bytes(oldest)
+    assert original is not None and hashlib.sha256(original).hexdigest() == oldest
     assert cam.store.image(oldest).where is Where.LOCAL  # type: ignore[union-attr]
+    back = [m for m in mesh.between("big", "cam") if isinstance(m, OriginalHeader)]
+    assert back[-1].purpose is Purpose.COLLECT and back[-1].digest != oldest  # it came back sealed
     assert cam.store.dispersion(oldest) == []
     assert big.store.held(oldest) is None
     assert big.of(ev.Released) == [ev.Released(oldest, cam.id)]

@@ -28,7 +28,7 @@ from protocol.messages import (
     Stored,
 )
 from protocol.store import Decision, DispersalState, Incoming, Where
-from tests.protocol.harness import Delivery, Device, Mesh, thumbnail_first
+from tests.protocol.harness import Delivery, Device, Mesh, held_plaintext, thumbnail_first
 from tests.protocol.test_conversations import CHUNK, full_camera_mesh
 
 SIZE = 150_000
@@ -135,7 +135,7 @@ def test_a_collection_carries_on_from_the_second_holder_when_the_first_leaves_mi
     mesh.pump(until=lambda d: isinstance(d.msg, Chunk) and d.msg.purpose is Purpose.COLLECT)
     source = next(n for n in ("h1", "h2", "h3") if is_from(mesh, n, oldest))
     mesh.disconnect("cam", source)
-    got = cam.store.partial_offset(oldest, Incoming.ORIGINAL)
+    got = cam.store.partial_offset(oldest, Incoming.SEALED)
     assert 0 < got < SIZE
     mesh.pump()
     assert cam.of(ev.Collected) != [] and cam.of(ev.CollectFailed) == []
@@ -162,8 +162,8 @@ def test_a_holder_gone_for_good_is_replaced_from_the_second_copy() -> None:
     assert stored_holders(mesh, "cam", oldest) == sorted([kept, spare])
     held = mesh.devices[spare].store.held(oldest)
     assert held is not None and held.owner == cam.id
-    data = mesh.devices[spare].store.read_held(oldest, 0, SIZE)
-    assert hashlib.sha256(data).hexdigest() == oldest
+    data = held_plaintext(cam.store, mesh.devices[spare].store, oldest)
+    assert data is not None and hashlib.sha256(data).hexdigest() == oldest
     assert cam.store.image(oldest).where is Where.DISPERSED  # type: ignore[union-attr]
     assert thumbnail_first(mesh.log)
 
@@ -287,11 +287,8 @@ def every_picture_has_a_complete_copy(mesh: Mesh, owner: str, ids: list[str]) ->
         if local is not None and hashlib.sha256(local).hexdigest() == image_id:
             copies.append(owner)
         for name, dev in mesh.devices.items():
-            held = dev.store.held(image_id)
-            if held is not None:
-                data = dev.store.read_held(image_id, 0, held.size)
-                if hashlib.sha256(data).hexdigest() == image_id:
-                    copies.append(name)
+            if held_plaintext(cam.store, dev.store, image_id) is not None:
+                copies.append(name)
         assert copies, f"no complete copy of {image_id[:12]} anywhere"
         record = cam.store.image(image_id)
         assert record is not None

@@ -1,0 +1,115 @@
+"""Per-picture keys in the node (issue 7, FIG. 20): holders get ciphertext, a desk the owner
+trusts gets each key wrapped with the thumbnail, and can read what a lost camera dispersed.
+
+The node logic runs over in-memory pipes (tests/protocol/harness.py) with the real
+cryptography (storage.sealing.Sealing) as its Sealer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from protocol import events as ev
+from protocol.config import Policy
+from protocol.messages import OriginalHeader, Purpose, Role, ThumbnailOffer
+from protocol.store import Where
+from storage.sealing import Sealing
+from tests.protocol.harness import Mesh, held_plaintext
+
+SIZE = 150_000
+
+
+def sealing() -> tuple[Sealing, bytes]:
+    private = x25519.X25519PrivateKey.generate()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return Sealing(private), public
+
+
+def field_day(*, wrap_for_desk: bool) -> tuple[Mesh, list[str], dict[str, bytes]]:
+    """A camera over its mark disperses to its desk (desks are asked first)."""
+    mesh = Mesh()
+    cam_sealer, _ = sealing()
+    desk_sealer, desk_key = sealing()
+    mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS,
+             sealer=cam_sealer)
+    mesh.add("desk", role=Role.DESK, capacity=64_000_000, policy=Policy.THUMBNAILS,
+             sealer=desk_sealer)
+    mesh.connect("cam", "desk", wrap_for_b=desk_key if wrap_for_desk else None)
+    mesh.pump()
+    originals = {}
+    for n in range(4):  # 600 kB > the 500 kB mark
+        data = random.Random(f"picture {n}").randbytes(SIZE)
+        originals[mesh.capture("cam", data)] = data
+    mesh.pump()
+    return mesh, list(originals), originals
+
+
+def test_the_desk_gets_each_key_wrapped_with_the_thumbnail_before_any_original() -> None:
+    mesh, ids, _ = field_day(wrap_for_desk=True)
+    offers = [m for m in mesh.between("cam", "desk") if isinstance(m, ThumbnailOffer)]
+    assert {m.image_id for m in offers} == set(ids)
+    assert all(m.wrapped_key is not None for m in offers)
+    desk = mesh.devices["desk"]
+    for image_id in ids:
+        record = desk.store.image(image_id)
+        assert record is not None and record.wrapped_key is not None
+        # Wrapped for the desk: its sealer opens it to the camera's key for that picture.
+        key = desk.node.config.sealer.unwrap(record.wrapped_key, image_id)  # type: ignore[union-attr]
+        assert key == mesh.devices["cam"].store.picture_key(image_id)
+    first_header = next(i for i, m in enumerate(mesh.between("cam", "desk"))
+                        if isinstance(m, OriginalHeader))
+    first_offer = next(i for i, m in enumerate(mesh.between("cam", "desk"))
+                       if isinstance(m, ThumbnailOffer))
+    assert first_offer < first_header
+
+
+def test_without_the_option_no_key_travels_and_the_holder_cannot_open_what_it_holds() -> None:
+    mesh, ids, originals = field_day(wrap_for_desk=False)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    offers = [m for m in mesh.between("cam", "desk") if isinstance(m, ThumbnailOffer)]
+    assert offers and all(m.wrapped_key is None for m in offers)
+    dispersed = [i for i in ids if cam.store.image(i).where is Where.DISPERSED]  # type: ignore[union-attr]
+    assert dispersed
+    oldest = dispersed[0]
+    sealed = desk.store.read_held(oldest, 0, desk.store.held(oldest).size)  # type: ignore[union-attr]
+    assert originals[oldest][SIZE // 2 : SIZE // 2 + 64] not in sealed
+    assert held_plaintext(cam.store, desk.store, oldest) == originals[oldest]  # the owner can
+    mesh.disconnect("cam", "desk")  # the camera is lost
+    mesh.call(desk, lambda: desk.node.read_out(oldest, mesh.now))
+    failed = desk.of(ev.ReadOutFailed)
+    assert len(failed) == 1 and "cam" in failed[0].reason  # type: ignore[attr-defined]
+    assert desk.of(ev.ReadOutChunk) == []
+
+
+def test_a_desk_with_the_wrapped_key_reads_what_a_lost_camera_dispersed() -> None:
+    mesh, ids, originals = field_day(wrap_for_desk=True)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    dispersed = [i for i in ids if cam.store.image(i).where is Where.DISPERSED]  # type: ignore[union-attr]
+    assert dispersed and all(desk.store.held(i) is not None for i in dispersed)
+    mesh.disconnect("cam", "desk")  # the camera is lost, with the only copy of its keys
+    for image_id in dispersed:
+        mesh.call(desk, lambda i=image_id: desk.node.read_out(i, mesh.now))  # type: ignore[misc]
+        data = b"".join(c.data for c in desk.of(ev.ReadOutChunk)  # type: ignore[attr-defined]
+                        if c.image_id == image_id)  # type: ignore[attr-defined]
+        assert data == originals[image_id]
+        assert ev.ReadOutDone(image_id, image_id) in desk.events
+    assert hashlib.sha256(originals[dispersed[0]]).hexdigest() == dispersed[0]
+
+
+def test_a_collection_home_opens_the_sealed_copy_to_the_very_original() -> None:
+    mesh, ids, originals = field_day(wrap_for_desk=False)
+    cam = mesh.devices["cam"]
+    oldest = next(i for i in ids if cam.store.image(i).where is Where.DISPERSED)  # type: ignore[union-attr]
+    cam.store._capacity = 4_000_000  # offloaded: a bigger card
+    mesh.call(cam, lambda: cam.node.collect([oldest], mesh.now))
+    mesh.pump()
+    assert cam.of(ev.Collected) != []
+    assert cam.store.original_bytes(oldest) == originals[oldest]
+    back = [m for m in mesh.between("desk", "cam") if isinstance(m, OriginalHeader)]
+    assert back[-1].purpose is Purpose.COLLECT and back[-1].digest == cam.store.sealed_form(oldest).digest
