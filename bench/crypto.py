@@ -12,6 +12,11 @@ Run by hand (``.venv/bin/python bench/crypto.py [--mb 48]``); prints one JSON ob
 - ``share_of_transfer``: sealing time / (sealing time + transfer time) for one original,
   i.e. how much longer sending it gets if the sender seals it just before it goes;
   ``open_share_of_transfer`` the same on the receiving side.
+- ``card_*``: the path dispersal really takes on a real card (storage/card.py): the one
+  pass that makes the key and the sealed digest before the first byte leaves
+  (``card_sealed_form_s``), then every chunk read sealed on the fly
+  (``card_read_sealed_mb_per_s``, against ``card_read_plain_mb_per_s``);
+  ``dispersal_share_of_transfer`` is the extra time of both against the loopback transfer.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         transfer = min(trio.run(_loopback_transfer, Path(folder) / f"r{i}", original)
                        for i in range(2))
+        card_figures = _card_path(Path(folder) / "card", original)
 
     mb = size / 1e6
     print(json.dumps({
@@ -124,7 +130,40 @@ def main() -> None:
         "share_of_transfer": round(seal_wall / (seal_wall + transfer), 3),
         "open_share_of_transfer": round(open_wall / (open_wall + transfer), 3),
         "sealed_overhead": round(len(sealed) / size - 1, 5),
+        **card_figures,
+        "dispersal_share_of_transfer": round(
+            card_figures["card_extra_s"] / (card_figures["card_extra_s"] + transfer), 3),
     }, indent=2))
+
+
+def _card_path(folder: Path, original: bytes) -> dict[str, float]:
+    """Seconds (wall, best of rounds) of the real card's sealed reads against plain ones."""
+    from storage.card import Card
+
+    step, mb = Limits.DEFAULT_CHUNK, len(original) / 1e6
+    with Card.create(folder, device_id="b" * 64, name="bench",
+                     capacity=4 * len(original) + 10**8) as card:
+        image_id = card.add_local(original, name="BENCH.JPG", now=0.0).image_id
+        c0 = time.perf_counter()
+        form = card.sealed_form(image_id)
+        form_s = time.perf_counter() - c0
+
+        def plain() -> None:
+            for offset in range(0, len(original), step):
+                card.read_original(image_id, offset, step)
+
+        def sealed() -> None:
+            for offset in range(0, form.size, step):
+                card.read_sealed(image_id, offset, step)
+
+        _, plain_s = _best(plain)
+        _, sealed_s = _best(sealed)
+    return {
+        "card_sealed_form_s": round(form_s, 4),
+        "card_read_plain_mb_per_s": round(mb / plain_s, 1),
+        "card_read_sealed_mb_per_s": round(mb / sealed_s, 1),
+        "card_extra_s": round(form_s + sealed_s - plain_s, 4),
+    }
 
 
 if __name__ == "__main__":

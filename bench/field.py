@@ -11,6 +11,11 @@ Times come from the nodes' structured logs (one clock, one machine):
   the 20 thumbnails / originals is at the peer;
 - floors: bytes ÷ link rate (thumbnails: the thumbnail bytes; originals: every
   original sent, the mid-transfer one included);
+- ``tcp_ceiling_mbit``: the most picture bytes any TCP stream can carry over the link,
+  because tbf counts every frame's Ethernet, IP and TCP headers against the rate
+  (66 bytes per 1,448-byte segment with timestamps, Linux's default): 95.6 % of it.
+  ``originals_ceiling_s`` is the link-ready time plus the bytes at that ceiling, the
+  least any protocol over TCP could take; ``originals_over_ceiling`` is ours against it.
 - ``midtransfer_thumbnail_ms``: a 21st picture is imported through the running sender
   once a quarter of the originals are at the peer; from the sender's ``Captured`` line
   (on the card, handed to the node) to the peer's ``ThumbnailArrived``.
@@ -119,6 +124,10 @@ c.close()
 """
 
 
+MSS = 1448  # TCP payload of a 1500-byte IPv4 packet with the timestamps option
+FRAME = MSS + 12 + 20 + 20 + 14  # + TCP options, TCP, IPv4 and Ethernet headers
+
+
 def tcp_goodput_mbit(megabytes: int) -> float:
     """What one plain TCP stream carries over the shaped link: the real ceiling for originals
     (tbf counts Ethernet, IP and TCP headers against the rate, about 5% at full-size packets)."""
@@ -194,6 +203,7 @@ def run(args: argparse.Namespace, folder: Path, netns: bool) -> dict[str, Any]:
         in_flight = sum(1 for i in ids if originals[i] > thumbs[fresh])
         found = [d["t"] for d in receiver.events() if d["event"] == "PeerReady"]
         from_link = max(originals.values()) - min(found)
+        ceiling = (min(found) - started) + originals_floor * FRAME / MSS
     finally:
         sender.stop()
         receiver.stop()
@@ -213,6 +223,9 @@ def run(args: argparse.Namespace, folder: Path, netns: bool) -> dict[str, Any]:
         "originals_from_link_ready_s": round(from_link, 2),
         "link_tcp_goodput_mbit": round(tcp_mbit, 2) if tcp_mbit else None,
         "originals_goodput_mbit": round(sum(sizes.values()) * 8 / from_link / 1e6, 2),
+        "tcp_ceiling_mbit": round(args.mbit * MSS / FRAME, 2),
+        "originals_ceiling_s": round(ceiling, 2),
+        "originals_over_ceiling": round(all_originals / ceiling - 1, 4),
         "midtransfer_thumbnail_ms": round(midtransfer_ms, 1),
         "midtransfer_originals_still_coming": in_flight,
         "targets": {

@@ -202,6 +202,8 @@ class Card:
         self.reserve_bytes = int(settings["reserve"])
         self._originals = path / "originals"
         self._held = path / "held"
+        # The last sealed record of the original being dispersed (see read_sealed).
+        self._sealed_cache: tuple[str, dict[int, bytes]] = ("", {})
         self._smaller = path / "smaller"
         self._partial = path / "partial"
         self._tmp = path / "tmp"
@@ -633,8 +635,11 @@ class Card:
     @_locked
     def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
         key, record = self._key(image_id), self._local(image_id)
+        if self._sealed_cache[0] != image_id:
+            self._sealed_cache = (image_id, {})
         with self._original_file(image_id).open("rb") as f:
-            return sealing.read_sealed(key, image_id, record.size, _reader(f), offset, length)
+            return sealing.read_sealed(key, image_id, record.size, _reader(f), offset, length,
+                                       self._sealed_cache[1])
 
     @_locked
     def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:

@@ -166,29 +166,27 @@ class Sealing:
 ReadPlain = Callable[[int, int], bytes]  # (offset, length) -> plaintext bytes of the original
 
 
-def _seal_records(aead: AESGCM, image_id: str, size: int, read: ReadPlain,
-                  first: int, last: int) -> bytes:
-    count = records(size)
-    return b"".join(
-        aead.encrypt(record_nonce(i), read(i * RECORD, min(RECORD, size - i * RECORD)),
-                     record_aad(image_id, i, i == count - 1))
-        for i in range(first, last + 1)
-    )
-
-
 def sealed_digest(key: bytes, image_id: str, size: int, read: ReadPlain) -> str:
     """SHA-256 of the sealed form of a ``size``-byte original, sealed a record at a time."""
     _check_key(key)
-    aead, digest = AESGCM(key), hashlib.sha256()
-    for i in range(records(size)):
-        digest.update(_seal_records(aead, image_id, size, read, i, i))
+    digest, count, batch = hashlib.sha256(), records(size), 16  # records read at once
+    cache: dict[int, bytes] = {}
+    for first in range(0, count, batch):
+        last = min(count, first + batch) - 1
+        end = min(sealed_size(size), (last + 1) * SEALED_RECORD)
+        digest.update(read_sealed(key, image_id, size, read, first * SEALED_RECORD,
+                                  end - first * SEALED_RECORD, cache))
     return digest.hexdigest()
 
 
 def read_sealed(key: bytes, image_id: str, size: int, read: ReadPlain,
-                offset: int, length: int) -> bytes:
+                offset: int, length: int, cache: dict[int, bytes] | None = None) -> bytes:
     """``length`` bytes at ``offset`` of the sealed form (the same bytes every time: the
-    nonce is the record index, so a resumed dispersal continues the same stream)."""
+    nonce is the record index, so a resumed dispersal continues the same stream).
+
+    ``cache``, the caller's for one picture, keeps the last record sealed: chunks do not
+    fall on records, and the record a chunk ends in is where the next one starts.
+    """
     _check_key(key)
     total = sealed_size(size)
     if not 0 <= offset <= total or length < 0:
@@ -197,7 +195,21 @@ def read_sealed(key: bytes, image_id: str, size: int, read: ReadPlain,
     if end <= offset:
         return b""
     first, last = offset // SEALED_RECORD, (end - 1) // SEALED_RECORD
-    sealed = _seal_records(AESGCM(key), image_id, size, read, first, last)
+    count, aead = records(size), AESGCM(key)
+    start_plain = first * RECORD
+    plain = memoryview(read(start_plain, min(size, (last + 1) * RECORD) - start_plain))
+    pieces = []
+    for i in range(first, last + 1):
+        piece = cache.get(i) if cache is not None else None
+        if piece is None:
+            at = (i - first) * RECORD
+            piece = aead.encrypt(record_nonce(i), plain[at:at + RECORD],
+                                 record_aad(image_id, i, i == count - 1))
+        pieces.append(piece)
+    if cache is not None:
+        cache.clear()
+        cache[last] = pieces[-1]
+    sealed = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     start = offset - first * SEALED_RECORD
     return sealed[start:start + end - offset]
 
