@@ -122,8 +122,9 @@ class Timeline:
                 self.add(device, "reject", f"{holder} rejects {self.label(e.image_id)}: {e.reason}; "
                          "on to the next candidate", image=e.image_id, peer=holder)
         elif isinstance(e, ev.HeldStored):
-            self.add(device, "held", f"holds {self.label(e.image_id)} for {self.name(e.owner)}: "
-                     "written, fsynced, hash verified → stored", image=e.image_id,
+            self.add(device, "held", f"holds {self.label(e.image_id)} for {self.name(e.owner)}, "
+                     "sealed with a key it never gets: written, fsynced, hash verified → stored",
+                     image=e.image_id,
                      peer=self.name(e.owner))
         elif isinstance(e, ev.Dispersed):
             holders = ", ".join(self.name(h) for h in e.holders)
