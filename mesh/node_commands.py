@@ -354,7 +354,8 @@ def _say(text: str) -> None:
 def add_collect(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("collect", help="bring dispersed originals home",
                               description="Collect dispersed originals back from their holders "
-                              "(when the card has room again); the holders then release them.")
+                              "(when the card has room again); the holders then release them. "
+                              "Exits 1 if any could not be collected (each is named, with why).")
     _card_arg(p)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--all", action="store_true", help="every dispersed original")
@@ -369,7 +370,7 @@ def run_collect(args: argparse.Namespace) -> int:
         _say(f"waiting: {item['id'][:12]}: {item['reason']}")
     for item in answer.get("refused", []):
         _say(f"not collected: {item['id'][:12]}: {item['reason']}")
-    return 0
+    return 1 if answer.get("refused") else 0
 
 
 def add_repair(subparsers: Subparsers) -> None:

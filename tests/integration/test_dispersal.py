@@ -162,7 +162,7 @@ def test_collect_brings_originals_home_and_holders_release_them(
     # With the mark still at 40% there is no room: collect says so and nothing moves.
     one = sorted(dispersed)[0]
     result = cammesh("collect", mesh["cam"].card, one[:16])
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1 and "no room" in result.stderr, result.stderr
     wait_until("the refusal in the log", lambda: any(
         e["event"] == "CollectFailed" and e.get("image_id") == one and "no room" in e.get("reason", "")
         for e in mesh["cam"].running.events()))
