@@ -94,15 +94,9 @@ class Sealing:
     # --- whole originals -------------------------------------------------------------
 
     def seal(self, key: bytes, image_id: str, original: bytes) -> bytes:
-        _check_key(key)
-        aead = AESGCM(key)  # one key schedule for every record
-        count = records(len(original))
-        view = memoryview(original)
-        return b"".join(
-            aead.encrypt(record_nonce(i), view[i * RECORD:(i + 1) * RECORD],
-                         record_aad(image_id, i, i == count - 1))
-            for i in range(count)
-        )
+        size = len(original)
+        return read_sealed(key, image_id, size, lambda o, n: original[o:o + n], 0,
+                           sealed_size(size))
 
     def open(self, key: bytes, image_id: str, sealed: bytes) -> bytes:
         _check_key(key)
@@ -110,22 +104,7 @@ class Sealing:
             size = plain_size(len(sealed))
         except ValueError as exc:
             raise SealingError(f"sealed {image_id[:12]} has a size no original seals to: {exc}") from exc
-        assert sealed_size(size) == len(sealed)
-        aead = AESGCM(key)
-        count = records(size)
-        view = memoryview(sealed)
-        out = []
-        for i in range(count):
-            piece = view[i * SEALED_RECORD:(i + 1) * SEALED_RECORD]
-            try:
-                out.append(aead.decrypt(record_nonce(i), piece,
-                                        record_aad(image_id, i, i == count - 1)))
-            except InvalidTag as exc:
-                raise SealingError(
-                    f"record {i} of {image_id[:12]} failed authentication: it was changed, "
-                    "moved, cut short or sealed with another key; collect it from another holder"
-                ) from exc
-        return b"".join(out)
+        return open_sealed(key, image_id, size, 0, sealed)
 
     # --- key wrap ----------------------------------------------------------------------
 
