@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +43,13 @@ from protocol.messages import Role  # noqa: E402
 from storage.card import Card  # noqa: E402
 from storage.importer import import_paths  # noqa: E402
 from storage.samples import write_sample_jpegs  # noqa: E402
+from tests.integration.devices import Side, shaped_link, why_no_netns  # noqa: E402
 from tests.integration.nodes import NodeProcess, wait_until  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "cammesh-bench"
 THUMBNAILS_TARGET_S = 1.5
 ORIGINALS_SLACK = 0.05
 MIDTRANSFER_TARGET_MS = 100.0
-NS = ("cmfield-a", "cmfield-b")
-ADDRESSES = ("10.77.0.1", "10.77.0.2")
-VETH = ("cmfa0", "cmfb0")
 
 
 def cached_pictures(size: str, count: int, seed: int = 11) -> list[Path]:
@@ -64,47 +59,6 @@ def cached_pictures(size: str, count: int, seed: int = 11) -> list[Path]:
         write_sample_jpegs(folder, count, size=size, seed=seed)
         done.write_text(str(count))
     return sorted(folder.glob("IMG_*.JPG"))[:count]
-
-
-def can_use_netns() -> str | None:
-    """None when namespaces can be used, else why not."""
-    if os.geteuid() != 0:
-        return "not root"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "no ip/tc commands"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True)
-    return None if probe.returncode == 0 else "ip netns unavailable"
-
-
-def sh(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True)
-
-
-@contextmanager
-def shaped_link(mbit: float) -> Iterator[None]:
-    """Two namespaces, a veth pair between them, tbf at ``mbit`` both ways; always cleaned up."""
-    cleanup()
-    try:
-        for ns in NS:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "link", "add", VETH[0], "netns", NS[0], "type", "veth", "peer", "name", VETH[1],
-           "netns", NS[1])
-        for ns, dev, address in zip(NS, VETH, ADDRESSES, strict=True):
-            sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up", "multicast", "on")
-            sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-            # tbf: the rate, a burst of a few packets, and a short queue (like a Wi-Fi AP's).
-            sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-               "rate", f"{mbit}mbit", "burst", "16kb", "latency", "20ms")
-        yield
-    finally:
-        cleanup()
-
-
-def cleanup() -> None:
-    for ns in NS:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 RAW_RECEIVER = """
@@ -128,15 +82,17 @@ MSS = 1448  # TCP payload of a 1500-byte IPv4 packet with the timestamps option
 FRAME = MSS + 12 + 20 + 20 + 14  # + TCP options, TCP, IPv4 and Ethernet headers
 
 
-def tcp_goodput_mbit(megabytes: int) -> float:
+def tcp_goodput_mbit(link: tuple[Side, Side], megabytes: int) -> float:
     """What one plain TCP stream carries over the shaped link: the real ceiling for originals
     (tbf counts Ethernet, IP and TCP headers against the rate, about 5% at full-size packets)."""
     receiver = subprocess.Popen(
-        ["ip", "netns", "exec", NS[1], sys.executable, "-c", RAW_RECEIVER, ADDRESSES[1], "9911"],
+        ["ip", "netns", "exec", link[1].netns, sys.executable, "-c", RAW_RECEIVER,
+         link[1].address, "9911"],
         stdout=subprocess.PIPE, text=True)
     assert receiver.stdout is not None
     receiver.stdout.readline()
-    subprocess.run(["ip", "netns", "exec", NS[0], sys.executable, "-c", RAW_SENDER, ADDRESSES[1],
+    subprocess.run(["ip", "netns", "exec", link[0].netns, sys.executable, "-c", RAW_SENDER,
+                    link[1].address,
                     "9911", str(megabytes)], check=True, timeout=600)
     return float(receiver.communicate(timeout=60)[0])
 
@@ -153,8 +109,9 @@ def listening_time(node: NodeProcess) -> float:
     return next(doc["t"] for doc in node.events() if doc["event"] == "Listening")
 
 
-def run(args: argparse.Namespace, folder: Path, netns: bool) -> dict[str, Any]:
-    tcp_mbit = tcp_goodput_mbit(30) if netns else None
+def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) -> dict[str, Any]:
+    netns = link is not None
+    tcp_mbit = tcp_goodput_mbit(link, 30) if link is not None else None
     pictures = cached_pictures(args.size, args.count + 1)
     initial, late = pictures[: args.count], pictures[args.count]
     a, b = make_mesh(folder, [DeviceSpec("a", Role.CAMERA, 8 * 1024**3),
@@ -165,10 +122,9 @@ def run(args: argparse.Namespace, folder: Path, netns: bool) -> dict[str, Any]:
         thumb_bytes = sum(len(card.image(i).thumbnail) for i in ids)  # type: ignore[union-attr]
         sizes = {i: card.image(i).size for i in ids}  # type: ignore[union-attr]
     rate = args.mbit * 1e6 / 8  # bytes per second
-    if netns:
-        extra = [[f"--listen={ADDRESSES[0]}:0", f"--interface={ADDRESSES[0]}"],
-                 [f"--listen={ADDRESSES[1]}:0", f"--interface={ADDRESSES[1]}"]]
-        spaces: tuple[str | None, str | None] = NS
+    if link is not None:
+        extra = [[f"--listen={side.address}:0", f"--interface={side.address}"] for side in link]
+        spaces: tuple[str | None, str | None] = (link[0].netns, link[1].netns)
     else:
         extra = [["--listen=127.0.0.1:0", "--interface=127.0.0.1", f"--rate={int(rate)}"],
                  ["--listen=127.0.0.1:0", "--interface=127.0.0.1"]]
@@ -250,15 +206,15 @@ def main() -> int:
     parser.add_argument("--loopback", action="store_true", help="even as root")
     parser.add_argument("--keep", type=Path, help="keep cards and logs in this folder")
     args = parser.parse_args()
-    why_not = "asked for loopback" if args.loopback else can_use_netns()
+    why_not = "asked for loopback" if args.loopback else why_no_netns()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="cammesh-field-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         if why_not is None:
-            with shaped_link(args.mbit):
-                result = run(args, folder, netns=True)
+            with shaped_link(args.mbit, subnet="10.77.0") as link:
+                result = run(args, folder, link)
         else:
-            result = run(args, folder, netns=False)
+            result = run(args, folder, None)
             result["why_loopback"] = why_not
     finally:
         if args.keep is None:

@@ -6,10 +6,7 @@ The namespaces are removed even when the test fails.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from mesh.desk_demo import DeviceSpec, make_mesh
 from protocol.messages import Role
 from storage.card import Card
 from storage.importer import import_paths
+from tests.integration.devices import Side, shaped_link, why_no_netns
 from tests.integration.nodes import NodeProcess, first_index, ids_where, wait_until, write_pictures
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
@@ -26,54 +24,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.netns]
 RATE_MBIT = 8  # slow enough that the shaping shows, fast enough for CI
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs the ip and tc commands (iproute2)"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        return "`ip netns` is unavailable here"
-    return None
-
-
-def sh(*command: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-
-
 @pytest.fixture
-def shaped_pair() -> Iterator[tuple[tuple[str, str], tuple[str, str], tuple[str, str]]]:
+def shaped_pair() -> Iterator[tuple[Side, Side]]:
     """Two namespaces, a veth pair between them shaped to RATE_MBIT with tbf, both ways."""
-    why = _why_not()
+    why = why_no_netns()
     if why is not None:
         pytest.skip(why)
-    tag = uuid.uuid4().hex[:6]
-    spaces = (f"cmt-{tag}-a", f"cmt-{tag}-b")
-    devices = (f"cm{tag}a", f"cm{tag}b")
-    addresses = ("10.78.0.1", "10.78.0.2")
-    try:
-        for ns in spaces:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "link", "add", devices[0], "netns", spaces[0], "type", "veth", "peer", "name",
-           devices[1], "netns", spaces[1])
-        for ns, dev, address in zip(spaces, devices, addresses, strict=True):
-            sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up", "multicast", "on")
-            sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-            sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-               "rate", f"{RATE_MBIT}mbit", "burst", "16kb", "latency", "50ms")
-        yield spaces, devices, addresses
-    finally:
-        for ns in spaces:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with shaped_link(RATE_MBIT, subnet="10.78.0", latency_ms=50) as sides:
+        yield sides
 
 
 def test_discovery_over_multicast_then_sync_across_a_shaped_link(
-    tmp_path: Path, shaped_pair: tuple[tuple[str, str], tuple[str, str], tuple[str, str]]
+    tmp_path: Path, shaped_pair: tuple[Side, Side]
 ) -> None:
-    spaces, devices, addresses = shaped_pair
+    spaces = tuple(side.netns for side in shaped_pair)
+    devices = tuple(side.device for side in shaped_pair)
+    addresses = tuple(side.address for side in shaped_pair)
     a, b = make_mesh(tmp_path, [DeviceSpec("a", Role.CAMERA), DeviceSpec("b", Role.CAMERA)])
     with Card.open(a) as card:
         summary = import_paths(card, write_pictures(tmp_path / "pics", 3, side=1200, seed=8),
