@@ -337,7 +337,9 @@ class ReadOuts:
         try:
             form = self.node.store.sealed_form(record.image_id)
         except NotFound:
-            return "this card has lost the key it sealed the original with"
+            # Dispersed before originals were sealed (a card from an older cammesh): the
+            # holder keeps the original itself, and it comes back as it is.
+            form = SealedForm(record.size, record.image_id)
         collection = Collection(
             record.image_id, "", record.size, form, home, local_readout=local_readout
         )
@@ -368,7 +370,8 @@ class ReadOuts:
                 offset = node.store.partial_offset(image_id, Incoming.SEALED)
             else:
                 offset = len(collection.sealed)  # resumes a relay from another holder
-            kind = Incoming.SEALED if collection.home else None
+            legacy = collection.form.digest == image_id  # held as it is, not sealed
+            kind = (Incoming.ORIGINAL if legacy else Incoming.SEALED) if collection.home else None
             form = collection.form
             node.expect(
                 link,
@@ -482,7 +485,13 @@ class ReadOuts:
         """
         sealed, plain, opened = collection.sealed, collection.payload, collection.opened
         end = len(sealed) if last else len(sealed) - len(sealed) % SEALED_RECORD
-        if end > opened or (last and not plain and not opened):  # an empty original: one record
+        if collection.form.digest == collection.image_id:  # held as it is (older cammesh)
+            data = bytes(sealed[opened:])
+            plain.extend(data)
+            collection.opened = len(sealed)
+            if collection.local_readout and data:
+                self.node.emit(ev.ReadOutChunk(collection.image_id, len(plain) - len(data), data))
+        elif end > opened or (last and not plain and not opened):  # an empty original: one record
             try:
                 data = self.node.store.open_sealed(
                     collection.image_id, opened, bytes(sealed[opened:end])

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from protocol import events as ev
 from protocol.config import Policy
 from protocol.messages import OriginalHeader, Purpose, Role, ThumbnailOffer
-from protocol.store import Where
+from protocol.store import DispersalState, Incoming, Where
 from storage.sealing import Sealing
 from tests.protocol.harness import Mesh, held_plaintext
 
@@ -113,3 +113,28 @@ def test_a_collection_home_opens_the_sealed_copy_to_the_very_original() -> None:
     assert cam.store.original_bytes(oldest) == originals[oldest]
     back = [m for m in mesh.between("desk", "cam") if isinstance(m, OriginalHeader)]
     assert back[-1].purpose is Purpose.COLLECT and back[-1].digest == cam.store.sealed_form(oldest).digest
+
+
+def test_an_original_dispersed_before_sealing_still_comes_home_and_reads_out() -> None:
+    """A card from an older cammesh: its holder keeps the original as it is, and no key exists."""
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=4_000_000, policy=Policy.THUMBNAILS)
+    holder = mesh.add("holder", capacity=4_000_000, policy=Policy.THUMBNAILS)
+    data = random.Random("old picture").randbytes(SIZE)
+    image_id = mesh.capture("cam", data)
+    holder.store.reserve(image_id, SIZE)
+    holder.store.write_partial(image_id, Incoming.HELD, 0, data)
+    holder.store.finish_partial(image_id, Incoming.HELD, image_id, 1.0, owner=cam.id)
+    cam.store.set_dispersion(image_id, holder.id, DispersalState.STORED, 1.0)
+    cam.store.free_original(image_id, 2.0)
+    assert cam.store.picture_key(image_id) is None
+    mesh.connect("cam", "holder")
+    mesh.pump()
+    mesh.call(cam, lambda: cam.node.read_out(image_id, mesh.now))
+    mesh.pump()
+    assert b"".join(c.data for c in cam.of(ev.ReadOutChunk)) == data  # type: ignore[attr-defined]
+    mesh.call(cam, lambda: cam.node.collect([image_id], mesh.now))
+    mesh.pump()
+    assert cam.of(ev.Collected) == [ev.Collected(image_id, holder.id)]
+    assert cam.store.original_bytes(image_id) == data
+    assert holder.store.held(image_id) is None  # released once home
