@@ -78,6 +78,9 @@ class Dispersal:
             self._local_ids.add(record.image_id)
             key = (record.capture_time is None, record.capture_time or 0.0, record.seq)
             bisect.insort(self._local, (*key, record.image_id))
+            # A new candidate is news the memo must see: a look that found nothing to ask
+            # for (the card filled before its pictures were announced) must look again.
+            self._version += 1
 
     def resume(self) -> None:
         """At start: index our local originals; find dispersed ones short of ``replicas``."""

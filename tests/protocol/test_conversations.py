@@ -527,3 +527,21 @@ def test_peers_and_status_describe_the_links_and_the_card() -> None:
     assert 0 < view.queues.bytes_pending < SIZE
     status = cam.node.status()
     assert status["images_local"] == 1 and status["peers_ready"] == 1
+
+
+def test_a_card_that_filled_before_its_pictures_were_announced_still_disperses() -> None:
+    """An import writes every file, then tells the node about each: a tick in between sees
+    the card over its mark with no candidate yet, and must not be the last look."""
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "big")
+    mesh.pump()
+    records = [cam.store.add_local(random.Random(n).randbytes(150_000), name=f"I{n}.JPG",
+                                   now=mesh.now, capture_time=mesh.now + n) for n in range(4)]
+    mesh.call(cam, lambda: cam.node.tick(mesh.now))  # over the mark, nothing announced yet
+    for record in records:
+        mesh.call(cam, lambda r=record: cam.node.captured(r.image_id, mesh.now))  # type: ignore[misc]
+    mesh.pump()
+    assert cam.of(ev.Dispersed) != []
+    assert cam.store.usage().used <= 500_000
