@@ -91,7 +91,10 @@ def check_text(cls: str, name: str, value: object, limit: int) -> None:
 
 
 def check_bytes(cls: str, name: str, value: object, lo: int, hi: int) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview) or not lo <= len(value) <= hi:
+    # Plain bytes first: isinstance against the three-type union costs ~0.1 µs more.
+    if type(value) is not bytes and not isinstance(value, bytes | bytearray | memoryview):
+        raise _fail(cls, name, f"must be {lo} to {hi} bytes")
+    if not lo <= len(value) <= hi:
         raise _fail(cls, name, f"must be {lo} to {hi} bytes")
 
 
@@ -124,7 +127,7 @@ def check_metadata(cls: str, name: str, value: object) -> None:
     # limit read once (a class attribute is looked up afresh on each read).
     longest = Limits.MAX_METADATA_VALUE
     for key, item in value.items():
-        if not isinstance(key, str) or not 0 < len(key) <= 64:
+        if (type(key) is not str and not isinstance(key, str)) or not 0 < len(key) <= 64:
             raise _fail(cls, name, "keys must be text of 1 to 64 characters")
         kind = type(item)
         if kind is str:
@@ -221,6 +224,36 @@ class ThumbnailOffer(Message):
     wrapped_key: bytes | None = None  # per-picture key wrapped for the receiver (FIG. 20)
 
     def __post_init__(self) -> None:
+        # Every thumbnail frame runs this, so the usual shapes are tested in line first
+        # (~0.5 µs less than eleven check calls; the metadata's own check, ~2 µs, stays).
+        # Each test only admits what its check admits; anything else, even an unusual
+        # value that is valid, goes the long way, which names the first bad field as before.
+        when, wrapped_key = self.capture_time, self.wrapped_key
+        seq, size, name, mime, thumbnail = self.seq, self.size, self.name, self.mime, self.thumbnail
+        if (
+            type(self.image_id) is str
+            and _HEX64.match(self.image_id)
+            and type(self.origin) is str
+            and _HEX64.match(self.origin)
+            and type(seq) is int
+            and 1 <= seq <= 2**62
+            and type(name) is str
+            and len(name) <= Limits.MAX_NAME
+            and type(size) is int
+            and 0 <= size <= Limits.MAX_ORIGINAL
+            and type(mime) is str
+            and len(mime) <= 128
+            and (when is None or (type(when) is float and -math.inf < when < math.inf))
+            and type(thumbnail) is bytes
+            and len(thumbnail) <= Limits.MAX_THUMBNAIL
+            and type(self.has_original) is bool
+            and (
+                wrapped_key is None
+                or (type(wrapped_key) is bytes and 0 < len(wrapped_key) <= Limits.MAX_WRAPPED_KEY)
+            )
+        ):
+            check_metadata(type(self).__name__, "metadata", self.metadata)
+            return
         n = type(self).__name__
         check_id(n, "image_id", self.image_id)
         check_id(n, "origin", self.origin)

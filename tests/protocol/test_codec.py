@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import itertools
+import math
 import struct
+import types
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -15,6 +21,7 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.messages import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    Catalog,
     Chunk,
     Hello,
     Limits,
@@ -348,4 +355,251 @@ def test_many_frames_in_one_feed_compact_the_buffer_without_losing_any() -> None
     assert list(decoder) == [chunk] * 9
     decoder.feed(encode(Ping(nonce=5))[3:])
     assert decoder.next_message() == Ping(nonce=5)
+    assert decoder.buffered == 0
+
+
+# --- the encoder's flat-list packing and the thumbnail offer's in-line checks ------------
+
+
+def expected_map(msg: Message) -> dict[str, Any]:
+    """The map a frame for ``msg`` must hold: tag, version, then every field."""
+    body: dict[str, Any] = {"t": msg.TAG, "v": PROTOCOL_VERSION}
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, memoryview | bytearray):
+            value = bytes(value)
+        body[f.name] = value
+    return body
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
+@given(data=st.data())
+def test_every_frame_is_byte_for_byte_what_msgpack_packs_from_its_map(
+    cls: type[Message], data: st.DataObject
+) -> None:
+    # The encoder packs a flat list of entries and swaps its array header for the map's;
+    # messages of many fields (an array16 header) and of few (a fixarray) both pin that
+    # the result is msgpack's own packing of the map, in the frame's key order.
+    msg = data.draw(STRATEGIES[cls])
+    body = encode(msg)[4:]
+    decoded = msgpack.unpackb(body)
+    assert decoded == expected_map(msg)
+    assert list(decoded)[:2] == ["t", "v"]
+    assert msgpack.packb(decoded) == body
+
+
+def test_a_mapping_that_is_not_a_dict_encodes_like_the_dict() -> None:
+    metadata = {"Make": "Canon", "ISO": 400}
+    offer = ThumbnailOffer(
+        image_id=A,
+        origin=B,
+        seq=1,
+        name="x",
+        size=1,
+        mime="image/jpeg",
+        capture_time=None,
+        metadata=metadata,
+        thumbnail=b"jpeg",
+        has_original=True,
+    )
+    as_proxy = dataclasses.replace(offer, metadata=types.MappingProxyType(metadata))
+    assert encode(as_proxy) == encode(offer)
+    assert decode_one(encode(as_proxy)) == offer
+    catalog = Catalog(seen=types.MappingProxyType({A: 3}))
+    assert decode_one(encode(catalog)) == Catalog(seen={A: 3})
+
+
+def test_a_failed_encode_leaves_the_next_frame_intact() -> None:
+    # Packers are reused between frames: one that failed half-way must not leak bytes.
+    good = Chunk(image_id=A, purpose=Purpose.SYNC, offset=0, data=b"payload")
+    broken = Ping(nonce=1)
+    object.__setattr__(broken, "nonce", 2**70)  # mutated behind the message's back
+    for _ in range(3):
+        with pytest.raises(LocalProtocolError):
+            encode(broken)
+        assert decode_one(encode(good)) == good
+
+
+def offer_fields(**changes: object) -> dict[str, object]:
+    fields = {
+        "image_id": A,
+        "origin": B,
+        "seq": 1,
+        "name": "IMG_0001.JPG",
+        "size": 1,
+        "mime": "image/jpeg",
+        "capture_time": 1.5,
+        "metadata": {"ISO": 400},
+        "thumbnail": b"jpeg",
+        "has_original": True,
+        "wrapped_key": None,
+    }
+    fields.update(changes)
+    return fields
+
+
+class _Text(str):
+    """A str subclass: it takes a thumbnail offer's checks the long way, one call a field."""
+
+
+OFFER_EDGES: list[tuple[str, object, bool]] = [
+    # (field, value, valid): values at and just past each limit, and unusual types.
+    ("image_id", "0" * 64, True),
+    ("image_id", A.upper(), False),
+    ("image_id", A[:-1], False),
+    ("image_id", A + "\n", False),
+    ("image_id", _Text(A), True),
+    ("origin", "g" * 64, False),
+    ("seq", 2**62, True),
+    ("seq", 2**62 + 1, False),
+    ("seq", 0, False),
+    ("seq", True, False),
+    ("name", "n" * Limits.MAX_NAME, True),
+    ("name", "n" * (Limits.MAX_NAME + 1), False),
+    ("name", _Text("n"), True),
+    ("size", Limits.MAX_ORIGINAL, True),
+    ("size", Limits.MAX_ORIGINAL + 1, False),
+    ("size", -1, False),
+    ("mime", "m" * 128, True),
+    ("mime", "m" * 129, False),
+    ("capture_time", None, True),
+    ("capture_time", 1e308, True),
+    ("capture_time", math.inf, False),
+    ("capture_time", -math.inf, False),
+    ("capture_time", math.nan, False),
+    ("capture_time", 1, False),
+    ("thumbnail", b"", True),
+    ("thumbnail", bytes(Limits.MAX_THUMBNAIL), True),
+    ("thumbnail", bytes(Limits.MAX_THUMBNAIL + 1), False),
+    ("thumbnail", bytearray(b"jpeg"), True),
+    ("thumbnail", memoryview(b"jpeg"), True),
+    ("thumbnail", "jpeg", False),
+    ("has_original", 1, False),
+    ("wrapped_key", b"k", True),
+    ("wrapped_key", b"k" * Limits.MAX_WRAPPED_KEY, True),
+    ("wrapped_key", b"k" * (Limits.MAX_WRAPPED_KEY + 1), False),
+    ("wrapped_key", b"", False),
+    ("wrapped_key", bytearray(b"k"), True),
+    ("metadata", {"k": "x" * Limits.MAX_METADATA_VALUE}, True),
+    ("metadata", {"k": "x" * (Limits.MAX_METADATA_VALUE + 1)}, False),
+    ("metadata", {_Text("k"): 1}, True),
+    ("metadata", {"": 1}, False),
+    ("metadata", {"k": math.nan}, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    OFFER_EDGES,
+    ids=lambda v: repr(v)[:24] if isinstance(v, str) else None,
+)
+def test_thumbnail_offer_edges_are_judged_by_the_field_checks(
+    field: str, value: object, valid: bool
+) -> None:
+    if valid:
+        offer = ThumbnailOffer(**offer_fields(**{field: value}))  # type: ignore[arg-type]
+        assert getattr(offer, field) == value
+        return
+    with pytest.raises(LocalProtocolError) as info:
+        ThumbnailOffer(**offer_fields(**{field: value}))  # type: ignore[arg-type]
+    assert f"ThumbnailOffer.{field}" in str(info.value)
+    if isinstance(
+        value, str | int | float | bytes | dict
+    ):  # what msgpack can carry: off the wire too
+        wire = {"t": "thumb", "v": PROTOCOL_VERSION, **offer_fields(**{field: value})}
+        # msgpack's own limits may refuse an overlong value before the field checks do.
+        assert remote_code(frame_of(wire)) in ("bad-field", "bad-msgpack")
+
+
+def _outcome(fields: dict[str, object]) -> str:
+    try:
+        ThumbnailOffer(**fields)  # type: ignore[arg-type]
+    except LocalProtocolError as exc:
+        return str(exc)
+    return "ok"
+
+
+def test_the_in_line_checks_judge_a_thumbnail_offer_as_the_field_checks_do() -> None:
+    # Built as given, a usual offer takes the in-line tests; with its image id made a str
+    # subclass (every image id here is text) the same values go through every field
+    # check.  Both must agree, down to the field named first, for every edge and pair.
+    for first, second in itertools.combinations_with_replacement(OFFER_EDGES, 2):
+        fields = offer_fields(**dict([first[:2], second[:2]]))
+        assert type(fields["image_id"]) in (str, _Text)
+        long_way = {**fields, "image_id": _Text(fields["image_id"])}
+        assert _outcome(fields) == _outcome(long_way), (first, second)
+
+
+# --- whole frames fed one at a time, as pipes and the simulator feed them ----------------
+
+
+def test_a_whole_frame_waiting_unread_stays_ahead_of_what_is_fed_after_it() -> None:
+    first, second, third = Ping(nonce=1), Ping(nonce=2), Ping(nonce=3)
+    decoder = FrameDecoder()
+    decoder.feed(encode(first))
+    assert decoder.buffered == len(encode(first))
+    decoder.feed(encode(second))  # whole again, while the first is unread
+    decoder.feed(encode(third)[:3])  # and the start of another
+    assert decoder.buffered == len(encode(first)) + len(encode(second)) + 3
+    assert decoder.next_message() == first
+    assert decoder.next_message() == second
+    assert decoder.next_message() is None
+    decoder.feed(encode(third)[3:])
+    assert list(decoder) == [third]
+    assert decoder.buffered == 0
+
+
+def test_whole_frames_fed_one_at_a_time_decode_in_order() -> None:
+    sent = [Ping(nonce=n) for n in range(5)]
+    decoder = FrameDecoder()
+    got = []
+    for msg in sent:
+        decoder.feed(encode(msg))
+        got.append(decoder.next_message())
+        assert decoder.buffered == 0
+    assert got == sent
+
+
+def test_a_frame_in_a_mutable_buffer_is_copied_before_feed_returns() -> None:
+    chunk = Chunk(image_id=A, purpose=Purpose.SYNC, offset=0, data=b"payload")
+    for kind in (bytearray, lambda b: memoryview(bytearray(b))):
+        buffer = kind(encode(chunk))
+        decoder = FrameDecoder()
+        decoder.feed(buffer)
+        buffer[-7:] = b"changed"  # the caller reuses its receive buffer
+        assert decoder.next_message() == chunk
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        msgpack.packb(GOOD) + b"\x00",  # the value ends before its frame does
+        msgpack.packb(GOOD)[:-1] + b"\xc1",  # a reserved byte where the last value goes
+        msgpack.packb({**GOOD, "nonce": "a" * 10})[:-3],  # the last value runs past the frame
+    ],
+    ids=["extra-data", "reserved-byte", "truncated"],
+)
+def test_a_malformed_whole_frame_breaks_the_decoder(body: bytes) -> None:
+    decoder = FrameDecoder()
+    decoder.feed(struct.pack(">I", len(body)) + body)
+    with pytest.raises(RemoteProtocolError) as info:
+        decoder.next_message()
+    assert info.value.code == "bad-msgpack"
+    assert decoder.buffered == 0
+    with pytest.raises(RemoteProtocolError):
+        decoder.feed(encode(Ping(nonce=1)))
+
+
+def test_a_whole_frame_past_the_limit_is_refused_at_feed() -> None:
+    body = bytes(Limits.MAX_FRAME + 1)
+    decoder = FrameDecoder()
+    with pytest.raises(RemoteProtocolError) as info:
+        decoder.feed(struct.pack(">I", len(body)) + body)
+    assert info.value.code == "frame-too-large"
     assert decoder.buffered == 0
