@@ -17,6 +17,7 @@ import bisect
 import dataclasses
 import hashlib
 import io
+import operator
 import random
 import re
 from collections.abc import Iterable, Mapping
@@ -44,6 +45,7 @@ from protocol.store import (
 from storage import sealing
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_first = operator.itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,20 @@ class MemoryStore:
         self._smaller: dict[str, bytes] = {}
         self._reservations: dict[str, int] = {}
         self._dispersion: dict[str, dict[str, DispersionEntry]] = {}  # image -> holder -> entry
-        self._order: list[str] | None = None  # image ids by (origin, seq); None: recompute
+        # Snapshots the protocol asks for on hot paths, kept until what they list changes
+        # (None: recompute).  Tuples, so a caller that changes the store while it walks
+        # one walks the snapshot, as it would a fresh list.
+        # The catalog's order, kept as pictures arrive: (origin, seq) keys and their image ids.
+        self._order_keys: list[tuple[str, int]] = []
+        self._order: list[str] = []
+        self._catalog: tuple[ImageRecord, ...] | None = None  # records in that order
+        self._held_keys: list[str] = []  # held image ids, sorted
+        self._held_sorted: tuple[HeldRecord, ...] | None = None
+        # The dispersion list flat, with its keys kept sorted as entries come and go, so a
+        # snapshot is one C-level pass instead of a sort of every image's holders.
+        self._dispersion_flat: dict[tuple[str, str], DispersionEntry] = {}
+        self._dispersion_keys: list[tuple[str, str]] = []  # (image id, holder), sorted
+        self._dispersion_sorted: tuple[DispersionEntry, ...] | None = None
         self._transfers: dict[tuple[str, str], tuple[TransferState, int | None, int | None]] = {}
         self._decisions: dict[str, UserDecision] = {}
         self._keys: dict[str, bytes] = {}  # our pictures' keys
@@ -83,6 +98,10 @@ class MemoryStore:
         # Running totals, so usage() is O(1) (the simulator asks on every step).
         self._used = 0  # originals + held + partials + smaller copies
         self._reserved_total = 0  # sum over reservations of max(0, size - held partial)
+        # The protocol looks a picture up a few times per frame: the dict's own bound get
+        # answers without a Python call (same contract as the method below).
+        self.image = self._images.get  # type: ignore[method-assign]
+        self.decision = self._decisions.get  # type: ignore[method-assign]
 
     # --- room ------------------------------------------------------------------------
 
@@ -121,13 +140,14 @@ class MemoryStore:
 
     def images(self) -> Iterable[ImageRecord]:
         """Every picture in the catalog, ordered by (origin, seq)."""
-        if self._order is None:
-            self._order = [
-                self._by_origin[origin][seq]
-                for origin in sorted(self._by_origin)
-                for seq in sorted(self._by_origin[origin])
-            ]
-        return [self._images[image_id] for image_id in self._order]
+        if self._catalog is None:
+            self._catalog = tuple(map(self._images.__getitem__, self._order))
+        return self._catalog
+
+    def _put(self, record: ImageRecord) -> None:
+        """Replace a catalog row (its origin and seq unchanged)."""
+        self._images[record.image_id] = record
+        self._catalog = None
 
     def images_after(self, origin: str, seq: int) -> Iterable[ImageRecord]:
         """Pictures of ``origin`` with a sequence number above ``seq``, in order."""
@@ -156,8 +176,12 @@ class MemoryStore:
                 f"picture {record.image_id[:12]} conflicts with the catalog: seq {record.seq} "
                 f"of origin {record.origin[:12]} is already picture {other[:12]}"
             )
+        self._catalog = None
         if other is None:
-            self._order = None
+            key = (record.origin, record.seq)
+            at = bisect.bisect_left(self._order_keys, key)
+            self._order_keys.insert(at, key)
+            self._order.insert(at, record.image_id)
             bisect.insort(self._seqs.setdefault(record.origin, []), record.seq)
             by_seq[record.seq] = record.image_id
             top = self._top.get(record.origin, 0)
@@ -259,7 +283,7 @@ class MemoryStore:
                 f"will not free {image_id[:12]}: no holder has confirmed storing it yet"
             )
         self._used -= len(self._originals.pop(image_id))
-        self._images[image_id] = dataclasses.replace(record, where=Where.DISPERSED)
+        self._put(dataclasses.replace(record, where=Where.DISPERSED))
 
     # --- sealed originals (issue 7) -------------------------------------------------------
 
@@ -381,13 +405,16 @@ class MemoryStore:
             if record.where is Where.LOCAL:
                 return  # we had it already: the copy just received is dropped
             self._originals[image_id] = data
-            self._images[image_id] = dataclasses.replace(record, where=Where.LOCAL, original_at=now)
+            self._put(dataclasses.replace(record, where=Where.LOCAL, original_at=now))
         elif kind is Incoming.HELD:
             assert owner is not None
             self.unreserve(image_id)
             old = self._held.get(image_id)
             self._used -= 0 if old is None else len(old[1])
+            if old is None:
+                bisect.insort(self._held_keys, image_id)
             self._held[image_id] = (HeldRecord(image_id, owner, len(data), now, digest), data)
+            self._held_sorted = None
         else:
             old_copy = self._smaller.get(image_id)
             self._used -= 0 if old_copy is None else len(old_copy)
@@ -440,7 +467,10 @@ class MemoryStore:
         return None if entry is None else entry[0]
 
     def held_originals(self) -> Iterable[HeldRecord]:
-        return [self._held[image_id][0] for image_id in sorted(self._held)]
+        if self._held_sorted is None:
+            entries = map(self._held.__getitem__, self._held_keys)
+            self._held_sorted = tuple(map(_first, entries))
+        return self._held_sorted
 
     def read_held(self, image_id: str, offset: int, length: int) -> bytes:
         entry = self._held.get(image_id)
@@ -453,6 +483,9 @@ class MemoryStore:
         entry = self._held.pop(image_id, None)
         if entry is not None:
             self._used -= len(entry[1])
+            keys = self._held_keys
+            del keys[bisect.bisect_left(keys, image_id)]
+            self._held_sorted = None
 
     # --- the dispersion list ------------------------------------------------------------
 
@@ -460,21 +493,36 @@ class MemoryStore:
         entries = self._dispersion.get(image_id)
         if not entries:
             return []
+        if len(entries) == 1:  # the usual case (one replica): nothing to sort
+            return list(entries.values())
         return [entries[holder] for holder in sorted(entries)]
 
     def dispersion_list(self) -> Iterable[DispersionEntry]:
-        return [e for image_id in sorted(self._dispersion) for e in self.dispersion(image_id)]
+        if self._dispersion_sorted is None:
+            self._dispersion_sorted = tuple(
+                map(self._dispersion_flat.__getitem__, self._dispersion_keys)
+            )
+        return self._dispersion_sorted
 
     def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
         if image_id not in self._images:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog")
         entry = DispersionEntry(image_id, holder, state, now)
         self._dispersion.setdefault(image_id, {})[holder] = entry
+        key = (image_id, holder)
+        if key not in self._dispersion_flat:
+            bisect.insort(self._dispersion_keys, key)
+        self._dispersion_flat[key] = entry
+        self._dispersion_sorted = None
 
     def remove_dispersion(self, image_id: str, holder: str) -> None:
         entries = self._dispersion.get(image_id)
-        if entries is not None:
-            entries.pop(holder, None)
+        if entries is not None and entries.pop(holder, None) is not None:
+            key = (image_id, holder)
+            del self._dispersion_flat[key]
+            keys = self._dispersion_keys
+            del keys[bisect.bisect_left(keys, key)]
+            self._dispersion_sorted = None
             if not entries:
                 del self._dispersion[image_id]
 

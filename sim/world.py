@@ -56,6 +56,7 @@ _DELIVERY = struct.Struct("<cdHHI")  # b"D", time, from, to, frame length
 _PICTURE_BLOCK = 4099  # a prime
 
 _WIRE_COUNTER = {tag: f"wire.{tag}" for tag in BY_TAG}
+_THUMB, _HEADER, _CHUNK = ThumbnailOffer.TAG, OriginalHeader.TAG, Chunk.TAG
 
 
 def _unpack(body: memoryview) -> Any:
@@ -312,16 +313,22 @@ class World:
         node = dev.node
         if node is None:
             return
-        for event in node.events():
-            self._on_node_event(dev, event)
+        events = node.events()
+        if events:
+            for event in events:
+                self._on_node_event(dev, event)
         deadline = node.next_deadline()
         if deadline is not None:
             at = dev.virtual(deadline)
             # A node that still wants a tick right after one gets a small step, not a spin.
-            at = max(at, self.t + 0.01) if ticked else max(at, self.t)
-            if dev.tick_at is None or at < dev.tick_at:
+            t = self.t + 0.01 if ticked else self.t
+            if at < t:
+                at = t
+            tick_at = dev.tick_at
+            if tick_at is None or at < tick_at:
                 dev.tick_at = at
-                self.push(at, TICK, dev.index, dev.incarnation, at)
+                self._seq += 1
+                heapq.heappush(self._heap, (at, self._seq, TICK, dev.index, dev.incarnation, at))
         self.pump(dev)
 
     def pump(self, dev: Device) -> None:
@@ -339,13 +346,16 @@ class World:
             return
         index_of = self.index_of
         conns = self.conn_from[dev.index]
-        others = [index_of[p] for p in peers]
-        if len(others) > 1:
+        if len(peers) == 1:
+            others = [index_of[peers[0]]]
+        else:
+            others = [index_of[p] for p in peers]
             others.sort()
+        pump_lane = self._pump_lane
         for other in others:
             conn = conns[other]
             if conn is not None and conn.up:
-                self._pump_lane(dev, conn)
+                pump_lane(dev, conn)
 
     def _pump_lane(self, dev: Device, conn: Connection) -> None:
         """Pull one frame for this lane if it is free; if it is busy, wake it when it frees.
@@ -358,33 +368,40 @@ class World:
             return
         src = dev.index
         lane = conn.lanes[src]
-        dst = conn.b if src == conn.a else conn.a
         if lane.free_pending:
             return  # its LANE_FREE event pulls the next frame (in the order it was scheduled)
-        if lane.busy_until > self.t:
+        dst = conn.b if src == conn.a else conn.a
+        t = self.t
+        heap = self._heap
+        if lane.busy_until > t:
             lane.free_pending = True
-            self.push(lane.busy_until, LANE_FREE, src, dst, conn.epoch)
+            self._seq += 1
+            heapq.heappush(heap, (lane.busy_until, self._seq, LANE_FREE, src, dst, conn.epoch))
             return
         peer_id = self.devices[dst].device_id
         try:
-            frame = node.next_frame(peer_id, dev.clock(self.t))
-            more = frame is not None and node.may_send(peer_id)
+            frame = node.next_frame(peer_id, dev.clock(t))
+            if frame is None:
+                return
+            more = node.may_send(peer_id)
         except Exception as exc:
             self.fail("node-raised", f"{dev.name}.next_frame: {type(exc).__name__}: {exc}")
-            return
-        if frame is None:
             return
         if b"\xa6accept" in frame[:16]:
             # Checked as it leaves: the holder's card must have room for what it promises.
             accept = decode_frame(memoryview(frame)[PREFIX:])
             if isinstance(accept, DisperseAccept):
                 invariants.check_accept(self, dev, accept)
-        done = self.t + len(frame) / lane.bandwidth
+        done = t + len(frame) / lane.bandwidth
         lane.busy_until = done
+        seq = self._seq
         if more:
             lane.free_pending = True
-            self.push(done, LANE_FREE, src, dst, conn.epoch)
-        self.push(done + lane.latency, DELIVER, src, dst, (conn.epoch, frame))
+            seq += 1
+            heapq.heappush(heap, (done, seq, LANE_FREE, src, dst, conn.epoch))
+        seq += 1
+        heapq.heappush(heap, (done + lane.latency, seq, DELIVER, src, dst, (conn.epoch, frame)))
+        self._seq = seq
         self._in_flight += 1
 
     def _on_node_event(self, dev: Device, event: ev.NodeEvent) -> None:
@@ -448,40 +465,43 @@ class World:
     def _on_deliver(self, src: int, dst: int, payload: tuple[int, bytes]) -> None:
         epoch, frame = payload
         self._in_flight -= 1
-        conn = self.connections[(src, dst) if src < dst else (dst, src)]
+        conn = self.conn_from[src][dst]
+        assert conn is not None
         if conn.epoch != epoch or not conn.up:
             self.metrics.count("frames.lost_in_break")
             return
         receiver = self.devices[dst]
         sender = self.devices[src]
-        lane = conn.lanes[src]
         metrics = self.metrics
+        size = len(frame)
         metrics.frames += 1
-        metrics.bytes_moved += len(frame)
+        metrics.bytes_moved += size
+        t = self.t
         # The hash takes a packed record (formatting the time as text costs more than
         # the rest of the bookkeeping); the kept lines, for reading, say the same.
-        self._trace.update(_DELIVERY.pack(b"D", self.t, src, dst, len(frame)))
-        self._trace.update(frame)
+        trace = self._trace
+        trace.update(_DELIVERY.pack(b"D", t, src, dst, size))
+        trace.update(frame)
         if self.trace_lines is not None:
-            self.trace_lines.append(f"{self.t!r} D {src} {dst} {len(frame)}\n")
-        self._observe(lane.thumbnails, receiver, sender, frame)
-        if self.violation is not None or receiver.node is None:
-            return
-        now = receiver.clock(self.t)
+            self.trace_lines.append(f"{t!r} D {src} {dst} {size}\n")
+        self._observe(conn.lanes[src].thumbnails, receiver, sender, frame)
         node = receiver.node
+        if self.violation is not None or node is None:
+            return
+        now = receiver.clock(t)
+        peer_id = sender.device_id
         # The decoder must cope with any slicing of the stream: cut some frames in two
         # or three pieces (fed one after the other, within this one event).
-        size = len(frame)
         rng = self.rng
         try:
             if size > 2 and rng.random() < 0.25:
                 first, second = sorted((rng.randrange(1, size), rng.randrange(1, size)))
-                node.receive_data(sender.device_id, frame[:first], now)
+                node.receive_data(peer_id, frame[:first], now)
                 if second != first:
-                    node.receive_data(sender.device_id, frame[first:second], now)
-                node.receive_data(sender.device_id, frame[second:], now)
+                    node.receive_data(peer_id, frame[first:second], now)
+                node.receive_data(peer_id, frame[second:], now)
             else:
-                node.receive_data(sender.device_id, frame, now)
+                node.receive_data(peer_id, frame, now)
         except RemoteProtocolError as exc:
             self.fail("protocol-error", f"{receiver.name} refused {sender.name}'s frame: {exc}")
             self._after(receiver)
@@ -509,15 +529,18 @@ class World:
         if type(offset) is not int:
             offset = 0
         name = _WIRE_COUNTER.get(tag) if type(tag) is str else None
-        self.metrics.count(name if name is not None else f"wire.{tag}")
-        if tag == ThumbnailOffer.TAG or tag == OriginalHeader.TAG or tag == Chunk.TAG:
+        if name is None:
+            name = f"wire.{tag}"
+        counters = self.metrics.counters
+        counters[name] = counters.get(name, 0) + 1
+        if tag in (_THUMB, _HEADER, _CHUNK):
             if type(image_id) is not str:
                 return  # malformed: the receiver refuses it
-            if tag == ThumbnailOffer.TAG:
+            if tag == _THUMB:
                 thumbnails.add(image_id)
                 # Counted, not judged: an offer of a thumbnail the receiver already holds.
                 if receiver.store.image(image_id) is not None:
-                    self.metrics.count("wire.thumb.already_held")
+                    counters["wire.thumb.already_held"] = counters.get("wire.thumb.already_held", 0) + 1
                 return
             if image_id not in thumbnails and receiver.store.image(image_id) is None:
                 self.fail(
@@ -532,8 +555,8 @@ class World:
             self.metrics.count("resumes")
 
     def _on_lane_free(self, src: int, dst: int, epoch: int) -> None:
-        conn = self.connections[(src, dst) if src < dst else (dst, src)]
-        if conn.epoch != epoch or not conn.up:
+        conn = self.conn_from[src][dst]
+        if conn is None or conn.epoch != epoch or not conn.up:
             return
         conn.lanes[src].free_pending = False
         self._pump_lane(self.devices[src], conn)

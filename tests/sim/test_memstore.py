@@ -34,6 +34,7 @@ from tests.conftest import long_profile
 
 OWN = "a" * 64
 PEER = "b" * 64
+OTHER_PEER = "c" * 64
 
 
 def sha(data: bytes) -> str:
@@ -283,9 +284,16 @@ class TwinStores(RuleBasedStateMachine):
     def release_held(self, data: bytes) -> None:
         self.both("release_held", sha(data))
 
-    @rule(data=pictures, state=st.sampled_from(DispersalState))
-    def set_dispersion(self, data: bytes, state: DispersalState) -> None:
-        self.both("set_dispersion", sha(data), PEER, state, 3.0)
+    holders = st.sampled_from((PEER, OTHER_PEER))
+
+    @rule(data=pictures, holder=holders, state=st.sampled_from(DispersalState))
+    def set_dispersion(self, data: bytes, holder: str, state: DispersalState) -> None:
+        self.both("set_dispersion", sha(data), holder, state, 3.0)
+
+    @rule(data=pictures, holder=holders)
+    def remove_dispersion(self, data: bytes, holder: str) -> None:
+        self.both("remove_dispersion", sha(data), holder)
+        self.both("dispersion", sha(data))
 
     @rule(data=pictures)
     def free_original(self, data: bytes) -> None:
@@ -328,3 +336,30 @@ def test_a_torn_write_is_taken_out_of_the_running_totals() -> None:
         store.write_partial(sha(data), Incoming.HELD, 1000, data[1000:2500])
         store.crash(random.Random(seed))
         assert store.recount() == store.usage()
+
+
+def test_listings_are_snapshots_that_follow_every_change() -> None:
+    """A listing walked while the card changes is the card as it was; the next one is current."""
+    store = MemoryStore(OWN, 10_000)
+    ids = [store.add_local(data, name=f"{i}.JPG", now=float(i)).image_id for i, data in enumerate(PICTURES)]
+    for image_id in ids:
+        store.set_dispersion(image_id, PEER, DispersalState.REQUESTED, 1.0)
+    before_list, before_images = store.dispersion_list(), store.images()
+    for entry in before_list:  # the protocol changes the list while it walks it
+        store.set_dispersion(entry.image_id, OTHER_PEER, DispersalState.REQUESTED, 2.0)
+        store.remove_dispersion(entry.image_id, PEER)
+    store.set_dispersion(ids[0], PEER, DispersalState.STORED, 3.0)
+    store.free_original(ids[0], 4.0)
+    assert [(e.image_id, e.holder) for e in before_list] == sorted((i, PEER) for i in ids)
+    assert [r.where for r in before_images] == [Where.LOCAL] * len(ids)
+    assert [(e.image_id, e.holder, e.state) for e in store.dispersion_list()] == sorted(
+        [(i, OTHER_PEER, DispersalState.REQUESTED) for i in ids]
+        + [(ids[0], PEER, DispersalState.STORED)]
+    )
+    assert [e.holder for e in store.dispersion(ids[0])] == [PEER, OTHER_PEER]
+    assert store.image(ids[0]) is not None and store.image(ids[0]).where is Where.DISPERSED  # type: ignore[union-attr]
+    assert [r.where for r in store.images() if r.image_id == ids[0]] == [Where.DISPERSED]
+    store.remove_dispersion(ids[1], OTHER_PEER)
+    store.remove_dispersion(ids[1], OTHER_PEER)  # nothing left to remove: nothing happens
+    assert ids[1] not in {e.image_id for e in store.dispersion_list()}
+    assert store.dispersion(ids[1]) == []
