@@ -534,13 +534,12 @@ class Node:
         assert link.hello is not None  # the connection table puts Hello before Catalog
         self.emit(ev.PeerReady(link.peer_id, link.hello))
         self._failed_sources = {f for f in self._failed_sources if f[1] != link.peer_id}
-        origins = set()
-        pulls = self.config.policy_for(link.peer_id) is Policy.ALL
-        for record in self.store.images():
-            origins.add(record.origin)
-            if pulls and record.where is Where.ABSENT:
-                self._want_in_background(record.image_id)  # also after our own restart
-        for origin in sorted(origins):
+        # The whole catalog is walked only to pull: seen() names every origin we know.
+        if self.config.policy_for(link.peer_id) is Policy.ALL:
+            for record in self.store.images():
+                if record.where is Where.ABSENT:
+                    self._want_in_background(record.image_id)  # also after our own restart
+        for origin in sorted(self.store.seen()):
             for record in self.store.images_after(origin, msg.seen.get(origin, 0)):
                 if self.store.transfer_state(link.peer_id, record.image_id) in _PEER_HOLDS:
                     link.scheduler.mark_thumbnail_known(record.image_id)
@@ -648,13 +647,15 @@ class Node:
             return
         most = self.config.max_outstanding_requests
         queues = self._pull_queues
+        # Only peers with a pull queue are looked at: the queues are few, the calls many.
+        links, policy_for = self.links, self.config.policy_for
         open_peers = [
             peer_id
-            for peer_id, link in self.links.items()
-            if link.ready
+            for peer_id in queues
+            if (link := links.get(peer_id)) is not None
+            and link.ready
             and len(link.background) < most
-            and peer_id in queues
-            and self.config.policy_for(peer_id) is Policy.ALL
+            and policy_for(peer_id) is Policy.ALL
         ]
         if not open_peers:
             return  # every peer we pull from is busy or has nothing for us: nothing to decide

@@ -175,7 +175,10 @@ class Store(Protocol):
         ...
 
     def seen(self) -> Mapping[str, int]:
-        """Per origin, the highest seq such that every thumbnail 1..seq is in the catalog."""
+        """Per origin, the highest seq such that every thumbnail 1..seq is in the catalog.
+
+        Every origin with a picture in the catalog is named (0 when its seq 1 is missing).
+        """
         ...
 
     def add_thumbnail(self, record: ImageRecord, now: float) -> bool:
