@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from mesh.errors import MeshError
+from mesh.node_commands import add_device_options
 
 Subparsers = Any
 log = logging.getLogger("cammesh.desk")
@@ -42,20 +43,7 @@ def add_desk(subparsers: Subparsers) -> None:
     p.add_argument("card", type=Path, nargs="?", metavar="CARD", help="the desk's card folder")
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="where to serve the page (default 127.0.0.1:8080; port 0: any free one)")
-    p.add_argument("--node-listen", default="0.0.0.0:0", metavar="HOST:PORT",
-                   help="where to accept peers (default: every address, any free port)")
-    p.add_argument("--interface", metavar="IP", help="advertise by mDNS on this address only")
-    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
-                   help="also dial this peer directly; repeatable")
-    p.add_argument("--no-discovery", action="store_true", help="do not use mDNS at all")
-    p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
-                   help="what to pull from PEER: thumbnails, requested or all (default all)")
-    p.add_argument("--rate", metavar="SIZE", help="limit sending to SIZE per second per peer")
-    p.add_argument("--watch", type=Path, metavar="DIR",
-                   help="import files that appear in DIR as captures of this device")
-    p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
-                   help="disperse originals to peers above this fraction of capacity (default 0.9)")
-    p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+    add_device_options(p, listen_flag="--node-listen")
     p.add_argument("--demo", action="store_true",
                    help="no CARD: make a desk and two cameras in a temporary folder and run them")
     p.add_argument("--screenshot", type=Path, metavar="PNG",
@@ -64,9 +52,8 @@ def add_desk(subparsers: Subparsers) -> None:
 
 
 def run_desk_command(args: argparse.Namespace) -> int:
-    from mesh.node_commands import parse_policies
+    from mesh.node_commands import build_runtime
     from mesh.runtime import Address
-    from storage.sizes import parse_size
 
     logging.getLogger("cammesh").setLevel(logging.INFO)
     logging.getLogger("cammesh.node").setLevel(logging.WARNING)
@@ -79,25 +66,10 @@ def run_desk_command(args: argparse.Namespace) -> int:
     if args.card is None:
         raise MeshError("name the desk's CARD folder, or run `cammesh desk --demo`")
     from mesh.daemon import run_node
-    from mesh.identity import Identity
-    from mesh.pairing import load_membership
-    from mesh.runtime import Runtime
-    from protocol.config import NodeConfig, Policy
-    from protocol.messages import Role
     from storage.card import Card
 
-    members = load_membership(args.card)
-    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers])
     with Card.open(args.card) as card:
-        config = NodeConfig(name=card.name, role=Role(card.role), default_policy=Policy(default),
-                            policies={peer: Policy(p) for peer, p in per_peer.items()},
-                            high_water=args.high_water, replicas=args.replicas)
-        runtime = Runtime(
-            card_path=args.card, card=card, identity=Identity.load(args.card), config=config,
-            listen=Address.parse(args.node_listen, default_host="0.0.0.0"),
-            static_peers=[Address.parse(text) for text in args.peer],
-            rate_limit=parse_size(args.rate) if args.rate else None,
-        )
+        runtime = build_runtime(args, card)
 
         async def main() -> None:
             from mesh.desk import serve_desk

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from rich.console import Console
@@ -19,6 +19,10 @@ from mesh.control import ask
 from mesh.errors import MeshError
 from mesh.identity import short_id_of
 from storage.sizes import format_size, parse_size
+
+if TYPE_CHECKING:
+    from mesh.runtime import Runtime
+    from storage.card import Card
 
 Subparsers = Any
 POLICIES = ("thumbnails", "requested", "all")
@@ -44,21 +48,7 @@ def add_node(subparsers: Subparsers) -> None:
         "machine. Stop it with Ctrl-C.",
     )
     p.add_argument("card", type=Path, metavar="CARD", help="the card folder (see `cammesh init`)")
-    p.add_argument("--listen", default="0.0.0.0:0", metavar="HOST:PORT",
-                   help="where to accept peers (default: every address, any free port)")
-    p.add_argument("--interface", metavar="IP", help="advertise by mDNS on this address only")
-    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
-                   help="also dial this peer directly (for networks without multicast); repeatable")
-    p.add_argument("--no-discovery", action="store_true", help="do not use mDNS at all")
-    p.add_argument("--watch", type=Path, metavar="DIR",
-                   help="import files that appear in DIR (a tethered camera's DCIM) as captures")
-    p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
-                   help="what to pull from PEER (an id prefix, or * for everyone): thumbnails, "
-                   "requested or all (default: all); repeatable")
-    p.add_argument("--rate", metavar="SIZE", help="limit sending to SIZE per second per peer, e.g. 5MB")
-    p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
-                   help="disperse originals to peers above this fraction of capacity (default 0.9)")
-    p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+    add_device_options(p, listen_flag="--listen")
     p.add_argument("--keys-for-desks", action="store_true",
                    help="send each picture's key, wrapped for it, to every desk paired as a desk, "
                         "so a desk can open originals this device dispersed even if this device "
@@ -117,40 +107,64 @@ def _logging(args: argparse.Namespace, live: Console | None) -> None:
     root.handlers[:] = [handler]
 
 
-def run_node_command(args: argparse.Namespace) -> int:
-    from mesh.daemon import Controller, run_node
+def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
+    """The options of a running device, shared by `cammesh node` and `cammesh desk`."""
+    p.add_argument(listen_flag, dest="node_listen", default="0.0.0.0:0", metavar="HOST:PORT",
+                   help="where to accept peers (default: every address, any free port)")
+    p.add_argument("--interface", metavar="IP", help="advertise by mDNS on this address only")
+    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="also dial this peer directly (for networks without multicast); repeatable")
+    p.add_argument("--no-discovery", action="store_true", help="do not use mDNS at all")
+    p.add_argument("--watch", type=Path, metavar="DIR",
+                   help="import files that appear in DIR (a tethered camera's DCIM) as captures")
+    p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
+                   help="what to pull from PEER (an id prefix, or * for everyone): thumbnails, "
+                   "requested or all (default: all); repeatable")
+    p.add_argument("--rate", metavar="SIZE", help="limit sending to SIZE per second per peer, e.g. 5MB")
+    p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
+                   help="disperse originals to peers above this fraction of capacity (default 0.9)")
+    p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+
+
+def build_runtime(args: argparse.Namespace, card: Card) -> Runtime:
+    """The runtime of a device from the options `add_device_options` added (MeshError if bad)."""
     from mesh.identity import Identity
     from mesh.pairing import load_membership
     from mesh.runtime import Address, Runtime
     from protocol.config import NodeConfig, Policy
     from protocol.messages import Role
+
+    try:
+        listen = Address.parse(args.node_listen, default_host="0.0.0.0")
+        peers = [Address.parse(text) for text in args.peer]
+    except ValueError as exc:
+        raise MeshError(str(exc)) from exc
+    members = load_membership(args.card)
+    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers])
+    config = NodeConfig(
+        name=card.name,
+        role=Role(card.role),
+        high_water=args.high_water,
+        replicas=args.replicas,
+        default_policy=Policy(default),
+        policies={peer: Policy(policy) for peer, policy in per_peer.items()},
+    )
+    return Runtime(card_path=args.card, card=card, identity=Identity.load(args.card),
+                   config=config, listen=listen, static_peers=peers,
+                   rate_limit=parse_size(args.rate) if args.rate else None,
+                   keys_for_desks=getattr(args, "keys_for_desks", False))
+
+
+def run_node_command(args: argparse.Namespace) -> int:
+    from mesh.daemon import Controller, run_node
     from storage.card import Card
 
     console = Console()
     live_view = console.is_terminal and not args.no_live
     _logging(args, console if live_view else None)
 
-    try:
-        listen = Address.parse(args.listen, default_host="0.0.0.0")
-        peers = [Address.parse(text) for text in args.peer]
-    except ValueError as exc:
-        raise MeshError(str(exc)) from exc
-    rate = parse_size(args.rate) if args.rate else None
-    identity = Identity.load(args.card)
-    members = load_membership(args.card)
-    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers])
     with Card.open(args.card) as card:
-        config = NodeConfig(
-            name=card.name,
-            role=Role(card.role),
-            high_water=args.high_water,
-            replicas=args.replicas,
-            default_policy=Policy(default),
-            policies={peer: Policy(policy) for peer, policy in per_peer.items()},
-        )
-        runtime = Runtime(card_path=args.card, card=card, identity=identity, config=config,
-                          listen=listen, static_peers=peers, rate_limit=rate,
-                          keys_for_desks=args.keys_for_desks)
+        runtime = build_runtime(args, card)
 
         async def main() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
