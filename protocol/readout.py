@@ -426,14 +426,16 @@ class ReadOuts:
             )
 
     def on_collect(self, link: Link, msg: Collect) -> None:
-        """Holder side (claims 10, 20): send a held original back to its owner."""
+        """Holder side (claims 10, 20): send a held original back to its owner, as held.
+
+        Only the held copy answers: the owner waits for the sealed bytes it sent, so a
+        plain copy this device has for itself would be refused as the wrong digest.
+        """
         store = self.node.store
         held = store.held(msg.image_id)
         record = store.image(msg.image_id)
         if held is not None and held.owner == link.peer_id:
             self._serve(link, record, msg.image_id, Purpose.COLLECT, msg.offset, Source.HELD)
-        elif record is not None and record.where is Where.LOCAL:
-            self._serve(link, record, msg.image_id, Purpose.COLLECT, msg.offset, Source.ORIGINAL)
         else:
             link.scheduler.send_control(
                 TransferFailed(msg.image_id, Purpose.COLLECT, "this device holds no copy of it")

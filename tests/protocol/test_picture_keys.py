@@ -138,3 +138,22 @@ def test_an_original_dispersed_before_sealing_still_comes_home_and_reads_out() -
     assert cam.of(ev.Collected) == [ev.Collected(image_id, holder.id)]
     assert cam.store.original_bytes(image_id) == data
     assert holder.store.held(image_id) is None  # released once home
+
+
+def test_a_holder_that_kept_only_its_own_plain_copy_says_so_and_the_link_stays() -> None:
+    """The holder lost what it held but has the picture itself (it pulled it): it must not
+    answer a collection with plain bytes the owner would refuse as the wrong digest."""
+    mesh, ids, originals = field_day(wrap_for_desk=False)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    oldest = next(i for i in ids if cam.store.image(i).where is Where.DISPERSED)  # type: ignore[union-attr]
+    desk.store.release_held(oldest)
+    desk.store.write_partial(oldest, Incoming.ORIGINAL, 0, originals[oldest])
+    desk.store.finish_partial(oldest, Incoming.ORIGINAL, oldest, mesh.now)
+    cam.store._capacity = 4_000_000  # offloaded: a bigger card
+    mesh.call(cam, lambda: cam.node.collect([oldest], mesh.now))
+    mesh.pump()
+    assert cam.of(ev.ProtocolViolation) == [] and desk.of(ev.ProtocolViolation) == []
+    assert cam.of(ev.Collected) == []
+    pending = cam.of(ev.CollectPending)
+    assert pending and "holds no copy" in pending[-1].reason  # type: ignore[attr-defined]
+    assert ("cam", "desk") in mesh.links
