@@ -100,8 +100,8 @@ class MemoryStore:
         self._reserved_total = 0  # sum over reservations of max(0, size - held partial)
         # The protocol looks a picture up a few times per frame: the dict's own bound get
         # answers without a Python call (same contract as the method below).
-        self.image = self._images.get  # type: ignore[method-assign]
-        self.decision = self._decisions.get  # type: ignore[method-assign]
+        self.image = self._images.get  # type: ignore[method-assign, assignment]
+        self.decision = self._decisions.get  # type: ignore[method-assign, assignment]
 
     # --- room ------------------------------------------------------------------------
 
