@@ -36,7 +36,7 @@ from protocol.messages import Role  # noqa: E402
 from protocol.store import DispersalState  # noqa: E402
 from storage.card import Card  # noqa: E402
 from storage.importer import import_paths  # noqa: E402
-from tests.integration.devices import Mesh, Side, shaped_link, why_no_netns  # noqa: E402
+from tests.integration.devices import Mesh, Side, bench_on_link  # noqa: E402
 from tests.integration.nodes import NodeProcess, wait_until, write_pictures  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "cammesh-bench"
@@ -138,19 +138,7 @@ def main() -> int:
     parser.add_argument("--loopback", action="store_true", help="loopback even as root")
     parser.add_argument("--keep", type=Path, help="keep cards and logs in this folder")
     args = parser.parse_args()
-    why_not = "asked for loopback" if args.loopback else why_no_netns()
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="cammesh-dispersal-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        if why_not is None:
-            with shaped_link(args.mbit) as link:
-                result = run(args, folder, link)
-        else:
-            result = run(args, folder, None)
-            result["why_loopback"] = why_not
-    finally:
-        if args.keep is None:
-            shutil.rmtree(folder, ignore_errors=True)
+    result = bench_on_link(run, args, prefix="cammesh-dispersal-")
     print(json.dumps(result, indent=1))
     return 0
 

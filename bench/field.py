@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from protocol.messages import Role  # noqa: E402
 from storage.card import Card  # noqa: E402
 from storage.importer import import_paths  # noqa: E402
 from storage.samples import write_sample_jpegs  # noqa: E402
-from tests.integration.devices import Side, shaped_link, why_no_netns  # noqa: E402
+from tests.integration.devices import Side, bench_on_link  # noqa: E402
 from tests.integration.nodes import NodeProcess, wait_until  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "cammesh-bench"
@@ -206,19 +205,7 @@ def main() -> int:
     parser.add_argument("--loopback", action="store_true", help="even as root")
     parser.add_argument("--keep", type=Path, help="keep cards and logs in this folder")
     args = parser.parse_args()
-    why_not = "asked for loopback" if args.loopback else why_no_netns()
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="cammesh-field-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        if why_not is None:
-            with shaped_link(args.mbit, subnet="10.77.0") as link:
-                result = run(args, folder, link)
-        else:
-            result = run(args, folder, None)
-            result["why_loopback"] = why_not
-    finally:
-        if args.keep is None:
-            shutil.rmtree(folder, ignore_errors=True)
+    result = bench_on_link(run, args, prefix="cammesh-field-", subnet="10.77.0")
     print(json.dumps(result, indent=1))
     return 0
 

@@ -486,14 +486,11 @@ class ReadOuts:
         link is cut, and the collection goes on from another holder.
         """
         sealed, plain, opened = collection.sealed, collection.payload, collection.opened
-        end = len(sealed) if last else len(sealed) - len(sealed) % SEALED_RECORD
         if collection.form.digest == collection.image_id:  # held as it is (older cammesh)
+            end = len(sealed)
             data = bytes(sealed[opened:])
-            plain.extend(data)
-            collection.opened = len(sealed)
-            if collection.local_readout and data:
-                self.node.emit(ev.ReadOutChunk(collection.image_id, len(plain) - len(data), data))
-        elif end > opened or (last and not plain and not opened):  # an empty original: one record
+        else:
+            end = len(sealed) if last else len(sealed) - len(sealed) % SEALED_RECORD
             try:
                 data = self.node.store.open_sealed(
                     collection.image_id, opened, bytes(sealed[opened:end])
@@ -503,10 +500,11 @@ class ReadOuts:
                     f"holder sent {collection.image_id[:12]} back changed: {exc}",
                     code="hash-mismatch",
                 ) from exc
+        if data:
             start = len(plain)
             plain.extend(data)
             collection.opened = end
-            if collection.local_readout and data:
+            if collection.local_readout:
                 self.node.emit(ev.ReadOutChunk(collection.image_id, start, data))
         for peer_id, transfer in collection.relays:
             transfer.available = len(transfer.payload or b"")

@@ -148,13 +148,9 @@ ReadPlain = Callable[[int, int], bytes]  # (offset, length) -> plaintext bytes o
 def sealed_digest(key: bytes, image_id: str, size: int, read: ReadPlain) -> str:
     """SHA-256 of the sealed form of a ``size``-byte original, sealed a record at a time."""
     _check_key(key)
-    digest, count, batch = hashlib.sha256(), records(size), 16  # records read at once
-    cache: dict[int, bytes] = {}
-    for first in range(0, count, batch):
-        last = min(count, first + batch) - 1
-        end = min(sealed_size(size), (last + 1) * SEALED_RECORD)
-        digest.update(read_sealed(key, image_id, size, read, first * SEALED_RECORD,
-                                  end - first * SEALED_RECORD, cache))
+    digest, step = hashlib.sha256(), 16 * SEALED_RECORD  # whole records, 16 at a time
+    for offset in range(0, sealed_size(size), step):
+        digest.update(read_sealed(key, image_id, size, read, offset, step))
     return digest.hexdigest()
 
 

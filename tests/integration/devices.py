@@ -16,8 +16,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,28 @@ def shaped_link(mbit: float, *, subnet: str = "10.79.0", latency_ms: int = 20,
     finally:
         for side in sides:
             subprocess.run(["ip", "netns", "del", side.netns], capture_output=True)
+
+
+Bench = Callable[[Any, Path, "tuple[Side, Side] | None"], dict[str, Any]]
+
+
+def bench_on_link(run: Bench, args: Any, *, prefix: str, subnet: str = "10.79.0") -> dict[str, Any]:
+    """A benchmark's ``run(args, folder, link)`` on a link shaped to ``args.mbit`` between two
+    namespaces when it can be made (and ``args.loopback`` is not set), else on loopback with
+    ``why_loopback`` said; its folder is ``args.keep`` or a temporary one removed after."""
+    why_not = "asked for loopback" if args.loopback else why_no_netns()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if why_not is None:
+            with shaped_link(args.mbit, subnet=subnet) as link:
+                return run(args, folder, link)
+        result = run(args, folder, None)
+        result["why_loopback"] = why_not
+        return result
+    finally:
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- agreement of dispersion lists and holdings ----------------------------------------------
