@@ -48,11 +48,11 @@ def text(limit: int) -> st.SearchStrategy[str]:
     return st.text(max_size=min(limit, 80)) | st.text(min_size=limit, max_size=limit)
 
 
-# msgpack carries integers in 64 bits; metadata values are EXIF numbers.
+# Metadata integers are signed 64-bit (msgpack could carry unsigned too); values are EXIF numbers.
 metadata_values = (
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
+    | st.integers(-(2**63), 2**63 - 1)
     | finite
     | text(Limits.MAX_METADATA_VALUE)
 )
