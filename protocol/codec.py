@@ -6,6 +6,11 @@ message by name.  Enums travel as their string values, bytes as msgpack bin,
 tuples as arrays, mappings as maps.  Decoding is strict: exactly the
 message's fields, each of the right type and size, else a
 ``RemoteProtocolError`` -- the only exception hostile bytes can raise here.
+
+msgspec packs frames and checks them as it unpacks, in C, against the limits each
+message field declares (protocol/messages.py).  A frame it refuses is unpacked
+again with msgpack and judged field by field, so that the error says exactly what
+is wrong; only hostile or broken frames take that way.
 """
 
 from __future__ import annotations
@@ -17,13 +22,22 @@ import types
 import typing
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
+import msgspec
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.messages import BY_TAG, MESSAGE_TYPES, PROTOCOL_VERSION, Limits, Message
+from protocol.fields import base_type
+from protocol.messages import (
+    BY_TAG,
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    Limits,
+    Message,
+    field_types,
+)
 
 TAG_KEY: Final = "t"
 VERSION_KEY: Final = "v"
@@ -40,6 +54,12 @@ _MAX_MAP: Final = max(Limits.MAX_ORIGINS, Limits.MAX_METADATA_KEYS)
 
 # Bytes a decoder may hold before the reader drains it: far more than a pump feeds at once.
 _MAX_BUFFERED: Final = 64 * Limits.MAX_FRAME
+# Read bytes a decoder drops once this many have gathered at the front of its buffer.
+_COMPACT_AT: Final = 4 * Limits.MAX_FRAME
+
+# msgspec's complaints about a frame: malformed, not UTF-8 where text is due, or a
+# field out of its limits (msgspec.ValidationError is a DecodeError).
+_MSGSPEC_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)
 
 # msgpack's own complaints about malformed input.
 _MSGPACK_ERRORS: Final = (msgpack.UnpackException, ValueError, TypeError, OverflowError)
@@ -87,77 +107,84 @@ class _Schema:
     cls: type[Message]
     tag: str
     keys: frozenset[str]  # every key of the wire map, tag and version included
-    # Encoding.  The frame opens with the fixmap header and the tag and version entries,
-    # packed once; then come the entries msgpack packs, then the bytes fields.
-    opening: bytes
-    values: Callable[[Message], tuple[Any, ...]]  # plain fields, enum values, mappings
-    entries: list[Any]  # [key, None, key, None, ...]: copied, values slotted in, per frame
-    mapping_at: tuple[int, ...]  # where in ``entries`` the mappings go
-    array_header: int  # bytes of the array header msgpack puts before ``entries``
-    blob_values: Callable[[Message], tuple[Any, ...]]  # the bytes fields' values
-    blobs: tuple[tuple[bytes, bytes], ...]  # for each: packed key, the whole entry if None
-    # Decoding: each field's slot setter, split by whether its wire value needs converting.
+    # The fast path, both ways: a msgspec Struct of the same fields and limits, tagged
+    # "t" and with the version as its first field.  msgspec packs it and checks it in C.
+    wire: type[msgspec.Struct]
+    values: Callable[[object], tuple[Any, ...]]  # every field's value, in order
+    mapping_at: tuple[int, ...]  # which of them are mappings (msgspec packs only dicts)
+    build: Callable[[msgspec.Struct], Message]  # the message holding a checked Struct's values
+    relations: bool  # the message checks fields against each other (check_relations)
+    # The exact path, for frames msgspec refuses: which fields need converting.
     as_sent: tuple[tuple[str, SetSlot], ...]
     converted: tuple[tuple[str, SetSlot, FromWire], ...]
 
 
-def _values_getter(paths: list[str]) -> Callable[[Message], tuple[Any, ...]]:
-    """A function from a message to the values at ``paths``, always as a tuple."""
-    if len(paths) > 1:
-        getter: Callable[[Message], tuple[Any, ...]] = operator.attrgetter(*paths)
-        return getter
-    get_one = operator.attrgetter(*paths) if paths else None
+def _builder(cls: type[Message], names: list[str]) -> Callable[[msgspec.Struct], Message]:
+    """A function that makes a ``cls`` message of a Struct msgspec has checked.
 
-    def values(msg: Message) -> tuple[Any, ...]:
+    Its values go straight into the message's slots: __init__ and __post_init__ would
+    only check them again (~5 µs for a thumbnail offer).  The function is written out
+    field by field, as dataclasses writes __init__, which takes half the time of a loop
+    over the fields (0.9 µs against 1.8 for a thumbnail offer).
+    """
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = ["def build(wire):", "    msg = new(cls)"]
+    for at, name in enumerate(names):
+        scope[f"set_{at}"] = _slot_setter(cls, name)
+        lines.append(f"    set_{at}(msg, wire.{name})")
+    lines.append("    return msg")
+    exec("\n".join(lines), scope)  # names are the dataclass's own field names
+    build: Callable[[msgspec.Struct], Message] = scope["build"]
+    return build
+
+
+def _values_getter(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
+    """A function from a message (or its Struct) to the values of ``names``, as a tuple."""
+    if len(names) > 1:
+        getter: Callable[[object], tuple[Any, ...]] = operator.attrgetter(*names)
+        return getter
+    get_one = operator.attrgetter(*names) if names else None
+
+    def values(msg: object) -> tuple[Any, ...]:
         return () if get_one is None else (get_one(msg),)
 
     return values
 
 
 def _schema(cls: type[Message]) -> _Schema:
-    hints = typing.get_type_hints(cls)
-    plain: list[str] = []
-    enums: list[str] = []
-    mappings: list[str] = []
-    blobs: list[str] = []
+    types_ = field_types(cls)
+    names = list(types_)
     from_wire: dict[str, FromWire] = {}
-    names = [f.name for f in fields(cls)]
-    for name in names:
-        hint = hints[name]
-        args = typing.get_args(hint)
-        origin = typing.get_origin(hint)
-        if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
-            enums.append(name)
-            from_wire[name] = _enum_from_wire(hint)
-        elif hint is bytes or (bytes in args and set(args) <= {bytes, type(None)}):
-            blobs.append(name)
-        elif origin is tuple:
-            plain.append(name)
+    for name, hint in types_.items():
+        base = base_type(hint)
+        if isinstance(base, type) and issubclass(base, enum.StrEnum):
+            from_wire[name] = _enum_from_wire(base)
+        elif typing.get_origin(base) is tuple:
             from_wire[name] = _tuple_from_wire
-        elif origin is Mapping or origin is dict:
-            mappings.append(name)
-        else:
-            plain.append(name)
     if {TAG_KEY, VERSION_KEY} & set(names):
         raise AssertionError(f"{cls.__name__} has a field named like the frame's own keys")
-    # Frames are built as a msgpack fixmap (at most 15 entries), see encode().
-    if len(names) + 2 > 15:
-        raise AssertionError(f"{cls.__name__} has too many fields for a fixmap frame")
-    entries: list[Any] = []
-    for name in [*plain, *enums, *mappings]:
-        entries += (name, None)
+    wire = msgspec.defstruct(
+        f"{cls.__name__}Frame",
+        [(VERSION_KEY, typing.Literal[PROTOCOL_VERSION]), *types_.items()],
+        tag=cls.TAG,
+        tag_field=TAG_KEY,
+        forbid_unknown_fields=True,
+        frozen=True,
+    )
+    mappings = [
+        at
+        for at, hint in enumerate(types_.values())
+        if typing.get_origin(base_type(hint)) in (Mapping, dict)
+    ]
     return _Schema(
         cls=cls,
         tag=cls.TAG,
         keys=frozenset([TAG_KEY, VERSION_KEY, *names]),
-        opening=bytes((0x80 | (len(names) + 2),))
-        + b"".join(map(msgpack.packb, (TAG_KEY, cls.TAG, VERSION_KEY, PROTOCOL_VERSION))),
-        values=_values_getter([*plain, *(f"{name}.value" for name in enums), *mappings]),
-        entries=entries,
-        mapping_at=tuple(entries.index(name) + 1 for name in mappings),
-        array_header=len(msgpack.packb(entries)) - sum(map(len, map(msgpack.packb, entries))),
-        blob_values=_values_getter(blobs),
-        blobs=tuple((msgpack.packb(n), msgpack.packb(n) + msgpack.packb(None)) for n in blobs),
+        wire=wire,
+        values=_values_getter(names),
+        mapping_at=tuple(mappings),
+        build=_builder(cls, names),
+        relations=cls.check_relations is not Message.check_relations,
         as_sent=tuple((n, _slot_setter(cls, n)) for n in names if n not in from_wire),
         converted=tuple((n, _slot_setter(cls, n), from_wire[n]) for n in names if n in from_wire),
     )
@@ -165,18 +192,13 @@ def _schema(cls: type[Message]) -> _Schema:
 
 _SCHEMAS: Final[Mapping[type[Message], _Schema]] = {cls: _schema(cls) for cls in MESSAGE_TYPES}
 _BY_TAG: Final[Mapping[str, _Schema]] = {tag: _SCHEMAS[cls] for tag, cls in BY_TAG.items()}
-_PACKERS: Final[list[msgpack.Packer]] = []  # packers not in use, see encode()
+_BY_WIRE: Final[Mapping[type[msgspec.Struct], _Schema]] = {s.wire: s for s in _SCHEMAS.values()}
+_ENCODER: Final = msgspec.msgpack.Encoder()
+# One decoder for every message type: the "t" of a frame picks the Struct.
+_DECODER: Final = msgspec.msgpack.Decoder(typing.Union[tuple(_BY_WIRE)])  # noqa: UP007 (built from a tuple)
 
 
 # --- encoding --------------------------------------------------------------------
-
-
-def _bin_header(length: int) -> bytes:
-    if length < 0x100:
-        return bytes((0xC4, length))
-    if length < 0x10000:
-        return b"\xc5" + length.to_bytes(2, "big")
-    return b"\xc6" + length.to_bytes(4, "big")
 
 
 def encode(msg: Message) -> bytes:
@@ -190,52 +212,23 @@ def encode(msg: Message) -> bytes:
         raise LocalProtocolError(
             f"cannot encode {type(msg).__name__}: not a cammesh message", code="unknown-type"
         )
-    # The map's entries go to msgpack as one flat list, key, value, key, value: an array
-    # of them packs to the same bytes as the map, after the header, which is dropped.
-    # One attrgetter call and a slice assignment fill it, where building a dict field by
-    # field took ~0.5 µs more for a thumbnail offer.
-    entries = schema.entries.copy()
-    entries[1::2] = schema.values(msg)
+    values = schema.values(msg)
     for at in schema.mapping_at:
-        if type(entries[at]) is not dict:
-            entries[at] = dict(entries[at])
-    # The frame's pieces: length prefix and packed entries are filled in below.  Bytes
-    # fields go last, as bin headers followed by the caller's own buffers, so a chunk's
-    # payload is copied once (into the frame).
-    parts: list[bytes | bytearray | memoryview] = [b"", schema.opening, b""]
-    blob_bytes = 0
-    for (key, if_none), value in zip(schema.blobs, schema.blob_values(msg), strict=True):
-        if value is None:
-            parts.append(if_none)
-            blob_bytes += len(if_none)
-        else:
-            size = value.nbytes if type(value) is memoryview else len(value)
-            header = key + _bin_header(size)
-            parts += (header, value)
-            blob_bytes += len(header) + size
-    # A packer is reused (~0.2 µs a frame less than msgpack.packb making one each time);
-    # taking it off a list, with the atomic pop and append, keeps threads from sharing one.
+        if type(values[at]) is not dict:
+            values = (*values[:at], dict(values[at]), *values[at + 1 :])
+    # The message's values go into its Struct unchecked (they were checked when the
+    # message was built) and msgspec packs that.
     try:
-        packer = _PACKERS.pop()
-    except IndexError:
-        packer = msgpack.Packer()
-    try:
-        packed: bytes = packer.pack(entries)  # on an error msgpack empties the packer
+        body = _ENCODER.encode(schema.wire(PROTOCOL_VERSION, *values))
     except (TypeError, ValueError, OverflowError) as exc:  # a message mutated behind our back
         raise LocalProtocolError(f"cannot encode {schema.cls.__name__}: {exc}") from exc
-    finally:
-        _PACKERS.append(packer)
-    skip = schema.array_header
-    body_len = len(schema.opening) + len(packed) - skip + blob_bytes
-    if body_len > Limits.MAX_FRAME:
+    if len(body) > Limits.MAX_FRAME:
         raise LocalProtocolError(
-            f"{schema.cls.__name__} frame of {body_len} bytes passes the "
+            f"{schema.cls.__name__} frame of {len(body)} bytes passes the "
             f"{Limits.MAX_FRAME}-byte frame limit; send smaller chunks or thumbnails",
             code="frame-too-large",
         )
-    parts[0] = _LENGTH.pack(body_len)
-    parts[2] = packed[skip:]  # a few hundred bytes but for a catalog: cheaper than a view
-    return b"".join(parts)
+    return _LENGTH.pack(len(body)) + body
 
 
 # --- decoding --------------------------------------------------------------------
@@ -262,10 +255,38 @@ def decode_frame(body: bytes | bytearray | memoryview) -> Message:
             code="frame-too-large",
         )
     try:
+        wire = _DECODER.decode(body)
+    except _MSGSPEC_ERRORS as exc:
+        raise _refusal(body, exc) from None
+    schema = _BY_WIRE[type(wire)]
+    msg = schema.build(wire)
+    if schema.relations:
+        try:
+            msg.check_relations()
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(
+                f"peer sent a bad {schema.tag!r}: {exc}", code=exc.code
+            ) from exc
+    return msg
+
+
+def _refusal(body: bytes | bytearray | memoryview, exc: Exception) -> RemoteProtocolError:
+    """Why a frame msgspec refused is bad, found the exact way: the error to raise for it.
+
+    Hostile or broken frames only come here, so their errors keep their precise codes
+    (unknown-type, bad-version, bad-field, bad-msgpack) and name the field at fault.
+    """
+    try:
         obj = msgpack.unpackb(body, **_UNPACK_LIMITS)
-    except _MSGPACK_ERRORS as exc:
-        raise RemoteProtocolError(f"frame is not valid msgpack: {exc}", code="bad-msgpack") from exc
-    return _message(obj)
+    except _MSGPACK_ERRORS as unpack_exc:
+        return RemoteProtocolError(f"frame is not valid msgpack: {unpack_exc}", code="bad-msgpack")
+    try:
+        _message(obj)
+    except RemoteProtocolError as precise:
+        return precise
+    # Both ways agree on every frame the tests try; should they ever not, the frame is
+    # still refused, with msgspec's reason.
+    return RemoteProtocolError(f"frame refused: {exc}", code="bad-field")
 
 
 def _message(obj: object) -> Message:
@@ -285,10 +306,6 @@ def _message(obj: object) -> Message:
             f"{PROTOCOL_VERSION}: upgrade the older device",
             code="bad-version",
         )
-    # The message is built without its __init__, which would only store each field
-    # through object.__setattr__ (the class is frozen) and call __post_init__: here
-    # each slot is stored directly and __post_init__ runs its checks once, as before.
-    # For a thumbnail offer that is 1.2 µs against 2.3 µs (of a ~20 µs round trip).
     msg = object.__new__(schema.cls)
     try:
         if len(obj) != len(schema.keys):
@@ -322,21 +339,19 @@ class FrameDecoder:
 
     __slots__ = (
         "_body_left",
+        "_buffer",
         "_error",
-        "_fed",
         "_frames",
         "_length",
         "_prefix",
-        "_read",
-        "_unpacker",
+        "_start",
     )
 
     def __init__(self) -> None:
-        # One msgpack Unpacker holds the stream: bytes are copied into it once, and
-        # its limits are parsed once rather than for every frame.
-        self._unpacker = msgpack.Unpacker(**_UNPACK_LIMITS, max_buffer_size=_MAX_BUFFERED)
-        self._fed = 0  # bytes fed since the start of the stream
-        self._read = 0  # bytes of the stream handed out as messages (or refused)
+        # Bytes are copied into one buffer as they are fed; whole frames are decoded
+        # from views of it, and what has been read is dropped in large steps.
+        self._buffer = bytearray()
+        self._start = 0  # where in the buffer the next unread frame begins
         self._frames: deque[int] = deque()  # body lengths of whole frames not yet handed out
         self._prefix = b""  # the part of a length prefix received so far
         self._body_left = 0  # bytes of the current frame's body still to come
@@ -348,16 +363,14 @@ class FrameDecoder:
         if self._error is not None:
             self._raise_if_broken()
         self._scan(data)
-        try:
-            self._unpacker.feed(data)
-        except msgpack.BufferFull:
+        if len(self._buffer) - self._start + len(data) > _MAX_BUFFERED:
             self._fail(
                 RemoteProtocolError(
                     f"more than {_MAX_BUFFERED} bytes arrived without being read out",
                     code="too-much-buffered",
                 )
             )
-        self._fed += len(data)
+        self._buffer += data
 
     def _scan(self, data: bytes | bytearray | memoryview) -> None:
         """Walk the length prefixes in ``data``: count whole frames, refuse oversized ones."""
@@ -405,21 +418,20 @@ class FrameDecoder:
         if not self._frames:
             return None
         length = self._frames.popleft()
-        unpacker = self._unpacker
-        end = self._read = self._read + PREFIX + length
+        buffer, start = self._buffer, self._start + PREFIX
+        end = self._start = start + length
         try:
-            unpacker.read_bytes(PREFIX)
-            obj = unpacker.unpack() if length else None
-            if unpacker.tell() != end:
-                raise ValueError(f"the msgpack value does not fill its {length}-byte frame")
-        except (*_MSGPACK_ERRORS, msgpack.OutOfData) as exc:
-            self._fail(
-                RemoteProtocolError(f"frame is not valid msgpack: {exc}", code="bad-msgpack")
-            )
-        try:
-            return _message(obj)
+            with memoryview(buffer) as view, view[start:end] as body:
+                msg = decode_frame(body)
         except RemoteProtocolError as exc:
             self._fail(exc)
+        if end == len(buffer):
+            buffer.clear()
+            self._start = 0
+        elif end >= _COMPACT_AT:  # keep the buffer from growing with a long stream
+            del buffer[:end]
+            self._start = 0
+        return msg
 
     def __iter__(self) -> Iterator[Message]:
         """Every whole message buffered so far."""
@@ -431,8 +443,7 @@ class FrameDecoder:
         """Bytes received but not yet handed out as messages."""
         if self._error is not None:
             return 0
-        unread: int = self._fed - self._unpacker.tell()
-        return unread
+        return len(self._buffer) - self._start
 
     def _raise_if_broken(self) -> None:
         if self._error is not None:
@@ -442,6 +453,7 @@ class FrameDecoder:
 
     def _fail(self, exc: RemoteProtocolError) -> typing.NoReturn:
         self._error = exc
-        self._unpacker = msgpack.Unpacker()  # drop whatever was buffered
+        self._buffer = bytearray()  # drop whatever was buffered
+        self._start = 0
         self._frames.clear()
         raise exc

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# protocol/ may import only the standard library's pure parts and msgpack.
+# protocol/ may import only the standard library's pure parts, msgpack and msgspec.
 PROTOCOL_FORBIDDEN = {
     "socket", "ssl", "select", "selectors", "asyncio", "trio", "threading", "multiprocessing",
     "concurrent", "subprocess", "time", "sqlite3", "os", "io", "shutil", "tempfile", "pathlib",
