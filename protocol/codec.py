@@ -139,7 +139,7 @@ def _builder(cls: type[Message], names: list[str]) -> Callable[[msgspec.Struct],
 
 
 def _values_getter(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
-    """A function from a message (or its Struct) to the values of ``names``, as a tuple."""
+    """A function from a message to the values of ``names``, always as a tuple."""
     if len(names) > 1:
         getter: Callable[[object], tuple[Any, ...]] = operator.attrgetter(*names)
         return getter
