@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -34,11 +35,38 @@ READ_STEP = 1 << 20
 IN_FLIGHT = (DispersalState.REQUESTED, DispersalState.ACCEPTED, DispersalState.COLLECTING)
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port free on loopback now (the node binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on loopback now, which the node binds a moment later.
+
+    Taken below the kernel's ephemeral range: a port the kernel gives out (to a bind to
+    port 0, or as the source port of a node dialling a peer) could be the source port of
+    some other connection by the time the node binds it, and then the node fails with
+    "address already in use" (seen once in a CI run).
+    """
+    rng = random.Random()
+    top = min(_ephemeral_low(), 65536)
+    for _ in range(1000):
+        port = rng.randrange(max(1024, top - 12000), top)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def cammesh(*args: str | Path, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
