@@ -193,7 +193,16 @@ def _schema(cls: type[Message]) -> _Schema:
 _SCHEMAS: Final[Mapping[type[Message], _Schema]] = {cls: _schema(cls) for cls in MESSAGE_TYPES}
 _BY_TAG: Final[Mapping[str, _Schema]] = {tag: _SCHEMAS[cls] for tag, cls in BY_TAG.items()}
 _BY_WIRE: Final[Mapping[type[msgspec.Struct], _Schema]] = {s.wire: s for s in _SCHEMAS.values()}
-_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+def _as_plain_text(value: object) -> object:
+    """msgspec packs only exact str: a str subclass (built here, a text field may hold one) goes as its text."""
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot travel in a cammesh frame")
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder(enc_hook=_as_plain_text)
 # One decoder for every message type: the "t" of a frame picks the Struct.
 _DECODER: Final = msgspec.msgpack.Decoder(typing.Union[tuple(_BY_WIRE)])  # noqa: UP007 (built from a tuple)
 

@@ -530,6 +530,26 @@ def _outcome(fields: dict[str, object]) -> str:
     return "ok"
 
 
+def test_text_held_in_a_str_subclass_travels_as_its_text() -> None:
+    # msgspec packs only exact str; what a message accepts, its frame must carry.
+    offer = ThumbnailOffer(
+        **offer_fields(  # type: ignore[arg-type]
+            image_id=_Text(A), name=_Text("IMG.JPG"), metadata={_Text("Make"): _Text("Canon")}
+        )
+    )
+    assert decode_one(encode(offer)) == offer
+    hello = Hello(
+        device_id=A,
+        name="cam",
+        role=Role.CAMERA,
+        version=PROTOCOL_VERSION,
+        capabilities=(_Text("sealed"),),
+        capacity=1,
+        free=1,
+    )
+    assert decode_one(encode(hello)) == hello
+
+
 def test_a_str_subclass_is_judged_as_the_str_it_holds() -> None:
     # Every edge and pair of edges, with the image id as a str and as a str subclass:
     # the same verdict, down to the field named first.
