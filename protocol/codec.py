@@ -6,6 +6,8 @@ message by name.  Enums travel as their string values, bytes as msgpack bin,
 tuples as arrays, mappings as maps.  Decoding is strict: exactly the
 message's fields, each of the right type and size, else a
 ``RemoteProtocolError`` -- the only exception hostile bytes can raise here.
+(Keys may come in any order; an integer where a float is due is taken as that
+float; a key given twice has each value checked and its last one kept.)
 
 msgspec packs frames and checks them as it unpacks, in C, against the limits each
 message field declares (protocol/messages.py).  A frame it refuses is unpacked
@@ -57,9 +59,10 @@ _MAX_BUFFERED: Final = 64 * Limits.MAX_FRAME
 # Read bytes a decoder drops once this many have gathered at the front of its buffer.
 _COMPACT_AT: Final = 4 * Limits.MAX_FRAME
 
-# msgspec's complaints about a frame: malformed, not UTF-8 where text is due, or a
-# field out of its limits (msgspec.ValidationError is a DecodeError).
-_MSGSPEC_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)
+# msgspec's complaints about a frame: malformed, not UTF-8 where text is due, a field
+# out of its limits (msgspec.ValidationError is a DecodeError), or values nested too
+# deep (it recurses to skip the values before a "t" that is not the first key).
+_MSGSPEC_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 # msgpack's own complaints about malformed input.
 _MSGPACK_ERRORS: Final = (msgpack.UnpackException, ValueError, TypeError, OverflowError)
@@ -139,16 +142,12 @@ def _builder(cls: type[Message], names: list[str]) -> Callable[[msgspec.Struct],
 
 
 def _values_getter(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
-    """A function from a message to the values of ``names``, always as a tuple."""
+    """A function from a message to the values of ``names`` (at least one), as a tuple."""
+    getter = operator.attrgetter(*names)
     if len(names) > 1:
-        getter: Callable[[object], tuple[Any, ...]] = operator.attrgetter(*names)
-        return getter
-    get_one = operator.attrgetter(*names) if names else None
-
-    def values(msg: object) -> tuple[Any, ...]:
-        return () if get_one is None else (get_one(msg),)
-
-    return values
+        many: Callable[[object], tuple[Any, ...]] = getter
+        return many
+    return lambda msg: (getter(msg),)
 
 
 def _schema(cls: type[Message]) -> _Schema:
@@ -229,7 +228,7 @@ def encode(msg: Message) -> bytes:
     # message was built) and msgspec packs that.
     try:
         body = _ENCODER.encode(schema.wire(PROTOCOL_VERSION, *values))
-    except (TypeError, ValueError, OverflowError) as exc:  # a message mutated behind our back
+    except (TypeError, ValueError, OverflowError, BufferError) as exc:  # mutated, or odd buffers
         raise LocalProtocolError(f"cannot encode {schema.cls.__name__}: {exc}") from exc
     if len(body) > Limits.MAX_FRAME:
         raise LocalProtocolError(
@@ -288,7 +287,8 @@ def _refusal(body: bytes | bytearray | memoryview, exc: Exception) -> RemoteProt
     try:
         obj = msgpack.unpackb(body, **_UNPACK_LIMITS)
     except _MSGPACK_ERRORS as unpack_exc:
-        return RemoteProtocolError(f"frame is not valid msgpack: {unpack_exc}", code="bad-msgpack")
+        why = str(unpack_exc) or type(unpack_exc).__name__  # msgpack's StackError says nothing
+        return RemoteProtocolError(f"frame is not valid msgpack: {why}", code="bad-msgpack")
     try:
         _message(obj)
     except RemoteProtocolError as precise:

@@ -87,7 +87,12 @@ def _blob(meta: Meta) -> Check:
         if type(value) is bytes:
             size = len(value)
         elif isinstance(value, memoryview):
-            size = value.nbytes
+            try:  # a released view has no size; a strided one cannot be framed as it is
+                if not value.c_contiguous:
+                    return why
+                size = value.nbytes
+            except ValueError:
+                return why
         elif isinstance(value, _BYTES_LIKE):
             size = len(value)
         else:
@@ -169,7 +174,7 @@ def _map_of(meta: Meta, key_check: Check, value_check: Check) -> Check:
             return why
         for key, item in value.items():
             if (bad := key_check(key)) is not None:
-                return f"keys {bad}"
+                return f"key {key!r} {bad}"
             if (bad := value_check(item)) is not None:
                 return f"value of {key!r} {bad}"
         return None

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
-from protocol.messages import Limits, MetadataValue
+from protocol.fields import checker
+from protocol.messages import Limits, MetadataItem, MetadataValue
 from protocol.sealing import KEY_SIZE, SEALED_RECORD, SealingError, sealed_size
 from protocol.store import (
     Decision,
@@ -125,6 +126,9 @@ def display_name(name: str) -> str:
     return clean or "unnamed"
 
 
+_METADATA_VALUE_OK: Final = checker(MetadataItem)
+
+
 def clean_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
     """Metadata within the wire limits: scalar values, finite floats, bounded keys and text."""
     out: dict[str, MetadataValue] = {}
@@ -133,12 +137,10 @@ def clean_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
             break
         if not isinstance(key, str) or not 0 < len(key) <= 64:
             continue
-        if value is None or type(value) in (bool, int):
-            out[key] = value  # type: ignore[assignment]  # narrowed by the type() test
-        elif type(value) is float and value == value and abs(value) != float("inf"):
-            out[key] = value
-        elif isinstance(value, str):
-            out[key] = value[: Limits.MAX_METADATA_VALUE]
+        if isinstance(value, str):
+            value = str(value)[: Limits.MAX_METADATA_VALUE]
+        if _METADATA_VALUE_OK(value) is None:  # the wire's own declaration of a value
+            out[key] = value  # type: ignore[assignment]  # checked as a MetadataItem
     return out
 
 

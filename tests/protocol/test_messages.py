@@ -143,6 +143,7 @@ BAD: list[tuple[type[Message], str, object]] = [
     (OriginalHeader, "destination", None),
     (OriginalHeader, "owner", ""),
     (Chunk, "data", b""),
+    (Chunk, "data", memoryview(b"abcdef")[::2]),  # strided: cannot be framed as it is
     (Chunk, "data", b"x" * (Limits.MAX_CHUNK + 1)),
     (Chunk, "offset", Limits.MAX_ORIGINAL + 1),
     (Chunk, "purpose", None),

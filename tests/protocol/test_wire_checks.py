@@ -160,3 +160,17 @@ def test_a_key_given_twice_is_checked_each_time_and_counts_with_its_last_value()
     assert verdict(with_nonce_twice(-1, 7)) == "bad-field"
     assert verdict(with_nonce_twice(7, -1)) == "bad-field"
     assert verdict(with_nonce_twice(7, "x")) == "bad-field"
+
+
+def test_values_nested_deep_before_the_tag_are_a_protocol_error() -> None:
+    # msgspec recurses to skip what comes before a "t" that is not the first key; a
+    # thousand nested arrays there once made it raise RecursionError past the decoder,
+    # which then dropped the frame without breaking.
+    body = b"\x82\xa1x" + b"\x91" * 1000 + b"\xc0" + msgpack.packb("t") + msgpack.packb("ping")
+    assert verdict(body) == "bad-version"  # the exact way reads it: a ping with no "v"
+    decoder = codec.FrameDecoder()
+    decoder.feed(len(body).to_bytes(4, "big") + body)
+    with pytest.raises(RemoteProtocolError):
+        decoder.next_message()
+    with pytest.raises(RemoteProtocolError):
+        decoder.next_message()  # and stays broken

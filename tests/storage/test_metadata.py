@@ -102,3 +102,21 @@ def test_damaged_exif_gives_safe_metadata(cut: int, flips: list[tuple[int, int]]
 def test_random_tiff_bodies_never_raise(body: bytes) -> None:
     for header in (b"II*\x00\x08\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08"):
         check_metadata("Test", "metadata", read_exif(Tiff(header + body)).metadata)
+
+
+def test_a_card_keeps_only_metadata_values_a_thumbnail_offer_can_carry() -> None:
+    from storage.card import clean_metadata
+
+    kept = clean_metadata(
+        {
+            "Big": 2**63,  # past a signed 64-bit integer
+            "Max": 2**63 - 1,
+            "NaN": float("nan"),
+            "List": [1],
+            "Text": "x" * 600,
+            "Flag": True,
+            "": 1,
+        }
+    )
+    assert kept == {"Max": 2**63 - 1, "Text": "x" * 512, "Flag": True}
+    check_metadata("ThumbnailOffer", "metadata", kept)
