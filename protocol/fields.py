@@ -27,15 +27,32 @@ Check = Callable[[object], "str | None"]  # None if the value is good, else why 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
+def limits(hint: Any) -> tuple[Any, Meta]:
+    """``hint`` without its ``Annotated`` wrapping, and the limits it declared (maybe none)."""
+    if typing.get_origin(hint) is not Annotated:
+        return hint, Meta()
+    base, *extras = typing.get_args(hint)
+    return base, next((m for m in extras if isinstance(m, Meta)), Meta())
+
+
+def base_type(hint: Any) -> Any:
+    """``hint`` without its ``Annotated`` limits."""
+    return limits(hint)[0]
+
+
+def union_options(hint: Any) -> tuple[Any, ...]:
+    """The types a union ``hint`` allows; empty if it is not a union."""
+    base = base_type(hint)
+    origin = typing.get_origin(base)
+    return typing.get_args(base) if origin is typing.Union or origin is types.UnionType else ()
+
+
 def checker(hint: Any) -> Check:
     """The check for a value of type ``hint`` (maybe ``Annotated`` with a ``Meta``)."""
-    meta = Meta()
-    if typing.get_origin(hint) is Annotated:
-        hint, *extras = typing.get_args(hint)
-        meta = next((m for m in extras if isinstance(m, Meta)), meta)
+    if options := union_options(hint):
+        return _union(options)
+    hint, meta = limits(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return _union(args)
     if origin is tuple:
         return _tuple_of(meta, checker(args[0]))
     if origin is Mapping or origin is dict:
@@ -141,11 +158,6 @@ def _union(options: tuple[Any, ...]) -> Check:
         return found(value)
 
     return check
-
-
-def base_type(hint: Any) -> Any:
-    """``hint`` without its ``Annotated`` limits."""
-    return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
 
 
 def _tuple_of(meta: Meta, item_check: Check) -> Check:

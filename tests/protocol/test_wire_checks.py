@@ -10,18 +10,16 @@ every declared limit and on anything msgpack can carry.
 from __future__ import annotations
 
 import math
-import typing
-from typing import Annotated, Any
+from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from msgspec import Meta
 
 from protocol import codec
 from protocol.errors import RemoteProtocolError
-from protocol.fields import base_type
+from protocol.fields import base_type, limits, union_options
 from protocol.messages import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
@@ -36,10 +34,7 @@ from tests.protocol.test_messages import VALID
 
 def edges(hint: Any) -> list[object]:
     """Values at and just past each limit ``hint`` declares, and values of other kinds."""
-    meta = Meta()
-    if typing.get_origin(hint) is Annotated:
-        meta = next((m for m in typing.get_args(hint)[1:] if isinstance(m, Meta)), meta)
-    base = base_type(hint)
+    _, meta = limits(hint)
     out: list[object] = [None, True, 0, 1.5, "", b"", [], {}]
     for bound in (meta.ge, meta.le):
         if isinstance(bound, int):
@@ -53,9 +48,8 @@ def edges(hint: Any) -> list[object]:
                     out += ["a" * n, b"a" * n, ["a"] * n, {f"{i:064x}": 1 for i in range(n)}]
     if meta.pattern:
         out += ["a" * 64, "A" * 64, "a" * 63 + "\n", "g" * 64, "0" * 64]
-    if typing.get_origin(base) in (typing.Union, type(int | None)):
-        for option in typing.get_args(base):
-            out += edges(option)
+    for option in union_options(hint):
+        out += edges(option)
     return out
 
 
@@ -95,10 +89,7 @@ def assert_same_verdict(body: bytes) -> None:
 
 
 def _kinds(hint: Any) -> set[Any]:
-    base = base_type(hint)
-    if typing.get_origin(base) in (typing.Union, type(int | None)):
-        return {base_type(option) for option in typing.get_args(base)}
-    return {base}
+    return {base_type(option) for option in union_options(hint) or (hint,)}
 
 
 def wire_map(msg: Message) -> dict[str, Any]:
