@@ -28,7 +28,7 @@ import tempfile
 import threading
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +62,7 @@ from storage.errors import (
     NotFound,
     StoreError,
 )
+from storage.movies import StripFrame
 from storage.sizes import format_size
 
 log = logging.getLogger("cammesh.card")
@@ -85,6 +86,8 @@ class Extraction(Protocol):
     def capture_time(self) -> float | None: ...
     @property
     def metadata(self) -> Mapping[str, MetadataValue]: ...
+    @property
+    def strip(self) -> Sequence[StripFrame]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class GivenExtraction:
     mime: str = "image/jpeg"
     capture_time: float | None = None
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    strip: Sequence[StripFrame] = ()
 
 
 def default_reserve(capacity: int) -> int:
@@ -451,7 +455,9 @@ class Card:
             original_at=now,
         )
         try:
-            self._catalog.insert_image(record, thumbnail_source=facts.thumbnail_source)
+            self._catalog.insert_image(
+                record, thumbnail_source=facts.thumbnail_source, strip=facts.strip
+            )
         except BaseException:
             _unlink(final)
             raise
@@ -524,6 +530,25 @@ class Card:
     def thumbnail_sources(self) -> dict[str, str | None]:
         """Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder)."""
         return self._catalog.thumbnail_sources()
+
+    # --- movie strips (FIG. 15-16): storage-level, outside the protocol's Store ----------
+    @_locked
+    def strip(self, image_id: str) -> list[StripFrame]:
+        """The strip of keyframe thumbnails kept for a movie, poster first; [] for a still."""
+        return self._catalog.strip(image_id)
+
+    @_locked
+    def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
+        """Keep ``strip`` for a picture the catalog lists (a strip a peer sent with its
+        thumbnail); it replaces any strip kept before.  NotFound for an unknown picture."""
+        if self._catalog.image(image_id) is None:
+            raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
+        self._catalog.set_strip(image_id, strip)
+
+    @_locked
+    def strip_lengths(self) -> dict[str, int]:
+        """Per image id that has a strip, the number of its frames."""
+        return self._catalog.strip_lengths()
 
     # --- the catalog -------------------------------------------------------------------
     @_locked

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +36,7 @@ from protocol.store import (
     Where,
 )
 from storage.errors import CatalogTooNew, StoreError
+from storage.movies import StripFrame
 
 CATALOG_NAME: Final = "catalog.sqlite"
 
@@ -123,6 +124,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     ALTER TABLE held ADD COLUMN digest TEXT;
     UPDATE held SET digest = image_id;
+    """,
+    # 4: a movie's strip of keyframe thumbnails (FIG. 15-16), kept with its picture; the
+    # first frame is the poster (also the picture's thumbnail).  Older cards have no movies
+    # with strips: the table starts empty.
+    """
+    CREATE TABLE strip_frames (
+        image_id TEXT NOT NULL,
+        position INTEGER NOT NULL CHECK (position >= 0),
+        time REAL NOT NULL,
+        byte_offset INTEGER,  -- where the keyframe's packet starts in the movie file
+        kind TEXT NOT NULL CHECK (kind IN ('interval', 'scene')),
+        jpeg BLOB NOT NULL,
+        PRIMARY KEY (image_id, position)
+    );
     """,
 )
 
@@ -241,24 +256,60 @@ class Catalog:
                 self._db.execute("INSERT OR REPLACE INTO card (key, value) VALUES (?, ?)", (key, value))
 
     # --- images -------------------------------------------------------------------
-    def insert_image(self, record: ImageRecord, *, thumbnail_source: str | None) -> None:
+    def insert_image(
+        self, record: ImageRecord, *, thumbnail_source: str | None,
+        strip: Sequence[StripFrame] = (),
+    ) -> None:
+        """One new picture, and a movie's strip with it in the same transaction."""
         try:
-            self._run(
-                f"INSERT INTO images ({_IMAGE_COLUMNS}, thumbnail_source)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.image_id, record.origin, record.seq, record.name, record.size,
-                    record.mime, record.capture_time,
-                    json.dumps(dict(record.metadata), allow_nan=False, sort_keys=True),
-                    record.thumbnail, record.where.value, record.thumbnail_at,
-                    record.original_at, record.wrapped_key, thumbnail_source,
-                ),
-            )
+            with self.transaction():
+                self._insert_image(record, thumbnail_source)
+                self._put_strip(record.image_id, strip)
         except sqlite3.IntegrityError as exc:
             raise StoreError(
                 f"picture {record.image_id[:12]} conflicts with the catalog: seq {record.seq} "
                 f"of origin {record.origin[:12]} is already another picture"
             ) from exc
+
+    def _insert_image(self, record: ImageRecord, thumbnail_source: str | None) -> None:
+        self._db.execute(
+            f"INSERT INTO images ({_IMAGE_COLUMNS}, thumbnail_source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.image_id, record.origin, record.seq, record.name, record.size,
+                record.mime, record.capture_time,
+                json.dumps(dict(record.metadata), allow_nan=False, sort_keys=True),
+                record.thumbnail, record.where.value, record.thumbnail_at,
+                record.original_at, record.wrapped_key, thumbnail_source,
+            ),
+        )
+
+    # --- movie strips -----------------------------------------------------------------
+    def _put_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
+        self._db.execute("DELETE FROM strip_frames WHERE image_id = ?", (image_id,))
+        self._db.executemany(
+            "INSERT INTO strip_frames (image_id, position, time, byte_offset, kind, jpeg)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(image_id, n, f.time, f.offset, f.kind, f.jpeg) for n, f in enumerate(strip)],
+        )
+
+    def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
+        """Replace the strip kept for ``image_id`` (an empty one deletes it)."""
+        with self.transaction():
+            self._put_strip(image_id, strip)
+
+    def strip(self, image_id: str) -> list[StripFrame]:
+        rows = self._all(
+            "SELECT time, byte_offset, kind, jpeg FROM strip_frames WHERE image_id = ?"
+            " ORDER BY position", (image_id,),
+        )
+        return [StripFrame(r["time"], r["byte_offset"], r["kind"], bytes(r["jpeg"])) for r in rows]
+
+    def strip_lengths(self) -> dict[str, int]:
+        """Per image id that has a strip, how many frames it has."""
+        return {r["image_id"]: int(r["n"]) for r in self._all(
+            "SELECT image_id, COUNT(*) AS n FROM strip_frames GROUP BY image_id"
+        )}
 
     def image(self, image_id: str) -> ImageRecord | None:
         row = self._one(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE image_id = ?", (image_id,))

@@ -14,13 +14,14 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.messages import MetadataValue
 from storage.card import Card, Extraction
 from storage.errors import CardFull, StoreError
+from storage.movies import StripFrame
 
 log = logging.getLogger("cammesh.import")
 
@@ -120,6 +121,7 @@ class _Failed:
     mime: str = "application/octet-stream"
     capture_time: float | None = None
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    strip: Sequence[StripFrame] = ()
 
 
 def import_paths(

@@ -9,6 +9,7 @@ the small thumbnail, never to the big picture.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import warnings
@@ -19,6 +20,7 @@ from typing import BinaryIO, Final
 from PIL import Image
 
 from storage.metadata import Exif, MetadataValue, Tiff, merged, read_exif
+from storage.movies import MEDIA_HINT, MovieUnusable, StripFrame, extract_movie
 
 MAX_SIDE: Final = 320
 HEAD_BYTES: Final = 128 * 1024  # EXIF lives in one APP1 segment of at most 64 KiB, near the start
@@ -47,9 +49,10 @@ _ALL_SOF: Final = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 class Extracted:
     """What import stores about a file besides its bytes.
 
-    ``thumbnail_source`` is "embedded", "decoded", "raw-preview" or "placeholder"; ``reason``
-    says why the embedded thumbnail was not used or why there is only a placeholder.
-    ``width``/``height`` are the pixels as stored, before orientation."""
+    ``thumbnail_source`` is "embedded", "decoded", "raw-preview", "keyframe" (a movie's
+    poster, the first frame of its ``strip``) or "placeholder"; ``reason`` says why the
+    embedded thumbnail was not used, why there is only a placeholder, or why a movie's strip
+    was cut short.  ``width``/``height`` are the pixels as stored, before orientation."""
 
     thumbnail: bytes
     thumbnail_source: str
@@ -59,6 +62,7 @@ class Extracted:
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
     width: int | None = None
     height: int | None = None
+    strip: tuple[StripFrame, ...] = ()
 
 
 class _Unusable(Exception):
@@ -74,14 +78,14 @@ def extract(path: Path, *, use_embedded: bool = True) -> Extracted:
         head = file.read(HEAD_BYTES)
         mime = mime_of(head)
         try:
-            return _extract(file, head, mime, use_embedded)
+            return _extract(path, file, head, mime, use_embedded)
         except Exception as exc:  # a hostile file must never stop an import (DESIGN.md)
             return placeholder(mime, _why(exc))
 
 
 def _why(exc: Exception) -> str:
     """The logged reason a thumbnail could not be made (at most protocol Limits.MAX_TEXT)."""
-    if isinstance(exc, _Unusable):
+    if isinstance(exc, _Unusable | MovieUnusable):
         text = str(exc)
     elif isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
         text = f"decompression bomb: {exc}"  # the warning is raised when warnings are errors
@@ -121,6 +125,10 @@ def mime_of(head: bytes) -> str:
         return "image/webp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return _tiff_mime(head)
+    if head.startswith(b"FUJIFILMCCD-RAW"):
+        return "image/x-fuji-raf"
+    if _is_transport_stream(head):
+        return "video/mp2t"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand == b"qt  ":
@@ -131,6 +139,16 @@ def mime_of(head: bytes) -> str:
     if head and _looks_like_text(head[:4096]):
         return "text/plain"
     return "application/octet-stream"
+
+
+def _is_transport_stream(head: bytes) -> bool:
+    """MPEG-TS (.MTS is 192-byte packets with a 4-byte timestamp first, M2TS): a sync byte
+    0x47 at the start of each of the first packets."""
+    for size, first in ((188, 0), (192, 4)):
+        starts = range(first, min(len(head), 5 * size), size)
+        if len(starts) >= 2 and all(head[at] == 0x47 for at in starts):
+            return True
+    return False
 
 
 def _looks_like_text(sample: bytes) -> bool:
@@ -159,15 +177,24 @@ def _tiff_mime(head: bytes) -> str:
     return "image/tiff"
 
 
-def _extract(file: BinaryIO, head: bytes, mime: str, use_embedded: bool) -> Extracted:
+def _extract(
+    path: Path, file: BinaryIO, head: bytes, mime: str, use_embedded: bool
+) -> Extracted:
     if not head:
         raise _Unusable("empty file")
     if mime == "image/jpeg":
         return _from_jpeg(file, head, mime, use_embedded)
-    if mime.startswith("image/x-") or mime == "image/tiff":
-        return _from_tiff(file, mime)
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        found = _from_tiff(file, mime)
+        if found.thumbnail_source != "placeholder" or mime == "image/tiff":
+            return found
+        return _from_rawpy(file, mime, found)  # LibRaw knows makers' layouts we do not
+    if mime in ("image/x-canon-cr3", "image/x-fuji-raf"):
+        return _from_rawpy(file, mime, None)
+    if mime == "image/heic":
+        return _from_heif(file, mime, use_embedded)
     if mime.startswith("video/"):
-        raise _Unusable(f"{mime}: no thumbnail is made for movies")
+        return _from_movie(path, mime)
     if mime in ("image/png", "image/gif", "image/webp"):
         file.seek(0)
         thumbnail, width, height = _decode(file, 1)
@@ -445,3 +472,94 @@ def _preview_thumbnail(jpeg: bytes, exif: Exif) -> bytes:
         raise _Unusable(f"preview claims {frame.width}x{frame.height} pixels")
     thumbnail, _, _ = _decode(io.BytesIO(jpeg), exif.orientation)
     return thumbnail
+
+
+# --- movies, HEIF, RAW through the media extra (cammesh[media]) ---------------------
+
+
+def _from_movie(path: Path, mime: str) -> Extracted:
+    movie = extract_movie(path)  # MovieUnusable becomes the placeholder's reason
+    return Extracted(
+        movie.poster, "keyframe", movie.reason, mime, movie.capture_time, movie.metadata,
+        movie.width, movie.height, movie.strip,
+    )
+
+
+def _from_heif(file: BinaryIO, mime: str, use_embedded: bool) -> Extracted:
+    """Its embedded thumbnail first, else a decode of the primary image, reduced here.
+
+    libheif applies the picture's own rotation and mirroring (irot/imir) to both, so the
+    EXIF orientation is metadata only; applying it again would turn the picture twice."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise _Unusable(f"{MEDIA_HINT.replace('movie strips', 'HEIF thumbnails')} "
+                        "(pillow-heif is not installed)") from None
+    file.seek(0)
+    heif = pillow_heif.open_heif(file, convert_hdr_to_8bit=True)
+    primary = heif[heif.primary_index]
+    width, height = primary.size
+    if width * height > _max_pixels():
+        raise _Unusable(f"decompression bomb: {width}x{height} pixels is past the limit")
+    exif = Exif()
+    raw_exif = primary.info.get("exif")
+    if isinstance(raw_exif, bytes) and raw_exif:
+        with contextlib.suppress(ValueError):
+            exif = read_exif(Tiff(raw_exif, 6 if raw_exif[:6] == b"Exif\0\0" else 0))
+    metadata = merged(exif.metadata, width=width, height=height)
+    reason: str | None = "no embedded HEIF thumbnail"
+    if use_embedded and primary.info.get("thumbnails"):
+        try:
+            image = primary.get_thumbnail(0).to_pillow()
+            image.thumbnail((MAX_SIDE, MAX_SIDE))
+            thumbnail = _encode(image, 1)
+        except Exception as exc:  # a broken thumbnail item: decode the picture instead
+            reason = f"embedded thumbnail unreadable ({type(exc).__name__})"
+        else:
+            return Extracted(thumbnail, "embedded", None, mime, exif.capture_time, metadata,
+                             width, height)
+    elif not use_embedded:
+        reason = "embedded thumbnail not wanted"
+    image = primary.to_pillow()
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    return Extracted(_encode(image, 1), "decoded", reason, mime, exif.capture_time, metadata,
+                     width, height)
+
+
+_LIBRAW_FLIP: Final = {0: 1, 3: 3, 5: 8, 6: 6}  # LibRaw sizes.flip -> EXIF orientation
+
+
+def _from_rawpy(file: BinaryIO, mime: str, found: Extracted | None) -> Extracted:
+    """The embedded preview as LibRaw finds it; ``found`` is what our own parser made."""
+    try:
+        import rawpy
+    except ImportError:
+        if found is not None:
+            return found
+        raise _Unusable("install cammesh[media] to see this RAW's preview "
+                        "(rawpy is not installed)") from None
+    file.seek(0)
+    data = file.read(MAX_TIFF_BYTES + 1)
+    if len(data) > MAX_TIFF_BYTES:
+        raise _Unusable(f"RAW file larger than {MAX_TIFF_BYTES >> 20} MiB: not searched")
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            orientation = _LIBRAW_FLIP.get(int(raw.sizes.flip), 1)
+            width, height = int(raw.sizes.raw_width), int(raw.sizes.raw_height)
+            thumb = raw.extract_thumb()
+    except Exception as exc:
+        if found is not None:
+            return found
+        raise _Unusable(f"LibRaw cannot read it: {type(exc).__name__}: {exc}") from exc
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        jpeg = bytes(thumb.data)
+        thumbnail = _preview_thumbnail(jpeg, Exif(orientation=orientation))
+    else:  # a bitmap preview (some older cameras)
+        image = Image.fromarray(thumb.data)  # type: ignore[arg-type]  # an RGB ndarray
+        image.thumbnail((MAX_SIDE, MAX_SIDE))
+        thumbnail = _encode(image, orientation)
+    base = found.metadata if found is not None else {}
+    metadata = merged(dict(base), width=width, height=height)
+    metadata.setdefault("orientation", orientation)
+    capture_time = found.capture_time if found is not None else None
+    return Extracted(thumbnail, "raw-preview", None, mime, capture_time, metadata, width, height)

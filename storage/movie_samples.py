@@ -1,0 +1,108 @@
+"""Movies, HEIF pictures and a DNG that tests and benchmarks make themselves (no downloads).
+
+Needs the media extra (``cammesh[media]``: PyAV, pillow-heif).  Movies are solid colours that
+change at given cut times, so encoding is quick even at 1080p or 4K and the only scene changes
+are the cuts.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Final
+
+from PIL import Image
+
+from storage import samples
+
+COLOURS: Final = ((220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 40), (200, 40, 200))
+
+
+def _yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """BT.601 limited range, as libx264 and libx265 expect for yuv420p."""
+    r, g, b = rgb
+    y = 16 + (65.738 * r + 129.057 * g + 25.064 * b) / 256
+    u = 128 + (-37.945 * r - 74.494 * g + 112.439 * b) / 256
+    v = 128 + (112.439 * r - 94.154 * g - 18.285 * b) / 256
+    return round(y), round(u), round(v)
+
+
+def write_movie(
+    path: Path,
+    *,
+    seconds: float,
+    size: tuple[int, int] = (320, 180),
+    fps: int = 25,
+    codec: str = "libx264",
+    cuts: Sequence[float] = (),
+    gop_s: float = 2.0,
+    creation_time: str | None = "2026-12-07T09:30:00.000000Z",
+) -> Path:
+    """A movie of solid colours, the colour changing at each time in ``cuts`` (seconds).
+
+    Keyframes come every ``gop_s`` seconds and at each cut (the encoder's scene-cut
+    detection is on, as in a camera), so a cut is a keyframe of its own."""
+    import av  # the media extra
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    with av.open(str(path), "w") as container:
+        if creation_time is not None:
+            container.metadata["creation_time"] = creation_time
+        stream: Any = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        gop = max(1, round(gop_s * fps))
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "35",
+                              "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=40"}
+        elif codec == "libx265":
+            stream.options = {"preset": "ultrafast", "crf": "35",
+                              "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=40:"
+                                             "log-level=none:open-gop=0"}
+        frames = []
+        for rgb in COLOURS:
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane, value in zip(frame.planes, _yuv(rgb), strict=True):
+                plane.update(bytes([value]) * plane.buffer_size)
+            frames.append(frame)
+        bounds = sorted(cuts)
+        for index in range(round(seconds * fps)):
+            scene = sum(1 for cut in bounds if index >= round(cut * fps))
+            frame = frames[scene % len(frames)]
+            frame.pts = index
+            # A cut forces a keyframe, as a camera's encoder would place one.
+            frame.pict_type = av.video.frame.PictureType.I if any(
+                index == round(cut * fps) for cut in bounds) else av.video.frame.PictureType.NONE
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def write_sony_clip(folder: Path, *, seconds: float = 6.0, cuts: Sequence[float] = (3.0,)) -> Path:
+    """A Sony card's layout: CLIP/C0001.MP4 and its proxy SUB/C0001S03.MP4 (smaller, same
+    scenes).  Returns the main clip's path."""
+    main = write_movie(folder / "CLIP" / "C0001.MP4", seconds=seconds, size=(640, 360),
+                       cuts=cuts)
+    write_movie(folder / "SUB" / "C0001S03.MP4", seconds=seconds, size=(160, 90), cuts=cuts)
+    return main
+
+
+def write_heif(path: Path, *, size: tuple[int, int] = (640, 480), thumbnail: bool,
+               orientation: int = 1) -> Path:
+    """A HEIF picture, left half red and right half blue, with or without an embedded
+    thumbnail, with an EXIF block (camera, capture time, orientation)."""
+    import pillow_heif  # the media extra
+
+    image = Image.new("RGB", size, (220, 0, 0))
+    image.paste((0, 0, 220), (size[0] // 2, 0, size[0], size[1]))
+    exif = samples.exif_bytes(samples.sample_exif(0, orientation=orientation),
+                              width=size[0], height=size[1], thumbnail=None)
+    heif = pillow_heif.from_pillow(image)
+    out = io.BytesIO()
+    heif.save(out, quality=60, exif=exif, thumbnails=[160] if thumbnail else [])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue())
+    return path
