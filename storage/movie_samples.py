@@ -106,3 +106,36 @@ def write_heif(path: Path, *, size: tuple[int, int] = (640, 480), thumbnail: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(out.getvalue())
     return path
+
+
+def write_dng(path: Path, *, size: tuple[int, int] = (256, 192), orientation: int = 1) -> Path:
+    """A real, minimal DNG (LibRaw opens it): a 16-bit RGGB Bayer image in a SubIFD and a red
+    640x480 JPEG preview in IFD0, as DNG 1.4 lays them out."""
+    from storage.samples import ASCII, BYTE, LONG, SHORT, _jpeg, _Tiff
+
+    width, height = size
+    preview = _jpeg(Image.new("RGB", (640, 480), (200, 0, 0)), quality=85)
+    sensor = bytes(range(256)) * (width * height * 2 // 256)
+    tiff = _Tiff()
+    sensor_at = tiff.blob(sensor)
+    preview_at = tiff.blob(preview)
+    raw_ifd = tiff.ifd([
+        (0x00FE, LONG, (0,)), (0x0100, LONG, (width,)), (0x0101, LONG, (height,)),
+        (0x0102, SHORT, (16,)), (0x0103, SHORT, (1,)), (0x0106, SHORT, (32803,)),
+        (0x0111, LONG, (sensor_at,)), (0x0115, SHORT, (1,)), (0x0116, LONG, (height,)),
+        (0x0117, LONG, (len(sensor),)), (0x011C, SHORT, (1,)),
+        (0x828D, SHORT, (2, 2)), (0x828E, BYTE, (0, 1, 1, 2)),
+        (0xC61D, LONG, (65535,)),
+    ])
+    ifd0 = tiff.ifd([
+        (0x00FE, LONG, (1,)), (0x0100, LONG, (640,)), (0x0101, LONG, (480,)),
+        (0x0102, SHORT, (8, 8, 8)), (0x0103, SHORT, (7,)), (0x0106, SHORT, (6,)),
+        (0x010F, ASCII, b"Cammesh Optics"), (0x0110, ASCII, b"CM-DNG"),
+        (0x0111, LONG, (preview_at,)), (0x0112, SHORT, (orientation,)),
+        (0x0115, SHORT, (3,)), (0x0116, LONG, (480,)), (0x0117, LONG, (len(preview),)),
+        (0x014A, LONG, (raw_ifd,)),
+        (0xC612, BYTE, (1, 4, 0, 0)), (0xC614, ASCII, b"Cammesh CM-DNG"),
+    ])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tiff.finish(ifd0))
+    return path

@@ -34,7 +34,7 @@ SCENE_THRESHOLD: Final = 0.15
 DEADLINE_S: Final = 20.0
 MAX_PACKETS: Final = 200_000  # keyframe packets demuxed (a 10-hour all-intra movie at 5 fps)
 MAX_PROBES: Final = 2_000  # keyframes decoded to tiny images
-MAX_DURATION_S: Final = 7 * 24 * 3600.0
+MAX_DURATION_S: Final = 24 * 3600.0  # cameras split files long before a day
 MAX_PIXELS: Final = 8192 * 8192
 QUALITY: Final = 80
 _TINY: Final = (32, 18)
@@ -106,7 +106,9 @@ def extract_movie(path: Path, settings: StripSettings = StripSettings()) -> Movi
     started = time.monotonic()
     deadline = started + settings.deadline_s
     try:
-        main = av.open(str(path), timeout=settings.deadline_s)
+        # The timeout bounds each wait inside FFmpeg (it interrupts a read that hangs); the
+        # deadline below bounds the whole walk.
+        main = av.open(str(path), timeout=max(1.0, settings.deadline_s))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MovieUnusable(f"the movie cannot be opened: {_text(exc)}") from exc
     with main:
@@ -115,7 +117,7 @@ def extract_movie(path: Path, settings: StripSettings = StripSettings()) -> Movi
         strip, reason = None, None
         if proxy is not None:
             try:
-                with av.open(str(proxy), timeout=settings.deadline_s) as small:
+                with av.open(str(proxy), timeout=max(1.0, settings.deadline_s)) as small:
                     strip, reason = _strip(small, settings, deadline)
             except (av.FFmpegError, OSError, ValueError, MovieUnusable):
                 strip, proxy = None, None  # a broken proxy: the main clip still has the movie
@@ -153,8 +155,11 @@ def _header(container: Any) -> _Header:
     if width * height > MAX_PIXELS:
         raise MovieUnusable(f"the header declares {width}x{height} pixels: past the limit")
     duration = _duration(container, stream)
-    if duration is not None and not 0 <= duration <= MAX_DURATION_S:
-        raise MovieUnusable(f"the header declares a duration of {duration:.0f} s: not believed")
+    for declared in (duration, _container_duration(container)):
+        if declared is not None and not 0 <= declared <= MAX_DURATION_S:
+            raise MovieUnusable(
+                f"the header declares a duration of {declared:.0f} s: not believed"
+            )
     rate = stream.average_rate or stream.guessed_rate
     metadata: dict[str, MetadataValue] = {
         "width": width, "height": height, "codec": str(stream.codec_context.name)[:64],
@@ -171,11 +176,15 @@ def _header(container: Any) -> _Header:
 
 
 def _duration(container: Any, stream: Any) -> float | None:
-    if stream.duration is not None and stream.time_base:
+    if stream.duration and stream.time_base:  # 0 is how FFmpeg says "unknown" here
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return float(container.duration) / 1_000_000  # AV_TIME_BASE
     return None
+
+
+def _container_duration(container: Any) -> float | None:
+    return None if container.duration is None else float(container.duration) / 1_000_000
 
 
 def _epoch(text: str) -> float | None:
@@ -294,19 +303,19 @@ def _main_offsets(
     main: Any, strip: list[tuple[StripFrame, bytes]], deadline: float
 ) -> list[tuple[StripFrame, bytes]]:
     """Offsets in the main clip of the keyframe at or before each proxy frame's time."""
+    import av
+
+    # Demuxed keyframe packets, not the index: index entries carry decoding times, which run
+    # ahead of presentation times by the B-frame delay.
     stream = main.streams.video[0]
     base, start = stream.time_base, stream.start_time or 0
-    keys = [(float((e.timestamp - start) * base), e.pos) for e in stream.index_entries
-            if e.is_keyframe] if stream.index_entries is not None else []
-    if not keys:
-        import av
-
-        stream.discard = av.stream.Discard.nonkey
-        for packet in main.demux(stream):
-            if time.monotonic() > deadline:
-                break
-            if packet.pts is not None and packet.is_keyframe:
-                keys.append((float((packet.pts - start) * base), packet.pos))
+    stream.discard = av.stream.Discard.nonkey
+    keys: list[tuple[float, int]] = []
+    for packet in main.demux(stream):
+        if time.monotonic() > deadline:
+            break
+        if packet.pts is not None and packet.is_keyframe:
+            keys.append((float((packet.pts - start) * base), packet.pos))
     out = []
     for frame, poster in strip:
         before = [pos for at, pos in keys if at <= frame.time + 1e-3]

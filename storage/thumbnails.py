@@ -10,6 +10,7 @@ the small thumbnail, never to the big picture.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import warnings
@@ -186,8 +187,10 @@ def _extract(
         return _from_jpeg(file, head, mime, use_embedded)
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         found = _from_tiff(file, mime)
-        if found.thumbnail_source != "placeholder" or mime == "image/tiff":
+        if mime == "image/tiff":
             return found
+        if found.thumbnail_source != "placeholder":
+            return _with_raw_size(file, found)
         return _from_rawpy(file, mime, found)  # LibRaw knows makers' layouts we do not
     if mime in ("image/x-canon-cr3", "image/x-fuji-raf"):
         return _from_rawpy(file, mime, None)
@@ -524,6 +527,24 @@ def _from_heif(file: BinaryIO, mime: str, use_embedded: bool) -> Extracted:
     image.thumbnail((MAX_SIDE, MAX_SIDE))
     return Extracted(_encode(image, 1), "decoded", reason, mime, exif.capture_time, metadata,
                      width, height)
+
+
+def _with_raw_size(file: BinaryIO, found: Extracted) -> Extracted:
+    """Our own parser's preview, with the sensor size LibRaw reads when EXIF gave none."""
+    if found.width is not None:
+        return found
+    try:
+        import rawpy
+
+        file.seek(0)
+        with rawpy.imread(io.BytesIO(file.read(MAX_TIFF_BYTES))) as raw:
+            width, height = int(raw.sizes.raw_width), int(raw.sizes.raw_height)
+    except Exception:  # no rawpy, or LibRaw does not know it: the preview is what matters
+        return found
+    return dataclasses.replace(
+        found, width=width, height=height,
+        metadata=merged(found.metadata, width=width, height=height),
+    )
 
 
 _LIBRAW_FLIP: Final = {0: 1, 3: 3, 5: 8, 6: 6}  # LibRaw sizes.flip -> EXIF orientation

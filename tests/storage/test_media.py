@@ -1,0 +1,265 @@
+"""Movies, HEIF and RAW (cammesh[media]): keyframe strips, embedded previews, hostile movies."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+av = pytest.importorskip("av", reason="the media extra (cammesh[media]) is not installed")
+pillow_heif = pytest.importorskip("pillow_heif", reason="cammesh[media] is not installed")
+rawpy = pytest.importorskip("rawpy", reason="cammesh[media] is not installed")
+
+from storage import movie_samples  # noqa: E402
+from storage.card import Card  # noqa: E402
+from storage.importer import import_paths  # noqa: E402
+from storage.movies import (  # noqa: E402
+    MEDIA_HINT,
+    POSTER_SIDE,
+    STRIP_SIDE,
+    StripSettings,
+    extract_movie,
+)
+from storage.thumbnails import MAX_SIDE, _from_rawpy, extract  # noqa: E402
+
+CUTS = (15.3, 31.7, 47.2)
+
+
+def colour_of(jpeg: bytes) -> tuple[int, int, int]:
+    with Image.open(io.BytesIO(jpeg)) as image:
+        assert image.format == "JPEG"
+        pixel = image.convert("RGB").getpixel((image.width // 2, image.height // 2))
+    assert isinstance(pixel, tuple)
+    return (int(pixel[0]), int(pixel[1]), int(pixel[2]))
+
+
+def near(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return all(abs(x - y) < 40 for x, y in zip(a, b, strict=True))
+
+
+def keyframes(path: Path) -> list[tuple[float, int]]:
+    """(presentation time, byte offset) of every keyframe packet, by a plain demux."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(round(float(p.pts * stream.time_base), 3), p.pos)
+                for p in container.demux(stream) if p.is_keyframe and p.pts is not None]
+
+
+@pytest.fixture(scope="module")
+def movie_1080p(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("movies") / "C0001.MP4"
+    return movie_samples.write_movie(path, seconds=60, size=(1920, 1080), cuts=CUTS)
+
+
+def test_a_60s_1080p_movie_gets_interval_frames_and_exactly_its_three_scene_frames(
+    movie_1080p: Path,
+) -> None:
+    got = extract(movie_1080p)
+    assert (got.mime, got.thumbnail_source, got.reason) == ("video/mp4", "keyframe", None)
+    keys = dict(keyframes(movie_1080p))
+    strip = got.strip
+    # The encoder put a keyframe at each cut (frame round(cut * 25)): those, and only those,
+    # are the scene frames.
+    assert [f.time for f in strip if f.kind == "scene"] == [15.28, 31.68, 47.2]
+    # One every 10 s: the first keyframe at or after each multiple of 10 still to fill.
+    assert [f.time for f in strip if f.kind == "interval"] == [0.0, 10.0, 21.28, 31.28,
+                                                              41.68, 51.2]
+    assert [f.time for f in strip] == sorted(f.time for f in strip)
+    for frame in strip:
+        assert keys[frame.time] == frame.offset  # playable from its keyframe's packet
+        scene = sum(1 for cut in CUTS if frame.time >= round(cut * 25) / 25)
+        assert near(colour_of(frame.jpeg), movie_samples.COLOURS[scene])
+        with Image.open(io.BytesIO(frame.jpeg)) as image:
+            assert image.size == (STRIP_SIDE, 90)
+    with Image.open(io.BytesIO(got.thumbnail)) as poster:
+        assert poster.size == (POSTER_SIDE, 180)
+    assert near(colour_of(got.thumbnail), movie_samples.COLOURS[0])
+    created = datetime.fromisoformat("2026-12-07T09:30:00+00:00").timestamp()
+    assert got.capture_time == created
+    assert {k: got.metadata[k] for k in ("duration", "width", "height", "frame_rate", "codec")} \
+        == {"duration": 60.0, "width": 1920, "height": 1080, "frame_rate": 25.0, "codec": "h264"}
+
+
+def test_interval_and_cap_are_configurable(movie_1080p: Path) -> None:
+    every_20 = extract_movie(movie_1080p, StripSettings(every_s=20.0))
+    assert [f.time for f in every_20.strip if f.kind == "interval"] == [0.0, 21.28, 41.68]
+    capped = extract_movie(movie_1080p, StripSettings(max_frames=4))
+    assert len(capped.strip) <= 4
+    assert capped.strip[0].time == 0.0
+
+
+def test_an_h265_clip_gets_its_strip(tmp_path: Path) -> None:
+    path = movie_samples.write_movie(tmp_path / "clip.mov", seconds=10, size=(640, 360),
+                                     codec="libx265", cuts=(4.0,))
+    got = extract(path)
+    assert got.thumbnail_source == "keyframe" and got.metadata["codec"] == "hevc"
+    keys = keyframes(path)
+    first_after_cut = min(t for t, _ in keys if t >= 4.0)
+    assert [f.time for f in got.strip if f.kind == "scene"] == [first_after_cut]
+    assert near(colour_of(got.strip[-1].jpeg), movie_samples.COLOURS[1])
+    assert near(colour_of(got.thumbnail), movie_samples.COLOURS[0])
+
+
+def test_a_sony_proxy_is_decoded_and_offsets_point_into_the_main_clip(tmp_path: Path) -> None:
+    main = movie_samples.write_sony_clip(tmp_path / "M4ROOT", seconds=6.0, cuts=(3.0,))
+    got = extract(main)
+    assert got.metadata["proxy"] == "C0001S03.MP4"
+    assert (got.width, got.height) == (640, 360)  # the main clip's, not the proxy's 160x90
+    main_keys = keyframes(main)
+    for frame in got.strip:
+        assert frame.offset == max((t, pos) for t, pos in main_keys if t <= frame.time)[1]
+    assert [f.kind for f in got.strip] == ["interval", "scene"]
+
+
+def test_an_imported_movie_keeps_its_strip_and_its_poster_is_the_thumbnail(
+    tmp_path: Path, movie_1080p: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "C0001.MP4").write_bytes(movie_1080p.read_bytes())
+    with Card.create(tmp_path / "card", device_id="a" * 64, name="cam", capacity=10**9) as card:
+        summary = import_paths(card, [folder], now=1.0)
+        [imported] = summary.imported
+        assert imported.thumbnail_source == "keyframe" and imported.reason is None
+        record = card.image(imported.image_id)
+        assert record is not None and record.mime == "video/mp4"
+        strip = card.strip(imported.image_id)
+        assert [f.kind for f in strip].count("scene") == 3
+        assert record.thumbnail == extract(movie_1080p).thumbnail
+        assert card.strip_lengths() == {imported.image_id: len(strip)}
+    with Card.open(tmp_path / "card") as card:
+        assert card.strip(imported.image_id) == strip  # durable across a reopen
+
+
+def test_a_missing_media_extra_gives_placeholders_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    movie_samples.write_movie(tmp_path / "in" / "clip.mp4", seconds=2)
+    movie_samples.write_heif(tmp_path / "in" / "pic.heic", thumbnail=True)
+    raf = tmp_path / "in" / "pic.RAF"
+    raf.write_bytes(b"FUJIFILMCCD-RAW 0201FF383501" + bytes(4000))
+    for name in ("av", "pillow_heif", "rawpy"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    with Card.create(tmp_path / "card", device_id="b" * 64, name="cam", capacity=10**9) as card:
+        summary = import_paths(card, [tmp_path / "in"], now=1.0)
+        reasons = {Path(i.path).name: (i.thumbnail_source, i.reason) for i in summary.imported}
+        assert not summary.rejected
+    assert reasons["clip.mp4"][0] == "placeholder"
+    assert MEDIA_HINT in (reasons["clip.mp4"][1] or "")
+    assert "install cammesh[media] to see HEIF thumbnails" in (reasons["pic.heic"][1] or "")
+    assert "install cammesh[media]" in (reasons["pic.RAF"][1] or "")
+
+
+@pytest.mark.parametrize("embedded", [True, False], ids=["embedded", "decoded"])
+def test_heif_thumbnails_are_upright_and_carry_metadata(tmp_path: Path, embedded: bool) -> None:
+    path = movie_samples.write_heif(tmp_path / "IMG_0001.HEIC", thumbnail=embedded,
+                                    orientation=6)
+    got = extract(path)
+    assert got.mime == "image/heic"
+    assert got.thumbnail_source == ("embedded" if embedded else "decoded")
+    with Image.open(io.BytesIO(got.thumbnail)) as image:
+        image = image.convert("RGB")
+        assert image.height > image.width  # orientation 6: stored landscape, shown portrait
+        assert max(image.size) <= MAX_SIDE
+        top, bottom = image.getpixel((image.width // 2, 5)), image.getpixel(
+            (image.width // 2, image.height - 5))
+    assert isinstance(top, tuple) and isinstance(bottom, tuple)
+    assert near(top, (220, 0, 0)) and near(bottom, (0, 0, 220))  # the left half went on top
+    assert got.metadata["make"] == "Cammesh Optics" and got.capture_time == 1_700_000_000.0
+
+
+def test_a_dng_libraw_reads_gets_its_embedded_preview(tmp_path: Path) -> None:
+    path = movie_samples.write_dng(tmp_path / "IMG_0001.DNG", orientation=6)
+    with rawpy.imread(str(path)) as raw:  # a real DNG: LibRaw opens it and finds the preview
+        assert (raw.sizes.raw_width, raw.sizes.raw_height) == (256, 192)
+        assert raw.extract_thumb().format == rawpy.ThumbFormat.JPEG
+    with path.open("rb") as file:
+        through_libraw = _from_rawpy(file, "image/x-adobe-dng", None)
+    for got in (extract(path), through_libraw):
+        assert (got.mime, got.thumbnail_source) == ("image/x-adobe-dng", "raw-preview")
+        assert near(colour_of(got.thumbnail), (200, 0, 0))
+        with Image.open(io.BytesIO(got.thumbnail)) as image:
+            assert image.size == (240, 320)  # 640x480 preview turned upright (orientation 6)
+        assert (got.metadata["width"], got.metadata["height"]) == (256, 192)
+
+
+def test_a_raw_libraw_cannot_read_is_a_placeholder_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "DSCF0001.RAF"
+    path.write_bytes(b"FUJIFILMCCD-RAW 0201FF383501" + random.Random(1).randbytes(8000))
+    got = extract(path)
+    assert (got.mime, got.thumbnail_source) == ("image/x-fuji-raf", "placeholder")
+    assert "LibRaw cannot read it" in (got.reason or "")
+
+
+# --- hostile movies ---------------------------------------------------------------------
+
+
+def _patch_box(data: bytearray, box: bytes, at: int, value: bytes) -> None:
+    start = data.find(box)
+    assert start > 0
+    data[start + 4 + at : start + 4 + at + len(value)] = value
+
+
+def hostile_movies(folder: Path) -> dict[str, Path]:
+    good = movie_samples.write_movie(folder / "good.mp4", seconds=4, cuts=(2.0,)).read_bytes()
+    files: dict[str, bytes] = {"truncated.mp4": good[: len(good) // 2]}  # moov is at the end
+    huge_duration = bytearray(good)  # movie and track headers both claim ~136 years
+    _patch_box(huge_duration, b"mvhd", 12, struct.pack(">II", 1, 0xFFFFFFFF))
+    _patch_box(huge_duration, b"mdhd", 12, struct.pack(">II", 1, 0xFFFFFFFF))
+    files["huge-duration.mp4"] = bytes(huge_duration)
+    huge_size = bytearray(good)
+    start = huge_size.find(b"mdat") - 4
+    huge_size[start : start + 4] = struct.pack(">I", 0xFFFFFFF0)
+    files["huge-size.mp4"] = bytes(huge_size)
+    corrupt = bytearray(good)
+    rng = random.Random(7)
+    for time_s, pos in keyframes(folder / "good.mp4"):
+        if time_s > 0:
+            corrupt[pos + 8 : pos + 400] = rng.randbytes(392)
+    files["corrupt-frames.mp4"] = bytes(corrupt)
+    files["header-only.mp4"] = good[:32]
+    files["zero.mp4"] = b""
+    (folder / "good.mp4").unlink()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {name: folder / name for name in files}
+
+
+def test_hostile_movies_import_with_a_placeholder_and_a_reason(tmp_path: Path) -> None:
+    files = hostile_movies(tmp_path / "hostile")
+    for name, path in files.items():
+        got = extract(path)
+        assert got.thumbnail, name
+        if name == "corrupt-frames.mp4":  # the first keyframe is whole: a strip, damage noted
+            assert got.thumbnail_source in ("keyframe", "placeholder")
+            continue
+        if name == "huge-duration.mp4":  # the lie is not believed; the real frames still are
+            assert got.thumbnail_source == "keyframe"
+            assert float(got.metadata.get("duration") or 0) <= 4.0
+            continue
+        assert got.thumbnail_source == "placeholder", name
+        assert got.reason, name
+    with Card.create(tmp_path / "card", device_id="c" * 64, name="cam", capacity=10**9) as card:
+        summary = import_paths(card, [tmp_path / "hostile"], now=1.0)
+    assert {Path(r.path).name for r in summary.rejected} == {"zero.mp4"}  # 0 bytes: refused
+    assert len(summary.imported) == len(files) - 1
+
+
+def test_a_movie_that_never_ends_is_stopped_by_the_deadline_and_the_packet_bound(
+    tmp_path: Path,
+) -> None:
+    """A demux that would go on (here: an all-keyframe movie) stops at either bound, keeping
+    what it found, or gives a placeholder's reason when it found nothing."""
+    path = tmp_path / "intra.mp4"
+    movie_samples.write_movie(path, seconds=8, gop_s=0.04)  # every frame a keyframe
+    assert len(keyframes(path)) == 200
+    bounded = extract_movie(path, StripSettings(max_packets=5))
+    assert bounded.reason == "stopped after 5 packets" and len(bounded.strip) == 1
+    with pytest.raises(Exception, match="deadline"):
+        extract_movie(path, StripSettings(deadline_s=0.0))
