@@ -264,7 +264,8 @@ class Catalog:
         try:
             with self.transaction():
                 self._insert_image(record, thumbnail_source)
-                self._put_strip(record.image_id, strip)
+                if strip:
+                    self._put_strip(record.image_id, strip)
         except sqlite3.IntegrityError as exc:
             raise StoreError(
                 f"picture {record.image_id[:12]} conflicts with the catalog: seq {record.seq} "

@@ -263,3 +263,27 @@ def test_a_movie_that_never_ends_is_stopped_by_the_deadline_and_the_packet_bound
     assert bounded.reason == "stopped after 5 packets" and len(bounded.strip) == 1
     with pytest.raises(Exception, match="deadline"):
         extract_movie(path, StripSettings(deadline_s=0.0))
+
+
+def test_a_card_from_before_strips_upgrades_and_keeps_strips_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage import catalog as catalog_module
+    from storage.movies import StripFrame
+
+    path = tmp_path / "card"
+    monkeypatch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:3])
+    with Card.create(path, device_id="d" * 64, name="cam", capacity=10**9) as card:
+        old = card.add_local(b"an old picture", name="a.jpg", now=1.0)
+        assert card._catalog.version == 3
+    monkeypatch.undo()
+    frames = [StripFrame(0.0, 48, "interval", b"\xff\xd8poster"),
+              StripFrame(4.0, 9000, "scene", b"\xff\xd8cut")]
+    with Card.open(path) as card:
+        assert card._catalog.version == len(catalog_module.MIGRATIONS) == 4
+        assert card.strip(old.image_id) == []
+        card.set_strip(old.image_id, frames)
+    with Card.open(path) as card:
+        assert card.strip(old.image_id) == frames
+        with pytest.raises(Exception, match="not in the catalog"):
+            card.set_strip("e" * 64, frames)
