@@ -39,11 +39,14 @@ def write_movie(
     cuts: Sequence[float] = (),
     gop_s: float = 2.0,
     creation_time: str | None = "2026-12-07T09:30:00.000000Z",
+    textured: bool = False,
 ) -> Path:
     """A movie of solid colours, the colour changing at each time in ``cuts`` (seconds).
 
-    Keyframes come every ``gop_s`` seconds and at each cut (the encoder's scene-cut
-    detection is on, as in a camera), so a cut is a keyframe of its own."""
+    Keyframes come every ``gop_s`` seconds and at each cut (a camera's encoder puts one
+    there), so a cut is a keyframe of its own.  ``textured`` pans a smooth random texture
+    tinted by the scene's colour instead, so that every frame costs its decoder real work
+    (benchmarks; needs numpy)."""
     import av  # the media extra
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +72,13 @@ def write_movie(
                 plane.update(bytes([value]) * plane.buffer_size)
             frames.append(frame)
         bounds = sorted(cuts)
+        panning = _Panning(width, height) if textured else None
         for index in range(round(seconds * fps)):
             scene = sum(1 for cut in bounds if index >= round(cut * fps))
-            frame = frames[scene % len(frames)]
+            if panning is not None:
+                frame = panning.frame(index, COLOURS[scene % len(COLOURS)])
+            else:
+                frame = frames[scene % len(frames)]
             frame.pts = index
             # A cut forces a keyframe, as a camera's encoder would place one.
             frame.pict_type = av.video.frame.PictureType.I if any(
@@ -79,6 +86,36 @@ def write_movie(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+class _Panning:
+    """A smooth random texture, wider than the picture, seen through a window moving 4 px a
+    frame; its brightness tinted per scene."""
+
+    def __init__(self, width: int, height: int) -> None:
+        import numpy as np
+
+        self.width, self.height = width, height
+        rng = np.random.default_rng(18)
+        coarse = rng.integers(0, 256, (height // 16 + 2, width // 16 + 80), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize(
+            (coarse.shape[1] * 16, coarse.shape[0] * 16), Image.Resampling.BICUBIC)
+        self.texture = np.asarray(image)
+        fine = rng.integers(-12, 13, self.texture.shape, dtype=np.int16)
+        self.texture = np.clip(self.texture.astype(np.int16) + fine, 0, 255).astype(np.uint8)
+
+    def frame(self, index: int, rgb: tuple[int, int, int]) -> Any:
+        import av
+        import numpy as np
+
+        shift = (index * 4) % (self.texture.shape[1] - self.width)
+        luma = self.texture[: self.height, shift : shift + self.width]
+        y, u, v = _yuv(rgb)
+        plane_y = (luma.astype(np.uint16) * y // 255 + 16).astype(np.uint8)
+        chroma = np.empty((self.height // 2, self.width), dtype=np.uint8)
+        chroma[: self.height // 4] = u
+        chroma[self.height // 4 :] = v
+        return av.VideoFrame.from_ndarray(np.concatenate([plane_y, chroma]), format="yuv420p")
 
 
 def write_sony_clip(folder: Path, *, seconds: float = 6.0, cuts: Sequence[float] = (3.0,)) -> Path:

@@ -2,13 +2,15 @@
 
 FIG. 15-16: a movie's thumbnails are images taken at predetermined time intervals and at each
 scene change.  ``extract_movie(path)`` demuxes keyframe packets only (the demuxer is told to
-discard the rest, so their bytes are mostly not even read), decodes each keyframe to a tiny
-image, and keeps
+discard the rest, so their bytes are mostly not even read), decodes a keyframe at most every
+``probe_s`` seconds to a tiny image, and keeps
 
 - one keyframe every ``every_s`` seconds (the first at or after each multiple), widened so a
   long movie still gets at most half of ``max_frames`` of them, and
-- each keyframe whose tiny image differs from the previous keyframe's by more than
-  ``scene_threshold`` (mean absolute difference of 32x18 RGB images, 0..1): a scene change.
+- each keyframe that starts a scene: when a probe's tiny image differs from the previous
+  probe's by more than ``scene_threshold`` (mean absolute difference of 32x18 RGB images,
+  0..1), the keyframes held undecoded between them are bisected for the first of the new
+  scene, so a cut lands on its own keyframe for a few extra decodes.
 
 The first strip frame is the poster.  A Sony proxy (``SUB/C0001S03.MP4`` beside
 ``CLIP/C0001.MP4``) is decoded instead of the main clip when there is one; metadata and byte
@@ -18,11 +20,14 @@ what a header may declare; anything wrong ends in ``MovieUnusable`` with the rea
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+
+from PIL import Image
 
 from storage.metadata import MetadataValue
 
@@ -31,6 +36,7 @@ POSTER_SIDE: Final = 320
 EVERY_S: Final = 10.0
 MAX_FRAMES: Final = 48  # 48 strip frames of ~4-8 KiB travel in one frame of the codec (1 MiB)
 SCENE_THRESHOLD: Final = 0.15
+PROBE_S: Final = 2.0  # keyframes closer than this to the last probe are decoded only for a cut
 DEADLINE_S: Final = 20.0
 MAX_PACKETS: Final = 200_000  # keyframe packets demuxed (a 10-hour all-intra movie at 5 fps)
 MAX_PROBES: Final = 2_000  # keyframes decoded to tiny images
@@ -70,6 +76,7 @@ class Movie:
     height: int | None = None
     reason: str | None = None  # a strip cut short says why (deadline, packet bound)
     proxy: str | None = None
+    keyframes_decoded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class StripSettings:
     scene_threshold: float = SCENE_THRESHOLD
     deadline_s: float = DEADLINE_S
     max_packets: int = MAX_PACKETS
+    probe_s: float = PROBE_S
 
 
 def proxy_of(path: Path) -> Path | None:
@@ -114,17 +122,17 @@ def extract_movie(path: Path, settings: StripSettings = StripSettings()) -> Movi
     with main:
         facts = _header(main)
         proxy = proxy_of(path)
-        strip, reason = None, None
+        strip, reason, decoded = None, None, 0
         if proxy is not None:
             try:
                 with av.open(str(proxy), timeout=max(1.0, settings.deadline_s)) as small:
-                    strip, reason = _strip(small, settings, deadline)
+                    strip, reason, decoded = _strip(small, settings, deadline)
             except (av.FFmpegError, OSError, ValueError, MovieUnusable):
                 strip, proxy = None, None  # a broken proxy: the main clip still has the movie
             if strip is not None:
                 strip = _main_offsets(main, strip, deadline)
         if strip is None:
-            strip, reason = _strip(main, settings, deadline)
+            strip, reason, decoded = _strip(main, settings, deadline)
     frames = tuple(f for f, _ in strip)
     metadata = dict(facts.metadata)
     metadata["strip_frames"] = len(frames)
@@ -133,7 +141,7 @@ def extract_movie(path: Path, settings: StripSettings = StripSettings()) -> Movi
     return Movie(
         poster=strip[0][1], strip=frames, metadata=metadata, capture_time=facts.capture_time,
         width=facts.width, height=facts.height, reason=reason,
-        proxy=None if proxy is None else proxy.name,
+        proxy=None if proxy is None else proxy.name, keyframes_decoded=decoded,
     )
 
 
@@ -196,21 +204,26 @@ def _epoch(text: str) -> float | None:
 
 def _strip(
     container: Any, settings: StripSettings, deadline: float
-) -> tuple[list[tuple[StripFrame, bytes]], str | None]:
-    """(strip frame, poster-sized JPEG) pairs in time order, and why the walk stopped early."""
+) -> tuple[list[tuple[StripFrame, bytes]], str | None, int]:
+    """(strip frame, poster-sized JPEG) pairs in time order, why the walk stopped early, and
+    how many keyframes it decoded.
+
+    Keyframes are probed (decoded) at most one per ``probe_s`` seconds, plus each one an
+    interval slot needs.  When a probe differs from the previous one, the keyframes between
+    them, held undecoded, are bisected for the first of the new scene: a cut is found at its
+    own keyframe for about log2(keyframes between probes) extra decodes."""
     import av
 
     stream = container.streams.video[0]
-    stream.discard = av.stream.Discard.nonkey  # the demuxer skips what is not a keyframe (FIG. 15: I-pictures)
+    stream.discard = av.stream.Discard.nonkey  # the demuxer skips what is not a keyframe
     context = stream.codec_context
     context.skip_frame = "NONKEY"
+    walk = _Walk(context, stream, settings)
     duration = _duration(container, stream) or 0.0
     every = max(settings.every_s, duration / max(1, settings.max_frames // 2))
-    start = stream.start_time or 0
-    base = stream.time_base
-    positions: dict[int, int | None] = {}
-    chosen: list[_Pick] = []
-    previous, next_slot, probes, packets, reason = None, 0.0, 0, 0, None
+    previous: _Seen | None = None
+    held: list[_Key] = []
+    next_slot, packets, reason = 0.0, 0, None
     try:
         for packet in container.demux(stream):
             packets += 1
@@ -220,43 +233,118 @@ def _strip(
             if time.monotonic() > deadline:
                 reason = f"stopped at the {settings.deadline_s:g} s deadline"
                 break
-            if packet.pts is not None and packet.is_keyframe:
-                positions[packet.pts] = packet.pos if packet.pos >= 0 else None
-            elif packet.size:
-                continue
-            try:
-                frames = context.decode(packet)
-            except av_errors() as exc:  # a corrupt keyframe: skip it, keep the others
-                reason = f"damaged keyframe skipped ({_text(exc)})"
-                continue
-            for frame in frames:
-                if frame.pts is None:
-                    continue
-                probes += 1
-                at = float((frame.pts - start) * base)
-                tiny = frame.reformat(width=_TINY[0], height=_TINY[1], format="rgb24")
-                tiny = tiny.to_image().tobytes()  # Pillow drops the rows' padding
-                diff, previous = _difference(previous, tiny), tiny
-                offset = positions.pop(frame.pts, None)
-                if chosen and diff > settings.scene_threshold:
-                    kind = "scene"
-                elif at >= next_slot - 1e-6:
-                    kind = "interval"
-                else:
-                    continue
-                # Encode now: holding decoded 4K frames for the whole walk would cost gigabytes.
-                chosen.append(_Pick(at, offset, kind, diff, _jpeg(frame, STRIP_SIDE),
-                                    b"" if chosen else _jpeg(frame, POSTER_SIDE)))
-                if at >= next_slot - 1e-6:
-                    next_slot = (int(at / every + 1e-9) + 1) * every
-            if probes >= MAX_PROBES:
+            if walk.decodes >= MAX_PROBES:
                 reason = f"stopped after {MAX_PROBES} keyframes"
                 break
+            if not packet.size or packet.pts is None or not packet.is_keyframe:
+                continue
+            key = _Key(packet, walk.time_of(packet.pts), packet.pos if packet.pos >= 0 else None)
+            slot = key.at >= next_slot - 1e-6
+            if previous is not None and not slot and key.at < previous.key.at + settings.probe_s \
+                    and len(held) < MAX_HELD:
+                held.append(key)  # between probes: decoded only if a cut is found around it
+                continue
+            seen = walk.look(key)
+            if seen is None:
+                reason = walk.damage
+                continue
+            if previous is None:
+                walk.keep(seen, "interval", 0.0, poster=True)
+            else:
+                diff = _difference(previous.tiny, seen.tiny)
+                if diff > settings.scene_threshold:
+                    cut = _first_of_new_scene(walk, previous, held, seen, settings)
+                    walk.keep(cut, "scene", _difference(previous.tiny, cut.tiny))
+                    slot = slot and cut is not seen  # taken as the scene frame: counts once
+                if slot:
+                    walk.keep(seen, "interval", diff)
+            if key.at >= next_slot - 1e-6:
+                next_slot = _after(key.at, every)
+            previous, held = seen, []
     except av_errors() as exc:
         reason = f"the movie ends in damage ({_text(exc)})"
-    if not chosen:
-        raise MovieUnusable(reason or "no keyframe could be decoded")
-    return _trimmed(chosen, settings), reason
+    if not walk.chosen:
+        raise MovieUnusable(reason or walk.damage or "no keyframe could be decoded")
+    return _trimmed(walk.chosen, settings), reason or walk.damage, walk.decodes
+
+
+MAX_HELD: Final = 512  # keyframe packets held between two probes (bounded memory)
+
+
+def _after(at: float, every: float) -> float:
+    return (int(at / every + 1e-9) + 1) * every
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    packet: Any
+    at: float
+    offset: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    key: _Key
+    small: Image.Image
+    tiny: bytes
+
+
+class _Walk:
+    """Decodes single keyframes to small pictures and keeps the chosen ones as JPEGs."""
+
+    def __init__(self, context: Any, stream: Any, settings: StripSettings) -> None:
+        self.context, self.settings = context, settings
+        self.base, self.start = stream.time_base, stream.start_time or 0
+        self.size = _fitted(context.width, context.height, POSTER_SIDE)
+        self.decodes = 0
+        self.damage: str | None = None
+        self.chosen: list[_Pick] = []
+
+    def time_of(self, pts: int) -> float:
+        return float((pts - self.start) * self.base)
+
+    def look(self, key: _Key) -> _Seen | None:
+        """The keyframe decoded alone (the decoder drained and reset, so any order works)."""
+        self.decodes += 1
+        try:
+            frames = self.context.decode(key.packet)
+            if not frames:  # held back for reordering: drain, then reset for the next one
+                frames = self.context.decode(None)
+                self.context.flush_buffers()
+        except av_errors() as exc:  # a corrupt keyframe: skip it, keep the others
+            self.context.flush_buffers()
+            self.damage = f"damaged keyframe skipped ({_text(exc)})"
+            return None
+        if not frames:
+            self.damage = "a keyframe gave no picture"
+            return None
+        # One scaling by FFmpeg per keyframe (a scaler per size would be rebuilt at each
+        # call), the rest by Pillow on the small picture.
+        small = frames[-1].reformat(width=self.size[0], height=self.size[1], format="rgb24",
+                                    interpolation="AREA").to_image()
+        return _Seen(key, small, small.resize(_TINY, Image.Resampling.BOX).tobytes())
+
+    def keep(self, seen: _Seen, kind: str, diff: float, *, poster: bool = False) -> None:
+        # Encoded now: holding decoded 4K frames for the whole walk would cost gigabytes.
+        self.chosen.append(_Pick(seen.key.at, seen.key.offset, kind, diff,
+                                 _jpeg(seen.small, STRIP_SIDE),
+                                 _jpeg(seen.small, POSTER_SIDE) if poster else b""))
+
+
+def _first_of_new_scene(
+    walk: _Walk, before: _Seen, held: list[_Key], after: _Seen, settings: StripSettings
+) -> _Seen:
+    """Bisect the held keyframes between two differing probes for the first that differs
+    from ``before`` (one cut between two probes; two cuts that close count as one)."""
+    low, high, found = 0, len(held), after
+    while low < high:
+        middle = (low + high) // 2
+        seen = walk.look(held[middle])
+        if seen is not None and _difference(before.tiny, seen.tiny) > settings.scene_threshold:
+            high, found = middle, seen
+        else:
+            low = middle + 1
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,15 +375,17 @@ def _difference(previous: bytes | None, tiny: bytes) -> float:
     return sum(abs(a - b) for a, b in zip(previous, tiny, strict=True)) / (255 * len(tiny))
 
 
-def _jpeg(frame: Any, side: int) -> bytes:
-    import io
+def _fitted(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size with long side ``side`` and the same shape, in even pixels."""
+    scale = side / max(width, height, 1)
+    return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
 
-    width, height = frame.width, frame.height
-    scale = side / max(width, height)
-    size = (max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2))
-    image = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+
+def _jpeg(small: Image.Image, side: int) -> bytes:
+    if max(small.size) > side:
+        small = small.resize(_fitted(small.width, small.height, side), Image.Resampling.BOX)
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=QUALITY)
+    small.save(out, "JPEG", quality=QUALITY)
     return out.getvalue()
 
 

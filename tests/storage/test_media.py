@@ -287,3 +287,15 @@ def test_a_card_from_before_strips_upgrades_and_keeps_strips_after(
         assert card.strip(old.image_id) == frames
         with pytest.raises(Exception, match="not in the catalog"):
             card.set_strip("e" * 64, frames)
+
+
+def test_sparse_probes_still_find_each_cut_at_its_own_keyframe(movie_1080p: Path) -> None:
+    """Probing one keyframe in 10 s, the keyframes between are bisected when a cut is seen."""
+    dense = extract_movie(movie_1080p, StripSettings(probe_s=0.0))
+    sparse = extract_movie(movie_1080p, StripSettings(probe_s=10.0))
+    for movie in (dense, sparse):
+        assert [f.time for f in movie.strip if f.kind == "scene"] == [15.28, 31.68, 47.2]
+    assert dense.keyframes_decoded == len(keyframes(movie_1080p)) == 32
+    assert sparse.keyframes_decoded < dense.keyframes_decoded // 2
+    assert [(f.time, f.offset, f.jpeg) for f in sparse.strip] == \
+        [(f.time, f.offset, f.jpeg) for f in dense.strip]
