@@ -40,6 +40,8 @@ def write_movie(
     gop_s: float = 2.0,
     creation_time: str | None = "2026-12-07T09:30:00.000000Z",
     textured: bool = False,
+    preset: str = "ultrafast",
+    crf: int = 35,
 ) -> Path:
     """A movie of solid colours, the colour changing at each time in ``cuts`` (seconds).
 
@@ -59,10 +61,10 @@ def write_movie(
         stream.time_base = Fraction(1, fps)
         gop = max(1, round(gop_s * fps))
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "35",
+            stream.options = {"preset": preset, "crf": str(crf),
                               "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=40"}
         elif codec == "libx265":
-            stream.options = {"preset": "ultrafast", "crf": "35",
+            stream.options = {"preset": preset, "crf": str(crf),
                               "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=40:"
                                              "log-level=none:open-gop=0"}
         frames = []

@@ -36,7 +36,7 @@ POSTER_SIDE: Final = 320
 EVERY_S: Final = 10.0
 MAX_FRAMES: Final = 48  # 48 strip frames of ~4-8 KiB travel in one frame of the codec (1 MiB)
 SCENE_THRESHOLD: Final = 0.15
-PROBE_S: Final = 2.0  # keyframes closer than this to the last probe are decoded only for a cut
+PROBE_S: Final = 5.0  # keyframes closer than this to the last probe are decoded only for a cut
 DEADLINE_S: Final = 20.0
 MAX_PACKETS: Final = 200_000  # keyframe packets demuxed (a 10-hour all-intra movie at 5 fps)
 MAX_PROBES: Final = 2_000  # keyframes decoded to tiny images
@@ -221,9 +221,8 @@ def _strip(
     walk = _Walk(context, stream, settings)
     duration = _duration(container, stream) or 0.0
     every = max(settings.every_s, duration / max(1, settings.max_frames // 2))
-    previous: _Seen | None = None
-    held: list[_Key] = []
-    next_slot, packets, reason = 0.0, 0, None
+    state = _Probing(walk, settings)
+    packets, reason = 0, None
     try:
         for packet in container.demux(stream):
             packets += 1
@@ -236,36 +235,79 @@ def _strip(
             if walk.decodes >= MAX_PROBES:
                 reason = f"stopped after {MAX_PROBES} keyframes"
                 break
-            if not packet.size or packet.pts is None or not packet.is_keyframe:
-                continue
-            key = _Key(packet, walk.time_of(packet.pts), packet.pos if packet.pos >= 0 else None)
-            slot = key.at >= next_slot - 1e-6
-            if previous is not None and not slot and key.at < previous.key.at + settings.probe_s \
-                    and len(held) < MAX_HELD:
-                held.append(key)  # between probes: decoded only if a cut is found around it
-                continue
-            seen = walk.look(key)
-            if seen is None:
-                reason = walk.damage
-                continue
-            if previous is None:
-                walk.keep(seen, "interval", 0.0, poster=True)
-            else:
-                diff = _difference(previous.tiny, seen.tiny)
-                if diff > settings.scene_threshold:
-                    cut = _first_of_new_scene(walk, previous, held, seen, settings)
-                    walk.keep(cut, "scene", _difference(previous.tiny, cut.tiny))
-                    slot = slot and cut is not seen  # taken as the scene frame: counts once
-                if slot:
-                    walk.keep(seen, "interval", diff)
-            if key.at >= next_slot - 1e-6:
-                next_slot = _after(key.at, every)
-            previous, held = seen, []
+            if packet.size and packet.pts is not None and packet.is_keyframe:
+                pos = packet.pos if packet.pos >= 0 else None
+                state.offer(_Key(packet, walk.time_of(packet.pts), pos), every)
+        else:
+            state.finish()  # the last keyframes held: a cut near the end is still found
     except av_errors() as exc:
         reason = f"the movie ends in damage ({_text(exc)})"
     if not walk.chosen:
         raise MovieUnusable(reason or walk.damage or "no keyframe could be decoded")
     return _trimmed(walk.chosen, settings), reason or walk.damage, walk.decodes
+
+
+class _Probing:
+    """Which keyframes to decode: one per ``probe_s``, each interval slot's, and, between two
+    probes that differ, those a bisection for each cut needs."""
+
+    def __init__(self, walk: _Walk, settings: StripSettings) -> None:
+        self.walk, self.settings = walk, settings
+        self.previous: _Seen | None = None
+        self.held: list[_Key] = []
+        self.next_slot = 0.0
+
+    def offer(self, key: _Key, every: float) -> None:
+        slot = key.at >= self.next_slot - 1e-6
+        previous = self.previous
+        if previous is not None and not slot and len(self.held) < MAX_HELD \
+                and key.at < previous.key.at + self.settings.probe_s:
+            self.held.append(key)  # between probes: decoded only if a cut is found near it
+            return
+        self._probe(key, slot)
+        if slot:
+            self.next_slot = _after(key.at, every)
+
+    def finish(self) -> None:
+        if self.held and self.previous is not None:
+            last = self.held.pop()
+            self._probe(last, False)
+
+    def _probe(self, key: _Key, slot: bool) -> None:
+        seen = self.walk.look(key)
+        if seen is None:
+            return
+        previous, held, self.previous, self.held = self.previous, self.held, seen, []
+        if previous is None:
+            self.walk.keep(seen, "interval", 0.0, poster=True)
+            return
+        for cut in _cuts(self.walk, previous, held, seen, self.settings.scene_threshold):
+            self.walk.keep(cut, "scene", 1.0)
+            slot = slot and cut is not seen  # taken as the scene frame: it counts once
+        if slot:
+            self.walk.keep(seen, "interval", 0.0)
+
+
+def _cuts(walk: _Walk, before: _Seen, held: list[_Key], after: _Seen, threshold: float
+          ) -> list[_Seen]:
+    """Each keyframe between two probes that starts a new scene, by bisection: the first held
+    keyframe that differs from ``before``, then again from there (a scene that returns to
+    the look of the one before it, all between two probes, is not seen)."""
+    found: list[_Seen] = []
+    while _difference(before.tiny, after.tiny) > threshold:
+        low, high, cut = 0, len(held), after
+        while low < high:
+            middle = (low + high) // 2
+            seen = walk.look(held[middle])
+            if seen is not None and _difference(before.tiny, seen.tiny) > threshold:
+                high, cut = middle, seen
+            else:
+                low = middle + 1
+        found.append(cut)
+        if cut is after:
+            break
+        before, held = cut, held[low + 1 :]
+    return found
 
 
 MAX_HELD: Final = 512  # keyframe packets held between two probes (bounded memory)
@@ -329,22 +371,6 @@ class _Walk:
         self.chosen.append(_Pick(seen.key.at, seen.key.offset, kind, diff,
                                  _jpeg(seen.small, STRIP_SIDE),
                                  _jpeg(seen.small, POSTER_SIDE) if poster else b""))
-
-
-def _first_of_new_scene(
-    walk: _Walk, before: _Seen, held: list[_Key], after: _Seen, settings: StripSettings
-) -> _Seen:
-    """Bisect the held keyframes between two differing probes for the first that differs
-    from ``before`` (one cut between two probes; two cuts that close count as one)."""
-    low, high, found = 0, len(held), after
-    while low < high:
-        middle = (low + high) // 2
-        seen = walk.look(held[middle])
-        if seen is not None and _difference(before.tiny, seen.tiny) > settings.scene_threshold:
-            high, found = middle, seen
-        else:
-            low = middle + 1
-    return found
 
 
 @dataclass(frozen=True, slots=True)
