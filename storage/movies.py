@@ -20,13 +20,21 @@ what a header may declare; anything wrong ends in ``MovieUnusable`` with the rea
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import msgpack
 from PIL import Image
 
 from storage.metadata import MetadataValue
@@ -448,3 +456,65 @@ def av_errors() -> tuple[type[BaseException], ...]:
 
 def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+# --- isolation: a decoder that hangs or crashes inside FFmpeg must not take the import along --
+
+HARD_TIMEOUT_S: Final = DEADLINE_S + 10.0  # the child's own deadline first, then a kill
+
+
+def extract_movie_isolated(
+    path: Path, settings: StripSettings = StripSettings(), *,
+    hard_timeout_s: float = HARD_TIMEOUT_S, command: Sequence[str] | None = None,
+) -> Movie:
+    """``extract_movie`` in a child process, killed after ``hard_timeout_s``.
+
+    The deadline and packet bound inside the walk cannot stop a single FFmpeg call that
+    never returns, nor survive one that crashes; a child process can be killed, and its
+    death is only a reason.  ``command`` replaces the child's command line (tests)."""
+    argv = list(command) if command is not None else [
+        sys.executable, "-m", "storage.movies", str(path),
+        json.dumps(dataclasses.asdict(settings)),
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]))
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=hard_timeout_s, env=env,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:  # run() killed the child
+        raise MovieUnusable(
+            f"the decoder did not finish within {hard_timeout_s:g} s and was stopped"
+        ) from None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise MovieUnusable(f"the decoder crashed on this file ({name})")
+    try:
+        reply = msgpack.unpackb(done.stdout)
+    except (ValueError, msgpack.UnpackException):
+        reply = None
+    if not isinstance(reply, dict):
+        raise MovieUnusable(f"the decoder process failed (exit {done.returncode})")
+    if "unusable" in reply:
+        raise MovieUnusable(str(reply["unusable"]))
+    strip = tuple(StripFrame(*f) for f in reply.pop("strip"))
+    return Movie(strip=strip, **reply)
+
+
+def _child(argv: list[str]) -> int:
+    """``python -m storage.movies PATH SETTINGS``: the movie as msgpack on stdout."""
+    path, settings = Path(argv[0]), StripSettings(**json.loads(argv[1]))
+    try:
+        movie = extract_movie(path, settings)
+    except MovieUnusable as exc:
+        reply: dict[str, Any] = {"unusable": str(exc)}
+    except Exception as exc:  # anything else is still only a reason
+        reply = {"unusable": f"movie extraction failed: {_text(exc)}"}
+    else:
+        reply = dataclasses.asdict(movie)
+        reply["strip"] = [[f.time, f.offset, f.kind, f.jpeg] for f in movie.strip]
+    sys.stdout.buffer.write(msgpack.packb(reply))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

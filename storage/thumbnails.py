@@ -21,7 +21,7 @@ from typing import BinaryIO, Final
 from PIL import Image
 
 from storage.metadata import Exif, MetadataValue, Tiff, merged, read_exif
-from storage.movies import MEDIA_HINT, MovieUnusable, StripFrame, extract_movie
+from storage.movies import MEDIA_HINT, MovieUnusable, StripFrame, extract_movie_isolated
 
 MAX_SIDE: Final = 320
 HEAD_BYTES: Final = 128 * 1024  # EXIF lives in one APP1 segment of at most 64 KiB, near the start
@@ -481,7 +481,11 @@ def _preview_thumbnail(jpeg: bytes, exif: Exif) -> bytes:
 
 
 def _from_movie(path: Path, mime: str) -> Extracted:
-    movie = extract_movie(path)  # MovieUnusable becomes the placeholder's reason
+    try:
+        import av  # noqa: F401  # said here, at once, rather than by a child process
+    except ImportError:
+        raise MovieUnusable(f"{MEDIA_HINT} (PyAV is not installed)") from None
+    movie = extract_movie_isolated(path)  # MovieUnusable becomes the placeholder's reason
     return Extracted(
         movie.poster, "keyframe", movie.reason, mime, movie.capture_time, movie.metadata,
         movie.width, movie.height, movie.strip,

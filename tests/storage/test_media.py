@@ -299,3 +299,20 @@ def test_sparse_probes_still_find_each_cut_at_its_own_keyframe(movie_1080p: Path
     assert sparse.keyframes_decoded < dense.keyframes_decoded // 2
     assert [(f.time, f.offset, f.jpeg) for f in sparse.strip] == \
         [(f.time, f.offset, f.jpeg) for f in dense.strip]
+
+
+def test_a_decoder_that_hangs_or_crashes_is_only_a_reason(tmp_path: Path) -> None:
+    """Extraction runs in a child process: one that never returns is killed at the hard
+    timeout, one that dies by a signal (a crash inside FFmpeg) is reported, and the caller
+    goes on either way."""
+    from storage.movies import MovieUnusable, extract_movie_isolated
+
+    path = movie_samples.write_movie(tmp_path / "clip.mp4", seconds=2)
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with pytest.raises(MovieUnusable, match="did not finish within 0.5 s"):
+        extract_movie_isolated(path, hard_timeout_s=0.5, command=hang)
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    with pytest.raises(MovieUnusable, match="crashed on this file \\(SIGSEGV\\)"):
+        extract_movie_isolated(path, command=crash)
+    movie = extract_movie_isolated(path)  # the real child gives what the walk gives in-process
+    assert movie == extract_movie(path)
