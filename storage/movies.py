@@ -43,6 +43,7 @@ STRIP_SIDE: Final = 160  # long side of a strip frame; the poster is also made a
 POSTER_SIDE: Final = 320
 EVERY_S: Final = 10.0
 MAX_FRAMES: Final = 48  # 48 strip frames of ~4-8 KiB travel in one frame of the codec (1 MiB)
+MAX_STRIP_BYTES: Final = 640 * 1024  # with the poster (<= 256 KiB), inside that 1 MiB frame
 SCENE_THRESHOLD: Final = 0.15
 PROBE_S: Final = 5.0  # keyframes closer than this to the last probe are decoded only for a cut
 DEADLINE_S: Final = 20.0
@@ -397,10 +398,14 @@ def _trimmed(chosen: list[_Pick], settings: StripSettings) -> list[tuple[StripFr
                     key=lambda i: -chosen[i].diff)
     room = max(0, settings.max_frames - sum(1 for c in chosen if c.kind == "interval"))
     dropped = set(scenes[room:])
-    return [
+    kept = [
         (StripFrame(round(c.at, 3), c.offset, c.kind, c.jpeg), c.poster)
         for i, c in enumerate(chosen) if i not in dropped
     ][: settings.max_frames]
+    # The strip travels en bloc with the thumbnail offer: keep it inside one codec frame.
+    while len(kept) > 1 and sum(len(f.jpeg) for f, _ in kept) > MAX_STRIP_BYTES:
+        kept.pop()
+    return kept
 
 
 def _difference(previous: bytes | None, tiny: bytes) -> float:

@@ -309,10 +309,22 @@ def test_a_decoder_that_hangs_or_crashes_is_only_a_reason(tmp_path: Path) -> Non
 
     path = movie_samples.write_movie(tmp_path / "clip.mp4", seconds=2)
     hang = [sys.executable, "-c", "import time; time.sleep(60)"]
-    with pytest.raises(MovieUnusable, match="did not finish within 0.5 s"):
+    with pytest.raises(MovieUnusable, match=r"did not finish within 0\.5 s"):
         extract_movie_isolated(path, hard_timeout_s=0.5, command=hang)
     crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
     with pytest.raises(MovieUnusable, match="crashed on this file \\(SIGSEGV\\)"):
         extract_movie_isolated(path, command=crash)
     movie = extract_movie_isolated(path)  # the real child gives what the walk gives in-process
     assert movie == extract_movie(path)
+
+
+@pytest.mark.parametrize(("name", "packet"), [("00001.MTS", 188), ("00002.m2ts", 192)])
+def test_a_transport_stream_without_an_index_gets_its_strip(
+    tmp_path: Path, name: str, packet: int
+) -> None:
+    """FFmpeg writes 188-byte packets for .MTS and 192-byte ones (timestamped) for .m2ts."""
+    path = movie_samples.write_movie(tmp_path / name, seconds=6, cuts=(3.0,))
+    got = extract(path)
+    assert (got.mime, got.thumbnail_source) == ("video/mp2t", "keyframe")
+    assert [f.kind for f in got.strip] == ["interval", "scene"]
+    assert all(f.offset is not None and f.offset % packet == 0 for f in got.strip)
