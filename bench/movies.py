@@ -36,14 +36,14 @@ CODECS = {"h264": "libx264", "h265": "libx265"}
 PRESETS = {"h264": "superfast", "h265": "ultrafast"}
 
 
-def clip(size: str, codec: str, seconds: float, gop: float) -> Path:
-    path = CACHE / f"movie-textured-{size}-{codec}-{seconds:g}s-gop{gop:g}.mp4"
+def clip(size: str, codec: str, seconds: float, gop: float, noise: int) -> Path:
+    path = CACHE / f"movie-pan4-{size}-{codec}-{seconds:g}s-gop{gop:g}-noise{noise}.mp4"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         cuts = (seconds * 0.26, seconds * 0.53, seconds * 0.79)
         temp = path.with_suffix(".tmp.mp4")
         write_movie(temp, seconds=seconds, size=SIZES[size], codec=CODECS[codec], cuts=cuts,
-                    gop_s=gop, textured=True, crf=23, preset=PRESETS[codec])
+                    gop_s=gop, textured=True, crf=23, preset=PRESETS[codec], noise=noise)
         temp.rename(path)
     return path
 
@@ -69,18 +69,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--gop", type=float, default=1.0, help="seconds between keyframes")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--noise", type=int, default=0,
+                        help="grain amplitude added afresh to each frame (0: none)")
     parser.add_argument("--quick", action="store_true", help="10 s clips, one run")
     args = parser.parse_args()
     seconds, runs = (10.0, 1) if args.quick else (args.seconds, args.runs)
     results: dict[str, Any] = {}
     for size in SIZES:
         for codec in CODECS:
-            path = clip(size, codec, seconds, args.gop)
+            path = clip(size, codec, seconds, args.gop, args.noise)
             strip_s, strip_runs = timed(lambda p=path: extract_movie(p), runs)
             decode_s, decode_runs = timed(lambda p=path: full_decode(p), runs)
             movie = extract_movie(path)
             per_minute = strip_s * 60.0 / seconds
             results[f"{size}-{codec}"] = {
+                "bitrate_mbps": round(path.stat().st_size * 8 / seconds / 1e6, 1),
                 "strip_s_per_minute": round(per_minute, 4),
                 "strip_runs_s": [round(t, 4) for t in strip_runs],
                 "full_decode_s_per_minute": round(decode_s * 60.0 / seconds, 3),
@@ -94,7 +97,7 @@ def main() -> None:
     worst_ratio = min(r["speedup"] for r in results.values())
     worst_4k = max(r["strip_s_per_minute"] for k, r in results.items() if k.startswith("4K"))
     print(json.dumps({
-        "clip_seconds": seconds, "gop_s": args.gop, "runs": runs,
+        "clip_seconds": seconds, "gop_s": args.gop, "runs": runs, "noise": args.noise,
         "content": "panning texture, four scenes, CRF 23 (see the docstring)",
         "results": results,
         "targets": {

@@ -42,13 +42,15 @@ def write_movie(
     textured: bool = False,
     preset: str = "ultrafast",
     crf: int = 35,
+    noise: int = 0,
 ) -> Path:
     """A movie of solid colours, the colour changing at each time in ``cuts`` (seconds).
 
     Keyframes come every ``gop_s`` seconds and at each cut (a camera's encoder puts one
     there), so a cut is a keyframe of its own.  ``textured`` pans a smooth random texture
     tinted by the scene's colour instead, so that every frame costs its decoder real work
-    (benchmarks; needs numpy)."""
+    (benchmarks; needs numpy); ``noise`` adds fresh grain of that amplitude to each textured
+    frame, as a sensor does, so that predicted frames carry residuals too."""
     import av  # the media extra
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,7 @@ def write_movie(
                 plane.update(bytes([value]) * plane.buffer_size)
             frames.append(frame)
         bounds = sorted(cuts)
-        panning = _Panning(width, height) if textured else None
+        panning = _Panning(width, height, noise) if textured else None
         for index in range(round(seconds * fps)):
             scene = sum(1 for cut in bounds if index >= round(cut * fps))
             if panning is not None:
@@ -91,20 +93,20 @@ def write_movie(
 
 
 class _Panning:
-    """A smooth random texture, wider than the picture, seen through a window moving 4 px a
-    frame; its brightness tinted per scene."""
+    """A random texture, wider than the picture, seen through a window moving 4 px a frame;
+    its brightness tinted per scene."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, noise: int) -> None:
         import numpy as np
 
-        self.width, self.height = width, height
-        rng = np.random.default_rng(18)
-        coarse = rng.integers(0, 256, (height // 16 + 2, width // 16 + 80), dtype=np.uint8)
+        self.width, self.height, self.noise = width, height, noise
+        rng = self.rng = np.random.default_rng(18)
+        # Detail a few pixels across, as in a photographed scene; no per-pixel noise (which
+        # would make keyframes incompressible while the pan predicts it for free).
+        coarse = rng.integers(0, 256, (height // 4 + 2, width // 4 + 320), dtype=np.uint8)
         image = Image.fromarray(coarse).resize(
-            (coarse.shape[1] * 16, coarse.shape[0] * 16), Image.Resampling.BICUBIC)
+            (coarse.shape[1] * 4, coarse.shape[0] * 4), Image.Resampling.BICUBIC)
         self.texture = np.asarray(image)
-        fine = rng.integers(-12, 13, self.texture.shape, dtype=np.int16)
-        self.texture = np.clip(self.texture.astype(np.int16) + fine, 0, 255).astype(np.uint8)
 
     def frame(self, index: int, rgb: tuple[int, int, int]) -> Any:
         import av
@@ -113,7 +115,10 @@ class _Panning:
         shift = (index * 4) % (self.texture.shape[1] - self.width)
         luma = self.texture[: self.height, shift : shift + self.width]
         y, u, v = _yuv(rgb)
-        plane_y = (luma.astype(np.uint16) * y // 255 + 16).astype(np.uint8)
+        plane_y = luma.astype(np.int16) * y // 255 + 16
+        if self.noise:
+            plane_y += self.rng.integers(-self.noise, self.noise + 1, plane_y.shape, np.int16)
+        plane_y = np.clip(plane_y, 0, 255).astype(np.uint8)
         chroma = np.empty((self.height // 2, self.width), dtype=np.uint8)
         chroma[: self.height // 4] = u
         chroma[self.height // 4 :] = v
