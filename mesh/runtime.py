@@ -12,6 +12,7 @@ behind at most about one chunk (DESIGN.md, "Wire").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -35,7 +36,7 @@ from protocol.errors import CammeshError, RemoteProtocolError
 from protocol.messages import Role
 from protocol.node import Node
 from storage.card import Card
-from storage.importer import ImportSummary, Imported, Skipped, files_under, import_one
+from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
 from storage.sealing import Sealing
 
 log = logging.getLogger("cammesh.node")
@@ -258,9 +259,8 @@ class Runtime:
         duplicates: list[Skipped] = []
         rejected: list[Skipped] = []
         for done, (path, refusal) in enumerate(todo, start=1):
-            now = self.now()
             outcome = await trio.to_thread.run_sync(
-                lambda: import_one(self.card, path, refusal, now=now)
+                functools.partial(import_one, self.card, path, refusal, now=self.now())
             )
             if isinstance(outcome, Imported):
                 imported.append(outcome)

@@ -58,10 +58,10 @@ from storage.errors import (
     CardExists,
     CardFull,
     HashMismatch,
+    ImportRejected,
     NotACard,
     NotFound,
     StoreError,
-    ImportRejected,
 )
 from storage.sizes import format_size
 
