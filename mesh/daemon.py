@@ -25,6 +25,7 @@ from mesh.identity import short_id_of
 from mesh.runtime import Address, ReadOutError, Runtime
 from protocol import events as ev
 from protocol.store import Where
+from storage.importer import Imported, Skipped
 
 log = logging.getLogger("cammesh.node")
 
@@ -129,7 +130,13 @@ class Controller:
             raise MeshError("import needs a list of paths")
         if not all(Path(p).is_absolute() for p in paths):
             raise MeshError("import needs absolute paths (the node may run in another folder)")
-        summary = await self.runtime.import_pictures([Path(p) for p in paths])
+        async def progress(done: int, total: int, outcome: Imported | Skipped) -> None:
+            # One note per file: the summary below stays the answer.
+            what = "imported" if isinstance(outcome, Imported) else (
+                "duplicate" if outcome.image_id is not None else "rejected")
+            await note(f"{done}/{total} {what}: {outcome.path}")
+
+        summary = await self.runtime.import_pictures([Path(p) for p in paths], progress=progress)
         return {"summary": jsonable(summary)}
 
     async def op_request(self, request: dict[str, Any], note: Note) -> dict[str, Any]:

@@ -12,6 +12,7 @@ behind at most about one chunk (DESIGN.md, "Wire").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -35,12 +36,13 @@ from protocol.errors import CammeshError, RemoteProtocolError
 from protocol.messages import Role
 from protocol.node import Node
 from storage.card import Card
-from storage.importer import ImportSummary, import_paths
+from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
 from storage.sealing import Sealing
 
 log = logging.getLogger("cammesh.node")
 
 T = TypeVar("T")
+ImportProgress = Callable[[int, int, "Imported | Skipped"], Awaitable[None]]
 
 SEND_TIMEOUT = 30.0  # one frame to a peer; a peer that takes longer is cut off
 LAST_WORD_TIMEOUT = 2.0  # our Error frame after a protocol violation
@@ -236,29 +238,50 @@ class Runtime:
         await self.call(change)
 
 
-    async def import_pictures(self, paths: Sequence[Path]) -> ImportSummary:
-        """Import files onto the card, then tell the node of each new picture.
+    async def import_pictures(
+        self, paths: Sequence[Path], *, progress: ImportProgress | None = None
+    ) -> ImportSummary:
+        """Import files onto the card one at a time, telling the node of each as it lands.
 
-        The import runs outside the node lock (the card serialises its own calls), so
-        hashing and copying a large file never holds up the frames going to peers.
+        Each file is copied, hashed and catalogued in a worker thread, outside the node
+        lock (the card takes its own lock only around its catalog work, never across a
+        copy), and is then announced with ``node.captured`` before the next file starts:
+        its thumbnail leaves while the next file is copied, and the node serves peers
+        (handshakes, requests, chunks) all along.  Durable before announced: the original
+        is fsynced and its catalog row committed (full sync) before ``node.captured``, so
+        no peer ever holds the thumbnail of a picture this card could lose to a crash.
+        ``progress(done, total, outcome)`` is awaited after each file.
         """
-        now = self.now()
-        summary = await trio.to_thread.run_sync(
-            lambda: import_paths(self.card, paths, now=now)
+        todo = await trio.to_thread.run_sync(
+            lambda: list(files_under(paths, card=self.card.path))
         )
-        for item in summary.imported:
-            # Logged before the node hears of it, so a delay measured from this line
-            # (bench/field.py) includes the node's own work.
-            log.info(
-                "captured %s from %s",
-                short_id_of(item.image_id),
-                item.path,
-                extra={"event": "Captured", "fields": {"image_id": item.image_id, "path": item.path}},
+        imported: list[Imported] = []
+        duplicates: list[Skipped] = []
+        rejected: list[Skipped] = []
+        for done, (path, refusal) in enumerate(todo, start=1):
+            outcome = await trio.to_thread.run_sync(
+                functools.partial(import_one, self.card, path, refusal, now=self.now())
             )
-            await self.call(self.node.captured, item.image_id, self.now())
-        for skip in summary.rejected:
-            log.warning("could not import %s: %s", skip.path, skip.reason)
-        return summary
+            if isinstance(outcome, Imported):
+                imported.append(outcome)
+                # Logged before the node hears of it, so a delay measured from this line
+                # (bench/field.py) includes the node's own work.
+                log.info(
+                    "captured %s from %s",
+                    short_id_of(outcome.image_id),
+                    outcome.path,
+                    extra={"event": "Captured",
+                           "fields": {"image_id": outcome.image_id, "path": outcome.path}},
+                )
+                await self.call(self.node.captured, outcome.image_id, self.now())
+            elif outcome.image_id is not None:
+                duplicates.append(outcome)
+            else:
+                rejected.append(outcome)
+                log.warning("could not import %s: %s", outcome.path, outcome.reason)
+            if progress is not None:
+                await progress(done, len(todo), outcome)
+        return ImportSummary(tuple(imported), tuple(duplicates), tuple(rejected))
 
     # --- running ---------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from storage.errors import (
     CardExists,
     CardFull,
     HashMismatch,
+    ImportRejected,
     NotACard,
     NotFound,
     StoreError,
@@ -385,7 +386,6 @@ class Card:
             )
 
     # --- local capture -----------------------------------------------------------------
-    @_locked
     def add_original(
         self,
         source: Path | bytes,
@@ -398,30 +398,70 @@ class Card:
 
         ``extracted`` may be a function, called on the stored copy only for new pictures.
         CardFull leaves nothing behind.  A picture known only by thumbnail gets its original.
+        The record is durable (original fsynced, catalog row committed) when this returns,
+        unless inside ``deferred_sync``.
+
+        A file's copy, hash and extraction run outside the card's lock: the card serves
+        every other call (a peer's handshake, chunk reads) while a large file is copied.
+        The lock is taken only to check room, to look the hash up and to adopt the copy.
         """
         if isinstance(source, bytes):
-            digest = hashlib.sha256(source).hexdigest()
-            known = self._catalog.image(digest)
-            if known is not None and known.where is Where.LOCAL:
-                return known, False
-            self._need_room(len(source), what=f"{display_name(name)!r}")
-            temp, digest, size = self._write_temp([source], len(source))
-        else:
-            size = source.stat().st_size
-            try:
-                self._need_room(size, what=f"{display_name(name)!r}")
-            except CardFull:
-                # A duplicate needs no room: look before refusing (reads the file once more).
-                known = self._catalog.image(_hash_file(source))
+            with self._lock:
+                self._check_open()
+                digest = hashlib.sha256(source).hexdigest()
+                known = self._catalog.image(digest)
                 if known is not None and known.where is Where.LOCAL:
                     return known, False
-                raise
-            with source.open("rb") as f:
-                temp, digest, size = self._write_temp(iter(lambda: f.read(CHUNK), b""), size)
+                self._need_room(len(source), what=f"{display_name(name)!r}")
+                temp, digest, size = self._write_temp([source], len(source))
+                try:
+                    return self._adopt(temp, digest, size, name=name, now=now,
+                                       extracted=extracted)
+                finally:
+                    _unlink(temp)
+        size = source.stat().st_size
+        full: CardFull | None = None
+        with self._lock:
+            self._check_open()
+            try:
+                self._need_room(size, what=f"{display_name(name)!r}")
+            except CardFull as exc:
+                full = exc
+        if full is not None:
+            # A duplicate needs no room: look before refusing (reads the file once more).
+            digest = _hash_file(source)
+            with self._lock:
+                self._check_open()
+                known = self._catalog.image(digest)
+            if known is not None and known.where is Where.LOCAL:
+                return known, False
+            raise full
+        with source.open("rb") as f:
+            before = os.fstat(f.fileno())
+            temp, digest, size = self._write_temp(
+                iter(lambda: f.read(CHUNK), b""), size, locked=False
+            )
         try:
-            return self._adopt(temp, digest, size, name=name, now=now, extracted=extracted)
+            _same_source(source, before, size)
+            facts = extracted
+            if callable(extracted):
+                with self._lock:
+                    self._check_open()
+                    known = self._catalog.image(digest)
+                if known is None:  # only a new picture needs its thumbnail made
+                    facts = extracted(temp)
+            with self._lock:
+                self._check_open()
+                # Room again: another import may have taken it while this file was copied.
+                if (k := self._catalog.image(digest)) is None or k.where is not Where.LOCAL:
+                    self._need_room(size, what=f"{display_name(name)!r}")
+                return self._adopt(temp, digest, size, name=name, now=now, extracted=facts)
         finally:
             _unlink(temp)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the card {self.path} is closed; open it again to use it")
 
     def _adopt(
         self, temp: Path, digest: str, size: int, *, name: str, now: float,
@@ -921,8 +961,13 @@ class Card:
         self._catalog.clear_decision(image_id)
 
     # --- files -------------------------------------------------------------------------
-    def _write_temp(self, chunks: Iterable[bytes], limit: int) -> tuple[Path, str, int]:
-        """Copy ``chunks`` to a fsynced temp file, hashing on the way; CardFull past ``limit``."""
+    def _write_temp(
+        self, chunks: Iterable[bytes], limit: int, *, locked: bool = True
+    ) -> tuple[Path, str, int]:
+        """Copy ``chunks`` to a fsynced temp file, hashing on the way; CardFull past ``limit``.
+
+        ``locked``: whether the caller holds the card's lock (a file's copy does not).
+        """
         fd, name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
         temp = Path(name)
         digest = hashlib.sha256()
@@ -932,7 +977,12 @@ class Card:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > limit:  # the file grew while we read it: check the room again
-                        self._need_room(size, what="a file that grew while it was imported")
+                        what = "a file that grew while it was imported"
+                        if locked:
+                            self._need_room(size, what=what)
+                        else:
+                            with self._lock:
+                                self._need_room(size, what=what)
                         limit = size
                     digest.update(chunk)
                     f.write(chunk)
@@ -943,6 +993,7 @@ class Card:
             raise
         return temp, digest.hexdigest(), size
 
+
     def _place(self, temp: Path, final: Path) -> None:
         """Rename a fsynced file to its final name and make the rename durable."""
         if final.parent.name not in self._shards and final.parent.parent == self._originals:
@@ -952,6 +1003,23 @@ class Card:
             self._shards.add(final.parent.name)
         os.replace(temp, final)  # ``temp`` was fsynced by whoever wrote it
         _fsync_dir(final.parent)
+
+
+def _same_source(source: Path, before: os.stat_result, copied: int) -> None:
+    """ImportRejected when ``source`` changed, shrank or vanished while it was copied."""
+    try:
+        after = os.stat(source)
+    except FileNotFoundError:
+        raise ImportRejected("it vanished while it was being imported") from None
+    if (after.st_ino, after.st_dev) != (before.st_ino, before.st_dev):
+        raise ImportRejected("it was replaced by another file while it was being imported")
+    if after.st_size != copied or after.st_size != before.st_size:
+        raise ImportRejected(
+            f"it changed size while it was being imported ({before.st_size} bytes, then "
+            f"{after.st_size}; {copied} read): truncated or still being written"
+        )
+    if after.st_mtime_ns != before.st_mtime_ns:
+        raise ImportRejected("it was written to while it was being imported")
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from protocol.messages import MetadataValue
 from storage.card import Card, Extraction
-from storage.errors import CardFull, StoreError
+from storage.errors import CardFull, ImportRejected, StoreError
 from storage.movies import StripFrame
 
 log = logging.getLogger("cammesh.import")
@@ -137,16 +137,13 @@ def import_paths(
     rejected: list[Skipped] = []
     with card.deferred_sync():  # the sources stay where they are until we return
         for done, (path, refusal) in enumerate(todo, start=1):
-            if refusal is not None:
-                rejected.append(Skipped(str(path), refusal))
+            outcome = import_one(card, path, refusal, now=now)
+            if isinstance(outcome, Imported):
+                imported.append(outcome)
+            elif outcome.image_id is not None:
+                duplicates.append(outcome)
             else:
-                outcome = _import_one(card, path, now=now)
-                if isinstance(outcome, Imported):
-                    imported.append(outcome)
-                elif outcome.image_id is not None:
-                    duplicates.append(outcome)
-                else:
-                    rejected.append(outcome)
+                rejected.append(outcome)
             if progress is not None:
                 progress(done, len(todo), path)
     for skip in rejected:
@@ -154,7 +151,14 @@ def import_paths(
     return ImportSummary(tuple(imported), tuple(duplicates), tuple(rejected))
 
 
-def _import_one(card: Card, path: Path, *, now: float) -> Imported | Skipped:
+def import_one(card: Card, path: Path, refusal: str | None, *, now: float) -> Imported | Skipped:
+    """One file of ``files_under``: imported, a duplicate, or rejected with its reason.
+
+    Outside ``deferred_sync`` an Imported picture is durable when this returns: its original
+    fsynced and renamed into place, its catalog row committed with a full sync.
+    """
+    if refusal is not None:
+        return Skipped(str(path), refusal)
     facts: list[Extraction] = []
 
     def extraction(_copy: Path) -> Extraction:
@@ -164,7 +168,7 @@ def _import_one(card: Card, path: Path, *, now: float) -> Imported | Skipped:
 
     try:
         record, new = card.add_original(path, name=path.name, now=now, extracted=extraction)
-    except CardFull as exc:
+    except (CardFull, ImportRejected) as exc:
         return Skipped(str(path), str(exc))
     except StoreError as exc:
         return Skipped(str(path), f"the card refused it: {exc}")
