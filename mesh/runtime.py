@@ -46,7 +46,9 @@ SEND_TIMEOUT = 30.0  # one frame to a peer; a peer that takes longer is cut off
 LAST_WORD_TIMEOUT = 2.0  # our Error frame after a protocol violation
 RECEIVE_SIZE = 256 * 1024
 RECEIVE_BUFFER = 4 * 1024 * 1024  # read ahead of the node by at most this much
-RECEIVE_BATCH = 256 * 1024  # bytes handed to the node per call: a new thumbnail waits for one call
+# Bytes handed to the node per call (one thread hop, one fsync per partial, one catalog
+# commit): a new thumbnail waits for one call, a few milliseconds at this size.
+RECEIVE_BATCH = 1024 * 1024
 TICK_MAX = 0.5  # seconds between timer checks even when the node asks for none
 BACKOFF_START = 0.5
 BACKOFF_MAX = 15.0
@@ -416,7 +418,8 @@ class Runtime:
         those calls let the kernel's receive window close during a slow fsync and the link
         idle.  The buffer is bounded, so a card slower than the link still slows the peer.
         """
-        send, receive = trio.open_memory_channel[bytes](RECEIVE_BUFFER // RECEIVE_SIZE)
+        # Counted in TLS records, the least a read returns, so the buffer holds its bytes.
+        send, receive = trio.open_memory_channel[bytes](RECEIVE_BUFFER // tls.RECORD_SIZE)
         failed: list[Exception] = []  # re-raised bare, outside the nursery's exception group
 
         async def guarded(job: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> None:
@@ -449,9 +452,7 @@ class Runtime:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 try:
-                    await self.call(
-                        self.node.receive_data, link.peer_id, b"".join(parts), self.now()
-                    )
+                    await self.call(self._receive, link.peer_id, b"".join(parts))
                 except RemoteProtocolError:
                     link.violated = True  # before any checkpoint: the writer must see it
                     raise
@@ -479,6 +480,13 @@ class Runtime:
             with trio.fail_after(SEND_TIMEOUT):
                 await link.stream.send_all(batch)
             link.bytes_out += len(batch)
+
+    def _receive(self, peer_id: str, data: bytes) -> None:
+        """Feed the node what a peer sent; the chunks in it become durable together, before
+        the call returns and so before any frame it queued (an acknowledgement, a Stored)
+        can leave (Card.batched_partials)."""
+        with self.card.batched_partials():
+            self.node.receive_data(peer_id, data, self.now())
 
     def _pull(self, peer_id: str) -> bytes:
         """The next frames for one peer, in one worker-thread call: small ones up to
