@@ -20,7 +20,22 @@ Times come from the nodes' structured logs (one clock, one machine):
   once a quarter of the originals are at the peer; from the sender's ``Captured`` line
   (on the card, handed to the node) to the peer's ``ThumbnailArrived``.
 
-    python bench/field.py [--count 20] [--mbit 40] [--loopback] [--size 24mp|small]
+Modes on the user's path (issue 13), each timed from both processes started (Popen), as a
+stopwatch would, and each printing its targets and whether each was met:
+- ``--live``: both nodes start on empty cards, then ``cammesh import`` of the pictures
+  through the running sender: ``live_first_thumbnail_s``, ``live_all_thumbnails_s``,
+  ``live_all_originals_s``, and each process's CPU per GB of pictures (the importing
+  ``cammesh import`` client counted with the sender);
+- ``--burst``: the pictures on the sender's card and their originals flowing, then as many
+  new ones written into its ``--watch`` folder at 10 per second; each one's delay from its
+  file closed to its thumbnail at the peer: ``burst_thumbnail_p50_ms`` / ``_p99_ms``;
+- ``--against syncthing`` (with any mode): then the same corpus over the same link with
+  Syncthing (bench/against_syncthing.py), ``syncthing_all_visible_s`` and both sides' CPU
+  per GB beside ours, as ratios; skipped with the reason where Syncthing is not installed.
+``--mbit 0`` is an unshaped veth (loopback where not root, said in the output).
+
+    python bench/field.py [--live|--burst] [--against syncthing] [--count 20] [--mbit 40]
+                          [--loopback] [--size 24mp|small]
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@ from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, Transport
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
+from protocol.codec import PREFIX
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError, RemoteProtocolError
-from protocol.messages import Role
+from protocol.messages import Limits, Role
 from protocol.node import Node
 from storage.card import Card
 from storage.importer import ImportSummary, import_paths
@@ -88,6 +89,42 @@ class PeerLink:
     reason: str = "connection closed"
     violated: bool = False  # the peer broke the protocol: flush our Error, then close
     next_send_at: float = 0.0  # trio clock; pacing under ``rate_limit``
+
+
+class FrameEdges:
+    """Tells, as a byte stream goes by, whether a frame ended in it (the frames' length
+    prefixes, protocol/codec.py).  A prefix over the limit counts as an end, so that the
+    node sees it at once and refuses it."""
+
+    __slots__ = ("_body_left", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = b""
+        self._body_left = 0
+
+    def feed(self, data: bytes) -> bool:
+        """Walk ``data``; True if at least one frame ended inside it."""
+        ended = False
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._body_left:
+                step = min(self._body_left, end - pos)
+                pos += step
+                self._body_left -= step
+                ended = ended or not self._body_left
+                continue
+            need = PREFIX - len(self._prefix)
+            self._prefix += data[pos : pos + need]
+            pos += need
+            if len(self._prefix) < PREFIX:
+                break
+            length = int.from_bytes(self._prefix, "big")
+            self._prefix = b""
+            if length > Limits.MAX_FRAME:
+                return True
+            self._body_left = length
+            ended = ended or not length
+        return ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,16 +480,30 @@ class Runtime:
             raise failed[0]
 
     async def _digest(self, link: PeerLink, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Hand the node what came in, once a frame is whole: on a slow link a chunk comes
+        a TLS record at a time, and a node call (a thread hop and a catalog commit) for
+        each record cost more CPU than the bytes themselves."""
+        edges = FrameEdges()
+        parts: list[bytes] = []
+        size = 0
+        whole = False
         async with receive:
             async for data in receive:
-                parts = [data]
-                while sum(map(len, parts)) < RECEIVE_BATCH:  # what else is already here
-                    try:
-                        parts.append(receive.receive_nowait())
+                while True:
+                    parts.append(data)
+                    size += len(data)
+                    whole = edges.feed(data) or whole
+                    if size >= RECEIVE_BATCH:
+                        break
+                    try:  # what else is already here
+                        data = receive.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                if not whole and size < RECEIVE_BATCH:
+                    continue  # half a frame: the node could do nothing with it yet
+                batch, parts, size, whole = b"".join(parts), [], 0, False
                 try:
-                    await self.call(self._receive, link.peer_id, b"".join(parts))
+                    await self.call(self._receive, link.peer_id, batch)
                 except RemoteProtocolError:
                     link.violated = True  # before any checkpoint: the writer must see it
                     raise
