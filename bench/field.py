@@ -343,13 +343,16 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
             with (watched / path.name).open("wb") as f:
                 f.write(data)
             closed[image_id] = time.time()
-        last_closed = max(closed.values())
         wait_until("every burst thumbnail at b",
                    lambda: set(event_times(receiver, "ThumbnailArrived")) >= set(fresh_ids),
                    timeout=600, every=0.1)
         thumbs = event_times(receiver, "ThumbnailArrived")
         originals = event_times(receiver, "OriginalArrived")
-        in_flight = sum(1 for i in ids if originals.get(i, math.inf) > last_closed)
+        # Originals still to come at each close: the card's, and the burst's own before it.
+        in_flight = min(
+            sum(1 for i in [*ids, *(j for j in fresh_ids if closed[j] < t)]
+                if originals.get(i, math.inf) > t)
+            for t in closed.values())
     finally:
         sender.stop()
         receiver.stop()
@@ -364,7 +367,7 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
         "burst_thumbnail_p50_ms": round(p50, 1),
         "burst_thumbnail_p99_ms": round(p99, 1),
         "burst_thumbnail_max_ms": round(delays[-1], 1),
-        "originals_still_coming_at_last_close": in_flight,
+        "originals_in_flight_at_every_close_min": in_flight,
         "targets": {"burst_thumbnail_p99_ms": BURST_P99_TARGET_MS},
         "met": {"burst_thumbnail_p99_ms": p99 <= BURST_P99_TARGET_MS},
         "logs": {"sender": str(sender.log), "receiver": str(receiver.log)},
