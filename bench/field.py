@@ -20,13 +20,31 @@ Times come from the nodes' structured logs (one clock, one machine):
   once a quarter of the originals are at the peer; from the sender's ``Captured`` line
   (on the card, handed to the node) to the peer's ``ThumbnailArrived``.
 
-    python bench/field.py [--count 20] [--mbit 40] [--loopback] [--size 24mp|small]
+Modes on the user's path (issue 13), each timed from both processes started (Popen), as a
+stopwatch would, and each printing its targets and whether each was met:
+- ``--live``: both nodes start on empty cards, then ``cammesh import`` of the pictures
+  through the running sender: ``live_first_thumbnail_s``, ``live_all_thumbnails_s``,
+  ``live_all_originals_s``, and each process's CPU per GB of pictures (the importing
+  ``cammesh import`` client counted with the sender);
+- ``--burst``: the pictures on the sender's card and their originals flowing, then as many
+  new ones written into its ``--watch`` folder at 10 per second; each one's delay from its
+  file closed to its thumbnail at the peer: ``burst_thumbnail_p50_ms`` / ``_p99_ms``;
+- ``--against syncthing`` (with any mode): then the same corpus over the same link with
+  Syncthing (bench/against_syncthing.py), ``syncthing_all_visible_s`` and both sides' CPU
+  per GB beside ours, as ratios; skipped with the reason where Syncthing is not installed.
+``--mbit 0`` is an unshaped veth (loopback where not root, said in the output).
+
+    python bench/field.py [--live|--burst] [--against syncthing] [--count 20] [--mbit 40]
+                          [--loopback] [--size 24mp|small]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +62,9 @@ from storage.importer import import_paths  # noqa: E402
 from storage.samples import write_sample_jpegs  # noqa: E402
 from tests.integration.devices import Side, bench_on_link  # noqa: E402
 from tests.integration.nodes import NodeProcess, wait_until  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from against_syncthing import run_syncthing, tree_cpu_seconds, why_no_syncthing  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "cammesh-bench"
 THUMBNAILS_TARGET_S = 1.5
@@ -96,6 +117,37 @@ def tcp_goodput_mbit(link: tuple[Side, Side], megabytes: int) -> float:
     return float(receiver.communicate(timeout=60)[0])
 
 
+def node_args(args: argparse.Namespace, link: tuple[Side, Side] | None
+              ) -> tuple[list[list[str]], tuple[str | None, str | None]]:
+    """Each node's address options and namespace; on loopback the sender paces itself."""
+    if link is not None:
+        extra = [[f"--listen={side.address}:0", f"--interface={side.address}"] for side in link]
+        return extra, (link[0].netns, link[1].netns)
+    pace = [f"--rate={int(args.mbit * 1e6 / 8)}"] if args.mbit else []
+    return ([["--listen=127.0.0.1:0", "--interface=127.0.0.1", *pace],
+             ["--listen=127.0.0.1:0", "--interface=127.0.0.1"]], (None, None))
+
+
+def link_words(args: argparse.Namespace, link: tuple[Side, Side] | None) -> str:
+    if link is not None:
+        shape = f"tbf-shaped ({args.mbit:g} Mbit/s)" if args.mbit else "unshaped"
+        return f"{shape} veth between two network namespaces, mDNS on it"
+    pace = f"sender paced with --rate ({args.mbit:g} Mbit/s)" if args.mbit else "unpaced"
+    return f"loopback, {pace} (not root: no namespaces), mDNS on loopback"
+
+
+def cpu_seconds(process: NodeProcess | subprocess.Popen[Any] | int) -> float:
+    """User + system CPU of a running process so far (``ip netns exec`` execs into it)."""
+    if isinstance(process, NodeProcess):
+        assert process.proc is not None
+        process = process.proc
+    return tree_cpu_seconds(process if isinstance(process, int) else process.pid)
+
+
+def picture_id(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def event_times(node: NodeProcess, name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for doc in node.events():
@@ -109,8 +161,7 @@ def listening_time(node: NodeProcess) -> float:
 
 
 def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) -> dict[str, Any]:
-    netns = link is not None
-    tcp_mbit = tcp_goodput_mbit(link, 30) if link is not None else None
+    tcp_mbit = tcp_goodput_mbit(link, 30 if args.mbit else 300) if link is not None else None
     pictures = cached_pictures(args.size, args.count + 1)
     initial, late = pictures[: args.count], pictures[args.count]
     a, b = make_mesh(folder, [DeviceSpec("a", Role.CAMERA, 8 * 1024**3),
@@ -120,14 +171,8 @@ def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) 
         ids = [item.image_id for item in summary.imported]
         thumb_bytes = sum(len(card.image(i).thumbnail) for i in ids)  # type: ignore[union-attr]
         sizes = {i: card.image(i).size for i in ids}  # type: ignore[union-attr]
-    rate = args.mbit * 1e6 / 8  # bytes per second
-    if link is not None:
-        extra = [[f"--listen={side.address}:0", f"--interface={side.address}"] for side in link]
-        spaces: tuple[str | None, str | None] = (link[0].netns, link[1].netns)
-    else:
-        extra = [["--listen=127.0.0.1:0", "--interface=127.0.0.1", f"--rate={int(rate)}"],
-                 ["--listen=127.0.0.1:0", "--interface=127.0.0.1"]]
-        spaces = (None, None)
+    rate = args.mbit * 1e6 / 8 or math.inf  # bytes per second
+    extra, spaces = node_args(args, link)
     spawned = time.time()
     sender = NodeProcess(a, extra[0], netns=spaces[0]).start()
     receiver = NodeProcess(b, extra[1], netns=spaces[1]).start()
@@ -153,18 +198,20 @@ def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) 
         all_thumbnails = max(thumbs[i] for i in ids) - started
         all_originals = max(originals.values()) - started
         thumbnails_floor = thumb_bytes / rate
-        originals_floor = sum(sizes.values()) / rate
+        originals_floor = sum(sizes.values()) / rate or math.nan  # unshaped: no floor
         midtransfer_ms = (thumbs[fresh] - captured[fresh]) * 1000
         in_flight = sum(1 for i in ids if originals[i] > thumbs[fresh])
         found = [d["t"] for d in receiver.events() if d["event"] == "PeerReady"]
         from_link = max(originals.values()) - min(found)
         ceiling = (min(found) - started) + originals_floor * FRAME / MSS
+        cpu = cpu_seconds(sender), cpu_seconds(receiver)
     finally:
         sender.stop()
         receiver.stop()
     return {
-        "link": "tbf-shaped veth between two network namespaces, mDNS on it" if netns
-        else "loopback, sender paced with --rate (not root: no namespaces), mDNS on loopback",
+        "link": link_words(args, link),
+        "cpu_s_per_gb_sender": round(cpu[0] / (sum(sizes.values()) / 1e9), 2),
+        "cpu_s_per_gb_receiver": round(cpu[1] / (sum(sizes.values()) / 1e9), 2),
         "link_mbit": args.mbit,
         "pictures": len(ids),
         "picture_bytes": sum(sizes[i] for i in ids),
@@ -178,7 +225,7 @@ def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) 
         "originals_from_link_ready_s": round(from_link, 2),
         "link_tcp_goodput_mbit": round(tcp_mbit, 2) if tcp_mbit else None,
         "originals_goodput_mbit": round(sum(sizes.values()) * 8 / from_link / 1e6, 2),
-        "tcp_ceiling_mbit": round(args.mbit * MSS / FRAME, 2),
+        "tcp_ceiling_mbit": round(args.mbit * MSS / FRAME, 2) if args.mbit else None,
         "originals_ceiling_s": round(ceiling, 2),
         "originals_over_ceiling": round(all_originals / ceiling - 1, 4),
         "midtransfer_thumbnail_ms": round(midtransfer_ms, 1),
@@ -197,15 +244,196 @@ def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) 
     }
 
 
+LIVE_THUMBNAILS_TARGET_S = 1.0
+BURST_P99_TARGET_MS = 150.0
+
+
+def run_live(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None,
+             ) -> dict[str, Any]:
+    """Both nodes first, then `cammesh import` of the pictures through the running sender;
+    every time from both processes started (the later Popen), as a stopwatch would."""
+    pictures = cached_pictures(args.size, args.count)
+    ids = {picture_id(p): p for p in pictures}
+    total = sum(p.stat().st_size for p in pictures)
+    a, b = make_mesh(folder, [DeviceSpec("a", Role.CAMERA, 8 * 1024**3),
+                              DeviceSpec("b", Role.CAMERA, 8 * 1024**3)])
+    extra, spaces = node_args(args, link)
+    sender = NodeProcess(a, extra[0], netns=spaces[0]).start()
+    receiver = NodeProcess(b, extra[1], netns=spaces[1]).start()
+    spawned = time.time()
+    importer_cpu = 0.0
+    try:
+        sender.wait_ready()
+        importer = subprocess.Popen(
+            [sys.executable, "-m", "mesh.cli", "import", str(a), *map(str, pictures)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        import_started = time.time()
+        _, status, usage = os.wait4(importer.pid, 0)
+        importer.returncode = os.waitstatus_to_exitcode(status)
+        import_done = time.time()
+        importer_cpu = usage.ru_utime + usage.ru_stime
+        assert importer.returncode == 0, importer.stderr.read() if importer.stderr else ""
+        wait_until("every original at b",
+                   lambda: set(event_times(receiver, "OriginalArrived")) >= set(ids),
+                   timeout=1200, every=0.2)
+        thumbs = event_times(receiver, "ThumbnailArrived")
+        originals = event_times(receiver, "OriginalArrived")
+        ready = [d["t"] for d in receiver.events() if d["event"] == "PeerReady"]
+        cpu = cpu_seconds(sender) + importer_cpu, cpu_seconds(receiver)
+    finally:
+        sender.stop()
+        receiver.stop()
+    first = min(thumbs[i] for i in ids) - spawned
+    last_thumb = max(thumbs[i] for i in ids) - spawned
+    last_original = max(originals[i] for i in ids) - spawned
+    return {
+        "mode": "live",
+        "link": link_words(args, link),
+        "link_mbit": args.mbit,
+        "pictures": len(ids),
+        "picture_bytes": total,
+        "import_started_s": round(import_started - spawned, 3),
+        "import_returned_s": round(import_done - spawned, 3),
+        "link_ready_s": round(min(ready) - spawned, 3) if ready else None,
+        "live_first_thumbnail_s": round(first, 3),
+        "live_all_thumbnails_s": round(last_thumb, 3),
+        "live_all_originals_s": round(last_original, 2),
+        "originals_goodput_mbit": round(total * 8 / (last_original - first) / 1e6, 1),
+        "cpu_s_sender": round(cpu[0], 2),
+        "cpu_s_receiver": round(cpu[1], 2),
+        "cpu_s_per_gb_sender": round(cpu[0] / (total / 1e9), 2),
+        "cpu_s_per_gb_receiver": round(cpu[1] / (total / 1e9), 2),
+        "targets": {"live_all_thumbnails_s": LIVE_THUMBNAILS_TARGET_S}
+        if args.mbit else {},
+        "met": {"live_all_thumbnails_s": last_thumb <= LIVE_THUMBNAILS_TARGET_S}
+        if args.mbit else {},
+        "logs": {"sender": str(sender.log), "receiver": str(receiver.log)},
+    }
+
+
+def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None,
+              ) -> dict[str, Any]:
+    """The pictures on the sender's card, its originals flowing; then ``--count`` new ones
+    written into its ``--watch`` folder at 10 per second: each one's delay from its file
+    being closed to its thumbnail at the peer."""
+    pictures = cached_pictures(args.size, args.count)
+    fresh = cached_pictures(args.size, args.count, seed=12)
+    contents = [p.read_bytes() for p in fresh]  # in memory: the write is the camera's, not a copy
+    fresh_ids = [hashlib.sha256(data).hexdigest() for data in contents]
+    a, b = make_mesh(folder, [DeviceSpec("a", Role.CAMERA, 8 * 1024**3),
+                              DeviceSpec("b", Role.CAMERA, 8 * 1024**3)])
+    with Card.open(a) as card:
+        ids = [item.image_id for item in import_paths(card, pictures, now=time.time()).imported]
+    watched = folder / "watched"
+    watched.mkdir()
+    extra, spaces = node_args(args, link)
+    sender = NodeProcess(a, [*extra[0], f"--watch={watched}"], netns=spaces[0]).start()
+    receiver = NodeProcess(b, extra[1], netns=spaces[1]).start()
+    closed: dict[str, float] = {}
+    try:
+        sender.wait_ready()
+        receiver.wait_ready()
+        wait_until("the first original at b", lambda: event_times(receiver, "OriginalArrived"),
+                   timeout=600, every=0.05)
+        start = time.monotonic()
+        for index, (path, data, image_id) in enumerate(zip(fresh, contents, fresh_ids, strict=True)):
+            delay = start + index / BURST_RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with (watched / path.name).open("wb") as f:
+                f.write(data)
+            closed[image_id] = time.time()
+        wait_until("every burst thumbnail at b",
+                   lambda: set(event_times(receiver, "ThumbnailArrived")) >= set(fresh_ids),
+                   timeout=600, every=0.1)
+        thumbs = event_times(receiver, "ThumbnailArrived")
+        originals = event_times(receiver, "OriginalArrived")
+        # Originals still to come at each close: the card's, and the burst's own before it.
+        in_flight = min(
+            sum(1 for i in [*ids, *(j for j in fresh_ids if closed[j] < t)]
+                if originals.get(i, math.inf) > t)
+            for t in closed.values())
+    finally:
+        sender.stop()
+        receiver.stop()
+    delays = sorted((thumbs[i] - closed[i]) * 1000 for i in fresh_ids)
+    p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
+    return {
+        "mode": "burst",
+        "link": link_words(args, link),
+        "link_mbit": args.mbit,
+        "burst_pictures": len(fresh_ids),
+        "burst_per_s": BURST_RATE,
+        "burst_thumbnail_p50_ms": round(p50, 1),
+        "burst_thumbnail_p99_ms": round(p99, 1),
+        "burst_thumbnail_max_ms": round(delays[-1], 1),
+        "originals_in_flight_at_every_close_min": in_flight,
+        "targets": {"burst_thumbnail_p99_ms": BURST_P99_TARGET_MS},
+        "met": {"burst_thumbnail_p99_ms": p99 <= BURST_P99_TARGET_MS},
+        "logs": {"sender": str(sender.log), "receiver": str(receiver.log)},
+    }
+
+
+BURST_RATE = 10.0  # pictures per second
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted ``values``."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def against_syncthing(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None,
+                      ours: dict[str, Any]) -> dict[str, Any]:
+    """Syncthing on the same corpus and link, right after our run; its figures and the ratios."""
+    why = why_no_syncthing()
+    if why is not None:
+        return {**ours, "syncthing_skipped": why}
+    hosts = (link[0].address, link[1].address) if link else ("127.0.0.1", "127.0.0.1")
+    spaces = (link[0].netns, link[1].netns) if link else (None, None)
+    theirs = run_syncthing(cached_pictures(args.size, args.count), folder, hosts=hosts,
+                           netns=spaces, pace_mbit=0.0 if link else args.mbit)
+    out = {**ours, **theirs}
+    mine = ours.get("live_all_originals_s", ours.get("all_originals_s"))
+    key = "live_all_originals_s" if "live_all_originals_s" in ours else "all_originals_s"
+    out["originals_over_syncthing"] = round(mine / theirs["syncthing_all_visible_s"], 3)
+    for side in ("sender", "receiver"):
+        out[f"cpu_per_gb_over_syncthing_{side}"] = round(
+            ours[f"cpu_s_per_gb_{side}"] / max(theirs[f"syncthing_cpu_s_per_gb_{side}"], 1e-9), 3)
+    out["targets"] = {**ours["targets"], f"{key}_over_syncthing": 1.0}
+    out["met"] = {**ours["met"], f"{key}_over_syncthing": out["originals_over_syncthing"] <= 1.0}
+    if not args.mbit:  # the fast link: no more CPU per byte than Syncthing, either side
+        for side in ("sender", "receiver"):
+            out["targets"][f"cpu_per_gb_over_syncthing_{side}"] = 1.0
+            out["met"][f"cpu_per_gb_over_syncthing_{side}"] = (
+                out[f"cpu_per_gb_over_syncthing_{side}"] <= 1.0)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20)
-    parser.add_argument("--mbit", type=float, default=40.0)
+    parser.add_argument("--mbit", type=float, default=40.0, help="0: an unshaped veth")
     parser.add_argument("--size", choices=("24mp", "small"), default="24mp")
     parser.add_argument("--loopback", action="store_true", help="even as root")
     parser.add_argument("--keep", type=Path, help="keep cards and logs in this folder")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--live", action="store_true",
+                      help="start both nodes, then `cammesh import` through the running sender")
+    mode.add_argument("--burst", action="store_true",
+                      help="pictures written into the sender's --watch folder, originals flowing")
+    parser.add_argument("--against", choices=("syncthing",),
+                        help="then the same corpus over the same link with Syncthing")
     args = parser.parse_args()
-    result = bench_on_link(run, args, prefix="cammesh-field-", subnet="10.77.0")
+    bench = run_live if args.live else run_burst if args.burst else run
+
+    def measured(args: argparse.Namespace, folder: Path,
+                 link: tuple[Side, Side] | None) -> dict[str, Any]:
+        ours = bench(args, folder, link)
+        if args.against == "syncthing":
+            ours = against_syncthing(args, folder, link, ours)
+        return ours
+
+    result = bench_on_link(measured, args, prefix="cammesh-field-", subnet="10.77.0")
     print(json.dumps(result, indent=1))
     return 0
 

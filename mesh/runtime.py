@@ -31,9 +31,10 @@ from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, Transport
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
+from protocol.codec import PREFIX
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError, RemoteProtocolError
-from protocol.messages import Role
+from protocol.messages import Limits, Role
 from protocol.node import Node
 from storage.card import Card
 from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
@@ -48,7 +49,9 @@ SEND_TIMEOUT = 30.0  # one frame to a peer; a peer that takes longer is cut off
 LAST_WORD_TIMEOUT = 2.0  # our Error frame after a protocol violation
 RECEIVE_SIZE = 256 * 1024
 RECEIVE_BUFFER = 4 * 1024 * 1024  # read ahead of the node by at most this much
-RECEIVE_BATCH = 256 * 1024  # bytes handed to the node per call: a new thumbnail waits for one call
+# Bytes handed to the node per call (one thread hop, one fsync per partial, one catalog
+# commit): a new thumbnail waits for one call, a few milliseconds at this size.
+RECEIVE_BATCH = 1024 * 1024
 TICK_MAX = 0.5  # seconds between timer checks even when the node asks for none
 BACKOFF_START = 0.5
 BACKOFF_MAX = 15.0
@@ -88,6 +91,42 @@ class PeerLink:
     reason: str = "connection closed"
     violated: bool = False  # the peer broke the protocol: flush our Error, then close
     next_send_at: float = 0.0  # trio clock; pacing under ``rate_limit``
+
+
+class FrameEdges:
+    """Tells, as a byte stream goes by, whether a frame ended in it (the frames' length
+    prefixes, protocol/codec.py).  A prefix over the limit counts as an end, so that the
+    node sees it at once and refuses it."""
+
+    __slots__ = ("_body_left", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = b""
+        self._body_left = 0
+
+    def feed(self, data: bytes) -> bool:
+        """Walk ``data``; True if at least one frame ended inside it."""
+        ended = False
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._body_left:
+                step = min(self._body_left, end - pos)
+                pos += step
+                self._body_left -= step
+                ended = ended or not self._body_left
+                continue
+            need = PREFIX - len(self._prefix)
+            self._prefix += data[pos : pos + need]
+            pos += need
+            if len(self._prefix) < PREFIX:
+                break
+            length = int.from_bytes(self._prefix, "big")
+            self._prefix = b""
+            if length > Limits.MAX_FRAME:
+                return True
+            self._body_left = length
+            ended = ended or not length
+        return ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +478,8 @@ class Runtime:
         those calls let the kernel's receive window close during a slow fsync and the link
         idle.  The buffer is bounded, so a card slower than the link still slows the peer.
         """
-        send, receive = trio.open_memory_channel[bytes](RECEIVE_BUFFER // RECEIVE_SIZE)
+        # Counted in TLS records, the least a read returns, so the buffer holds its bytes.
+        send, receive = trio.open_memory_channel[bytes](RECEIVE_BUFFER // tls.RECORD_SIZE)
         failed: list[Exception] = []  # re-raised bare, outside the nursery's exception group
 
         async def guarded(job: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> None:
@@ -463,18 +503,30 @@ class Runtime:
             raise failed[0]
 
     async def _digest(self, link: PeerLink, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Hand the node what came in, once a frame is whole: on a slow link a chunk comes
+        a TLS record at a time, and a node call (a thread hop and a catalog commit) for
+        each record cost more CPU than the bytes themselves."""
+        edges = FrameEdges()
+        parts: list[bytes] = []
+        size = 0
+        whole = False
         async with receive:
             async for data in receive:
-                parts = [data]
-                while sum(map(len, parts)) < RECEIVE_BATCH:  # what else is already here
-                    try:
-                        parts.append(receive.receive_nowait())
+                while True:
+                    parts.append(data)
+                    size += len(data)
+                    whole = edges.feed(data) or whole
+                    if size >= RECEIVE_BATCH:
+                        break
+                    try:  # what else is already here
+                        data = receive.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                if not whole and size < RECEIVE_BATCH:
+                    continue  # half a frame: the node could do nothing with it yet
+                batch, parts, size, whole = b"".join(parts), [], 0, False
                 try:
-                    await self.call(
-                        self.node.receive_data, link.peer_id, b"".join(parts), self.now()
-                    )
+                    await self.call(self._receive, link.peer_id, batch)
                 except RemoteProtocolError:
                     link.violated = True  # before any checkpoint: the writer must see it
                     raise
@@ -502,6 +554,13 @@ class Runtime:
             with trio.fail_after(SEND_TIMEOUT):
                 await link.stream.send_all(batch)
             link.bytes_out += len(batch)
+
+    def _receive(self, peer_id: str, data: bytes) -> None:
+        """Feed the node what a peer sent; the chunks in it become durable together, before
+        the call returns and so before any frame it queued (an acknowledgement, a Stored)
+        can leave (Card.batched_partials)."""
+        with self.card.batched_partials():
+            self.node.receive_data(peer_id, data, self.now())
 
     def _pull(self, peer_id: str) -> bytes:
         """The next frames for one peer, in one worker-thread call: small ones up to

@@ -34,6 +34,7 @@ CLOSE_TIMEOUT = 2.0  # a polite close_notify; after it, the socket is just dropp
 HELLO_VERSION = 1
 MAX_HELLO = 512 * 1024  # 256 members' certificates fit comfortably
 NOTSENT_LOWAT = 32 * 1024  # unsent bytes the kernel may hold beyond the frame being written
+RECORD_SIZE = 16 * 1024  # the most plaintext one TLS record carries
 
 PinSource = Membership | Callable[[], Membership]
 Handler = Callable[["PeerStream"], Awaitable[object]]
@@ -98,7 +99,21 @@ class PeerStream(trio.abc.Stream):
             data, self._pending = self._pending[:n], self._pending[n:]
             await trio.lowlevel.checkpoint()
             return data
-        return bytes(await self._ssl.receive_some(max_bytes))
+        data = await self._ssl.receive_some(max_bytes)
+        # OpenSSL hands out one record (16 KiB) per read: take the records that the same
+        # socket read brought in now, not one trip through the event loop each.
+        limit = max_bytes or RECORD_SIZE * 16
+        parts = [data]
+        size = len(data)
+        ssl_object = getattr(self._ssl, "_ssl_object", None)
+        while data and size < limit and isinstance(ssl_object, ssl.SSLObject):
+            try:
+                data = ssl_object.read(limit - size)
+            except ssl.SSLError:  # no whole record left (or an alert): the next read says
+                break
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         """Send close_notify if the peer takes it within ``CLOSE_TIMEOUT``, then drop the socket."""

@@ -1,7 +1,8 @@
 """The card: a folder of originals named by their SHA-256, and the catalog that lists them.
 
 ``Card`` implements ``protocol.store.Store``: every call is durable when it
-returns and changes nothing when it raises.  Layout of a card folder::
+returns and changes nothing when it raises; the one exception is the chunks
+written inside ``batched_partials`` (see there for what a crash can cost).  Layout of a card folder::
 
     catalog.sqlite        the catalog (and its -wal/-shm files)
     originals/ab/ab12...  our originals, by image id, byte-identical
@@ -18,6 +19,7 @@ deletes and reports in ``Card.recovered``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -72,6 +74,20 @@ ROLES: Final = ("camera", "desk")
 CHUNK: Final = 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _HEX = re.compile(r"[0-9a-f]{1,64}\Z")
+PARTIALS_OPEN: Final = 8  # incoming partials kept open between their chunks
+
+
+@dataclass(eq=False)
+class _OpenPartial:
+    """An incoming partial between its chunks: the open file, the running SHA-256 of every
+    byte in it, how many of them the catalog records and how many are fsynced."""
+
+    file: io.FileIO
+    length: int
+    recorded: int
+    synced: int
+    digest: hashlib._Hash
+    new: bool  # its directory entry is not fsynced yet
 
 
 class Extraction(Protocol):
@@ -220,6 +236,8 @@ class Card:
         self._lock_fd: int | None = None
         self._sync_every = 0  # > 0 inside deferred_sync
         self._unsynced = 0
+        self._open_partials: dict[tuple[str, Incoming], _OpenPartial] = {}
+        self._batching = 0  # > 0 inside batched_partials
 
     # --- opening and closing ---------------------------------------------------------
     @classmethod
@@ -281,6 +299,13 @@ class Card:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                try:
+                    self._sync_partials()
+                except OSError as exc:  # the recorded lengths stay; the rest is sent again
+                    log.warning("card %s: could not sync the incoming partials: %s", self.path, exc)
+                for op in self._open_partials.values():
+                    op.file.close()
+                self._open_partials.clear()
                 self._catalog.close()
                 if self._lock_fd is not None:
                     os.close(self._lock_fd)  # releases the card for the next process
@@ -367,6 +392,7 @@ class Card:
     def _reserved(self) -> int:
         """The card's reserve plus what reservations still promise beyond their partials."""
         partials = self._catalog.partials()
+        partials.update({key: op.length for key, op in self._open_partials.items()})
         return self.reserve_bytes + sum(
             max(0, size - partials.get((image_id, Incoming.HELD), 0))
             for image_id, size in self._catalog.reservations().items()
@@ -773,49 +799,153 @@ class Card:
             raise StoreError(f"{image_id!r} is not an image id")  # never let a peer pick a path
         return self._partial / kind.value / image_id
 
+    def _partial_length(self, image_id: str, kind: Incoming) -> int:
+        op = self._open_partials.get((image_id, kind))
+        return op.length if op is not None else self._catalog.partial_length(image_id, kind)
+
     @_locked
     def partial_offset(self, image_id: str, kind: Incoming) -> int:
-        return self._catalog.partials().get((image_id, kind), 0)
+        return self._partial_length(image_id, kind)
+
+    @contextmanager
+    def batched_partials(self) -> Iterator[None]:
+        """Chunks written inside are recorded together when the block ends, in one catalog
+        commit and without an fsync, not with an fsync and a power-safe commit per chunk.
+
+        For a caller that lets nothing depending on those chunks leave the process before
+        the block ends (the runtime wraps one ``receive_data`` call in it; the frames that
+        call queues are sent only after it returns).  A crash of the process inside the
+        block loses only the chunks of this block: the partial is trimmed back to its
+        recorded length on the next open, and the transfer resumes from there.  A power
+        cut can cost more progress, never a picture (``_sync_partials``).
+        """
+        with self._lock:
+            self._batching += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batching -= 1
+                if not self._batching and not self._closed:
+                    self._sync_partials(hard=False)
+
+    def _open_partial(self, key: tuple[str, Incoming], have: int) -> _OpenPartial:
+        """The partial's open file, positioned at ``have``, with the hash of what it holds."""
+        op = self._open_partials.get(key)
+        if op is not None:
+            return op
+        if len(self._open_partials) >= PARTIALS_OPEN:  # the one written longest ago
+            oldest = next(iter(self._open_partials))
+            self._sync_partials()
+            self._open_partials.pop(oldest).file.close()
+        path = self._partial_file(*key)
+        new = not path.exists()
+        f = io.FileIO(path, "x+" if new else "r+")
+        try:
+            digest = hashlib.sha256()
+            left = have
+            while left:  # a partial resumed after a restart: hash what it kept, once
+                block = f.read(min(CHUNK, left))
+                if not block:
+                    raise StoreError(f"partial {key[1].value} {key[0][:12]} is shorter than {have} bytes")
+                digest.update(block)
+                left -= len(block)
+            f.truncate(have)
+        except BaseException:
+            f.close()
+            raise
+        op = _OpenPartial(f, have, have, have, digest, new)
+        self._open_partials[key] = op
+        return op
+
+    def _sync_partials(self, *, hard: bool = True) -> None:
+        """Record every open partial's written length in the catalog.
+
+        ``hard``: fsync the files first and commit power-safe, so the lengths hold through
+        a power cut.  Soft (the end of a ``batched_partials`` block): one commit that holds
+        through a crash of the process, no fsync; after a power cut the catalog may name
+        an older length (the file is trimmed to it) or a newer one than the disk kept (a
+        shorter file is taken at its length; a torn tail fails the final hash, and the
+        partial is sent again).  Either way only progress is lost, never a picture: an
+        original counts only after ``finish_partial`` fsyncs, renames and commits it.
+        """
+        unrecorded = [op for op in self._open_partials.values() if op.recorded != op.length]
+        unsynced = [op for op in self._open_partials.values()
+                    if hard and (op.synced != op.length or op.new)]
+        if not unrecorded and not unsynced:
+            return
+        try:
+            for op in unsynced:
+                os.fsync(op.file.fileno())
+            for key in [k for k, op in self._open_partials.items() if op in unsynced and op.new]:
+                _fsync_dir(self._partial_file(*key).parent)
+            self._catalog.set_partials(
+                {key: op.length for key, op in self._open_partials.items()
+                 if op in unrecorded or op in unsynced}, durable=hard)
+        except BaseException:
+            for key, op in list(self._open_partials.items()):  # back to what is recorded
+                if op in unrecorded or op in unsynced:
+                    self._used -= op.length - op.recorded
+                    with contextlib.suppress(OSError):
+                        op.file.truncate(op.recorded)
+                    op.file.close()
+                    del self._open_partials[key]
+            raise
+        for op in self._open_partials.values():
+            op.recorded = op.length
+            if hard:
+                op.synced, op.new = op.length, False
+
+    def _close_partial(self, image_id: str, kind: Incoming) -> tuple[int, str | None]:
+        """Close the partial's file if open: its length, and its hash when it was open."""
+        op = self._open_partials.pop((image_id, kind), None)
+        if op is None:
+            return self._catalog.partial_length(image_id, kind), None
+        op.file.close()
+        return op.length, op.digest.hexdigest()
 
     @_locked
     def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
-        path = self._partial_file(image_id, kind)
-        partials = self._catalog.partials()
-        have = partials.get((image_id, kind), 0)
+        key = (image_id, kind)
+        self._partial_file(image_id, kind)  # a peer's id is checked before anything else
+        have = self._partial_length(image_id, kind)
         if offset != have:
             raise StoreError(f"partial {kind.value} {image_id[:12]} is at {have} bytes, not {offset}")
         covered = 0
         if kind is Incoming.HELD:
             covered = max(0, self._catalog.reservations().get(image_id, 0) - have)
         self._need_room(len(data), covered=min(covered, len(data)), what=f"a chunk of {image_id[:12]}")
-        new = not path.exists()
-        with path.open("r+b" if not new else "wb") as f:
-            try:
-                f.seek(offset)
-                f.write(data)
-                f.truncate()
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError:
-                f.truncate(offset)  # a real disk full: leave the partial as it was
-                raise
-        if new:
-            _fsync_dir(path.parent)
-        self._catalog.set_partial(image_id, kind, offset + len(data))
+        op = self._open_partial(key, have)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[op.file.write(view) or 0:]
+        except OSError:
+            op.file.truncate(offset)  # a real disk full: leave the partial as it was
+            op.file.seek(offset)
+            raise
+        op.length += len(data)
+        op.digest.update(data)
         self._used += len(data)
+        if not self._batching:
+            self._sync_partials()
 
     @_locked
     def finish_partial(
         self, image_id: str, kind: Incoming, digest: str, now: float, *, owner: str | None = None
     ) -> None:
         path = self._partial_file(image_id, kind)
-        length = self._catalog.partials().get((image_id, kind), 0)
         record = self._catalog.image(image_id)
         if kind is Incoming.HELD and owner is None:
             raise StoreError("a held original needs its owner's device id")
         if kind is not Incoming.HELD and record is None:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
-        actual = _hash_file(path) if path.exists() else hashlib.sha256().hexdigest()
+        op = self._open_partials.get((image_id, kind))
+        if op is not None:
+            os.fsync(op.file.fileno())  # before the rename that makes it count (_place)
+        length, actual = self._close_partial(image_id, kind)
+        if actual is None:  # not written since the card opened: hash what the file holds
+            actual = _hash_file(path) if path.exists() else hashlib.sha256().hexdigest()
         if actual != digest or (kind is Incoming.ORIGINAL and record and length != record.size):
             self._drop_partial(image_id, kind, length)
             raise HashMismatch(
@@ -858,10 +988,11 @@ class Card:
 
     @_locked
     def discard_partial(self, image_id: str, kind: Incoming) -> None:
-        length = self._catalog.partials().get((image_id, kind), 0)
+        length, _ = self._close_partial(image_id, kind)
         self._drop_partial(image_id, kind, length)
 
     def _drop_partial(self, image_id: str, kind: Incoming, length: int) -> None:
+        self._close_partial(image_id, kind)
         self._catalog.delete_partial(image_id, kind)
         _unlink(self._partial_file(image_id, kind))
         self._used -= length
@@ -872,7 +1003,7 @@ class Card:
         if size < 0:
             raise StoreError(f"cannot reserve {size} bytes")
         old = self._catalog.reservations().get(image_id)
-        have = self._catalog.partials().get((image_id, Incoming.HELD), 0)
+        have = self._partial_length(image_id, Incoming.HELD)
         covered = 0 if old is None else max(0, old - have)
         self._need_room(max(0, size - have), covered=covered, what=f"holding {image_id[:12]}")
         self._catalog.set_reservation(image_id, size)

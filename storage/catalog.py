@@ -207,6 +207,7 @@ class Catalog:
 
     def set_deferred(self, deferred: bool) -> None:
         """NORMAL (commits survive a process crash, not yet a power cut) or back to FULL."""
+        self._deferred = deferred
         self._db.execute(f"PRAGMA synchronous={'NORMAL' if deferred else 'FULL'}")
 
     def sync(self) -> None:
@@ -497,6 +498,27 @@ class Catalog:
             (r["image_id"], Incoming(r["kind"])): int(r["length"])
             for r in self._all("SELECT * FROM partials")
         }
+
+    def partial_length(self, image_id: str, kind: Incoming) -> int:
+        row = self._one(
+            "SELECT length FROM partials WHERE image_id = ? AND kind = ?", (image_id, kind.value)
+        )
+        return 0 if row is None else int(row["length"])
+
+    def set_partials(self, lengths: dict[tuple[str, Incoming], int], *, durable: bool) -> None:
+        """Record several partials' lengths in one commit.  Not ``durable``: the commit
+        survives a crash of the process but a power cut may bring back an older length,
+        which only makes the peer send those bytes again (Card.batched_partials)."""
+        relaxed = not durable and not getattr(self, "_deferred", False)
+        if relaxed:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.transaction():
+                for (image_id, kind), length in lengths.items():
+                    self.set_partial(image_id, kind, length)
+        finally:
+            if relaxed:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def set_partial(self, image_id: str, kind: Incoming, length: int) -> None:
         self._run(

@@ -203,7 +203,8 @@ class Side:
 def shaped_link(mbit: float, *, subnet: str = "10.79.0", latency_ms: int = 20,
                 burst: str = "16kb") -> Iterator[tuple[Side, Side]]:
     """Two fresh namespaces (unique names, so parallel runs never clash) joined by a veth
-    pair shaped with tbf at ``mbit`` both ways, multicast routed on it; always removed."""
+    pair shaped with tbf at ``mbit`` both ways (unshaped at 0), multicast routed on it;
+    always removed."""
     tag = uuid.uuid4().hex[:6]
     sides = (Side(f"cmd-{tag}-a", f"cmd{tag}a", f"{subnet}.1"),
              Side(f"cmd-{tag}-b", f"cmd{tag}b", f"{subnet}.2"))
@@ -217,9 +218,11 @@ def shaped_link(mbit: float, *, subnet: str = "10.79.0", latency_ms: int = 20,
             _sh("ip", "-n", side.netns, "addr", "add", f"{side.address}/24", "dev", side.device)
             _sh("ip", "-n", side.netns, "link", "set", side.device, "up", "multicast", "on")
             _sh("ip", "-n", side.netns, "route", "add", "224.0.0.0/4", "dev", side.device)
-            # tbf: the rate, a burst of a few packets, a short queue (like a Wi-Fi access point's)
-            _sh("ip", "netns", "exec", side.netns, "tc", "qdisc", "add", "dev", side.device,
-                "root", "tbf", "rate", f"{mbit}mbit", "burst", burst, "latency", f"{latency_ms}ms")
+            if mbit:  # 0: an unshaped veth, as fast as the machine moves packets
+                # tbf: the rate, a burst of a few packets, a short queue (like a Wi-Fi AP's)
+                _sh("ip", "netns", "exec", side.netns, "tc", "qdisc", "add", "dev", side.device,
+                    "root", "tbf", "rate", f"{mbit}mbit", "burst", burst,
+                    "latency", f"{latency_ms}ms")
         yield sides
     finally:
         for side in sides:
