@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +32,7 @@ from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError, RemoteProtocolError
-from protocol.messages import Role
+from protocol.messages import MetadataValue, Role
 from protocol.node import Node
 from storage.card import Card
 from storage.importer import ImportSummary, import_paths
@@ -236,15 +236,18 @@ class Runtime:
         await self.call(change)
 
 
-    async def import_pictures(self, paths: Sequence[Path]) -> ImportSummary:
+    async def import_pictures(
+        self, paths: Sequence[Path], *, metadata: Mapping[str, MetadataValue] | None = None
+    ) -> ImportSummary:
         """Import files onto the card, then tell the node of each new picture.
 
         The import runs outside the node lock (the card serialises its own calls), so
         hashing and copying a large file never holds up the frames going to peers.
+        ``metadata`` is laid over each file's own (an FTP account's photographer).
         """
         now = self.now()
         summary = await trio.to_thread.run_sync(
-            lambda: import_paths(self.card, paths, now=now)
+            lambda: import_paths(self.card, paths, now=now, metadata=metadata)
         )
         for item in summary.imported:
             # Logged before the node hears of it, so a delay measured from this line

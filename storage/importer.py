@@ -122,12 +122,46 @@ class _Failed:
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Given:
+    """An extraction with metadata the importer was given laid over the file's own."""
+
+    found: Extraction
+    metadata: Mapping[str, MetadataValue]
+
+    @property
+    def thumbnail(self) -> bytes:
+        return self.found.thumbnail
+
+    @property
+    def thumbnail_source(self) -> str:
+        return self.found.thumbnail_source
+
+    @property
+    def mime(self) -> str:
+        return self.found.mime
+
+    @property
+    def capture_time(self) -> float | None:
+        return self.found.capture_time
+
+    @property
+    def reason(self) -> str | None:
+        return getattr(self.found, "reason", None)
+
+
 def import_paths(
-    card: Card, paths: Iterable[Path | str], *, now: float, progress: Progress | None = None
+    card: Card,
+    paths: Iterable[Path | str],
+    *,
+    now: float,
+    progress: Progress | None = None,
+    metadata: Mapping[str, MetadataValue] | None = None,
 ) -> ImportSummary:
     """Import every file under ``paths``; one bad file never stops the rest.
 
-    What the summary lists as imported is durable (power-safe) when this returns.
+    ``metadata`` is laid over what each file's own says (e.g. the photographer an FTP
+    account names).  What the summary lists as imported is durable when this returns.
     """
     todo = list(files_under((Path(p) for p in paths), card=card.path))
     imported: list[Imported] = []
@@ -138,7 +172,7 @@ def import_paths(
             if refusal is not None:
                 rejected.append(Skipped(str(path), refusal))
             else:
-                outcome = _import_one(card, path, now=now)
+                outcome = _import_one(card, path, now=now, metadata=metadata)
                 if isinstance(outcome, Imported):
                     imported.append(outcome)
                 elif outcome.image_id is not None:
@@ -152,12 +186,15 @@ def import_paths(
     return ImportSummary(tuple(imported), tuple(duplicates), tuple(rejected))
 
 
-def _import_one(card: Card, path: Path, *, now: float) -> Imported | Skipped:
+def _import_one(
+    card: Card, path: Path, *, now: float, metadata: Mapping[str, MetadataValue] | None = None
+) -> Imported | Skipped:
     facts: list[Extraction] = []
 
     def extraction(_copy: Path) -> Extraction:
         # The source, not the copy: the extractor may use the file name's extension.
-        facts.append(_extract(path))
+        found = _extract(path)
+        facts.append(found if not metadata else _Given(found, {**found.metadata, **metadata}))
         return facts[0]
 
     try:
