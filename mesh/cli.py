@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mesh.pairing_commands",
     "mesh.node_commands",
     "mesh.desk_commands",
+    "mesh.ftp_commands",
     "mesh.demo",
     "sim.cli",
 )

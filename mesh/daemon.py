@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -26,6 +26,9 @@ from mesh.runtime import Address, ReadOutError, Runtime
 from protocol import events as ev
 from protocol.store import Where
 from storage.importer import Imported, Skipped
+
+if TYPE_CHECKING:
+    from mesh.ftp import FtpDoor, FtpSettings
 
 log = logging.getLogger("cammesh.node")
 
@@ -50,6 +53,7 @@ class Controller:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.ftp: FtpDoor | None = None  # the FTP door for cameras, when the node has one
 
     async def handle(self, request: dict[str, Any], note: Note | None = None) -> dict[str, Any]:
         """Answer one request; ``note`` may tell its client how a long one is going."""
@@ -93,6 +97,8 @@ class Controller:
             "incoming": [jsonable(item) for item in rt.incoming.values()],
             "rate_limit": rt.rate_limit,
             "now": rt.now(),
+            "ftp": None if self.ftp is None else {"port": self.ftp.port,
+                                                  "cameras": self.ftp.status()},
         }
 
     async def op_peers(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
@@ -304,12 +310,17 @@ async def run_node(
     discovery: bool = True,
     interface: str | None = None,
     watch: Path | None = None,
+    ftp: FtpSettings | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one device until cancelled; ``task_status.started`` gets its TCP port."""
     controller = Controller(runtime)
     async with trio.open_nursery() as nursery:
         port: int = await nursery.start(runtime.run)
+        if ftp is not None:
+            from mesh.ftp import serve_ftp
+
+            controller.ftp = await nursery.start(serve_ftp, runtime, ftp)
         await nursery.start(serve_control, runtime.card_path, controller.handle)
         if discovery:
             nursery.start_soon(_discover, runtime, port, interface)

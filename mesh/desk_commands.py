@@ -52,7 +52,7 @@ def add_desk(subparsers: Subparsers) -> None:
 
 
 def run_desk_command(args: argparse.Namespace) -> int:
-    from mesh.node_commands import build_runtime
+    from mesh.node_commands import build_runtime, ftp_settings
     from mesh.runtime import Address
 
     logging.getLogger("cammesh").setLevel(logging.INFO)
@@ -70,6 +70,7 @@ def run_desk_command(args: argparse.Namespace) -> int:
 
     with Card.open(args.card) as card:
         runtime = build_runtime(args, card)
+        ftp = ftp_settings(args)
 
         async def main() -> None:
             from mesh.desk import serve_desk
@@ -77,7 +78,7 @@ def run_desk_command(args: argparse.Namespace) -> int:
             async with trio.open_nursery() as nursery:
                 await nursery.start(lambda task_status: run_node(
                     runtime, discovery=not args.no_discovery, interface=args.interface,
-                    watch=args.watch, task_status=task_status))
+                    watch=args.watch, ftp=ftp, task_status=task_status))
                 url = await nursery.start(lambda task_status: serve_desk(
                     runtime, host=web.host, port=web.port, task_status=task_status))
                 print(f"the desk is on {url}/  (Ctrl-C to stop)", flush=True)

@@ -21,6 +21,7 @@ from mesh.identity import short_id_of
 from storage.sizes import format_size, parse_size
 
 if TYPE_CHECKING:
+    from mesh.ftp import FtpSettings
     from mesh.runtime import Runtime
     from storage.card import Card
 
@@ -124,6 +125,49 @@ def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
     p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
                    help="disperse originals to peers above this fraction of capacity (default 0.9)")
     p.add_argument("--replicas", type=int, default=1, help="holders per dispersed original (default 1)")
+    ftp = p.add_argument_group("FTP for cameras", "cameras upload each frame with their own "
+                               "FTP/FTPS client; accounts come from `cammesh ftp add`")
+    ftp.add_argument("--ftp", metavar="[HOST:]PORT",
+                     help="accept camera uploads on PORT (e.g. 2121, or 192.168.1.20:21; "
+                          "default host: every IPv6 and IPv4 address)")
+    ftp.add_argument("--ftp-require-tls", action="store_true",
+                     help="refuse logins and transfers not protected by FTPS (AUTH TLS)")
+    ftp.add_argument("--ftp-passive-ports", metavar="A-B",
+                     help="passive-mode data ports, e.g. 50000-50100 (default: any free port)")
+    ftp.add_argument("--ftp-uploads", type=Path, metavar="DIR",
+                     help="where uploads land before their import (default: CARD.ftp beside "
+                          "the card; never inside it)")
+    ftp.add_argument("--ftp-data-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="cut off an upload that sends nothing for this long (default 60)")
+
+
+def ftp_settings(args: argparse.Namespace) -> FtpSettings | None:
+    """The FTP door's settings from `add_device_options`' flags; None without ``--ftp``."""
+    from mesh.ftp import FtpSettings
+    from mesh.runtime import Address
+
+    if args.ftp is None:
+        return None
+    text = args.ftp if ":" in args.ftp else f":{args.ftp}"
+    try:
+        listen = Address.parse(text, default_host="::")
+    except ValueError as exc:
+        raise MeshError(f"--ftp {args.ftp!r}: give PORT or HOST:PORT (e.g. 2121)") from exc
+    ports = None
+    if args.ftp_passive_ports:
+        low, sep, high = args.ftp_passive_ports.partition("-")
+        if not (sep and low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) < 65536):
+            raise MeshError(f"--ftp-passive-ports {args.ftp_passive_ports!r}: give A-B with "
+                            "1024 <= A <= B < 65536 (e.g. 50000-50100)")
+        ports = range(int(low), int(high) + 1)
+    if args.ftp_data_timeout <= 0:
+        raise MeshError("--ftp-data-timeout needs a number of seconds above 0")
+    card = args.card.resolve()
+    uploads = args.ftp_uploads or card.with_name(card.name + ".ftp")
+    if uploads.resolve().is_relative_to(card):
+        raise MeshError(f"--ftp-uploads {uploads} is inside the card; choose a folder beside it")
+    return FtpSettings(listen=listen, uploads=uploads.resolve(), require_tls=args.ftp_require_tls,
+                       passive_ports=ports, data_timeout=args.ftp_data_timeout)
 
 
 def build_runtime(args: argparse.Namespace, card: Card) -> Runtime:
@@ -165,13 +209,14 @@ def run_node_command(args: argparse.Namespace) -> int:
 
     with Card.open(args.card) as card:
         runtime = build_runtime(args, card)
+        ftp = ftp_settings(args)
 
         async def main() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(lambda task_status: run_node(
                         runtime, discovery=not args.no_discovery, interface=args.interface,
-                        watch=args.watch, task_status=task_status))
+                        watch=args.watch, ftp=ftp, task_status=task_status))
                     if live_view:
                         nursery.start_soon(_live, Controller(runtime), console)
                     async for signum in signals:
@@ -273,6 +318,15 @@ def run_status(args: argparse.Namespace) -> int:
     for peer, link in answer["links"].items():
         console.print(f"  {short_id_of(peer)}: in {format_size(link['bytes_in'])}, "
                       f"out {format_size(link['bytes_out'])}")
+    ftp = answer.get("ftp")
+    if ftp:
+        console.print(f"FTP for cameras on port {ftp['port']}:")
+        for cam in ftp["cameras"]:
+            busy = ", ".join(f"{u['name']} ({format_size(u['bytes'])})" for u in cam["uploading"])
+            console.print(f"  {cam['account']} ({cam['photographer'] or 'no photographer'}): "
+                          f"{cam['frames']} frames, last {cam['last_frame'] or '-'} "
+                          f"{_when(cam['last_frame_at'])}; uploading: {busy or 'nothing'}",
+                          highlight=False, markup=False)
     return 0
 
 

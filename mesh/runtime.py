@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from protocol import events as ev
 from protocol.codec import PREFIX
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError, RemoteProtocolError
-from protocol.messages import Limits, Role
+from protocol.messages import Limits, MetadataValue, Role
 from protocol.node import Node
 from storage.card import Card
 from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
@@ -278,7 +278,11 @@ class Runtime:
 
 
     async def import_pictures(
-        self, paths: Sequence[Path], *, progress: ImportProgress | None = None
+        self,
+        paths: Sequence[Path],
+        *,
+        progress: ImportProgress | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
     ) -> ImportSummary:
         """Import files onto the card one at a time, telling the node of each as it lands.
 
@@ -289,7 +293,8 @@ class Runtime:
         (handshakes, requests, chunks) all along.  Durable before announced: the original
         is fsynced and its catalog row committed (full sync) before ``node.captured``, so
         no peer ever holds the thumbnail of a picture this card could lose to a crash.
-        ``progress(done, total, outcome)`` is awaited after each file.
+        ``progress(done, total, outcome)`` is awaited after each file; ``metadata`` is laid
+        over each file's own (an FTP account's photographer).
         """
         todo = await trio.to_thread.run_sync(
             lambda: list(files_under(paths, card=self.card.path))
@@ -299,7 +304,9 @@ class Runtime:
         rejected: list[Skipped] = []
         for done, (path, refusal) in enumerate(todo, start=1):
             outcome = await trio.to_thread.run_sync(
-                functools.partial(import_one, self.card, path, refusal, now=self.now())
+                functools.partial(
+                    import_one, self.card, path, refusal, now=self.now(), metadata=metadata
+                )
             )
             if isinstance(outcome, Imported):
                 imported.append(outcome)

@@ -124,12 +124,50 @@ class _Failed:
     strip: Sequence[StripFrame] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Given:
+    """An extraction with metadata the importer was given laid over the file's own."""
+
+    found: Extraction
+    metadata: Mapping[str, MetadataValue]
+
+    @property
+    def thumbnail(self) -> bytes:
+        return self.found.thumbnail
+
+    @property
+    def thumbnail_source(self) -> str:
+        return self.found.thumbnail_source
+
+    @property
+    def mime(self) -> str:
+        return self.found.mime
+
+    @property
+    def capture_time(self) -> float | None:
+        return self.found.capture_time
+
+    @property
+    def reason(self) -> str | None:
+        return getattr(self.found, "reason", None)
+
+    @property
+    def strip(self) -> Sequence[StripFrame]:
+        return getattr(self.found, "strip", ())
+
+
 def import_paths(
-    card: Card, paths: Iterable[Path | str], *, now: float, progress: Progress | None = None
+    card: Card,
+    paths: Iterable[Path | str],
+    *,
+    now: float,
+    progress: Progress | None = None,
+    metadata: Mapping[str, MetadataValue] | None = None,
 ) -> ImportSummary:
     """Import every file under ``paths``; one bad file never stops the rest.
 
-    What the summary lists as imported is durable (power-safe) when this returns.
+    ``metadata`` is laid over what each file's own says (e.g. the photographer an FTP
+    account names).  What the summary lists as imported is durable when this returns.
     """
     todo = list(files_under((Path(p) for p in paths), card=card.path))
     imported: list[Imported] = []
@@ -137,7 +175,7 @@ def import_paths(
     rejected: list[Skipped] = []
     with card.deferred_sync():  # the sources stay where they are until we return
         for done, (path, refusal) in enumerate(todo, start=1):
-            outcome = import_one(card, path, refusal, now=now)
+            outcome = import_one(card, path, refusal, now=now, metadata=metadata)
             if isinstance(outcome, Imported):
                 imported.append(outcome)
             elif outcome.image_id is not None:
@@ -151,7 +189,14 @@ def import_paths(
     return ImportSummary(tuple(imported), tuple(duplicates), tuple(rejected))
 
 
-def import_one(card: Card, path: Path, refusal: str | None, *, now: float) -> Imported | Skipped:
+def import_one(
+    card: Card,
+    path: Path,
+    refusal: str | None,
+    *,
+    now: float,
+    metadata: Mapping[str, MetadataValue] | None = None,
+) -> Imported | Skipped:
     """One file of ``files_under``: imported, a duplicate, or rejected with its reason.
 
     Outside ``deferred_sync`` an Imported picture is durable when this returns: its original
@@ -163,7 +208,8 @@ def import_one(card: Card, path: Path, refusal: str | None, *, now: float) -> Im
 
     def extraction(_copy: Path) -> Extraction:
         # The source, not the copy: the extractor may use the file name's extension.
-        facts.append(_extract(path))
+        found = _extract(path)
+        facts.append(found if not metadata else _Given(found, {**found.metadata, **metadata}))
         return facts[0]
 
     try:

@@ -1,0 +1,145 @@
+"""Cameras upload into a node over FTP and FTPS; each completed upload is a picture at once.
+
+Issue 16, "Must show" 1: real FTP clients (ftplib's FTP and FTP_TLS, and curl where it
+exists) act as cameras against a real `cammesh node --ftp`, whose desk peer is connected
+over TLS.  Orderings are read from the desk's structured log; waits are bounded polls.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.samples import write_sample_jpegs
+from tests.integration.ftp_camera import (
+    DATED,
+    FtpMesh,
+    camera,
+    cut,
+    finish,
+    send_part,
+    sha256,
+    start_ftp_mesh,
+)
+from tests.integration.nodes import first_index, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ftp_mesh(tmp_path: Path) -> Iterator[FtpMesh]:
+    started = start_ftp_mesh(tmp_path / "mesh", accounts={"nikon": "Ana Lopez", "canon": None})
+    yield started
+    started.stop()
+
+
+def test_camera_uploads_become_pictures_thumbnails_first(ftp_mesh: FtpMesh, tmp_path: Path
+                                                         ) -> None:
+    pictures = write_sample_jpegs(tmp_path / "shots", 5, size="24mp", seed=16)
+    first, second, cut_one, last, other = pictures
+    # The second camera's frame has the same name as the first camera's first frame.
+    same_name = tmp_path / "canon" / first.name
+    same_name.parent.mkdir()
+    shutil.copy(other, same_name)
+    port, passwords = ftp_mesh.ftp_port, ftp_mesh.passwords
+
+    nikon = camera(port, "nikon", passwords["nikon"])
+    nikon.mkd(DATED)
+    nikon.cwd(DATED)
+    assert nikon.pwd() == f"/{DATED}"
+    for picture in (first, second):
+        with picture.open("rb") as f:
+            assert nikon.storbinary(f"STOR {picture.name}", f).startswith("226")
+
+    # Cut mid-file: the data socket closes halfway through; the camera will resume it.
+    data = cut_one.read_bytes()
+    half = len(data) // 2
+    answer = cut(nikon, send_part(nikon, cut_one.name, data[:half]))
+    assert answer.startswith("426"), answer
+    kept = nikon.size(cut_one.name)  # what a camera asks before it resumes
+    assert kept is not None and 0 < kept <= half  # what had arrived when the socket closed
+
+    # The last upload is still under way while the first thumbnails reach the desk.
+    conn = send_part(nikon, last.name, last.read_bytes()[: 1 << 20])
+    wanted = sha256(first)
+
+    def desk_has_first() -> bool:
+        return first_index(ftp_mesh.desk.events(), "ThumbnailArrived", wanted) is not None
+
+    wait_until("the desk to show the first upload's thumbnail", desk_has_first)
+    conn.sendall(last.read_bytes()[1 << 20 :])
+    assert finish(nikon, conn).startswith("226")
+
+    # Resume the cut one with REST from what the node kept.
+    nikon.voidcmd("TYPE I")
+    assert nikon.size(cut_one.name) == kept
+    with cut_one.open("rb") as f:
+        f.seek(kept)
+        assert nikon.storbinary(f"STOR {cut_one.name}", f, rest=kept).startswith("226")
+    # A byte-identical resend is a duplicate, not a second picture.
+    with first.open("rb") as f:
+        assert nikon.storbinary(f"STOR {first.name}", f).startswith("226")
+    nikon.quit()
+
+    # The other camera, plain FTP over IPv6, sends a frame of the same name.
+    canon = camera(port, "canon", passwords["canon"], tls=False, host="::1")
+    canon.mkd(DATED)
+    canon.cwd(DATED)
+    with same_name.open("rb") as f:
+        assert canon.storbinary(f"STOR {same_name.name}", f).startswith("226")
+    canon.quit()
+
+    expected = {sha256(p): p for p in (first, second, cut_one, last, same_name)}
+    extra: dict[str, Path] = {}
+    curl = shutil.which("curl")
+    if curl is not None:  # and a third client, as a script on a camera bag's board would
+        curl_one = write_sample_jpegs(tmp_path / "curl", 1, size="24mp", seed=17)[0]
+        subprocess.run(
+            [curl, "--silent", "--show-error", "--ssl-reqd", "--insecure", "--ftp-create-dirs",
+             "-T", str(curl_one), f"ftp://nikon:{passwords['nikon']}@127.0.0.1:{port}/{DATED}/"],
+            check=True, timeout=120)
+        extra[sha256(curl_one)] = curl_one
+    expected |= extra
+
+    def on_card() -> dict[str, dict[str, object]] | None:
+        images = ftp_mesh.cam.images()
+        return images if set(expected) <= set(images) else None
+
+    images = wait_until("every completed upload to be a picture on the card", on_card)
+    # Exactly those: the cut upload's half is no picture, the resend no second one.
+    assert set(images) == set(expected)
+    assert sha256(data[:kept]) not in images
+    for image_id, source in expected.items():
+        record = images[image_id]
+        # The picture id is the SHA-256 of the stored original: byte-identical.
+        assert record["size"] == source.stat().st_size and record["where"] == "local"
+        assert record["name"] == source.name
+    assert images[sha256(first)]["metadata"]["photographer"] == "Ana Lopez"
+    assert images[sha256(same_name)]["metadata"]["ftp_account"] == "canon"
+    assert "photographer" not in images[sha256(same_name)]["metadata"]
+
+    def desk_has_all() -> list[dict[str, object]] | None:
+        events = ftp_mesh.desk.events()
+        arrived = {e.get("image_id") for e in events if e["event"] == "OriginalArrived"}
+        return events if set(expected) <= arrived else None
+
+    events = wait_until("every original to reach the desk", desk_has_all)
+    for image_id in expected:
+        thumb = first_index(events, "ThumbnailArrived", image_id)
+        original = first_index(events, "OriginalArrived", image_id)
+        assert thumb is not None and original is not None and thumb < original
+    desk_images = ftp_mesh.desk.images()
+    assert desk_images[sha256(first)]["metadata"]["photographer"] == "Ana Lopez"
+
+    status = ftp_mesh.cam.ask({"op": "status"})["ftp"]
+    cameras = {c["account"]: c for c in status["cameras"]}
+    assert cameras["nikon"]["frames"] == 5 + len(extra)  # the duplicate counts as a frame
+    assert cameras["nikon"]["photographer"] == "Ana Lopez"
+    assert cameras["canon"]["frames"] == 1 and cameras["canon"]["uploading"] == []
+    # Nothing is left in the camera's folder but its folders: the frames moved on.
+    homes = ftp_mesh.mesh["cam"].card.with_name("cam.ftp") / "cameras"
+    assert [p for p in homes.rglob("*") if p.is_file()] == []
