@@ -139,6 +139,9 @@ def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
                           "the card; never inside it)")
     ftp.add_argument("--ftp-data-timeout", type=float, default=60.0, metavar="SECONDS",
                      help="cut off an upload that sends nothing for this long (default 60)")
+    ftp.add_argument("--ftp-login-delay", type=float, default=1.0, metavar="SECONDS",
+                     help="wait this long before answering a wrong password (default 1); five "
+                          "wrong ones from an address lock it out for 5 minutes")
 
 
 def ftp_settings(args: argparse.Namespace) -> FtpSettings | None:
@@ -162,12 +165,15 @@ def ftp_settings(args: argparse.Namespace) -> FtpSettings | None:
         ports = range(int(low), int(high) + 1)
     if args.ftp_data_timeout <= 0:
         raise MeshError("--ftp-data-timeout needs a number of seconds above 0")
+    if args.ftp_login_delay < 0:
+        raise MeshError("--ftp-login-delay needs a number of seconds, 0 or more")
     card = args.card.resolve()
     uploads = args.ftp_uploads or card.with_name(card.name + ".ftp")
     if uploads.resolve().is_relative_to(card):
         raise MeshError(f"--ftp-uploads {uploads} is inside the card; choose a folder beside it")
     return FtpSettings(listen=listen, uploads=uploads.resolve(), require_tls=args.ftp_require_tls,
-                       passive_ports=ports, data_timeout=args.ftp_data_timeout)
+                       passive_ports=ports, data_timeout=args.ftp_data_timeout,
+                       failed_login_delay=args.ftp_login_delay)
 
 
 def build_runtime(args: argparse.Namespace, card: Card) -> Runtime:

@@ -51,11 +51,12 @@ def add_account(card: Path, user: str, photographer: str | None = None) -> str:
 
 def start_ftp_mesh(folder: Path, *, cam_capacity: int = 2 * 1024**3,
                    accounts: dict[str, str | None] | None = None,
-                   ftp_args: tuple[str, ...] = (), host: str = "[::]") -> FtpMesh:
+                   ftp_args: tuple[str, ...] = (), host: str = "[::]", desk: bool = True
+                   ) -> FtpMesh:
     """Create, pair and start a camera (with ``--ftp``) and a desk; wait for their link."""
     ftp_port = free_port()
-    mesh = Mesh.create(folder, [DeviceSpec("cam", Role.CAMERA, cam_capacity),
-                                DeviceSpec("desk", Role.DESK)])
+    specs = [DeviceSpec("cam", Role.CAMERA, cam_capacity)]
+    mesh = Mesh.create(folder, [*specs, DeviceSpec("desk", Role.DESK)] if desk else specs)
     cam = mesh["cam"]
     passwords = {user: add_account(cam.card, user, who)
                  for user, who in (accounts or {"nikon": "Ana Lopez"}).items()}
@@ -66,25 +67,35 @@ def start_ftp_mesh(folder: Path, *, cam_capacity: int = 2 * 1024**3,
 
 
 def camera(port: int, user: str, password: str, *, tls: bool = True,
-           host: str = "127.0.0.1") -> ftplib.FTP:
+           host: str = "127.0.0.1", source: str | None = None) -> ftplib.FTP:
     """Log in as a camera does: explicit FTPS (AUTH TLS, PROT P) unless ``tls`` is False."""
+    ftp = connect(port, tls=tls, host=host, source=source)
+    login(ftp, user, password)
+    return ftp
+
+
+def connect(port: int, *, tls: bool = True, host: str = "127.0.0.1", source: str | None = None
+            ) -> ftplib.FTP:
+    """A connected client, not logged in (``source``: the local address to connect from)."""
+    where = (source, 0) if source else None
     if tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # the node's self-signed device certificate
-        ftp: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=60)
+        ftp: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=60, source_address=where)
     else:
-        ftp = ftplib.FTP(timeout=60)
+        ftp = ftplib.FTP(timeout=60, source_address=where)
     ftp.connect(host, port)
-    if tls:
-        assert isinstance(ftp, ftplib.FTP_TLS)
+    return ftp
+
+
+def login(ftp: ftplib.FTP, user: str, password: str) -> None:
+    if isinstance(ftp, ftplib.FTP_TLS):
         ftp.auth()
         ftp.login(user, password)
         ftp.prot_p()
     else:
         ftp.login(user, password)
-    ftp.set_pasv(True)
-    return ftp
 
 
 def sha256(path: Path | bytes) -> str:
