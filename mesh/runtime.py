@@ -31,10 +31,10 @@ from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, Transport
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
-from protocol.codec import PREFIX
+from protocol.codec import FrameEdges
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError, RemoteProtocolError
-from protocol.messages import Limits, MetadataValue, Role
+from protocol.messages import MetadataValue, Role
 from protocol.node import Node
 from storage.card import Card
 from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
@@ -91,42 +91,6 @@ class PeerLink:
     reason: str = "connection closed"
     violated: bool = False  # the peer broke the protocol: flush our Error, then close
     next_send_at: float = 0.0  # trio clock; pacing under ``rate_limit``
-
-
-class FrameEdges:
-    """Tells, as a byte stream goes by, whether a frame ended in it (the frames' length
-    prefixes, protocol/codec.py).  A prefix over the limit counts as an end, so that the
-    node sees it at once and refuses it."""
-
-    __slots__ = ("_body_left", "_prefix")
-
-    def __init__(self) -> None:
-        self._prefix = b""
-        self._body_left = 0
-
-    def feed(self, data: bytes) -> bool:
-        """Walk ``data``; True if at least one frame ended inside it."""
-        ended = False
-        pos, end = 0, len(data)
-        while pos < end:
-            if self._body_left:
-                step = min(self._body_left, end - pos)
-                pos += step
-                self._body_left -= step
-                ended = ended or not self._body_left
-                continue
-            need = PREFIX - len(self._prefix)
-            self._prefix += data[pos : pos + need]
-            pos += need
-            if len(self._prefix) < PREFIX:
-                break
-            length = int.from_bytes(self._prefix, "big")
-            self._prefix = b""
-            if length > Limits.MAX_FRAME:
-                return True
-            self._body_left = length
-            ended = ended or not length
-        return ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,17 +263,15 @@ class Runtime:
         todo = await trio.to_thread.run_sync(
             lambda: list(files_under(paths, card=self.card.path))
         )
-        imported: list[Imported] = []
-        duplicates: list[Skipped] = []
-        rejected: list[Skipped] = []
+        outcomes: list[Imported | Skipped] = []
         for done, (path, refusal) in enumerate(todo, start=1):
             outcome = await trio.to_thread.run_sync(
                 functools.partial(
                     import_one, self.card, path, refusal, now=self.now(), metadata=metadata
                 )
             )
+            outcomes.append(outcome)
             if isinstance(outcome, Imported):
-                imported.append(outcome)
                 # Logged before the node hears of it, so a delay measured from this line
                 # (bench/field.py) includes the node's own work.
                 log.info(
@@ -320,14 +282,11 @@ class Runtime:
                            "fields": {"image_id": outcome.image_id, "path": outcome.path}},
                 )
                 await self.call(self.node.captured, outcome.image_id, self.now())
-            elif outcome.image_id is not None:
-                duplicates.append(outcome)
-            else:
-                rejected.append(outcome)
+            elif outcome.image_id is None:
                 log.warning("could not import %s: %s", outcome.path, outcome.reason)
             if progress is not None:
                 await progress(done, len(todo), outcome)
-        return ImportSummary(tuple(imported), tuple(duplicates), tuple(rejected))
+        return ImportSummary.of(outcomes)
 
     # --- running ---------------------------------------------------------------------
 

@@ -466,3 +466,40 @@ class FrameDecoder:
         self._start = 0
         self._frames.clear()
         raise exc
+
+
+class FrameEdges:
+    """Tells, as a byte stream goes by, whether a frame ended in it, from the same length
+    prefixes FrameDecoder reads, without buffering the bytes (the runtime calls the node
+    once a frame is whole).  A prefix over the limit counts as an end, so that the node
+    sees it at once and refuses it."""
+
+    __slots__ = ("_body_left", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = b""
+        self._body_left = 0
+
+    def feed(self, data: bytes) -> bool:
+        """Walk ``data``; True if at least one frame ended inside it."""
+        ended = False
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._body_left:
+                step = min(self._body_left, end - pos)
+                pos += step
+                self._body_left -= step
+                ended = ended or not self._body_left
+                continue
+            need = PREFIX - len(self._prefix)
+            self._prefix += data[pos : pos + need]
+            pos += need
+            if len(self._prefix) < PREFIX:
+                break
+            (length,) = _LENGTH.unpack(self._prefix)
+            self._prefix = b""
+            if length > Limits.MAX_FRAME:
+                return True
+            self._body_left = length
+            ended = ended or not length
+        return ended

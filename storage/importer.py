@@ -9,6 +9,7 @@ Run as ``python -m storage.importer CARD PATH...`` (the crash tests do).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -17,11 +18,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol.messages import MetadataValue
 from storage.card import Card, Extraction
 from storage.errors import CardFull, ImportRejected, StoreError
 from storage.movies import StripFrame
+
+if TYPE_CHECKING:
+    from storage.thumbnails import Extracted
 
 log = logging.getLogger("cammesh.import")
 
@@ -54,6 +59,22 @@ class ImportSummary:
     imported: tuple[Imported, ...]
     duplicates: tuple[Skipped, ...]
     rejected: tuple[Skipped, ...]
+
+    @classmethod
+    def of(cls, outcomes: Iterable[Imported | Skipped]) -> ImportSummary:
+        """Sort outcomes into imported, duplicates (a Skipped naming the picture it
+        repeats) and rejected, keeping their order."""
+        imported: list[Imported] = []
+        duplicates: list[Skipped] = []
+        rejected: list[Skipped] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Imported):
+                imported.append(outcome)
+            elif outcome.image_id is not None:
+                duplicates.append(outcome)
+            else:
+                rejected.append(outcome)
+        return cls(tuple(imported), tuple(duplicates), tuple(rejected))
 
     @property
     def nothing_read(self) -> bool:
@@ -100,7 +121,7 @@ def _refusal(path: Path, mode: int) -> str | None:
     return None
 
 
-def _extract(path: Path) -> Extraction:
+def _extract(path: Path) -> Extracted | _Failed:
     """B's extractor, guarded: it promises not to raise on bad content, and we hold it to that."""
     from storage.thumbnails import extract  # Pillow and EXIF parsing load only when importing
 
@@ -124,38 +145,6 @@ class _Failed:
     strip: Sequence[StripFrame] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class _Given:
-    """An extraction with metadata the importer was given laid over the file's own."""
-
-    found: Extraction
-    metadata: Mapping[str, MetadataValue]
-
-    @property
-    def thumbnail(self) -> bytes:
-        return self.found.thumbnail
-
-    @property
-    def thumbnail_source(self) -> str:
-        return self.found.thumbnail_source
-
-    @property
-    def mime(self) -> str:
-        return self.found.mime
-
-    @property
-    def capture_time(self) -> float | None:
-        return self.found.capture_time
-
-    @property
-    def reason(self) -> str | None:
-        return getattr(self.found, "reason", None)
-
-    @property
-    def strip(self) -> Sequence[StripFrame]:
-        return getattr(self.found, "strip", ())
-
-
 def import_paths(
     card: Card,
     paths: Iterable[Path | str],
@@ -170,23 +159,16 @@ def import_paths(
     account names).  What the summary lists as imported is durable when this returns.
     """
     todo = list(files_under((Path(p) for p in paths), card=card.path))
-    imported: list[Imported] = []
-    duplicates: list[Skipped] = []
-    rejected: list[Skipped] = []
+    outcomes: list[Imported | Skipped] = []
     with card.deferred_sync():  # the sources stay where they are until we return
         for done, (path, refusal) in enumerate(todo, start=1):
-            outcome = import_one(card, path, refusal, now=now, metadata=metadata)
-            if isinstance(outcome, Imported):
-                imported.append(outcome)
-            elif outcome.image_id is not None:
-                duplicates.append(outcome)
-            else:
-                rejected.append(outcome)
+            outcomes.append(import_one(card, path, refusal, now=now, metadata=metadata))
             if progress is not None:
                 progress(done, len(todo), path)
-    for skip in rejected:
+    summary = ImportSummary.of(outcomes)
+    for skip in summary.rejected:
         log.warning("not imported: %s: %s", skip.path, skip.reason)
-    return ImportSummary(tuple(imported), tuple(duplicates), tuple(rejected))
+    return summary
 
 
 def import_one(
@@ -209,7 +191,9 @@ def import_one(
     def extraction(_copy: Path) -> Extraction:
         # The source, not the copy: the extractor may use the file name's extension.
         found = _extract(path)
-        facts.append(found if not metadata else _Given(found, {**found.metadata, **metadata}))
+        if metadata:
+            found = dataclasses.replace(found, metadata={**found.metadata, **metadata})
+        facts.append(found)
         return facts[0]
 
     try:

@@ -1,11 +1,11 @@
-"""FrameEdges: the runtime calls the node once a frame is whole, not per TLS record."""
+"""FrameEdges: where frames end in a byte stream (the runtime calls the node once a frame is whole,
+not per TLS record)."""
 
 from __future__ import annotations
 
 import random
 
-from mesh.runtime import FrameEdges
-from protocol.codec import PREFIX
+from protocol.codec import PREFIX, FrameEdges
 from protocol.messages import Limits
 
 
