@@ -32,12 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
-from PIL import Image
 
-from storage.metadata import MetadataValue
+if TYPE_CHECKING:  # Pillow loads when a movie is read, not with the card at start-up
+    from PIL import Image
+
+    from storage.metadata import MetadataValue
 
 STRIP_SIDE: Final = 160  # long side of a strip frame; the poster is also made at POSTER_SIDE
 POSTER_SIDE: Final = 320
@@ -375,6 +377,8 @@ class _Walk:
         # call), the rest by Pillow on the small picture.
         small = frames[-1].reformat(width=self.size[0], height=self.size[1], format="rgb24",
                                     interpolation="AREA").to_image()
+        from PIL import Image
+
         return _Seen(key, small, small.resize(_TINY, Image.Resampling.BOX).tobytes())
 
     def keep(self, seen: _Seen, kind: str, diff: float, *, poster: bool = False) -> None:
@@ -423,6 +427,8 @@ def _fitted(width: int, height: int, side: int) -> tuple[int, int]:
 
 
 def _jpeg(small: Image.Image, side: int) -> bytes:
+    from PIL import Image
+
     if max(small.size) > side:
         small = small.resize(_fitted(small.width, small.height, side), Image.Resampling.BOX)
     out = io.BytesIO()
