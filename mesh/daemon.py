@@ -310,6 +310,7 @@ async def run_node(
     discovery: bool = True,
     interface: str | None = None,
     watch: Path | None = None,
+    watch_mode: str = "auto",
     ftp: FtpSettings | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -325,7 +326,7 @@ async def run_node(
         if discovery:
             nursery.start_soon(_discover, runtime, port, interface)
         if watch is not None:
-            nursery.start_soon(_watch, runtime, watch)
+            nursery.start_soon(_watch, runtime, watch, watch_mode)
         task_status.started(port)
 
 
@@ -382,10 +383,10 @@ async def _dial_in_scope(
         await runtime.dial_forever(address, peer)
 
 
-async def _watch(runtime: Runtime, folder: Path) -> None:
+async def _watch(runtime: Runtime, folder: Path, mode: str) -> None:
     from mesh.watch import watch_folder
 
     async def imported(paths: Sequence[Path]) -> None:
         await runtime.import_pictures(paths)
 
-    await watch_folder(folder, imported)
+    await watch_folder(folder, imported, mode=mode)

@@ -78,7 +78,8 @@ def run_desk_command(args: argparse.Namespace) -> int:
             async with trio.open_nursery() as nursery:
                 await nursery.start(lambda task_status: run_node(
                     runtime, discovery=not args.no_discovery, interface=args.interface,
-                    watch=args.watch, ftp=ftp, task_status=task_status))
+                    watch=args.watch, watch_mode=args.watch_mode, ftp=ftp,
+                    task_status=task_status))
                 url = await nursery.start(lambda task_status: serve_desk(
                     runtime, host=web.host, port=web.port, task_status=task_status))
                 print(f"the desk is on {url}/  (Ctrl-C to stop)", flush=True)

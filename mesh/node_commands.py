@@ -117,7 +117,14 @@ def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
                    help="also dial this peer directly (for networks without multicast); repeatable")
     p.add_argument("--no-discovery", action="store_true", help="do not use mDNS at all")
     p.add_argument("--watch", type=Path, metavar="DIR",
-                   help="import files that appear in DIR (a tethered camera's DCIM) as captures")
+                   help="import files that appear in DIR (a tethered camera's DCIM) as captures, "
+                   "each once it is finished (closed after writing, or renamed into DIR)")
+    p.add_argument("--watch-mode", choices=("auto", "notify", "poll"), default="auto",
+                   help="how --watch learns of files: notify (kernel notifications, a picture "
+                   "is taken about 10 ms after its file is closed), poll (look every 0.5 s and "
+                   "take files whose size and time held still: for network shares and cards "
+                   "written elsewhere), or auto (the default: poll on network and FUSE "
+                   "filesystems or where notifications cannot be set up, else notify)")
     p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
                    help="what to pull from PEER (an id prefix, or * for everyone): thumbnails, "
                    "requested or all (default: all); repeatable")
@@ -222,7 +229,8 @@ def run_node_command(args: argparse.Namespace) -> int:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(lambda task_status: run_node(
                         runtime, discovery=not args.no_discovery, interface=args.interface,
-                        watch=args.watch, ftp=ftp, task_status=task_status))
+                        watch=args.watch, watch_mode=args.watch_mode, ftp=ftp,
+                        task_status=task_status))
                     if live_view:
                         nursery.start_soon(_live, Controller(runtime), console)
                     async for signum in signals:

@@ -37,16 +37,16 @@ async def eventually(check: Any, what: str) -> Any:
 
 
 @asynccontextmanager
-async def two_nodes(tmp_path: Path, *, watch: Path | None = None) -> AsyncIterator[
-    tuple[Runtime, Runtime]
-]:
+async def two_nodes(
+    tmp_path: Path, *, watch: Path | None = None, watch_mode: str = "auto"
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
     """a and b running and linked; c is paired with both but not running."""
     a, b, _ = make_mesh(tmp_path, [DeviceSpec(n, Role.CAMERA) for n in "abc"])
     with Card.open(a) as card_a, Card.open(b) as card_b:
         ra = runtime_for(a, card_a)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(lambda task_status: run_node(
-                ra, discovery=False, watch=watch, task_status=task_status))
+                ra, discovery=False, watch=watch, watch_mode=watch_mode, task_status=task_status))
             rb = runtime_for(b, card_b, peers=[Address("127.0.0.1", port)])
             await nursery.start(lambda task_status: run_node(
                 rb, discovery=False, task_status=task_status))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import trio
@@ -77,3 +78,82 @@ async def test_a_file_that_vanishes_or_shrinks_mid_copy_is_rejected_and_the_rest
     assert "vanished" in reasons[vanish.name]
     assert "changed size" in reasons[shrink.name]
     assert [Path(i.path).name for i in summary.imported] == [pictures[2].name]
+
+
+async def test_a_peer_is_let_in_and_served_a_requested_original_while_an_import_runs(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """`cammesh import` of many files through the node; mid-way through one file's copy, a
+    peer that was not there when it began connects, asks for an original and gets it."""
+    import threading
+
+    import pytest
+
+    import storage.importer
+    from mesh.daemon import run_node
+    from mesh.desk_demo import DeviceSpec, make_mesh, runtime_for
+    from mesh.runtime import Address
+    from protocol.config import Policy
+    from protocol.messages import Role
+    from storage.card import Card
+    from tests.mesh.test_runtime import control, eventually
+
+    pictures = write_sample_jpegs(tmp_path / "pics", 6, seed=13)
+    a, b = make_mesh(tmp_path, [DeviceSpec(n, Role.CAMERA) for n in "ab"])
+    copying, served = threading.Event(), threading.Event()
+    real = storage.importer._extract
+
+    def held(path: Path) -> object:
+        # The third file is copied and hashed, not yet adopted: hold it there until the peer
+        # is served, so everything below happens while the import is mid-file.
+        if path == pictures[2]:
+            copying.set()
+            assert served.wait(60), "the peer was not served while the import ran"
+        return real(path)
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(storage.importer, "_extract", held)
+    order: list[str] = []
+    with Card.open(a) as card_a, Card.open(b) as card_b:
+        ra = runtime_for(a, card_a)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(lambda task_status: run_node(
+                ra, discovery=False, task_status=task_status))
+
+            async def import_all() -> None:  # what `cammesh import CARD FILES` sends
+                answer = await control(a, {"op": "import", "paths": [str(p) for p in pictures]})
+                order.append("import returned")
+                assert len(answer["summary"]["imported"]) == len(pictures)
+
+            nursery.start_soon(import_all)
+            await trio.to_thread.run_sync(lambda: copying.wait(60))
+            # Only now does the peer start: its handshake happens during the import.  It
+            # pulls only what it asks for, so the original it gets is the one it requested.
+            rb = runtime_for(b, card_b, peers=[Address("127.0.0.1", port)],
+                             policy=Policy.REQUESTED)
+            arrived: set[str] = set()
+            rb.subscribe(lambda e: arrived.add(e.image_id)
+                         if isinstance(e, ev.OriginalArrived) else None)
+            await nursery.start(lambda task_status: run_node(
+                rb, discovery=False, task_status=task_status))
+            wanted = hashlib.sha256(pictures[0].read_bytes()).hexdigest()
+
+            async def has_thumbnail() -> bool:
+                return await rb.call(card_b.image, wanted) is not None
+
+            await eventually(has_thumbnail, "the first picture's thumbnail at b")
+            order.append("handshake")
+            await rb.call(rb.node.request, wanted, rb.now())
+            await eventually(lambda: _true(wanted in arrived), "the requested original at b")
+            order.append("requested original")
+            served.set()
+            with trio.fail_after(60):
+                while "import returned" not in order:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert order == ["handshake", "requested original", "import returned"]
+    assert arrived == {wanted}
+
+
+async def _true(value: bool) -> bool:
+    return value
