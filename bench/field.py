@@ -35,7 +35,7 @@ stopwatch would, and each printing its targets and whether each was met:
 ``--mbit 0`` is an unshaped veth (loopback where not root, said in the output).
 
     python bench/field.py [--live|--burst] [--against syncthing] [--count 20] [--mbit 40]
-                          [--loopback] [--size 24mp|small]
+                          [--loopback] [--size 24mp|small] [--watch-mode auto|notify|poll]
 """
 
 from __future__ import annotations
@@ -327,7 +327,8 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
     watched = folder / "watched"
     watched.mkdir()
     extra, spaces = node_args(args, link)
-    sender = NodeProcess(a, [*extra[0], f"--watch={watched}"], netns=spaces[0]).start()
+    sender = NodeProcess(a, [*extra[0], f"--watch={watched}", f"--watch-mode={args.watch_mode}"],
+                         netns=spaces[0]).start()
     receiver = NodeProcess(b, extra[1], netns=spaces[1]).start()
     closed: dict[str, float] = {}
     try:
@@ -348,6 +349,13 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
                    timeout=600, every=0.1)
         thumbs = event_times(receiver, "ThumbnailArrived")
         originals = event_times(receiver, "OriginalArrived")
+        captured = event_times(sender, "Captured")
+        by_path = {str(watched / p.name): i for p, i in zip(fresh, fresh_ids, strict=True)}
+        finished: dict[str, float] = {}
+        for doc in sender.events():
+            if doc["event"] == "Finished":
+                for path in doc["paths"]:
+                    finished.setdefault(by_path.get(path, path), doc["t"])
         # Originals still to come at each close: the card's, and the burst's own before it.
         in_flight = min(
             sum(1 for i in [*ids, *(j for j in fresh_ids if closed[j] < t)]
@@ -358,6 +366,17 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
         receiver.stop()
     delays = sorted((thumbs[i] - closed[i]) * 1000 for i in fresh_ids)
     p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
+
+    def stage(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+        spans = sorted((end[i] - start[i]) * 1000 for i in fresh_ids)
+        return {"p50": round(percentile(spans, 0.5), 1), "p99": round(percentile(spans, 0.99), 1)}
+
+    # Where the delay goes: the close seen as finished (watch wake-up and the kernel asked),
+    # the import (copy, hash, thumbnail, fsyncs, catalog; a file queued behind the one before
+    # counts here), and the node to the peer's thumbnail (queueing behind originals, the link).
+    stages = {"close_to_finished_ms": stage(closed, finished),
+              "finished_to_captured_ms": stage(finished, captured),
+              "captured_to_peer_thumbnail_ms": stage(captured, thumbs)}
     return {
         "mode": "burst",
         "link": link_words(args, link),
@@ -367,6 +386,9 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
         "burst_thumbnail_p50_ms": round(p50, 1),
         "burst_thumbnail_p99_ms": round(p99, 1),
         "burst_thumbnail_max_ms": round(delays[-1], 1),
+        "burst_stages": stages,
+        "watch_mode": next((d["mode"] for d in sender.events() if d["event"] == "Watching"),
+                           None),
         "originals_in_flight_at_every_close_min": in_flight,
         "targets": {"burst_thumbnail_p99_ms": BURST_P99_TARGET_MS},
         "met": {"burst_thumbnail_p99_ms": p99 <= BURST_P99_TARGET_MS},
@@ -421,6 +443,8 @@ def main() -> int:
                       help="start both nodes, then `cammesh import` through the running sender")
     mode.add_argument("--burst", action="store_true",
                       help="pictures written into the sender's --watch folder, originals flowing")
+    parser.add_argument("--watch-mode", choices=("auto", "notify", "poll"), default="auto",
+                        help="with --burst: the sender's --watch-mode (poll: the old way, to compare)")
     parser.add_argument("--against", choices=("syncthing",),
                         help="then the same corpus over the same link with Syncthing")
     args = parser.parse_args()
