@@ -178,8 +178,12 @@ class _Judge:
     def due(self, now: float) -> list[Path]:
         return [p for p, s in self.seen.items() if s.again_at <= now]
 
-    def judge(self, paths: Iterable[Path], now: float) -> list[Path]:
-        """The finished ones of ``paths`` (runs in a worker thread: it stats and opens)."""
+    def judge(self, paths: Iterable[Path], now: float, *,
+              named: frozenset[Path] = frozenset()) -> list[Path]:
+        """The finished ones of ``paths`` (runs in a worker thread: it stats and opens).
+
+        ``named``: those a change event named just now, still being written, so soon closed.
+        """
         finished: list[tuple[int, Path]] = []
         for path in set(paths):
             try:
@@ -191,20 +195,24 @@ class _Judge:
             if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or self.done.get(path) == sig:
                 self.seen.pop(path, None)  # a folder, a link, not written yet, or imported
                 continue
-            if self._finished(path, sig, now):
+            if self._finished(path, sig, now, fresh=path in named):
                 # Done as judged: a change from now on (even during the import) is news.
                 self.seen.pop(path, None)
                 self.done[path] = sig
                 finished.append((st.st_mtime_ns, path))
         return [path for _, path in sorted(finished)]
 
-    def _finished(self, path: Path, sig: Signature, now: float) -> bool:
+    def _finished(self, path: Path, sig: Signature, now: float, *, fresh: bool) -> bool:
         before = self.seen.get(path)
         writing = open_for_writing(path)
         if writing is False and not self.poll:
             return True
         if writing is True:
-            backoff = RECHECK_S[0] if before is None else min(before.backoff * 2, RECHECK_S[1])
+            # The close raises no event we see: look again soon after a write, less often
+            # while the file only stays open.
+            backoff = RECHECK_S[0]
+            if before is not None and not fresh:
+                backoff = min(before.backoff * 2, RECHECK_S[1])
             since = before.since if before is not None and before.signature == sig else now
             self.seen[path] = _Seen(sig, since, now + backoff, backoff)
             return False
@@ -330,4 +338,4 @@ async def _import_finished(
 def _look(folder: Path, judge: _Judge, named: list[Path], everything: bool,
           now: float) -> list[Path]:
     paths = [*named, *(files_in(folder) if everything else ()), *judge.due(now)]
-    return judge.judge(paths, now)
+    return judge.judge(paths, now, named=frozenset(named))
