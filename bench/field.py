@@ -28,7 +28,9 @@ stopwatch would, and each printing its targets and whether each was met:
   ``cammesh import`` client counted with the sender);
 - ``--burst``: the pictures on the sender's card and their originals flowing, then as many
   new ones written into its ``--watch`` folder at 10 per second; each one's delay from its
-  file closed to its thumbnail at the peer: ``burst_thumbnail_p50_ms`` / ``_p99_ms``;
+  file closed (the writer's own close) to its thumbnail at the peer (the receiver's log):
+  ``burst_thumbnail_p50_ms`` / ``_p99_ms``, and ``burst_stages``, where the time goes: close
+  to the watcher's ``Finished`` line, to the sender's ``Captured`` (the import), to the peer;
 - ``--against syncthing`` (with any mode): then the same corpus over the same link with
   Syncthing (bench/against_syncthing.py), ``syncthing_all_visible_s`` and both sides' CPU
   per GB beside ours, as ratios; skipped with the reason where Syncthing is not installed.
