@@ -279,21 +279,33 @@ async def _notifications(
         finally:
             stop.set()
 
-    changes = awatch(folder, watch_filter=None, debounce=DEBOUNCE_MS, step=STEP_MS,
-                     stop_event=stop, rust_timeout=int(RESCAN_S * 1000), yield_on_timeout=True,
-                     force_polling=False, recursive=True)
-    log.info("watching %s for new pictures (notifications: %s)", folder, why,
-             extra={"event": "Watching", "fields": {"mode": "notify", "folder": str(folder)}})
     nursery.start_soon(stop_when_cancelled)
-    async with contextlib.aclosing(changes):
-        async for batch in changes:
-            if not batch:  # watchfiles' timeout: a full look, in case an event went missing
-                send.send_nowait(EVERYTHING)
-                continue
-            gone = tuple(Path(name) for change, name in batch if change == Change.deleted)
-            named = tuple(Path(name) for change, name in batch
-                          if change != Change.deleted and finished_name(Path(name), folder))
-            send.send_nowait(_News(named, gone))
+    while True:
+        changes = awatch(folder, watch_filter=None, debounce=DEBOUNCE_MS, step=STEP_MS,
+                         stop_event=stop, rust_timeout=int(RESCAN_S * 1000),
+                         yield_on_timeout=True, force_polling=False, recursive=True)
+        log.info("watching %s for new pictures (notifications: %s)", folder, why,
+                 extra={"event": "Watching", "fields": {"mode": "notify", "folder": str(folder)}})
+        async with contextlib.aclosing(changes):
+            async for batch in changes:
+                if not batch:  # watchfiles' timeout: a full look, in case an event went missing
+                    if not folder.is_dir():
+                        break
+                    send.send_nowait(EVERYTHING)
+                    continue
+                gone = tuple(Path(name) for change, name in batch if change == Change.deleted)
+                named = tuple(Path(name) for change, name in batch
+                              if change != Change.deleted and finished_name(Path(name), folder))
+                send.send_nowait(_News(named, gone))
+                if folder in gone:
+                    break
+        # The folder went (a card reader's card unmounted, a folder removed): the kernel's
+        # watch went with it.  Watch again once there is a folder by that name again.
+        why = f"{folder} was removed and is back"
+        log.warning("%s is gone; waiting for it to come back", folder)
+        while not folder.is_dir():
+            await trio.sleep(POLL_S)
+        send.send_nowait(EVERYTHING)
 
 
 async def _polls(folder: Path, send: trio.MemorySendChannel[_News], why: str) -> None:

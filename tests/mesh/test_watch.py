@@ -156,6 +156,32 @@ async def test_polling_where_the_kernel_cannot_tell_waits_for_the_file_to_hold_s
     assert handed == [dcim / "IMG_0002.JPG", slow]
 
 
+async def test_a_watched_folder_removed_and_made_again_is_watched_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    dcim = tmp_path / "DCIM"
+    before, after = write_sample_jpegs(tmp_path / "camera", 2, seed=25)
+
+    async def logged(text: str) -> None:
+        with trio.fail_after(WAIT_S):
+            while not any(text in r.getMessage() for r in caplog.records):
+                await trio.sleep(0.01)
+
+    with caplog.at_level(logging.INFO, logger="cammesh.watch"):
+        async with two_nodes(tmp_path, watch=dcim, watch_mode="notify") as (_, rb):
+            peer = Peer(rb)
+            (dcim / before.name).write_bytes(before.read_bytes())
+            await peer.wait_for(picture_id(before.read_bytes()))
+            shutil.rmtree(dcim)  # the card reader's card taken out
+            await logged("is gone; waiting for it to come back")
+            dcim.mkdir()
+            await logged("was removed and is back")
+            (dcim / after.name).write_bytes(after.read_bytes())
+            await peer.wait_for(picture_id(after.read_bytes()))
+
+
 async def test_auto_polls_where_notifications_cannot_be_set_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
