@@ -352,7 +352,8 @@ def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | 
         thumbs = event_times(receiver, "ThumbnailArrived")
         originals = event_times(receiver, "OriginalArrived")
         captured = event_times(sender, "Captured")
-        by_path = {str(watched / p.name): i for p, i in zip(fresh, fresh_ids, strict=True)}
+        by_path = {str((watched / p.name).resolve()): i
+                   for p, i in zip(fresh, fresh_ids, strict=True)}
         finished: dict[str, float] = {}
         for doc in sender.events():
             if doc["event"] == "Finished":
