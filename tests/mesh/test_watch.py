@@ -129,7 +129,8 @@ async def test_polling_where_the_kernel_cannot_tell_waits_for_the_file_to_hold_s
 
     dcim = tmp_path / "DCIM"
     first, second = (p.read_bytes() for p in write_sample_jpegs(tmp_path / "camera", 2, seed=24))
-    pieces = [first[i:i + len(first) // 16] for i in range(0, len(first), len(first) // 16)]
+    step = len(first) // 64  # a piece per look: enough for half a minute of polls
+    pieces = [first[i:i + step] for i in range(0, len(first), step)]
     slow = dcim / "IMG_0001.JPG"
     writer: list[int] = []
 
