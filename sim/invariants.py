@@ -19,6 +19,7 @@ from protocol.store import DispersalState, Incoming, StoreError, Where
 
 if TYPE_CHECKING:
     from sim.devices import Device
+    from sim.lying import Lie
     from sim.world import World
 
 
@@ -173,6 +174,24 @@ def readout_done(world: World, dev: Device, event: ev.ReadOutDone) -> None:
         )
         return
     world.metrics.count("readouts.verified")
+
+
+def readout_failed(world: World, dev: Device, event: ev.ReadOutFailed) -> None:
+    """A read-out that cannot return the exact bytes fails with a reason a person can act on."""
+    if not event.reason.strip():
+        world.fail("readout", f"{dev.name}'s read-out of {event.image_id[:12]} failed with no reason")
+
+
+def liar_cut_off(world: World, liar: int, honest: int, lie: Lie, *, refused: bool) -> None:
+    """A lie an honest node can see through as it lands (a STORED early or for another digest,
+    an accept reserving too little) ends the link with a RemoteProtocolError: believed, it
+    would free an original nobody verified, or stream into room nobody reserved."""
+    if not refused:
+        world.fail(
+            "liar-not-cut-off",
+            f"{world.devices[honest].name} believed {world.devices[liar].name}'s {lie.kind} "
+            f"({lie.what})",
+        )
 
 
 def check_quiet(world: World) -> None:
