@@ -134,6 +134,7 @@ class World:
         planted_bugs: frozenset[str] = frozenset(),
         full_check_every: int = 100,
         keep_trace: bool = False,
+        judge_cut_offs: bool = True,
     ) -> None:
         scenario.check()
         self.scenario = scenario
@@ -214,6 +215,9 @@ class World:
         # scenario without lies draws and traces exactly what it did before lies existed.
         self.liar = Liar(self, scenario.liar, scenario.lies) if scenario.lies else None
         self._refused = False  # the last delivery ended in a RemoteProtocolError
+        # False: a lie an honest node should have refused at once is let pass unjudged, so
+        # that a test sees the harm it does (a picture lost, a wrong read-out) instead.
+        self.judge_cut_offs = judge_cut_offs
         for dev in self.devices:
             dev.boot()
         self.last_capture_at = 0.0
@@ -558,7 +562,7 @@ class World:
             return
         conn = self.conn_from[src][dst]
         live = conn is not None and conn.up and conn.epoch == epoch and self.devices[dst].node is not None
-        must_cut = live and lie.must_cut is not None and lie.must_cut()
+        must_cut = live and self.judge_cut_offs and lie.must_cut is not None and lie.must_cut()
         self._refused = False
         self._on_deliver(src, dst, (epoch, frame))
         if must_cut and self.violation is None:
