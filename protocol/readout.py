@@ -496,6 +496,9 @@ class ReadOuts:
                     collection.image_id, opened, bytes(sealed[opened:end])
                 )
             except HashMismatch as exc:
+                # Unauthenticated bytes are this holder's lie: dropped, so that the next
+                # holder is asked from the last record that opened, not judged by them.
+                del sealed[opened:]
                 raise RemoteProtocolError(
                     f"holder sent {collection.image_id[:12]} back changed: {exc}",
                     code="hash-mismatch",

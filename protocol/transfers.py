@@ -152,6 +152,12 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
         try:
             node.store.finish_partial(msg.image_id, kind, msg.digest, now, owner=expected.owner)
         except HashMismatch as exc:
+            if msg.purpose is Purpose.COLLECT and expected.offset != 0:
+                # Resumed on bytes that came before this stream (another holder, an earlier
+                # link): whoever changed them, it need not be this holder.  The store dropped
+                # the partial; the collection starts over rather than accuse it.
+                node.readouts.collect_failed(link, msg.image_id, "the bytes did not match the digest")
+                return
             raise RemoteProtocolError(str(exc), code="hash-mismatch") from exc
         if kind is Incoming.ORIGINAL or kind is Incoming.SEALED:
             record = node.store.image(msg.image_id)

@@ -104,23 +104,28 @@ def check_step(world: World, *, full: bool) -> None:
             store.lost_copy.clear()
     ids = [p.image_id for p in world.pictures] if full else sorted(set(lost))
     hints = world.holder_hint
+    # With two or more replicas a liar's card vouches only for the liar's own pictures: an
+    # honest owner's must keep a verified copy on an honest card (its own, or a holder's).
+    liar = world.liar.index if world.liar is not None and world.scenario.replicas > 1 else -1
+    honest = [d for d in devices if d.index != liar]
     for image_id in ids:
-        if image_id not in world.by_id:
+        pic = world.by_id.get(image_id)
+        if pic is None:
             continue
+        cards = devices if pic.camera == liar or liar < 0 else honest
         # The card that vouched last time is asked first: a full rescan then costs
         # about one look per picture instead of one per card.
         hint = hints.get(image_id)
-        if hint is not None and holds_copy(world, devices[hint], image_id):
+        if hint is not None and hint != liar and holds_copy(world, devices[hint], image_id):
             continue
-        holder = next((d for d in devices if holds_copy(world, d, image_id)), None)
+        holder = next((d for d in cards if holds_copy(world, d, image_id)), None)
         if holder is not None:
             hints[image_id] = holder.index
         else:
-            pic = world.by_id[image_id]
             world.fail(
                 "picture-lost",
                 f"picture {pic.number} ({image_id[:12]}) of camera{pic.camera} has no "
-                "complete, verified copy on any card",
+                f"complete, verified copy on any {'honest ' if cards is honest else ''}card",
             )
             return
 

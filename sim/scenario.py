@@ -93,6 +93,10 @@ class Scenario:
     # wire.  No lies, no liar: the JSON then leaves both out, as before there were any.
     liar: int = 0
     lies: tuple[str, ...] = ()
+    # Holders each original must have before its owner frees it (NodeConfig.replicas).  With
+    # two or more, a liar's copy is never counted for an honest owner's picture (the honest
+    # copy invariant); the JSON leaves it out at 1, as before it existed.
+    replicas: int = 1
 
     def devices(self) -> int:
         return self.cameras + self.desks
@@ -110,6 +114,8 @@ class Scenario:
         data["steps"] = [[s.at, s.kind, s.a, s.b, s.duration] for s in self.steps]
         if not self.lies:
             del data["liar"], data["lies"]
+        if self.replicas == 1:
+            del data["replicas"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -154,6 +160,8 @@ class Scenario:
         unknown = sorted(set(self.lies) - set(LIES))
         if unknown:
             raise ScenarioError(f"unknown lies {unknown}; known: {list(LIES)}")
+        if not 1 <= self.replicas < max(2, self.devices()):
+            raise ScenarioError("replicas must be at least 1 and below the number of devices")
         if self.lies and not 0 <= self.liar < self.devices():
             raise ScenarioError(f"liar {self.liar} is not a device of the mesh")
         for step in self.steps:
@@ -222,5 +230,8 @@ def generate(
     if "lying" in faults:
         # Its own random: the draws of every other family stay as they were.
         liar = random.Random(f"liar:{seed}").randrange(n)
-        return replace(base, steps=tuple(steps), liar=liar, lies=LIES)
+        # Two copies where two desks have room for them: a lying holder then never holds the
+        # only copy of an honest owner's picture.
+        replicas = 2 if base.desks >= 2 else 1
+        return replace(base, steps=tuple(steps), liar=liar, lies=LIES, replicas=replicas)
     return replace(base, steps=tuple(steps))

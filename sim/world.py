@@ -168,6 +168,7 @@ class World:
                 high_water=scenario.high_water,
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
                 planted_bugs=planted_bugs,
+                replicas=scenario.replicas,
             )
             self.devices.append(
                 Device(

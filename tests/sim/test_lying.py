@@ -37,21 +37,31 @@ def lying_scenarios(
     kinds: tuple[str, ...] = (sc.CRASH, sc.BREAK, sc.READOUT, sc.COLLECT, sc.REQUEST),
     max_pictures: int = 5,
     min_steps: int = 0,
+    replicas: tuple[int, ...] = (1,),
 ) -> sc.Scenario:
-    """A small scenario in which one device, any of them, tells some of ``lies``."""
+    """A small scenario in which one device, any of them, tells some of ``lies``.
+
+    With ``replicas`` 2 (where the mesh has three devices or more) owners keep two holders,
+    and an honest owner's picture must keep a copy on an honest card.
+    """
     base = draw(scenarios(max_pictures=max_pictures, kinds=kinds, min_steps=min_steps))
     liar = draw(st.integers(0, base.devices() - 1))
     told = draw(st.lists(st.sampled_from(lies), min_size=1, max_size=len(lies), unique=True))
-    return replace(base, liar=liar, lies=tuple(sorted(told)))
+    copies = draw(st.sampled_from(replicas)) if base.devices() >= 3 else 1
+    return replace(base, liar=liar, lies=tuple(sorted(told)), replicas=copies)
 
 
-@given(lying_scenarios())
+@given(lying_scenarios(replicas=(1, 2)))
 @settings(max_examples=2000 if long_profile() else 40)
 def test_honest_devices_keep_every_invariant_beside_a_liar(scenario: sc.Scenario) -> None:
     check(scenario)
 
 
-@given(lying_scenarios(kinds=DISPERSAL, lies=("stored-early", "stored-wrong-digest", "accept")))
+@given(
+    lying_scenarios(
+        kinds=DISPERSAL, lies=("stored-early", "stored-wrong-digest", "accept"), replicas=(1, 2)
+    )
+)
 @settings(max_examples=2000 if long_profile() else 25)
 def test_a_lying_holder_frees_nothing_it_does_not_hold(scenario: sc.Scenario) -> None:
     check(scenario)
@@ -63,9 +73,12 @@ def test_a_liar_is_cut_off_for_every_lie_it_tells() -> None:
     told: set[str] = set()
     codes: set[str] = set()
     for seed in range(6):
+        # Two desks from seed 3 on: two replicas, the liar's copies vouch for nothing honest.
         scenario = sc.generate(
-            seed, cameras=3, pictures=20, desks=1, faults=("full", "readout", "breaks", "lying")
+            seed, cameras=3, pictures=20, desks=1 + seed // 3,
+            faults=("full", "readout", "breaks", "lying"),
         )
+        assert scenario.replicas == (2 if seed >= 3 else 1)
         world = check(scenario)
         for name in world.metrics.counters:
             if name.startswith("liar.told."):
