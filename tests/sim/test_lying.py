@@ -94,6 +94,17 @@ def test_a_liar_is_cut_off_for_every_lie_it_tells() -> None:
     assert wanted <= codes, sorted(wanted - codes)
 
 
+def test_a_liars_changed_bytes_never_get_an_honest_holder_cut_off() -> None:
+    """Found by the liar: a collection resumed from a second holder after the first sent a
+    changed record was judged on the liar's bytes, and the honest holder was cut off
+    (fixed in protocol/readout.py ``_open`` and protocol/transfers.py ``on_complete``)."""
+    scenario = sc.generate(
+        5, cameras=3, pictures=20, desks=2, faults=("full", "readout", "breaks", "lying")
+    )
+    world = check(scenario)
+    assert world.metrics.counters.get("liar.cut_off.hash-mismatch", 0) > 0
+
+
 def test_a_lying_run_replays_byte_for_byte_and_no_lies_leave_the_json_as_it_was() -> None:
     scenario = sc.generate(3, cameras=2, pictures=6, desks=1, faults=("full", "lying"))
     replay = sc.Scenario.from_json(scenario.to_json())
