@@ -139,6 +139,11 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
     del link.streams[key]
     del link.expected[key]
     expected = stream.expected
+    if expected.urgent and msg.purpose in (Purpose.SYNC, Purpose.SMALLER):
+        # Our urgent request may have crossed this completion (a repeat that moved a
+        # background pull up): the sender, done with it, streams it again.  That stream is
+        # ignored as a cancelled one, not taken for one nobody asked for.
+        link.cancelled.add(key)
     kind = expected.kind
     if kind is None:
         assert stream.hasher is not None

@@ -15,11 +15,12 @@ import dataclasses
 import hashlib
 
 from protocol import events as ev
-from protocol.messages import Chunk, Collect, OriginalHeader, Purpose
+from protocol.config import Policy
+from protocol.messages import Chunk, Collect, OriginalHeader, Purpose, Role
 from protocol.sealing import SEALED_RECORD
 from protocol.store import Where
 from tests.protocol.harness import Mesh
-from tests.protocol.test_checks import feed
+from tests.protocol.test_checks import CHUNK, feed
 from tests.protocol.test_failures import readout_bytes, replicated_mesh
 
 
@@ -80,3 +81,23 @@ def test_a_collection_home_resumed_after_a_lying_holder_starts_over_and_comes_ho
     assert record is not None and record.where is Where.LOCAL
     assert hashlib.sha256(cam.store.original_bytes(image_id) or b"").hexdigest() == image_id
     assert cam.of(ev.Collected)
+
+
+def test_an_urgent_repeat_crossing_the_end_of_a_pull_is_not_taken_for_a_lie() -> None:
+    """Found by the long property run: the user asks for an original whose background pull
+    is just ending; the camera, done with it, serves the urgent request again, and the desk
+    cut the honest camera off for a stream "nobody asked for".  The second stream is ignored."""
+    mesh = Mesh()
+    mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.add("desk", role=Role.DESK, policy=Policy.ALL)
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    image_id = mesh.capture("cam", size=2 * CHUNK)
+    mesh.pump(until=lambda d: isinstance(d.msg, Chunk) and d.msg.offset == CHUNK)
+    desk = mesh.devices["desk"]
+    mesh.call(desk, lambda: desk.node.request(image_id, mesh.now))  # crosses the complete
+    mesh.pump()
+    assert desk.of(ev.ProtocolViolation) == []
+    record = desk.store.image(image_id)
+    assert record is not None and record.where is Where.LOCAL
+    assert len([m for m in mesh.between("cam", "desk") if isinstance(m, OriginalHeader)]) == 2
