@@ -204,7 +204,12 @@ def check_quiet(world: World) -> None:
     devices = world.devices
     index_of = world.index_of
     referenced: set[tuple[str, str]] = set()
+    # A liar's own list is whatever its lies made of it, and what honest cards hold for it
+    # is room it asked for (bounded by each holder's per-peer share): neither is judged.
+    liar = devices[world.liar.index].device_id if world.liar is not None else None
     for owner in devices:
+        if owner.device_id == liar:
+            continue
         stored_holders: dict[str, int] = {}
         for entry in owner.store.dispersion_list():
             referenced.add((entry.image_id, entry.holder))
@@ -237,7 +242,7 @@ def check_quiet(world: World) -> None:
                 return
     for holder in devices:
         for held in holder.store.held_originals():
-            if (held.image_id, holder.device_id) not in referenced:
+            if held.owner != liar and (held.image_id, holder.device_id) not in referenced:
                 owner_index = index_of.get(held.owner)
                 owner_name = devices[owner_index].name if owner_index is not None else held.owner[:12]
                 world.fail(

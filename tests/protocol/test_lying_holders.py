@@ -58,6 +58,23 @@ def test_a_read_out_resumed_after_a_lying_holder_reads_the_honest_copy() -> None
     assert [e.image_id for e in cam.of(ev.ReadOutDone)] == [image_id]  # type: ignore[attr-defined]
 
 
+def test_a_read_out_resumed_after_a_holder_went_mid_record_reads_the_honest_copy() -> None:
+    """The first holder's last bytes did not make a whole record (they could not be checked)
+    when it went: the next holder is asked from the last record that opened."""
+    mesh, image_id = replicated_mesh(holders=2, replicas=2)
+    cam = mesh.devices["cam"]
+    mesh.call(cam, lambda: cam.node.read_out(image_id, mesh.now))
+    mesh.pump(until=lambda d: isinstance(d.msg, Collect))
+    liar = asked_holder(mesh)
+    changed = Chunk(image_id, Purpose.COLLECT, 0, b"z" * (SEALED_RECORD // 2))
+    assert feed(mesh, liar, "cam", lying_header(mesh, liar, image_id), changed) is None
+    mesh.disconnect("cam", liar, "out of range")
+    mesh.pump()
+    assert accused(mesh) == set()
+    assert hashlib.sha256(readout_bytes(cam, image_id)).hexdigest() == image_id
+    assert [e.image_id for e in cam.of(ev.ReadOutDone)] == [image_id]  # type: ignore[attr-defined]
+
+
 def test_a_collection_home_resumed_after_a_lying_holder_starts_over_and_comes_home() -> None:
     mesh, image_id = replicated_mesh(holders=2, replicas=2)
     cam = mesh.devices["cam"]
