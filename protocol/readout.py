@@ -369,7 +369,13 @@ class ReadOuts:
             if collection.home:
                 offset = node.store.partial_offset(image_id, Incoming.SEALED)
             else:
-                offset = len(collection.sealed)  # resumes a relay from another holder
+                # A relay resumes from another holder after the last record that opened:
+                # bytes past it were never authenticated, and may be the last holder's lie.
+                del collection.sealed[collection.opened :]
+                for _, transfer in collection.relays:
+                    if transfer.payload is collection.sealed:
+                        transfer.available = min(transfer.available, len(collection.sealed))
+                offset = len(collection.sealed)
             legacy = collection.form.digest == image_id  # held as it is, not sealed
             kind = (Incoming.ORIGINAL if legacy else Incoming.SEALED) if collection.home else None
             form = collection.form
@@ -496,6 +502,9 @@ class ReadOuts:
                     collection.image_id, opened, bytes(sealed[opened:end])
                 )
             except HashMismatch as exc:
+                # Unauthenticated bytes are this holder's lie: dropped, so that the next
+                # holder is asked from the last record that opened, not judged by them.
+                del sealed[opened:]
                 raise RemoteProtocolError(
                     f"holder sent {collection.image_id[:12]} back changed: {exc}",
                     code="hash-mismatch",

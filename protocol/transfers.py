@@ -139,6 +139,11 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
     del link.streams[key]
     del link.expected[key]
     expected = stream.expected
+    if expected.urgent and msg.purpose in (Purpose.SYNC, Purpose.SMALLER):
+        # Our urgent request may have crossed this completion (a repeat that moved a
+        # background pull up): the sender, done with it, streams it again.  That stream is
+        # ignored as a cancelled one, not taken for one nobody asked for.
+        link.cancelled.add(key)
     kind = expected.kind
     if kind is None:
         assert stream.hasher is not None
@@ -152,6 +157,12 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
         try:
             node.store.finish_partial(msg.image_id, kind, msg.digest, now, owner=expected.owner)
         except HashMismatch as exc:
+            if msg.purpose is Purpose.COLLECT and expected.offset != 0:
+                # Resumed on bytes that came before this stream (another holder, an earlier
+                # link): whoever changed them, it need not be this holder.  The store dropped
+                # the partial; the collection starts over rather than accuse it.
+                node.readouts.collect_failed(link, msg.image_id, "the bytes did not match the digest")
+                return
             raise RemoteProtocolError(str(exc), code="hash-mismatch") from exc
         if kind is Incoming.ORIGINAL or kind is Incoming.SEALED:
             record = node.store.image(msg.image_id)

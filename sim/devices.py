@@ -135,13 +135,14 @@ def make_config(
     high_water: float,
     policy: str,
     planted_bugs: frozenset[str],
+    replicas: int = 1,
 ) -> NodeConfig:
     """A node's settings in the simulator; ``policy`` is what it pulls from every peer."""
     return NodeConfig(
         name=name,
         role=role,
         high_water=high_water,
-        replicas=1,
+        replicas=replicas,
         default_policy=Policy(policy),
         chunk_size=chunk_size,
         planted_bugs=planted_bugs,

@@ -19,6 +19,7 @@ from protocol.store import DispersalState, Incoming, StoreError, Where
 
 if TYPE_CHECKING:
     from sim.devices import Device
+    from sim.lying import Lie
     from sim.world import World
 
 
@@ -103,23 +104,28 @@ def check_step(world: World, *, full: bool) -> None:
             store.lost_copy.clear()
     ids = [p.image_id for p in world.pictures] if full else sorted(set(lost))
     hints = world.holder_hint
+    # With two or more replicas a liar's card vouches only for the liar's own pictures: an
+    # honest owner's must keep a verified copy on an honest card (its own, or a holder's).
+    liar = world.liar.index if world.liar is not None and world.scenario.replicas > 1 else -1
+    honest = [d for d in devices if d.index != liar]
     for image_id in ids:
-        if image_id not in world.by_id:
+        pic = world.by_id.get(image_id)
+        if pic is None:
             continue
+        cards = devices if pic.camera == liar or liar < 0 else honest
         # The card that vouched last time is asked first: a full rescan then costs
         # about one look per picture instead of one per card.
         hint = hints.get(image_id)
-        if hint is not None and holds_copy(world, devices[hint], image_id):
+        if hint is not None and hint != liar and holds_copy(world, devices[hint], image_id):
             continue
-        holder = next((d for d in devices if holds_copy(world, d, image_id)), None)
+        holder = next((d for d in cards if holds_copy(world, d, image_id)), None)
         if holder is not None:
             hints[image_id] = holder.index
         else:
-            pic = world.by_id[image_id]
             world.fail(
                 "picture-lost",
                 f"picture {pic.number} ({image_id[:12]}) of camera{pic.camera} has no "
-                "complete, verified copy on any card",
+                f"complete, verified copy on any {'honest ' if cards is honest else ''}card",
             )
             return
 
@@ -175,12 +181,35 @@ def readout_done(world: World, dev: Device, event: ev.ReadOutDone) -> None:
     world.metrics.count("readouts.verified")
 
 
+def readout_failed(world: World, dev: Device, event: ev.ReadOutFailed) -> None:
+    """A read-out that cannot return the exact bytes fails with a reason a person can act on."""
+    if not event.reason.strip():
+        world.fail("readout", f"{dev.name}'s read-out of {event.image_id[:12]} failed with no reason")
+
+
+def liar_cut_off(world: World, liar: int, honest: int, lie: Lie, *, refused: bool) -> None:
+    """A lie an honest node can see through as it lands (a STORED early or for another digest,
+    an accept reserving too little) ends the link with a RemoteProtocolError: believed, it
+    would free an original nobody verified, or stream into room nobody reserved."""
+    if not refused:
+        world.fail(
+            "liar-not-cut-off",
+            f"{world.devices[honest].name} believed {world.devices[liar].name}'s {lie.kind} "
+            f"({lie.what})",
+        )
+
+
 def check_quiet(world: World) -> None:
     """After quiet: STORED entries match holdings, nothing held unreferenced, DISPERSED has a holder."""
     devices = world.devices
     index_of = world.index_of
     referenced: set[tuple[str, str]] = set()
+    # A liar's own list is whatever its lies made of it, and what honest cards hold for it
+    # is room it asked for (bounded by each holder's per-peer share): neither is judged.
+    liar = devices[world.liar.index].device_id if world.liar is not None else None
     for owner in devices:
+        if owner.device_id == liar:
+            continue
         stored_holders: dict[str, int] = {}
         for entry in owner.store.dispersion_list():
             referenced.add((entry.image_id, entry.holder))
@@ -213,7 +242,7 @@ def check_quiet(world: World) -> None:
                 return
     for holder in devices:
         for held in holder.store.held_originals():
-            if (held.image_id, holder.device_id) not in referenced:
+            if held.owner != liar and (held.image_id, holder.device_id) not in referenced:
                 owner_index = index_of.get(held.owner)
                 owner_name = devices[owner_index].name if owner_index is not None else held.owner[:12]
                 world.fail(

@@ -69,6 +69,14 @@ class Report:
             f"virtual seconds        {self.virtual_seconds:.1f}",
             f"trace hash             {self.trace_hash}",
         ]
+        told = {k[len("liar.told."):]: n for k, n in self.counters.items() if k.startswith("liar.told.")}
+        if told:
+            cut = {k[len("liar.cut_off."):]: n for k, n in self.counters.items()
+                   if k.startswith("liar.cut_off.")}
+            lines.append(f"lies told              {sum(told.values())}: "
+                         + ", ".join(f"{k} {n}" for k, n in sorted(told.items())))
+            lines.append(f"liar cut off           {sum(cut.values())} times: "
+                         + ", ".join(f"{k} {n}" for k, n in sorted(cut.items())))
         if not self.ok:
             lines.append(f"replay with: cammesh sim --replay '{self.scenario}'")
         return "\n".join(lines)

@@ -26,7 +26,21 @@ REFUSE = "refuse"  # device a refuses picture b ("not necessary", FIG. 13B)
 REQUEST = "request"  # device a asks for picture b's original first (FIG. 10, S63)
 
 KINDS = (CRASH, BREAK, PARTITION, VANISH, READOUT, COLLECT, REFUSE, REQUEST)
-FAULT_FAMILIES = ("crash", "partition", "breaks", "full", "vanish", "readout")
+FAULT_FAMILIES = ("crash", "partition", "breaks", "full", "vanish", "readout", "lying")
+
+# The lies a lying peer (``Scenario.liar``) may tell; sim/lying.py tells them.
+LIES = (
+    "stored-early",  # STORED while the owner is still sending (the premature-stored guard)
+    "stored-wrong-digest",  # STORED naming another digest than the one it was sent
+    "stored-never-sent",  # STORED for a picture nobody sent it
+    "corrupt-chunk",  # a chunk whose bytes do not hash to the promised digest
+    "room",  # a Hello or reject advertising room it has not, or none when it has
+    "accept",  # an accept reserving too little, a reject turned accept, an accept turned reject
+    "other-picture",  # a stream (a collection, a read-out) headed with another picture's size
+    "partial",  # a stream whose last chunk is left out: a stale, partial copy
+    "replay",  # an answer sent twice
+    "out-of-order",  # a second Hello or Catalog, or a chunk whose header was left out
+)
 
 
 class ScenarioError(CammeshError):
@@ -75,6 +89,14 @@ class Scenario:
     desk_policy: str = "all"
     settle: float = 900.0  # quiet time after the last capture and fault
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    # A lying peer: device ``liar`` runs the real node, but tells ``lies`` (LIES) on the
+    # wire.  No lies, no liar: the JSON then leaves both out, as before there were any.
+    liar: int = 0
+    lies: tuple[str, ...] = ()
+    # Holders each original must have before its owner frees it (NodeConfig.replicas).  With
+    # two or more, a liar's copy is never counted for an honest owner's picture (the honest
+    # copy invariant); the JSON leaves it out at 1, as before it existed.
+    replicas: int = 1
 
     def devices(self) -> int:
         return self.cameras + self.desks
@@ -90,6 +112,10 @@ class Scenario:
         """A short, canonical JSON form (sorted keys, steps as lists)."""
         data = asdict(self)
         data["steps"] = [[s.at, s.kind, s.a, s.b, s.duration] for s in self.steps]
+        if not self.lies:
+            del data["liar"], data["lies"]
+        if self.replicas == 1:
+            del data["replicas"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -112,7 +138,11 @@ class Scenario:
             )
         except (TypeError, ValueError) as exc:
             raise ScenarioError(f"steps must be [at, kind, a, b, duration] lists ({exc})") from exc
-        scenario = cls(**data, steps=steps)
+        try:
+            lies = tuple(str(lie) for lie in data.pop("lies", ()))
+        except TypeError as exc:
+            raise ScenarioError(f"lies must be a list of names ({exc})") from exc
+        scenario = cls(**data, steps=steps, lies=lies)
         scenario.check()
         return scenario
 
@@ -127,6 +157,13 @@ class Scenario:
         policies = ("thumbnails", "requested", "all")
         if self.camera_policy not in policies or self.desk_policy not in policies:
             raise ScenarioError(f"camera_policy and desk_policy must be one of {list(policies)}")
+        unknown = sorted(set(self.lies) - set(LIES))
+        if unknown:
+            raise ScenarioError(f"unknown lies {unknown}; known: {list(LIES)}")
+        if not 1 <= self.replicas < max(2, self.devices()):
+            raise ScenarioError("replicas must be at least 1 and below the number of devices")
+        if self.lies and not 0 <= self.liar < self.devices():
+            raise ScenarioError(f"liar {self.liar} is not a device of the mesh")
         for step in self.steps:
             if step.kind not in KINDS:
                 raise ScenarioError(f"unknown step kind {step.kind!r}; known: {list(KINDS)}")
@@ -190,4 +227,11 @@ def generate(
         for cam in range(cameras):
             steps.append(Step(round(span + 60.0 + cam, 3), COLLECT, cam))
     steps.sort(key=lambda s: (s.at, s.kind, s.a, s.b))
+    if "lying" in faults:
+        # Its own random: the draws of every other family stay as they were.
+        liar = random.Random(f"liar:{seed}").randrange(n)
+        # Two copies where two desks have room for them: a lying holder then never holds the
+        # only copy of an honest owner's picture.
+        replicas = 2 if base.desks >= 2 else 1
+        return replace(base, steps=tuple(steps), liar=liar, lies=LIES, replicas=replicas)
     return replace(base, steps=tuple(steps))

@@ -40,11 +40,15 @@ from protocol.store import CardFull
 from sim import invariants
 from sim.devices import AuditedStore, Device, device_id_for, make_config
 from sim.links import Connection, make_connection
+from sim.lying import Liar, Lie
 from sim.scenario import Scenario, Step
 
-# Event kinds on the heap.
-CAPTURE, DELIVER, LANE_FREE, TICK, CONNECT, STEP, RESTART, HEAL, REAPPEAR = range(9)
-KIND_NAMES = ("capture", "deliver", "lane_free", "tick", "connect", "step", "restart", "heal", "reappear")
+# Event kinds on the heap (LIE: a frame of a lying peer's, sim/lying.py).
+CAPTURE, DELIVER, LANE_FREE, TICK, CONNECT, STEP, RESTART, HEAL, REAPPEAR, LIE = range(10)
+KIND_NAMES = (
+    "capture", "deliver", "lane_free", "tick", "connect", "step", "restart", "heal", "reappear",
+    "lie",
+)
 
 RECONNECT_MIN = 1.0  # seconds before a broken link is tried again
 RECONNECT_MAX = 4.0
@@ -130,6 +134,7 @@ class World:
         planted_bugs: frozenset[str] = frozenset(),
         full_check_every: int = 100,
         keep_trace: bool = False,
+        judge_cut_offs: bool = True,
     ) -> None:
         scenario.check()
         self.scenario = scenario
@@ -163,6 +168,7 @@ class World:
                 high_water=scenario.high_water,
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
                 planted_bugs=planted_bugs,
+                replicas=scenario.replicas,
             )
             self.devices.append(
                 Device(
@@ -204,7 +210,15 @@ class World:
             self._on_restart,
             self._on_heal,
             self._on_reappear,
+            self._on_lie,
         ]
+        # A lying peer, only when the scenario names lies: its random is its own, so a
+        # scenario without lies draws and traces exactly what it did before lies existed.
+        self.liar = Liar(self, scenario.liar, scenario.lies) if scenario.lies else None
+        self._refused = False  # the last delivery ended in a RemoteProtocolError
+        # False: a lie an honest node should have refused at once is let pass unjudged, so
+        # that a test sees the harm it does (a picture lost, a wrong read-out) instead.
+        self.judge_cut_offs = judge_cut_offs
         for dev in self.devices:
             dev.boot()
         self.last_capture_at = 0.0
@@ -393,6 +407,18 @@ class World:
             if isinstance(accept, DisperseAccept):
                 invariants.check_accept(self, dev, accept)
         done = t + len(frame) / lane.bandwidth
+        if self.liar is not None:
+            bent, lie = self.liar.on_pull(src, dst, frame)
+            if lie is not None:
+                # A lie takes the lane as the frame would have (left out: it never lands).
+                lane.busy_until = done
+                if more:
+                    lane.free_pending = True
+                    self.push(done, LANE_FREE, src, dst, conn.epoch)
+                if bent is not None:
+                    self.push(done + lane.latency, LIE, src, dst, (conn.epoch, bent, lie))
+                    self._in_flight += 1
+                return
         lane.busy_until = done
         seq = self._seq
         if more:
@@ -423,6 +449,7 @@ class World:
             invariants.readout_done(self, dev, event)
         elif isinstance(event, ev.ReadOutFailed):
             dev.readouts.pop(event.image_id, None)
+            invariants.readout_failed(self, dev, event)
         elif isinstance(event, ev.PeerTimedOut):
             peer = self.index_of.get(event.peer)
             if peer is not None:
@@ -488,6 +515,9 @@ class World:
         node = receiver.node
         if self.violation is not None or node is None:
             return
+        liar = self.liar
+        if liar is not None and dst == liar.index:
+            liar.heard(src, frame)
         now = receiver.clock(t)
         peer_id = sender.device_id
         # The decoder must cope with any slicing of the stream: cut some frames in two
@@ -503,7 +533,9 @@ class World:
             else:
                 node.receive_data(peer_id, frame, now)
         except RemoteProtocolError as exc:
-            self.fail("protocol-error", f"{receiver.name} refused {sender.name}'s frame: {exc}")
+            self._refused = True
+            if liar is None or not liar.excuses(src, dst, exc):
+                self.fail("protocol-error", f"{receiver.name} refused {sender.name}'s frame: {exc}")
             self._after(receiver)
             self.break_link(src, dst, f"protocol error: {exc.code}")
             return
@@ -511,6 +543,31 @@ class World:
             self.fail("node-raised", f"{receiver.name}.receive_data: {type(exc).__name__}: {exc}")
             return
         self._after(receiver)
+
+    def slip(self, src: int, dst: int, frame: bytes, lie: Lie) -> None:
+        """A lying ``src`` slips ``frame`` in beside its node's frames (it lands after latency)."""
+        conn = self.conn_from[src][dst]
+        if conn is None or not conn.up:
+            return
+        lane = conn.lanes[src]
+        self.push(self.t + len(frame) / lane.bandwidth + lane.latency, LIE, src, dst, (conn.epoch, frame, lie))
+        self._in_flight += 1
+
+    def _on_lie(self, src: int, dst: int, payload: tuple[int, bytes, Lie]) -> None:
+        """Deliver a lie, if it is still the lie it was; one the receiver must see through must
+        end the link with a RemoteProtocolError (invariants.liar_cut_off)."""
+        epoch, frame, lie = payload
+        if lie.valid is not None and not lie.valid():
+            self._in_flight -= 1
+            self.metrics.count("liar.too_late")
+            return
+        conn = self.conn_from[src][dst]
+        live = conn is not None and conn.up and conn.epoch == epoch and self.devices[dst].node is not None
+        must_cut = live and self.judge_cut_offs and lie.must_cut is not None and lie.must_cut()
+        self._refused = False
+        self._on_deliver(src, dst, (epoch, frame))
+        if must_cut and self.violation is None:
+            invariants.liar_cut_off(self, src, dst, lie, refused=self._refused)
 
     def _observe(self, thumbnails: set[str], receiver: Device, sender: Device, frame: bytes) -> None:
         """The wire tap: thumbnail before original on every link, and counters (``wire.<tag>``).
