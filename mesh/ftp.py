@@ -535,6 +535,7 @@ async def serve_ftp(
     door = await trio.to_thread.run_sync(FtpDoor, settings, runtime.card_path, runtime.identity)
     await _refresh_room(runtime, door)
     door.start()
+    runtime.ftp = door
     log.info("FTP for cameras on %s port %d%s", settings.listen.host, door.port,
              " (FTPS required)" if settings.require_tls else " (FTPS offered)",
              extra={"event": "FtpListening", "fields": {"port": door.port}})
@@ -547,6 +548,7 @@ async def serve_ftp(
             async for item in door.completed:
                 await _import(runtime, door, item)
     finally:
+        runtime.ftp = None
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(door.stop)
 
