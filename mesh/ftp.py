@@ -10,8 +10,8 @@ FTPS, AUTH TLS, with the node's certificate; required with ``require_tls``), CWD
 dated folders, LIST, SIZE, STOR, REST and APPE to resume, and RETR/DELE/RNFR of what is
 in its folder, which is only ever its own unfinished uploads: a finished one leaves it.
 A picture counts when its STOR completes: a transfer cut off (a reset, a stall past
-``data_timeout``, ABOR, or a JPEG whose data stops before its end marker) stays in the
-folder for the camera to resume and is never imported.  An upload that would not fit on
+``data_timeout``, ABOR, or a clean close before the file's end as its format tells it:
+storage/completeness.py) stays in the folder for the camera to resume and is never imported.  An upload that would not fit on
 the card is refused with 552 before its data is lost, and leaves nothing behind.
 """
 
@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import os
-import re
+import posixpath
 import shutil
 import sys
 import threading
@@ -42,6 +42,8 @@ from pyftpdlib.servers import FTPServer
 
 from mesh.errors import MeshError
 from mesh.ftp_accounts import ACCOUNTS_FILE, Account, load_accounts
+from storage.completeness import complete
+from storage.pairs import PAIR_KEY, pair_key
 
 if TYPE_CHECKING:
     from mesh.identity import Identity
@@ -53,9 +55,8 @@ PERMS = "elradfmw"  # CWD, LIST/SIZE, RETR, APPE, DELE/RMD, RNFR/RNTO, MKD, STOR
 POLL_S = 0.05  # how often the FTP thread looks up from its select loop to see if it must stop
 ROOM_REFRESH_S = 1.0
 READY = "ready"  # under the uploads folder: completed uploads waiting for their import
+FTP_PATH = ".ftp-path"  # beside a file in ready/: where in its account the camera put it
 DONE_REMEMBERED = 1000  # per account: finished uploads whose SIZE is still answered
-_JPEG = re.compile(r"\.(jpe?g)$", re.IGNORECASE)
-_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in entropy-coded data: a real marker
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,41 +253,6 @@ class Accounts:
         pass
 
 
-def jpeg_complete(path: Path) -> bool:
-    """Whether a JPEG file holds its image up to the end marker (EOI).
-
-    FTP's stream mode marks a file's end only by closing the data connection, so a camera
-    that drops mid-file looks finished; its JPEG does not.  Segments are skipped by their
-    lengths (an EXIF thumbnail's own EOI does not count); scans are searched for the next
-    marker.  Bytes after EOI are allowed (some cameras append previews)."""
-    data = path.read_bytes()
-    if data[:2] != b"\xff\xd8":
-        return True  # not a JPEG after all: nothing to check it against
-    at = 2
-    while at + 2 <= len(data):
-        if data[at] != 0xFF:
-            return False
-        marker = data[at + 1]
-        if marker == 0xD9:
-            return True
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            at += 2
-            continue
-        if at + 4 > len(data):
-            return False
-        length = int.from_bytes(data[at + 2 : at + 4], "big")
-        at += 2 + length
-        if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
-            found = _MARKER.search(data, at)
-            if found is None:
-                return False
-            at = found.start()
-    return False
-
-
 class _GuardedFile:
     """An upload's file: each write first takes its room on the card (OutOfRoom if none)."""
 
@@ -319,15 +285,22 @@ class _DataChannel(TLS_DTPHandler):  # type: ignore[misc]
     def close(self) -> None:
         file = self.file_obj
         if (not self._closed and self.receive and self.transfer_finished and file is not None
-                and _JPEG.search(file.name) and not getattr(self, "checked", False)):
+                and not getattr(self, "checked", False)):
             self.checked = True  # a TLS channel closes twice: after its TLS shutdown too
             file.flush()
-            if not jpeg_complete(Path(file.name)):
+            if not _complete(Path(file.name)):
                 # The connection closed before the picture's end: a cut, not a frame.
                 self.transfer_finished = False
                 self._resp = ("426 The file ends before its picture does; resume it with "
                               "REST or APPE.", log.info)
         super().close()
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return complete(path)
+    except OSError:
+        return False  # unreadable here: not a picture yet either
 
 
 class _Folder(AbstractedFS):  # type: ignore[misc]
@@ -483,6 +456,8 @@ class FtpDoor:
         folder = self.ready / f"{next(self._sequence):015d}-{account}"
         folder.mkdir()
         target = folder / file.name
+        # Kept for a restart: the folder is half of what pairs a RAW with its JPEG.
+        (folder / FTP_PATH).write_text(ftp_path, encoding="utf-8", errors="surrogateescape")
         os.replace(file, target)
         item = Completed(account, target, ftp_path, size, time.time())
         assert self._token is not None
@@ -517,9 +492,15 @@ class FtpDoor:
         found = []
         for folder in sorted(self.ready.iterdir()):
             account = folder.name.partition("-")[2]
+            try:
+                ftp_path: str | None = (folder / FTP_PATH).read_text(
+                    encoding="utf-8", errors="surrogateescape")
+            except OSError:
+                ftp_path = None
             for file in folder.iterdir():
-                found.append(Completed(account, file, "/" + file.name, file.stat().st_size,
-                                       file.stat().st_mtime))
+                if file.name != FTP_PATH:
+                    found.append(Completed(account, file, ftp_path or "/" + file.name,
+                                           file.stat().st_size, file.stat().st_mtime))
         return found
 
     def status(self) -> list[dict[str, Any]]:
@@ -568,6 +549,10 @@ async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: 
                   ) -> None:
     account = door.accounts.account(item.account)
     metadata: dict[str, str | int | float | bool | None] = {"ftp_account": item.account}
+    # RAW+JPEG: the same account, the same folder, the same stem (storage/pairs.py).
+    key = pair_key(f"ftp:{item.account}", posixpath.dirname(item.ftp_path), item.path.name)
+    if key is not None:
+        metadata[PAIR_KEY] = key
     if account is not None and account.photographer:
         metadata["photographer"] = account.photographer
     try:

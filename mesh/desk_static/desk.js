@@ -23,6 +23,7 @@ const desk = (window.desk = {
   photographer: "",      // a photographer's name (text, never HTML), or "" for everyone
   photographers: new Map(), // name -> pictures by them
   ftp: null,             // this node's FTP door: {port, cameras: [...]}, or null
+  pairs: new Map(),      // RAW+JPEG pair key -> ids of its pictures here
   log: [],               // [ms, id, mark, done, total]: every mark change the page showed
   metrics: { firstTiles: null, allLoaded: null, renders: 0, renderMs: null, orderMs: null },
   loaded: false,
@@ -198,7 +199,9 @@ function fillTile(el, t) {
   el.querySelector(".bar span").style.width = t.progress ? (100 * t.progress[0]) / t.progress[1] + "%" : (hasOriginal(t) ? "100%" : "0");
   el.querySelector(".name").textContent = t.name;
   el.querySelector(".time").textContent = formatTime(t.time);
-  el.querySelector(".camera").textContent = `${formatSize(t.size)} · ${cameraName(t.origin)}`;
+  const paired = t.meta.pair && (desk.pairs.get(t.meta.pair) || new Set()).size > 1;
+  el.querySelector(".camera").textContent =
+    `${formatSize(t.size)} · ${cameraName(t.origin)}${paired ? " · RAW+JPEG" : ""}`;
   el.querySelector(".exposure").textContent = exposureLine(t.meta);
   el.querySelector(".metering").textContent = "metering: " + (t.meta.metering_mode || "unknown");
   let where = "";
@@ -223,6 +226,12 @@ function apply(tiles, status, live) {
   for (const t of tiles) {
     const old = desk.tiles.get(t.id);
     if (old && old.v >= t.v) continue;
+    if (!old && t.meta && t.meta.pair) {
+      const ids = desk.pairs.get(t.meta.pair) || new Set();
+      ids.add(t.id);
+      desk.pairs.set(t.meta.pair, ids);
+      for (const other of ids) { const el = desk.elements.get(other); if (el) el._v = -1; }
+    }
     if (!old) {
       const who = photographerOf(t);
       if (who) {
