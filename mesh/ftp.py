@@ -472,8 +472,10 @@ class FtpDoor:
 
     def _serve(self) -> None:
         try:
+            # The loop itself, not server.serve_forever: that logs "starting FTP server" on
+            # every call, which was a log line per poll, 20 a second even when idle.
             while not self._stop.is_set():
-                self.server.serve_forever(timeout=POLL_S, blocking=False, handle_exit=False)
+                self._loop.loop(POLL_S, blocking=False)
         except Exception:
             log.exception("the FTP server stopped on an unexpected error")
         finally:

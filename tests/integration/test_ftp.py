@@ -208,5 +208,7 @@ def test_raw_jpeg_pairs_in_either_order_and_a_raw_cut_cleanly_is_resumed(tmp_pat
         key = {names[i]: images[i]["metadata"]["pair"] for i in names}
         assert key["a-jpg"] == key["a-raw"] and key["b-raw"] == key["b-jpg"]
         assert len({key["a-jpg"], key["b-jpg"], key["other-folder"], key["other-camera"]}) == 4
+        # The FTP thread's polling is silent (it once logged a line per poll, 20 a second).
+        assert ftp_mesh.cam.log.read_text().count("starting FTP") == 0
     finally:
         ftp_mesh.stop()
