@@ -42,6 +42,7 @@ from pyftpdlib.servers import FTPServer
 
 from mesh.errors import MeshError
 from mesh.ftp_accounts import ACCOUNTS_FILE, Account, load_accounts
+from protocol.store import StoreError
 from storage.completeness import complete
 from storage.pairs import PAIR_KEY, pair_key
 
@@ -53,7 +54,7 @@ log = logging.getLogger("cammesh.ftp")
 
 PERMS = "elradfmw"  # CWD, LIST/SIZE, RETR, APPE, DELE/RMD, RNFR/RNTO, MKD, STOR
 POLL_S = 0.05  # how often the FTP thread looks up from its select loop to see if it must stop
-ROOM_REFRESH_S = 1.0
+REFRESH_BYTES = 8 * 1024 * 1024  # of one upload, between two looks at the card's free room
 READY = "ready"  # under the uploads folder: completed uploads waiting for their import
 FTP_PATH = ".ftp-path"  # beside a file in ready/: where in its account the camera put it
 DONE_REMEMBERED = 1000  # per account: finished uploads whose SIZE is still answered
@@ -80,14 +81,26 @@ class OutOfRoom(Exception):
 
 
 class Room:
-    """The card's free room as trio last saw it, less what uploads under way will need.
+    """The card's free room, less what uploads under way (or waiting for their import) need.
 
-    Read and written from both threads, under one lock."""
+    The FTP thread reads the card's free room itself when an upload starts (ALLO, STOR) and
+    every ``REFRESH_BYTES`` of an upload (the card is safe to call from any thread, and
+    this needs neither the node nor trio); trio gives room back once it imported a file.
+    Between an import's commit and that, the file counts twice: a moment of caution."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_free: Callable[[], int]) -> None:
         self._lock = threading.Lock()
+        self._read_free = read_free
         self.free = 0
         self.pending = 0  # bytes of uploads received or under way, not yet on the card
+
+    def refresh(self) -> None:
+        try:
+            free = self._read_free()
+        except StoreError:
+            return  # the card is closing: the node is stopping, uploads are cut anyway
+        with self._lock:
+            self.free = free
 
     def take(self, size: int, *, what: str) -> None:
         with self._lock:
@@ -102,9 +115,6 @@ class Room:
         with self._lock:
             self.pending = max(0, self.pending - size)
 
-    def set_free(self, free: int) -> None:
-        with self._lock:
-            self.free = free
 
 
 @dataclass
@@ -263,6 +273,8 @@ class _GuardedFile:
         self.taken = 0
 
     def write(self, data: bytes) -> int:
+        if self.taken // REFRESH_BYTES != (self.taken + len(data)) // REFRESH_BYTES:
+            self._room.refresh()  # the card's room may have changed under a long upload
         self._room.take(len(data), what=self._what)
         self.taken += len(data)
         return int(self._file.write(data))
@@ -332,6 +344,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         if not size.isdigit():
             self.respond("501 ALLO needs a size in bytes.")
             return
+        self.door.room.refresh()
         if int(size) > self.door.room.free - self.door.room.pending:
             self.respond("552 The card has no room for that; nothing was stored.")
             return
@@ -345,6 +358,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         need = max(self.allocated, kept + 1)
         self.allocated = 0
         room = self.door.room
+        room.refresh()
         if need > room.free - room.pending:
             self._restart_position = 0
             self.respond(f"552 The card has no room for {os.path.basename(file)} "
@@ -411,12 +425,14 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
 class FtpDoor:
     """The FTP server of one node, its thread, and the hand-over of completed uploads."""
 
-    def __init__(self, settings: FtpSettings, card: Path, identity: Identity) -> None:
+    def __init__(self, settings: FtpSettings, card: Path, identity: Identity,
+                 free_room: Callable[[], int]) -> None:
+        """``free_room``: the card's free bytes now, called from the FTP thread."""
         self.settings = settings
         self.uploads = settings.uploads
         self.ready = settings.uploads / READY
         self.ready.mkdir(parents=True, exist_ok=True)
-        self.room = Room()
+        self.room = Room(free_room)
         self.accounts = Accounts(card, self.uploads / "cameras", Logins(settings))
         self._sequence = itertools.count(int(time.time() * 1000))
         self._token: trio.lowlevel.TrioToken | None = None
@@ -515,36 +531,24 @@ async def serve_ftp(
     task_status: trio.TaskStatus[FtpDoor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the FTP door until cancelled; ``task_status.started`` gets it (its ``port``)."""
-    door = await trio.to_thread.run_sync(FtpDoor, settings, runtime.card_path, runtime.identity)
-    await _refresh_room(runtime, door)
+    card = runtime.card
+    door = await trio.to_thread.run_sync(FtpDoor, settings, runtime.card_path, runtime.identity,
+                                         lambda: card.usage().free)
     door.start()
     runtime.ftp = door
     log.info("FTP for cameras on %s port %d%s", settings.listen.host, door.port,
              " (FTPS required)" if settings.require_tls else " (FTPS offered)",
              extra={"event": "FtpListening", "fields": {"port": door.port}})
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_keep_room, runtime, door)
-            for item in await trio.to_thread.run_sync(door.leftovers):
-                await _import(runtime, door, item, pending=False)
-            task_status.started(door)
-            async for item in door.completed:
-                await _import(runtime, door, item)
+        for item in await trio.to_thread.run_sync(door.leftovers):
+            await _import(runtime, door, item, pending=False)
+        task_status.started(door)
+        async for item in door.completed:
+            await _import(runtime, door, item)
     finally:
         runtime.ftp = None
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(door.stop)
-
-
-async def _keep_room(runtime: Runtime, door: FtpDoor) -> None:
-    while True:
-        await trio.sleep(ROOM_REFRESH_S)
-        await _refresh_room(runtime, door)
-
-
-async def _refresh_room(runtime: Runtime, door: FtpDoor) -> None:
-    usage = await runtime.call(runtime.card.usage)
-    door.room.set_free(usage.free)
 
 
 async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: bool = True
@@ -562,7 +566,6 @@ async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: 
     finally:
         if pending:
             door.room.give_back(item.size)
-    await _refresh_room(runtime, door)
     if summary.rejected:
         # Kept in ready/: the next start tries again. The camera was told 226 already.
         log.error("FTP upload %s from %s not imported: %s; it stays in %s", item.ftp_path,

@@ -19,6 +19,7 @@ docs/ARCHITECTURE.md, "Pictures entering a running node").
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
@@ -40,10 +41,11 @@ def complete(path: Path) -> bool:
     format has no check here).  Never raises on the file's content; OSError if unreadable."""
     with path.open("rb") as file:
         head = file.read(16)
-        if head[:2] == b"\xff\xd8":
-            file.seek(0)
-            return jpeg_complete(file.read())
         size = os.fstat(file.fileno()).st_size
+        if head[:2] == b"\xff\xd8":
+            # Mapped, not read: the common answer needs its head and its last two bytes.
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return jpeg_complete(data)
         if head[:4] in (b"II*\x00", b"MM\x00*", b"IIRO", b"IIU\x00"):  # TIFF, ORF, RW2
             return tiff_complete(file, size)
         if head[4:8] == b"ftyp":
@@ -51,11 +53,17 @@ def complete(path: Path) -> bool:
     return True
 
 
-def jpeg_complete(data: bytes) -> bool:
-    """Whether JPEG ``data`` holds its image up to the end marker (EOI)."""
+def jpeg_complete(data: bytes | mmap.mmap) -> bool:
+    """Whether JPEG ``data`` holds its image up to the end marker (EOI).
+
+    A file whose segments lead to a scan and that ends in EOI is whole without a walk of
+    its scans: inside entropy-coded data 0xFF is followed only by 0x00 or a restart
+    marker, so a file cut inside a scan cannot end in FF D9.  (Only a progressive JPEG cut
+    exactly after the bytes FF D9 inside a table between two scans could pass.)"""
     if data[:2] != b"\xff\xd8":
         return True  # not a JPEG after all: nothing to check it against
     at = 2
+    walked = False  # past the first scan's header: the slow walk from here
     while at + 2 <= len(data):
         if data[at] != 0xFF:
             return False
@@ -73,6 +81,9 @@ def jpeg_complete(data: bytes) -> bool:
         length = int.from_bytes(data[at + 2 : at + 4], "big")
         at += 2 + length
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
+            if not walked and at < len(data) and data[-2:] == b"\xff\xd9":
+                return True
+            walked = True
             found = _MARKER.search(data, at)
             if found is None:
                 return False
