@@ -176,6 +176,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                                           round(percentile(imports, 99), 1)],
         "captured_to_thumbnail_p50_p99_ms": [round(percentile(delivery, 50), 1),
                                              round(percentile(delivery, 99), 1)],
+        "thumbnail_after_upload_each_ms": [round(d) for d in delays],  # in upload order
         "thumbnail_p99_target_ms": P99_TARGET_MS,
         "thumbnail_p99_met": p99 <= P99_TARGET_MS,
         "upload_mb_s": round(ours, 1),

@@ -212,3 +212,37 @@ def test_raw_jpeg_pairs_in_either_order_and_a_raw_cut_cleanly_is_resumed(tmp_pat
         assert ftp_mesh.cam.log.read_text().count("starting FTP") == 0
     finally:
         ftp_mesh.stop()
+
+
+def test_the_ftp_process_ends_with_its_node_and_the_port_is_free_again(tmp_path: Path) -> None:
+    """The FTP server runs in a child process (mesh/ftp.py): a node killed with SIGKILL takes
+    it along (its pipe closes), so a restarted node listens on the same port at once."""
+    import socket
+
+    ftp_mesh = start_ftp_mesh(tmp_path / "mesh", desk=False)
+    try:
+        port = ftp_mesh.ftp_port
+        [first, second] = write_sample_jpegs(tmp_path / "shots", 2, seed=33)
+        nikon = camera(port, "nikon", ftp_mesh.passwords["nikon"])
+        with first.open("rb") as f:
+            assert nikon.storbinary(f"STOR {first.name}", f).startswith("226")
+        wait_until("the first upload on the card", lambda: sha256(first) in ftp_mesh.cam.images())
+        ftp_mesh.cam.kill()
+        nikon.close()  # its server is gone
+
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_until("the FTP port to close with its node", refused)
+        ftp_mesh.mesh.start("cam")
+        nikon = camera(port, "nikon", ftp_mesh.passwords["nikon"])
+        with second.open("rb") as f:
+            assert nikon.storbinary(f"STOR {second.name}", f).startswith("226")
+        nikon.quit()
+        wait_until("the second upload on the card", lambda: sha256(second) in ftp_mesh.cam.images())
+    finally:
+        ftp_mesh.stop()
