@@ -40,6 +40,7 @@ log = logging.getLogger("cammesh.ftp")
 
 START_TIMEOUT = 60.0  # for the child to listen (it imports pyftpdlib and OpenSSL first)
 STOP_TIMEOUT = 10.0
+IMPORTS_AT_ONCE = 2
 
 
 class FtpDoor:
@@ -176,12 +177,19 @@ async def serve_ftp(
         for item in await trio.to_thread.run_sync(door.leftovers):
             await _import(runtime, door, item, pending=False)
         task_status.started(door)
-        async for item in door.completed:
-            await _import(runtime, door, item)
+        async with trio.open_nursery() as nursery:
+            # Two at once: one file's fsync and commit overlap the next one's copy and hash.
+            for _ in range(IMPORTS_AT_ONCE):
+                nursery.start_soon(_import_each, runtime, door)
     finally:
         runtime.ftp = None
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(door.stop)
+
+
+async def _import_each(runtime: Runtime, door: FtpDoor) -> None:
+    async for item in door.completed:
+        await _import(runtime, door, item)
 
 
 async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: bool = True
