@@ -66,6 +66,7 @@ class FtpDoor:
         self._token: trio.lowlevel.TrioToken | None = None
         self._send, self.completed = trio.open_memory_channel[Completed](float("inf"))
         self._thread: threading.Thread | None = None
+        self._stopping = False
         if not self._conn.poll(START_TIMEOUT):
             self._end()
             raise MeshError(f"the FTP server did not start within {START_TIMEOUT:g} s")
@@ -90,7 +91,11 @@ class FtpDoor:
             try:
                 message = self._conn.recv()
             except (EOFError, OSError):
-                return  # the child ended
+                if not self._stopping:
+                    self._process.join(1.0)
+                    log.error("the FTP server's process ended (exit code %s): cameras cannot "
+                              "upload until the node is restarted", self._process.exitcode)
+                return
             kind = message[0]
             if kind == "completed":
                 assert self._token is not None
@@ -122,6 +127,7 @@ class FtpDoor:
 
     def stop(self) -> None:
         """Stop the child (uploads under way are cut) and wait for it; blocking."""
+        self._stopping = True
         self._say(("stop",))
         self._end()
         if self._thread is not None:

@@ -246,3 +246,23 @@ def test_the_ftp_process_ends_with_its_node_and_the_port_is_free_again(tmp_path:
         wait_until("the second upload on the card", lambda: sha256(second) in ftp_mesh.cam.images())
     finally:
         ftp_mesh.stop()
+
+
+def test_a_killed_ftp_process_is_reported_and_the_node_goes_on(tmp_path: Path) -> None:
+    """The FTP server's process dies alone (SIGKILL): the node says so and keeps serving."""
+    import os
+    import signal
+
+    ftp_mesh = start_ftp_mesh(tmp_path / "mesh", desk=False)
+    try:
+        node = ftp_mesh.cam.proc
+        assert node is not None
+        children = [int(c) for t in os.listdir(f"/proc/{node.pid}/task")
+                    for c in Path(f"/proc/{node.pid}/task/{t}/children").read_text().split()]
+        [child] = [c for c in children if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        os.kill(child, signal.SIGKILL)
+        wait_until("the node to say its FTP server ended",
+                   lambda: "FTP server's process ended" in ftp_mesh.cam.log.read_text())
+        assert ftp_mesh.cam.ask({"op": "status"})["ok"]  # the node itself goes on
+    finally:
+        ftp_mesh.stop()
