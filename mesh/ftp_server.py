@@ -83,8 +83,8 @@ class Room:
     """The card's free room, less what uploads under way (or waiting for their import) need.
 
     The FTP thread reads the card's free room itself when an upload starts (ALLO, STOR) and
-    every ``REFRESH_BYTES`` of an upload (the card is safe to call from any thread, and
-    this needs neither the node nor trio); trio gives room back once it imported a file.
+    every ``REFRESH_BYTES`` of an upload (``read_free``: a question to the node, which
+    answers from its card); the node gives room back once it imported a file.
     Between an import's commit and that, the file counts twice: a moment of caution."""
 
     def __init__(self, read_free: Callable[[], int]) -> None:
@@ -187,7 +187,7 @@ class Accounts:
         self._accounts: dict[str, Account] = {}
         self._verified: dict[str, tuple[str, str]] = {}  # user -> (hash, password) last good
         self.stats: dict[str, CameraStats] = {}
-        self.lock = threading.Lock()  # over ``stats``, read by trio for status
+        self.lock = threading.Lock()  # over ``stats``: the server's thread and the node's pipe
         self.reload()
 
     def reload(self) -> None:
@@ -396,7 +396,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         taken = self._finish(file)
         ftp_path = self.fs.fs2ftp(file)
         size = os.path.getsize(file)
-        # The room stays taken until trio has imported it (or given up on it).
+        # The room stays taken until the node has imported it (or given up on it).
         self.door.room.give_back(taken - size)
         self.door.hand_over(self.username, Path(file), ftp_path, size)
 
