@@ -82,7 +82,7 @@ class OutOfRoom(Exception):
 class Room:
     """The card's free room, less what uploads under way (or waiting for their import) need.
 
-    The FTP thread reads the card's free room itself when an upload starts (ALLO, STOR) and
+    The FTP thread asks for the card's free room when an upload starts (ALLO, STOR) and
     every ``REFRESH_BYTES`` of an upload (``read_free``: a question to the node, which
     answers from its card); the node gives room back once it imported a file.
     Between an import's commit and that, the file counts twice: a moment of caution."""
