@@ -6,7 +6,8 @@ loads the board as paged JSON, then follows Server-Sent Events; thumbnails and
 originals are separate URLs read from the card through ``Runtime.call``.
 
 Routes: ``GET /`` and ``/static/*``; ``GET /api/tiles?offset=&limit=`` (newest
-first); ``GET /api/events?since=V`` (SSE); ``GET /thumb/ID``; ``GET /original/ID``
+first); ``GET /api/events?since=V`` (SSE); ``GET /api/ftp`` (the node's FTP cameras);
+``GET /thumb/ID``; ``GET /original/ID``
 (``?download=1``); ``POST /api/request {"ids", "max_side", "quality"}``;
 ``POST /api/refuse {"ids"}``.  Requests with a foreign Host or Origin are
 refused, so another web site cannot drive the desk from the user's browser.
@@ -83,6 +84,7 @@ class Desk:
             board.names[pin.device_id] = pin.name
         board.connected.update(rt.links)
         unsubscribe = rt.subscribe(self._on_event)
+        unsubscribe_captures = rt.subscribe_captures(self._reread_send.send_nowait)
         try:
             board.update(await rt.call(read_facts, rt.card, board.me))
             self._wake()
@@ -99,6 +101,7 @@ class Desk:
                 self._wake()
         finally:
             unsubscribe()
+            unsubscribe_captures()
 
     def _on_event(self, event: ev.NodeEvent) -> None:
         board = self.board
@@ -172,6 +175,8 @@ class Desk:
             await _send_json(send, self.tiles_page(query))
         elif method == "GET" and path == "/api/status":
             await _send_json(send, self.board.status_json())
+        elif method == "GET" and path == "/api/ftp":
+            await _send_json(send, self.ftp_cameras())
         elif method == "GET" and path == "/api/events":
             await self.events_stream(_int(query.get("since"), 0), receive, send)
         elif method == "GET" and path.startswith("/thumb/"):
@@ -204,6 +209,12 @@ class Desk:
             "offset": offset,
             "tiles": [board.tile_json(t) for t in tiles[offset : offset + limit]],
         }
+
+    def ftp_cameras(self) -> dict[str, Any]:
+        """This node's FTP door, as `cammesh status` shows it: port and each camera's account,
+        photographer, frames received, last frame and uploads under way; null without one."""
+        door = self.runtime.ftp
+        return {"ftp": None if door is None else {"port": door.port, "cameras": door.status()}}
 
     async def events_stream(self, since: int, receive: Receive, send: Send) -> None:
         """Server-Sent Events: changed tiles and the status, in batches, until the page leaves."""

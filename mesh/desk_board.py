@@ -22,6 +22,8 @@ from storage.card import Card
 SHOWN_METADATA = (
     "make", "model", "lens", "exposure_text", "f_number", "iso", "metering_mode",
     "focal_length", "width", "height", "capture_time_text",
+    "photographer", "ftp_account",  # an FTP camera's account names them (mesh/ftp.py)
+    "pair",  # a RAW and its JPEG share it (storage/pairs.py)
 )
 
 

@@ -1,530 +1,169 @@
 """``--ftp [HOST:]PORT``: cameras upload each frame from their own FTP/FTPS client into the node.
 
-pyftpdlib's server is a blocking select loop, so it runs in a thread of its own beside
-the trio loop; it never calls the card.  A completed upload is moved out of the camera's
-folder into ``ready/`` and handed to trio without waiting (``TrioToken.run_sync_soon``);
-trio imports it as one capture, with the account's photographer in its metadata.
-
-What a camera can do, and nothing more (issue 16): log in to its own account (explicit
-FTPS, AUTH TLS, with the node's certificate; required with ``require_tls``), CWD/MKD
-dated folders, LIST, SIZE, STOR, REST and APPE to resume, and RETR/DELE/RNFR of what is
-in its folder, which is only ever its own unfinished uploads: a finished one leaves it.
-A picture counts when its STOR completes: a transfer cut off (a reset, a stall past
-``data_timeout``, ABOR, or a JPEG whose data stops before its end marker) stays in the
-folder for the camera to resume and is never imported.  An upload that would not fit on
-the card is refused with 552 before its data is lost, and leaves nothing behind.
+The FTP server (mesh/ftp_server.py) runs in a child process, so that its pure-Python loop
+and the node's import threads and trio loop do not take turns at one GIL.  This is the
+node's side: the child, the pipe to it, and the imports.  Each completed upload comes up the
+pipe, is imported here as one capture (``Runtime.import_pictures``: durable, then
+announced) with the account's photographer and its RAW+JPEG pair key in its metadata, and
+the child hears it was, which frees the room the upload held.  The child asks for the
+card's free room when an upload starts; a thread here answers from the card itself (the
+card is safe from any thread), without the node's lock or a trip through trio.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import os
-import re
+import multiprocessing
+import posixpath
 import shutil
-import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from OpenSSL import SSL
-from pyftpdlib.authorizers import AuthenticationFailed
-from pyftpdlib.filesystems import AbstractedFS
-from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
-from pyftpdlib.ioloop import IOLoop
-from pyftpdlib.servers import FTPServer
 
 from mesh.errors import MeshError
-from mesh.ftp_accounts import ACCOUNTS_FILE, Account, load_accounts
+from mesh.ftp_accounts import load_accounts
+from mesh.ftp_server import FTP_PATH, READY, Completed, FtpSettings, child_main
+from protocol.store import StoreError
+from storage.pairs import PAIR_KEY, pair_key
 
 if TYPE_CHECKING:
     from mesh.identity import Identity
-    from mesh.runtime import Address, Runtime
+    from mesh.runtime import Runtime
+
+__all__ = ["FtpDoor", "FtpSettings", "serve_ftp"]
 
 log = logging.getLogger("cammesh.ftp")
 
-PERMS = "elradfmw"  # CWD, LIST/SIZE, RETR, APPE, DELE/RMD, RNFR/RNTO, MKD, STOR
-POLL_S = 0.05  # how often the FTP thread looks up from its select loop to see if it must stop
-ROOM_REFRESH_S = 1.0
-READY = "ready"  # under the uploads folder: completed uploads waiting for their import
-DONE_REMEMBERED = 1000  # per account: finished uploads whose SIZE is still answered
-_JPEG = re.compile(r"\.(jpe?g)$", re.IGNORECASE)
-_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in entropy-coded data: a real marker
-
-
-@dataclass(frozen=True, slots=True)
-class FtpSettings:
-    """How the FTP door of a node listens and what it allows; seconds for every wait."""
-
-    listen: Address
-    uploads: Path  # a folder outside the card: one sub-folder per account, and ready/
-    require_tls: bool = False
-    passive_ports: range | None = None
-    data_timeout: float = 60.0  # a data connection this long without a byte is cut off
-    idle_timeout: float = 600.0  # a logged-in control connection this long silent
-    failed_login_delay: float = 1.0  # before answering a wrong password
-    max_failures: int = 5  # wrong passwords from one address within ``failure_window`` ...
-    failure_window: float = 300.0
-    lockout: float = 300.0  # ... lock that address out this long
-
-
-class OutOfRoom(Exception):
-    """The card cannot take what this upload has brought so far."""
-
-
-class Room:
-    """The card's free room as trio last saw it, less what uploads under way will need.
-
-    Read and written from both threads, under one lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.free = 0
-        self.pending = 0  # bytes of uploads received or under way, not yet on the card
-
-    def take(self, size: int, *, what: str) -> None:
-        with self._lock:
-            if self.pending + size > self.free:
-                raise OutOfRoom(
-                    f"the card has no room for {what}: "
-                    f"{max(0, self.free - self.pending)} bytes free"
-                )
-            self.pending += size
-
-    def give_back(self, size: int) -> None:
-        with self._lock:
-            self.pending = max(0, self.pending - size)
-
-    def set_free(self, free: int) -> None:
-        with self._lock:
-            self.free = free
-
-
-@dataclass
-class CameraStats:
-    """What ``cammesh status`` and the desk show of one FTP account."""
-
-    account: str
-    photographer: str | None
-    frames: int = 0
-    last_frame: str | None = None
-    last_frame_at: float | None = None
-    uploading: dict[str, int] = field(default_factory=dict)  # ftp path -> bytes so far
-    done: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=DONE_REMEMBERED))
-
-    def view(self) -> dict[str, Any]:
-        return {"account": self.account, "photographer": self.photographer,
-                "frames": self.frames, "last_frame": self.last_frame,
-                "last_frame_at": self.last_frame_at,
-                "uploading": [{"name": n, "bytes": b} for n, b in sorted(self.uploading.items())]}
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    """An upload whose STOR completed, moved to ``path`` under ready/, for trio to import."""
-
-    account: str
-    path: Path
-    ftp_path: str
-    size: int
-    at: float
-
-
-class Logins:
-    """Wrong passwords per address: after ``max_failures`` within the window, a lockout."""
-
-    def __init__(self, settings: FtpSettings, clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def locked_for(self, address: str) -> float:
-        """Seconds ``address`` must still wait before it may try a password (0: it may)."""
-        failures = self._failures.get(address)
-        if not failures:
-            return 0.0
-        now = self.clock()
-        while failures and now - failures[0] > max(self.settings.failure_window,
-                                                   self.settings.lockout):
-            failures.popleft()
-        if len(failures) < self.settings.max_failures:
-            return 0.0
-        return max(0.0, failures[-1] + self.settings.lockout - now)
-
-    def failed(self, address: str) -> None:
-        self._failures.setdefault(address, deque(maxlen=self.settings.max_failures)).append(
-            self.clock())
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
-
-
-class Accounts:
-    """The pyftpdlib authorizer: the card's accounts, re-read when ``cammesh ftp`` changed them."""
-
-    def __init__(self, card: Path, homes: Path, logins: Logins) -> None:
-        self.card = card
-        self.homes = homes
-        self.logins = logins
-        self._stamp: float | None = None
-        self._accounts: dict[str, Account] = {}
-        self._verified: dict[str, tuple[str, str]] = {}  # user -> (hash, password) last good
-        self.stats: dict[str, CameraStats] = {}
-        self.lock = threading.Lock()  # over ``stats``, read by trio for status
-        self.reload()
-
-    def reload(self) -> None:
-        try:
-            stamp = (self.card / ACCOUNTS_FILE).stat().st_mtime
-        except FileNotFoundError:
-            stamp = 0.0
-        if stamp == self._stamp:
-            return
-        self._accounts = load_accounts(self.card)
-        self._stamp = stamp
-        with self.lock:
-            for user, account in self._accounts.items():
-                stats = self.stats.setdefault(user, CameraStats(user, account.photographer))
-                stats.photographer = account.photographer
-            for gone in set(self.stats) - set(self._accounts):
-                del self.stats[gone]
-
-    def account(self, user: str) -> Account | None:
-        return self._accounts.get(user)
-
-    def validate_authentication(self, username: str, password: str, handler: Any) -> None:
-        address = handler.remote_ip
-        wait = self.logins.locked_for(address)
-        if wait:
-            raise AuthenticationFailed(
-                f"too many wrong passwords from {address}; try again in {wait:.0f} s")
-        self.reload()
-        account = self._accounts.get(username)
-        if account is None:
-            self.logins.failed(address)
-            if username.lower() in ("anonymous", "ftp"):
-                raise AuthenticationFailed("anonymous login is refused; use the camera's account")
-            raise AuthenticationFailed("wrong user name or password")
-        # A camera may log in for every frame: a repeat of the last good password skips scrypt.
-        if self._verified.get(username) != (account.hash, password):
-            if not account.verify(password):
-                self.logins.failed(address)
-                raise AuthenticationFailed("wrong user name or password")
-            self._verified[username] = (account.hash, password)
-        self.logins.succeeded(address)
-
-    def get_home_dir(self, username: str) -> str:
-        home = self.homes / username
-        home.mkdir(parents=True, exist_ok=True)
-        return str(home)
-
-    def has_user(self, username: str) -> bool:
-        return username in self._accounts
-
-    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
-        if perm not in PERMS or username not in self._accounts:
-            return False
-        if path is None:
-            return True
-        home = os.path.realpath(self.homes / username)
-        real = os.path.realpath(path)
-        return real == home or real.startswith(home + os.sep)
-
-    def get_perms(self, username: str) -> str:
-        return PERMS if username in self._accounts else ""
-
-    def get_msg_login(self, username: str) -> str:
-        return f"Welcome, {username}: each file you store becomes a picture of the mesh."
-
-    def get_msg_quit(self, username: str) -> str:
-        return "Goodbye."
-
-    def impersonate_user(self, username: str, password: str) -> None:
-        pass
-
-    def terminate_impersonation(self, username: str) -> None:
-        pass
-
-
-def jpeg_complete(path: Path) -> bool:
-    """Whether a JPEG file holds its image up to the end marker (EOI).
-
-    FTP's stream mode marks a file's end only by closing the data connection, so a camera
-    that drops mid-file looks finished; its JPEG does not.  Segments are skipped by their
-    lengths (an EXIF thumbnail's own EOI does not count); scans are searched for the next
-    marker.  Bytes after EOI are allowed (some cameras append previews)."""
-    data = path.read_bytes()
-    if data[:2] != b"\xff\xd8":
-        return True  # not a JPEG after all: nothing to check it against
-    at = 2
-    while at + 2 <= len(data):
-        if data[at] != 0xFF:
-            return False
-        marker = data[at + 1]
-        if marker == 0xD9:
-            return True
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            at += 2
-            continue
-        if at + 4 > len(data):
-            return False
-        length = int.from_bytes(data[at + 2 : at + 4], "big")
-        at += 2 + length
-        if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
-            found = _MARKER.search(data, at)
-            if found is None:
-                return False
-            at = found.start()
-    return False
-
-
-class _GuardedFile:
-    """An upload's file: each write first takes its room on the card (OutOfRoom if none)."""
-
-    def __init__(self, file: Any, room: Room, what: str) -> None:
-        self._file = file
-        self._room = room
-        self._what = what
-        self.taken = 0
-
-    def write(self, data: bytes) -> int:
-        self._room.take(len(data), what=self._what)
-        self.taken += len(data)
-        return int(self._file.write(data))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
-
-
-class _DataChannel(TLS_DTPHandler):  # type: ignore[misc]
-    def handle_error(self) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OutOfRoom) or isinstance(getattr(exc, "__cause__", None), OutOfRoom):
-            self.transfer_finished = False
-            self._resp = (f"552 {exc.__cause__ or exc}; transfer refused.", log.info)
-            self.cmd_channel.refused = True
-            self.close()
-            return
-        super().handle_error()
-
-    def close(self) -> None:
-        file = self.file_obj
-        if (not self._closed and self.receive and self.transfer_finished and file is not None
-                and _JPEG.search(file.name) and not getattr(self, "checked", False)):
-            self.checked = True  # a TLS channel closes twice: after its TLS shutdown too
-            file.flush()
-            if not jpeg_complete(Path(file.name)):
-                # The connection closed before the picture's end: a cut, not a frame.
-                self.transfer_finished = False
-                self._resp = ("426 The file ends before its picture does; resume it with "
-                              "REST or APPE.", log.info)
-        super().close()
-
-
-class _Folder(AbstractedFS):  # type: ignore[misc]
-    def open(self, filename: str, mode: str) -> Any:
-        file = super().open(filename, mode)
-        if any(c in mode for c in "wa+"):
-            handler = self.cmd_channel
-            guarded = _GuardedFile(file, handler.door.room, os.path.basename(filename))
-            handler.current = guarded
-            return guarded
-        return file
-
-
-class _Control(TLS_FTPHandler):  # type: ignore[misc]
-    """One camera's control connection; ``door`` (set on the class) is the FtpDoor."""
-
-    door: FtpDoor
-    dtp_handler = _DataChannel
-    abstracted_fs = _Folder
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.allocated = 0
-        self.refused = False
-        self.current: _GuardedFile | None = None
-
-    def ftp_ALLO(self, line: str) -> None:
-        size = line.split()[0] if line.split() else ""
-        if not size.isdigit():
-            self.respond("501 ALLO needs a size in bytes.")
-            return
-        if int(size) > self.door.room.free - self.door.room.pending:
-            self.respond("552 The card has no room for that; nothing was stored.")
-            return
-        self.allocated = int(size)
-        self.respond("200 Room enough on the card.")
-
-    def ftp_STOR(self, file: str, mode: str = "w") -> str | None:
-        # Before any data: the whole file (what a resume keeps, and ALLO's size) must fit.
-        kept = self._restart_position or (
-            os.path.getsize(file) if "a" in mode and os.path.isfile(file) else 0)
-        need = max(self.allocated, kept + 1)
-        self.allocated = 0
-        room = self.door.room
-        if need > room.free - room.pending:
-            self._restart_position = 0
-            self.respond(f"552 The card has no room for {os.path.basename(file)} "
-                         f"({max(0, room.free - room.pending)} bytes free); nothing was stored.")
-            return None
-        self.refused = False
-        self.current = None
-        started: str | None = super().ftp_STOR(file, mode)
-        if started is not None and self.current is not None:
-            try:
-                room.take(kept, what=os.path.basename(file))
-            except OutOfRoom:
-                pass  # the first write will find out, and answer 552
-            else:
-                self.current.taken += kept
-            with self.door.accounts.lock:
-                stats = self.door.accounts.stats.get(self.username)
-                if stats is not None:
-                    stats.uploading[self.fs.fs2ftp(file)] = kept
-        return started
-
-    def _finish(self, file: str) -> int:
-        """Forget the upload under way; returns the room it took."""
-        with self.door.accounts.lock:
-            stats = self.door.accounts.stats.get(self.username)
-            if stats is not None:
-                stats.uploading.pop(self.fs.fs2ftp(file), None)
-        taken = self.current.taken if self.current is not None else 0
-        self.current = None
-        return taken
-
-    def on_file_received(self, file: str) -> None:
-        taken = self._finish(file)
-        ftp_path = self.fs.fs2ftp(file)
-        size = os.path.getsize(file)
-        # The room stays taken until trio has imported it (or given up on it).
-        self.door.room.give_back(taken - size)
-        self.door.hand_over(self.username, Path(file), ftp_path, size)
-
-    def on_incomplete_file_received(self, file: str) -> None:
-        taken = self._finish(file)
-        self.door.room.give_back(taken)
-        if self.refused:  # 552: no half-upload stays behind
-            with contextlib.suppress(OSError):
-                os.unlink(file)
-            log.info("upload of %s by %s refused: no room", self.fs.fs2ftp(file), self.username)
-            return
-        log.info("upload of %s by %s was cut off; kept for the camera to resume",
-                 self.fs.fs2ftp(file), self.username)
-
-    def ftp_SIZE(self, path: str) -> None:
-        # A camera may check a frame's size after sending it; it has left the folder by then.
-        if not os.path.isfile(path):
-            ftp_path = self.fs.fs2ftp(path)
-            with self.door.accounts.lock:
-                stats = self.door.accounts.stats.get(self.username)
-                done = dict(stats.done) if stats is not None else {}
-            if ftp_path in done:
-                self.respond(f"213 {done[ftp_path]}")
-                return
-        super().ftp_SIZE(path)
+START_TIMEOUT = 60.0  # for the child to listen (it imports pyftpdlib and OpenSSL first)
+STOP_TIMEOUT = 10.0
+IMPORTS_AT_ONCE = 2
 
 
 class FtpDoor:
-    """The FTP server of one node, its thread, and the hand-over of completed uploads."""
+    """The node's FTP door: the server's process, what it last said of its cameras, and the
+    completed uploads it handed over (``completed``, a trio channel)."""
 
-    def __init__(self, settings: FtpSettings, card: Path, identity: Identity) -> None:
+    def __init__(self, settings: FtpSettings, card: Path, identity: Identity,
+                 free_room: Callable[[], int]) -> None:
+        """Start the child and wait until it listens (MeshError if it cannot); blocking."""
         self.settings = settings
-        self.uploads = settings.uploads
         self.ready = settings.uploads / READY
-        self.ready.mkdir(parents=True, exist_ok=True)
-        self.room = Room()
-        self.accounts = Accounts(card, self.uploads / "cameras", Logins(settings))
-        self._sequence = itertools.count(int(time.time() * 1000))
+        self.card = card
+        self._free_room = free_room
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded trio process
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=child_main, name="cammesh-ftp", daemon=True,
+            args=(child, settings, card, identity.cert_path, identity.key_path, _json_logs()))
+        self._process.start()
+        child.close()
+        self._lock = threading.Lock()
+        self._cameras: list[dict[str, Any]] = []
         self._token: trio.lowlevel.TrioToken | None = None
         self._send, self.completed = trio.open_memory_channel[Completed](float("inf"))
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        context = SSL.Context(SSL.TLS_SERVER_METHOD)
-        context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        context.use_certificate_file(str(identity.cert_path))
-        context.use_privatekey_file(str(identity.key_path))
-        handler = type("CameraControl", (_Control,), {
-            "door": self,
-            "ssl_context": context,
-            "tls_control_required": settings.require_tls,
-            "tls_data_required": settings.require_tls,
-            "passive_ports": list(settings.passive_ports) if settings.passive_ports else None,
-            "timeout": settings.idle_timeout,
-            "auth_failed_timeout": settings.failed_login_delay,
-            "authorizer": self.accounts,
-            "banner": "cammesh FTP: cameras welcome.",
-            "permit_foreign_addresses": False,
-            "dtp_handler": type("CameraData", (_DataChannel,), {
-                "timeout": settings.data_timeout}),
-        })
-        self._loop = IOLoop()
-        host = settings.listen.host
+        self._stopping = False
+        if not self._conn.poll(START_TIMEOUT):
+            self._end()
+            raise MeshError(f"the FTP server did not start within {START_TIMEOUT:g} s")
         try:
-            self.server = FTPServer((host, settings.listen.port), handler, ioloop=self._loop)
-        except OSError as exc:
-            self._loop.close()
-            raise MeshError(f"cannot listen for FTP on {settings.listen}: {exc.strerror or exc}"
-                            ) from exc
-        self.port: int = self.server.address[1]
-
-    def hand_over(self, account: str, file: Path, ftp_path: str, size: int) -> None:
-        """FTP thread: move a completed upload out of the camera's folder, and tell trio."""
-        folder = self.ready / f"{next(self._sequence):015d}-{account}"
-        folder.mkdir()
-        target = folder / file.name
-        os.replace(file, target)
-        item = Completed(account, target, ftp_path, size, time.time())
-        assert self._token is not None
-        # When the node is stopping, ready/ keeps it for the next start.
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._send.send_nowait, item)
+            kind, value = self._conn.recv()
+        except EOFError:
+            kind, value = "error", "the FTP server's process ended as it started"
+        if kind != "listening":
+            self._end()
+            raise MeshError(str(value))
+        self.port: int = value
 
     def start(self) -> None:
+        """From trio: start following what the child says."""
         self._token = trio.lowlevel.current_trio_token()
-        self._thread = threading.Thread(target=self._serve, name="cammesh-ftp", daemon=True)
+        self._thread = threading.Thread(target=self._follow, name="cammesh-ftp-door",
+                                        daemon=True)
         self._thread.start()
 
-    def _serve(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.server.serve_forever(timeout=POLL_S, blocking=False, handle_exit=False)
-        except Exception:
-            log.exception("the FTP server stopped on an unexpected error")
-        finally:
-            self.server.close_all()
+    def _follow(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                if not self._stopping:
+                    self._process.join(1.0)
+                    log.error("the FTP server's process ended (exit code %s): cameras cannot "
+                              "upload until the node is restarted", self._process.exitcode)
+                return
+            kind = message[0]
+            if kind == "completed":
+                assert self._token is not None
+                # When the node is stopping, ready/ keeps it for the next start.
+                with contextlib.suppress(trio.RunFinishedError):
+                    self._token.run_sync_soon(self._send.send_nowait, message[1])
+            elif kind == "room?":
+                try:
+                    free = self._free_room()
+                except StoreError:
+                    continue  # the card is closing; the child keeps what it knew
+                self._say(("room", free))
+            elif kind == "status":
+                with self._lock:
+                    self._cameras = message[1]
+
+    def _say(self, message: tuple[Any, ...]) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            self._conn.send(message)
+
+    def imported(self, item: Completed, *, ok: bool, pending: bool = True) -> None:
+        """Tell the child: ``item`` is on the card (``ok``) or stays in ready/ for now."""
+        self._say(("imported", item, ok, pending))
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each camera account: photographer, frames, last frame, uploads under way."""
+        with self._lock:
+            return list(self._cameras)
 
     def stop(self) -> None:
-        """Stop serving and wait for the thread (sockets closed, uploads under way cut)."""
-        self._stop.set()
+        """Stop the child (uploads under way are cut) and wait for it; blocking."""
+        self._stopping = True
+        self._say(("stop",))
+        self._end()
         if self._thread is not None:
             self._thread.join()
-        else:
-            self.server.close_all()
+        self._conn.close()
+
+    def _end(self) -> None:
+        self._process.join(STOP_TIMEOUT)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
     def leftovers(self) -> list[Completed]:
         """Completed uploads a previous run handed over but did not import."""
+        accounts = load_accounts(self.card)
         found = []
         for folder in sorted(self.ready.iterdir()):
             account = folder.name.partition("-")[2]
+            known = accounts.get(account)
+            try:
+                ftp_path: str | None = (folder / FTP_PATH).read_text(
+                    encoding="utf-8", errors="surrogateescape")
+            except OSError:
+                ftp_path = None
             for file in folder.iterdir():
-                found.append(Completed(account, file, "/" + file.name, file.stat().st_size,
-                                       file.stat().st_mtime))
+                if file.name != FTP_PATH:
+                    found.append(Completed(account, file, ftp_path or "/" + file.name,
+                                           file.stat().st_size, file.stat().st_mtime,
+                                           known.photographer if known else None))
         return found
 
-    def status(self) -> list[dict[str, Any]]:
-        with self.accounts.lock:
-            return [stats.view() for _, stats in sorted(self.accounts.stats.items())]
+
+def _json_logs() -> bool:
+    from mesh.node_commands import JsonLogFormatter
+
+    return any(isinstance(h.formatter, JsonLogFormatter) for h in logging.getLogger().handlers)
 
 
 async def serve_ftp(
@@ -532,58 +171,51 @@ async def serve_ftp(
     task_status: trio.TaskStatus[FtpDoor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the FTP door until cancelled; ``task_status.started`` gets it (its ``port``)."""
-    door = await trio.to_thread.run_sync(FtpDoor, settings, runtime.card_path, runtime.identity)
-    await _refresh_room(runtime, door)
+    card = runtime.card
+    door = await trio.to_thread.run_sync(FtpDoor, settings, runtime.card_path, runtime.identity,
+                                         lambda: card.usage().free)
     door.start()
+    runtime.ftp = door
     log.info("FTP for cameras on %s port %d%s", settings.listen.host, door.port,
              " (FTPS required)" if settings.require_tls else " (FTPS offered)",
              extra={"event": "FtpListening", "fields": {"port": door.port}})
     try:
+        for item in await trio.to_thread.run_sync(door.leftovers):
+            await _import(runtime, door, item, pending=False)
+        task_status.started(door)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_keep_room, runtime, door)
-            for item in await trio.to_thread.run_sync(door.leftovers):
-                await _import(runtime, door, item, pending=False)
-            task_status.started(door)
-            async for item in door.completed:
-                await _import(runtime, door, item)
+            # Two at once: one file's fsync and commit overlap the next one's copy and hash.
+            for _ in range(IMPORTS_AT_ONCE):
+                nursery.start_soon(_import_each, runtime, door)
     finally:
+        runtime.ftp = None
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(door.stop)
 
 
-async def _keep_room(runtime: Runtime, door: FtpDoor) -> None:
-    while True:
-        await trio.sleep(ROOM_REFRESH_S)
-        await _refresh_room(runtime, door)
-
-
-async def _refresh_room(runtime: Runtime, door: FtpDoor) -> None:
-    usage = await runtime.call(runtime.card.usage)
-    door.room.set_free(usage.free)
+async def _import_each(runtime: Runtime, door: FtpDoor) -> None:
+    async for item in door.completed:
+        await _import(runtime, door, item)
 
 
 async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: bool = True
                   ) -> None:
-    account = door.accounts.account(item.account)
     metadata: dict[str, str | int | float | bool | None] = {"ftp_account": item.account}
-    if account is not None and account.photographer:
-        metadata["photographer"] = account.photographer
+    # RAW+JPEG: the same account, the same folder, the same stem (storage/pairs.py).
+    key = pair_key(f"ftp:{item.account}", posixpath.dirname(item.ftp_path), item.path.name)
+    if key is not None:
+        metadata[PAIR_KEY] = key
+    if item.photographer:
+        metadata["photographer"] = item.photographer
+    ok = False
     try:
         summary = await runtime.import_pictures([item.path], metadata=metadata)
+        ok = not summary.rejected
     finally:
-        if pending:
-            door.room.give_back(item.size)
-    await _refresh_room(runtime, door)
-    if summary.rejected:
+        door.imported(item, ok=ok, pending=pending)
+    if not ok:
         # Kept in ready/: the next start tries again. The camera was told 226 already.
         log.error("FTP upload %s from %s not imported: %s; it stays in %s", item.ftp_path,
                   item.account, summary.rejected[0].reason, item.path)
         return
     await trio.to_thread.run_sync(shutil.rmtree, item.path.parent)
-    with door.accounts.lock:
-        stats = door.accounts.stats.get(item.account)
-        if stats is not None:
-            stats.frames += 1
-            stats.last_frame = item.ftp_path
-            stats.last_frame_at = item.at
-            stats.done.append((item.ftp_path, item.size))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 from cryptography import x509
@@ -39,6 +39,9 @@ from protocol.node import Node
 from storage.card import Card
 from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
 from storage.sealing import Sealing
+
+if TYPE_CHECKING:
+    from mesh.ftp import FtpDoor
 
 log = logging.getLogger("cammesh.node")
 
@@ -143,8 +146,10 @@ class Runtime:
         self._lock = trio.Lock()
         self._changed = trio.Event()
         self._listeners: list[Callable[[ev.NodeEvent], None]] = []
+        self._capture_listeners: list[Callable[[str], None]] = []
         self._nursery: trio.Nursery | None = None
         self.started_at = clock()
+        self.ftp: FtpDoor | None = None  # the FTP door for cameras, while mesh.ftp serves one
 
     # --- the one door into the node --------------------------------------------------
 
@@ -185,6 +190,13 @@ class Runtime:
         """Call ``listener`` on the trio thread for every node event; returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def subscribe_captures(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(image_id)`` on the trio thread for every picture captured here
+        (imported, watched, uploaded by FTP), once the node knows of it; returns an
+        unsubscribe.  The node has no event for its own captures: the desk needs one."""
+        self._capture_listeners.append(listener)
+        return lambda: self._capture_listeners.remove(listener)
 
     def _dispatch(self, event: ev.NodeEvent) -> None:
         self._track(event)
@@ -282,6 +294,8 @@ class Runtime:
                            "fields": {"image_id": outcome.image_id, "path": outcome.path}},
                 )
                 await self.call(self.node.captured, outcome.image_id, self.now())
+                for listener in list(self._capture_listeners):
+                    listener(outcome.image_id)
             elif outcome.image_id is None:
                 log.warning("could not import %s: %s", outcome.path, outcome.reason)
             if progress is not None:

@@ -24,6 +24,7 @@ from protocol.messages import MetadataValue
 from storage.card import Card, Extraction
 from storage.errors import CardFull, ImportRejected, StoreError
 from storage.movies import StripFrame
+from storage.pairs import PAIR_KEY, pair_key
 
 if TYPE_CHECKING:
     from storage.thumbnails import Extracted
@@ -187,12 +188,16 @@ def import_one(
     if refusal is not None:
         return Skipped(str(path), refusal)
     facts: list[Extraction] = []
+    # A RAW and its JPEG side by side share a key (storage/pairs.py); a caller that knows
+    # better where the file came from (an FTP upload's account and folder) gives its own.
+    key = pair_key("file", os.fspath(path.absolute().parent), path.name)
+    extra = {**({PAIR_KEY: key} if key else {}), **(metadata or {})}
 
     def extraction(_copy: Path) -> Extraction:
         # The source, not the copy: the extractor may use the file name's extension.
         found = _extract(path)
-        if metadata:
-            found = dataclasses.replace(found, metadata={**found.metadata, **metadata})
+        if extra:
+            found = dataclasses.replace(found, metadata={**found.metadata, **extra})
         facts.append(found)
         return facts[0]
 

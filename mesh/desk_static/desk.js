@@ -19,7 +19,11 @@ const desk = (window.desk = {
   elements: new Map(),   // id -> DOM element, only for rendered tiles
   status: null,
   version: 0,
-  filter: "",
+  filter: "",            // origin device id, or "" for every camera
+  photographer: "",      // a photographer's name (text, never HTML), or "" for everyone
+  photographers: new Map(), // name -> pictures by them
+  ftp: null,             // this node's FTP door: {port, cameras: [...]}, or null
+  pairs: new Map(),      // RAW+JPEG pair key -> ids of its pictures here
   log: [],               // [ms, id, mark, done, total]: every mark change the page showed
   metrics: { firstTiles: null, allLoaded: null, renders: 0, renderMs: null, orderMs: null },
   loaded: false,
@@ -60,6 +64,11 @@ function cameraName(id) {
   return cam ? cam.name : id.slice(0, 12);
 }
 
+function photographerOf(t) {
+  const name = t.meta && t.meta.photographer;
+  return typeof name === "string" && name ? name : "";
+}
+
 function markText(t) {
   if (t.mark === "transferring" && t.progress) {
     return `${MARK_TEXT.transferring} ${Math.floor((100 * t.progress[0]) / t.progress[1])}%`;
@@ -78,7 +87,11 @@ function newestFirst(a, b) {
 function rebuildOrder() {
   const started = performance.now();
   const shown = [];
-  for (const t of desk.tiles.values()) if (!desk.filter || t.origin === desk.filter) shown.push(t);
+  for (const t of desk.tiles.values()) {
+    if (desk.filter && t.origin !== desk.filter) continue;
+    if (desk.photographer && photographerOf(t) !== desk.photographer) continue;
+    shown.push(t);
+  }
   shown.sort(newestFirst);
   desk.order = shown.map((t) => t.id);
   desk.metrics.orderMs = performance.now() - started;
@@ -186,7 +199,9 @@ function fillTile(el, t) {
   el.querySelector(".bar span").style.width = t.progress ? (100 * t.progress[0]) / t.progress[1] + "%" : (hasOriginal(t) ? "100%" : "0");
   el.querySelector(".name").textContent = t.name;
   el.querySelector(".time").textContent = formatTime(t.time);
-  el.querySelector(".camera").textContent = `${formatSize(t.size)} · ${cameraName(t.origin)}`;
+  const paired = t.meta.pair && (desk.pairs.get(t.meta.pair) || new Set()).size > 1;
+  el.querySelector(".camera").textContent =
+    `${formatSize(t.size)} · ${cameraName(t.origin)}${paired ? " · RAW+JPEG" : ""}`;
   el.querySelector(".exposure").textContent = exposureLine(t.meta);
   el.querySelector(".metering").textContent = "metering: " + (t.meta.metering_mode || "unknown");
   let where = "";
@@ -207,9 +222,23 @@ function fillTile(el, t) {
 function apply(tiles, status, live) {
   let reorder = false;
   const now = performance.now();
+  let newPhotographer = false;
   for (const t of tiles) {
     const old = desk.tiles.get(t.id);
     if (old && old.v >= t.v) continue;
+    if (!old && t.meta && t.meta.pair) {
+      const ids = desk.pairs.get(t.meta.pair) || new Set();
+      ids.add(t.id);
+      desk.pairs.set(t.meta.pair, ids);
+      for (const other of ids) { const el = desk.elements.get(other); if (el) el._v = -1; }
+    }
+    if (!old) {
+      const who = photographerOf(t);
+      if (who) {
+        desk.photographers.set(who, (desk.photographers.get(who) || 0) + 1);
+        newPhotographer = true;
+      }
+    }
     if (!old || when(old) !== when(t)) reorder = true;
     if (!old && live) desk.fresh.set(t.id, now + FRESH_MS);
     if (!old || old.mark !== t.mark || (t.progress && (!old.progress || old.progress[0] !== t.progress[0]))) {
@@ -218,6 +247,7 @@ function apply(tiles, status, live) {
     desk.tiles.set(t.id, t);
   }
   if (status) showStatus(status);
+  if (newPhotographer) showPhotographers();
   if (reorder) rebuildOrder(); else queueRender();
 }
 
@@ -250,6 +280,55 @@ function showStatus(s) {
     const all = $("camera").options[0];
     if (all) all.text = `All cameras (${s.total})`;
   }
+}
+
+// Names are the users' text: options and cells get them as text, never as HTML.
+function showPhotographers() {
+  const select = $("photographer");
+  const current = select.value;
+  select.replaceChildren(new Option("All photographers", ""));
+  const names = [...desk.photographers.keys()].sort((a, b) => a.localeCompare(b));
+  for (const name of names) select.add(new Option(`${name} (${desk.photographers.get(name)})`, name));
+  select.value = names.includes(current) ? current : "";
+}
+
+function cell(row, text, cls) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function showFtp(ftp) {
+  desk.ftp = ftp;
+  $("ftp").hidden = !ftp;
+  if (!ftp) return;
+  $("ftp-port").textContent = `(port ${ftp.port})`;
+  const body = $("ftp-rows");
+  body.replaceChildren();
+  for (const c of ftp.cameras) {
+    const row = body.insertRow();
+    row.dataset.account = c.account;
+    cell(row, c.account, "account");
+    cell(row, c.photographer || "—", "photographer");
+    cell(row, String(c.frames), "frames");
+    cell(row, c.last_frame ? `${c.last_frame} · ${formatTime(c.last_frame_at)}` : "none yet", "last");
+    cell(row, c.uploading.map((u) => `${u.name} (${formatSize(u.bytes)})`).join(", ") || "—",
+         c.uploading.length ? "uploading" : "idle");
+  }
+}
+
+// The FTP door's cameras change without a new picture (an upload under way): asked every second.
+async function followFtp() {
+  try {
+    const r = await fetch("/api/ftp");
+    const answer = await r.json();
+    showFtp(answer.ftp);
+    if (!answer.ftp) return; // this node has no FTP door
+  } catch (err) {
+    // the desk is restarting: try again
+  }
+  setTimeout(followFtp, 1000);
 }
 
 async function loadAll() {
@@ -317,6 +396,7 @@ $("refuse-selected").addEventListener("click", () => {
 });
 $("clear").addEventListener("click", () => { desk.selected.clear(); selectionChanged(); });
 $("camera").addEventListener("change", (e) => { desk.filter = e.target.value; rebuildOrder(); });
+$("photographer").addEventListener("change", (e) => { desk.photographer = e.target.value; rebuildOrder(); });
 
 function openViewer(t) {
   if (!t || !hasOriginal(t)) return;
@@ -332,3 +412,4 @@ window.addEventListener("scroll", queueRender, { passive: true });
 window.addEventListener("resize", layout);
 setInterval(() => { if (desk.fresh.size) queueRender(); }, 500); // let highlights fade
 loadAll();
+followFtp();

@@ -368,3 +368,100 @@ async def test_five_thousand_thumbnails_stay_responsive(tmp_path: Path) -> None:
         "filter_render_ms": [round(f[3], 1) for f in seen["filter"]],
     }}))
 
+
+
+# --- a real `cammesh desk --ftp`: its FTP cameras, and the photographer filter ----------------------
+
+
+def test_desk_page_shows_its_ftp_cameras_and_filters_by_photographer(tmp_path: Path) -> None:
+    """Issue 16: the panel shows each FTP camera (account, photographer, frames, the upload
+    under way); choosing a photographer hides the other's pictures.  One name is markup, to
+    show that names are text on the page, never HTML."""
+    import subprocess
+    import sys
+
+    from storage.samples import write_sample_jpegs
+    from tests.integration.devices import free_port
+    from tests.integration.ftp_camera import DATED, add_account, camera, finish, send_part, sha256
+    from tests.integration.nodes import ROOT
+
+    [card] = make_mesh(tmp_path / "mesh", [DeviceSpec("desk", Role.DESK)])
+    marked_up = "Ana <img src=x onerror=alert(1)> Lopez"
+    passwords = {"nikon": add_account(card, "nikon", marked_up),
+                 "canon": add_account(card, "canon", "Ben Okafor")}
+    ftp_port, web_port = free_port(), free_port()
+    log = (tmp_path / "desk.log").open("w")
+    desk = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "desk", str(card), "--listen", f"127.0.0.1:{web_port}",
+         "--node-listen", "127.0.0.1:0", "--no-discovery", "--ftp", f"127.0.0.1:{ftp_port}",
+         "--ftp-login-delay", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert desk.stdout is not None
+        line = desk.stdout.readline()
+        assert "the desk is on" in line, (line, (tmp_path / "desk.log").read_text()[-3000:])
+        shots = write_sample_jpegs(tmp_path / "shots", 4, seed=41)
+        by = {"nikon": shots[:2], "canon": shots[2:3]}
+        for user, pictures in by.items():
+            ftp = camera(ftp_port, user, passwords[user])
+            ftp.mkd(DATED)
+            ftp.cwd(DATED)
+            for picture in pictures:
+                with picture.open("rb") as f:
+                    assert ftp.storbinary(f"STOR {picture.name}", f).startswith("226")
+            ftp.quit()
+        nikon_ids = {sha256(p) for p in by["nikon"]}
+        canon_ids = {sha256(p) for p in by["canon"]}
+        late = shots[3]
+
+        def script(page: Any) -> dict[str, Any]:
+            page.wait_for_function(
+                "(n) => window.desk.tiles.size >= n && window.desk.ftp", arg=3)
+            rows = "#ftp-rows tr"
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#ftp-rows tr')].some(r => "
+                "r.dataset.account === 'nikon' && r.cells[2].textContent === '2')")
+            panel = page.eval_on_selector_all(rows, "rs => rs.map(r => [...r.cells].map(c => "
+                                              "c.textContent))")
+            # An upload under way shows in the panel while it lasts.
+            ftp = camera(ftp_port, "canon", passwords["canon"])
+            ftp.cwd(DATED)
+            data = late.read_bytes()
+            conn = send_part(ftp, late.name, data[: len(data) // 2])
+            page.wait_for_function(
+                "(name) => [...document.querySelectorAll('#ftp-rows tr')]"
+                ".some(r => r.dataset.account === 'canon' && r.cells[4].textContent.includes(name))",
+                arg=late.name)
+            conn.sendall(data[len(data) // 2 :])
+            assert finish(ftp, conn).startswith("226")
+            ftp.quit()
+            page.wait_for_function("(n) => window.desk.tiles.size >= n", arg=4)
+            options = page.eval_on_selector_all("#photographer option",
+                                                "os => os.map(o => [o.value, o.textContent])")
+            page.select_option("#photographer", value=marked_up)
+            page.wait_for_function("(n) => window.desk.order.length === n", arg=2)
+            shown_ana = page.evaluate("window.desk.order")
+            dom_ana = page.eval_on_selector_all("#grid .tile", "ts => ts.map(t => t.dataset.id)")
+            page.select_option("#photographer", value="Ben Okafor")
+            page.wait_for_function("(n) => window.desk.order.length === n", arg=2)
+            shown_ben = page.evaluate("window.desk.order")
+            page.select_option("#photographer", value="")
+            page.wait_for_function("(n) => window.desk.order.length === n", arg=4)
+            return {"panel": panel, "options": options, "ana": shown_ana, "dom_ana": dom_ana,
+                    "ben": shown_ben,
+                    "injected": page.evaluate("document.querySelectorAll('#bar img, #ftp img')"
+                                              ".length")}
+
+        seen = in_browser(f"http://127.0.0.1:{web_port}", script)
+    finally:
+        desk.terminate()
+        desk.communicate(timeout=30)
+        log.close()
+    panel = {row[0]: row for row in seen["panel"]}
+    assert set(panel) == {"nikon", "canon"}
+    assert panel["nikon"][1] == marked_up and panel["nikon"][2] == "2"  # as text, verbatim
+    assert panel["canon"][1] == "Ben Okafor" and panel["canon"][2] == "1"
+    assert by["nikon"][1].name in panel["nikon"][3]  # the last frame
+    assert seen["injected"] == 0  # the name's <img> was never made an element
+    assert [v for v, _ in seen["options"]] == ["", marked_up, "Ben Okafor"]
+    assert set(seen["ana"]) == nikon_ids and set(seen["dom_ana"]) == nikon_ids
+    assert set(seen["ben"]) == canon_ids | {sha256(late)}

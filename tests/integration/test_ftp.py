@@ -7,6 +7,7 @@ over TLS.  Orderings are read from the desk's structured log; waits are bounded 
 
 from __future__ import annotations
 
+import ftplib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -143,3 +144,125 @@ def test_camera_uploads_become_pictures_thumbnails_first(ftp_mesh: FtpMesh, tmp_
     # Nothing is left in the camera's folder but its folders: the frames moved on.
     homes = ftp_mesh.mesh["cam"].card.with_name("cam.ftp") / "cameras"
     assert [p for p in homes.rglob("*") if p.is_file()] == []
+
+
+def test_raw_jpeg_pairs_in_either_order_and_a_raw_cut_cleanly_is_resumed(tmp_path: Path) -> None:
+    """RAW+JPEG uploads pair by account, folder and stem (storage/pairs.py), whichever half
+    comes first; a RAW whose data connection closes cleanly before the file's end is a 426,
+    kept for REST, never a picture (storage/completeness.py)."""
+    from storage.movie_samples import write_dng
+
+    ftp_mesh = start_ftp_mesh(tmp_path / "mesh", accounts={"nikon": "Ana Lopez", "canon": None},
+                              desk=False)
+    try:
+        jpegs = write_sample_jpegs(tmp_path / "shots", 4, seed=31)
+        dngs = [write_dng(tmp_path / f"raw{i}.DNG", size=(256, 192 + 2 * i)) for i in range(4)]
+        port, passwords = ftp_mesh.ftp_port, ftp_mesh.passwords
+
+        def send(ftp: object, local: Path, name: str) -> None:
+            with local.open("rb") as f:
+                assert ftp.storbinary(f"STOR {name}", f).startswith("226")  # type: ignore[attr-defined]
+
+        nikon = camera(port, "nikon", passwords["nikon"])
+        nikon.mkd(DATED)
+        nikon.cwd(DATED)
+        send(nikon, jpegs[0], "DSC_0001.JPG")  # JPEG first ...
+        # ... then its RAW, cut by a clean close halfway (TLS goodbye and all): refused.
+        data = dngs[0].read_bytes()
+        conn = send_part(nikon, "DSC_0001.NEF", data[: len(data) // 2])
+        conn.unwrap()  # type: ignore[attr-defined]
+        conn.close()
+        with pytest.raises(ftplib.error_temp, match=r"^426"):
+            nikon.voidresp()
+        kept = nikon.size("DSC_0001.NEF")
+        assert kept is not None and 0 < kept <= len(data) // 2
+        nikon.voidcmd("TYPE I")
+        with dngs[0].open("rb") as f:
+            f.seek(kept)
+            assert nikon.storbinary("STOR DSC_0001.NEF", f, rest=kept).startswith("226")
+        send(nikon, dngs[1], "DSC_0002.NEF")  # RAW first, then its JPEG
+        send(nikon, jpegs[1], "dsc_0002.jpg")
+        nikon.mkd("other")
+        nikon.cwd("other")
+        send(nikon, jpegs[2], "DSC_0001.JPG")  # the same stem in another folder: no pair
+        nikon.quit()
+        canon = camera(port, "canon", passwords["canon"])
+        canon.mkd(DATED)
+        canon.cwd(DATED)
+        send(canon, dngs[2], "DSC_0001.NEF")  # the same folder and stem, another camera
+        canon.quit()
+
+        names = {
+            sha256(jpegs[0]): "a-jpg", sha256(dngs[0]): "a-raw",
+            sha256(dngs[1]): "b-raw", sha256(jpegs[1]): "b-jpg",
+            sha256(jpegs[2]): "other-folder", sha256(dngs[2]): "other-camera",
+        }
+
+        def on_card() -> dict[str, dict[str, object]] | None:
+            images = ftp_mesh.cam.images()
+            return images if set(names) <= set(images) else None
+
+        images = wait_until("every upload to be a picture", on_card)
+        assert set(images) == set(names)  # the cut half is no picture
+        assert images[sha256(dngs[0])]["size"] == len(data)
+        key = {names[i]: images[i]["metadata"]["pair"] for i in names}
+        assert key["a-jpg"] == key["a-raw"] and key["b-raw"] == key["b-jpg"]
+        assert len({key["a-jpg"], key["b-jpg"], key["other-folder"], key["other-camera"]}) == 4
+        # The FTP thread's polling is silent (it once logged a line per poll, 20 a second).
+        assert ftp_mesh.cam.log.read_text().count("starting FTP") == 0
+    finally:
+        ftp_mesh.stop()
+
+
+def test_the_ftp_process_ends_with_its_node_and_the_port_is_free_again(tmp_path: Path) -> None:
+    """The FTP server runs in a child process (mesh/ftp.py): a node killed with SIGKILL takes
+    it along (its pipe closes), so a restarted node listens on the same port at once."""
+    import socket
+
+    ftp_mesh = start_ftp_mesh(tmp_path / "mesh", desk=False)
+    try:
+        port = ftp_mesh.ftp_port
+        [first, second] = write_sample_jpegs(tmp_path / "shots", 2, seed=33)
+        nikon = camera(port, "nikon", ftp_mesh.passwords["nikon"])
+        with first.open("rb") as f:
+            assert nikon.storbinary(f"STOR {first.name}", f).startswith("226")
+        wait_until("the first upload on the card", lambda: sha256(first) in ftp_mesh.cam.images())
+        ftp_mesh.cam.kill()
+        nikon.close()  # its server is gone
+
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_until("the FTP port to close with its node", refused)
+        ftp_mesh.mesh.start("cam")
+        nikon = camera(port, "nikon", ftp_mesh.passwords["nikon"])
+        with second.open("rb") as f:
+            assert nikon.storbinary(f"STOR {second.name}", f).startswith("226")
+        nikon.quit()
+        wait_until("the second upload on the card", lambda: sha256(second) in ftp_mesh.cam.images())
+    finally:
+        ftp_mesh.stop()
+
+
+def test_a_killed_ftp_process_is_reported_and_the_node_goes_on(tmp_path: Path) -> None:
+    """The FTP server's process dies alone (SIGKILL): the node says so and keeps serving."""
+    import os
+    import signal
+
+    ftp_mesh = start_ftp_mesh(tmp_path / "mesh", desk=False)
+    try:
+        node = ftp_mesh.cam.proc
+        assert node is not None
+        children = [int(c) for t in os.listdir(f"/proc/{node.pid}/task")
+                    for c in Path(f"/proc/{node.pid}/task/{t}/children").read_text().split()]
+        [child] = [c for c in children if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        os.kill(child, signal.SIGKILL)
+        wait_until("the node to say its FTP server ended",
+                   lambda: "FTP server's process ended" in ftp_mesh.cam.log.read_text())
+        assert ftp_mesh.cam.ask({"op": "status"})["ok"]  # the node itself goes on
+    finally:
+        ftp_mesh.stop()

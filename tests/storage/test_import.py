@@ -169,3 +169,25 @@ def test_progress_is_reported_per_file(card: Card, tmp_path: Path) -> None:
         progress=lambda done, total, path: seen.append((done, total)),
     )
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_a_raw_and_its_jpeg_in_one_folder_share_a_pair_key(card: Card, tmp_path: Path) -> None:
+    """storage/pairs.py: same folder, same stem (case aside); imported in two runs and in
+    either order, the key is the same, as it is for FTP uploads arriving one at a time."""
+    folder = tmp_path / "DCIM" / "100NIKON"
+    [jpeg, other] = write_sample_jpegs(folder, 2, seed=7)
+    raw = write_sample_raw(folder / jpeg.with_suffix(".nef").name, seed=7)
+    write_sample_raw(folder / "LONE_0001.NEF", seed=8)
+    [another] = write_sample_jpegs(tmp_path / "DCIM" / "101NIKON", 1, seed=9)
+    elsewhere = another.rename(another.with_name(jpeg.name))  # another shot, the same name
+    (folder / "notes.txt").write_text("not a picture")
+    import_paths(card, [raw], now=1.0)  # the RAW first, on its own
+    import_paths(card, [tmp_path / "DCIM"], now=2.0)
+    key = {Path(r.name).stem + Path(r.name).suffix.lower(): r.metadata.get("pair")
+           for r in card.images() if r.name != jpeg.name}
+    shot = {r.image_id: r.metadata.get("pair") for r in card.images() if r.name == jpeg.name}
+    here = shot[hashlib.sha256(jpeg.read_bytes()).hexdigest()]
+    there = shot[hashlib.sha256(elsewhere.read_bytes()).hexdigest()]
+    assert here == key[jpeg.stem + ".nef"] and here is not None
+    assert len({here, there, key[other.stem + ".jpg"], key["LONE_0001.nef"]}) == 4
+    assert key["notes.txt"] is None
