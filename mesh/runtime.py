@@ -363,6 +363,17 @@ class Runtime:
             await trio.sleep(backoff * (0.75 + 0.5 * random.random()))
             backoff = min(BACKOFF_MAX, backoff * 2)
 
+    async def dial_once(self, address: Address, expect: str) -> None:
+        """One connection to ``expect`` at ``address``, run until it ends; a failure is logged."""
+        try:
+            stream = await tls.connect(
+                self.identity, self.membership, address.host, address.port, expect=expect
+            )
+        except (TransportError, NotPaired, PeerIdentityMismatch, PairingError) as exc:
+            log.info("dial %s: %s", address, exc)
+            return
+        await self._run_link(stream, initiated_locally=True)
+
     def _key_recipient(self, stream: tls.PeerStream) -> bytes | None:
         """The peer's exchange key if our pictures' keys go to it: a desk, paired as one."""
         if not self.keys_for_desks or stream.peer.role is not Role.DESK:
