@@ -263,26 +263,6 @@ async def _live(controller: Any, console: Console) -> None:
 # --- the card commands, when a node holds the card -------------------------------------------
 
 
-def import_via_node(card: Path, paths: list[Path]) -> int:
-    """``cammesh import`` on a card a running node holds: the node imports, as captures."""
-    def progress(text: str) -> None:  # "3/20 imported: /path", one per file as it lands
-        print(f"\r{text[:120]:<120}", end="", file=sys.stderr, flush=True)
-
-    tty = sys.stderr.isatty()
-    answer = ask(card, {"op": "import", "paths": [str(p.resolve()) for p in paths]},
-                 on_note=progress if tty else None)
-    if tty:
-        print(file=sys.stderr)
-    summary = answer["summary"]
-    size = sum(i["size"] for i in summary["imported"])
-    print(f"imported {len(summary['imported'])} ({format_size(size)}) through the running node, "
-          f"duplicates {len(summary['duplicates'])}, rejected {len(summary['rejected'])}")
-    for skip in summary["rejected"]:
-        print(f"  rejected: {skip['path']}: {skip['reason']}")
-    nothing = not summary["imported"] and not summary["duplicates"] and summary["rejected"]
-    return 1 if nothing else 0
-
-
 def ls_via_node(card: Path, *, as_json: bool) -> int:
     """``cammesh ls`` on a card a running node holds: the node lists it."""
     answer = ask(card, {"op": "ls"})

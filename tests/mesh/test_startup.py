@@ -80,3 +80,31 @@ def test_a_node_listens_and_advertises_without_loading_heavy_modules(tmp_path: P
     assert "trio" in before_listening and "zeroconf" in before_advertised  # the check can see
     heavy = sorted({name.split(".")[0] for name in before_advertised} & HEAVY)
     assert not heavy, f"loaded before they were needed: {heavy}"
+
+
+def test_the_import_client_asks_the_node_before_loading_anything_heavy(tmp_path: Path) -> None:
+    """`cammesh import` into a running node: its request leaves before trio, rich, the card
+    or the importer load (here no node answers, so it then imports offline, loading them)."""
+    probe = """
+import sys
+from pathlib import Path
+import mesh.control
+asked = []
+def ask(card, request, **options):
+    asked.append(sorted({m.split(".")[0] for m in sys.modules}))
+    raise mesh.control.NodeNotRunning("no node")
+mesh.control.ask = ask
+from mesh.cli import main
+main(["import", sys.argv[1], sys.argv[2]])
+print(" ".join(asked[0]))
+"""
+    (card,) = make_mesh(tmp_path, [DeviceSpec("cam", Role.CAMERA, 1 << 30)])
+    picture = tmp_path / "x.jpg"
+    picture.write_bytes(b"not a picture")
+    done = subprocess.run([sys.executable, "-c", probe, str(card), str(picture)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded_before_asking = set(done.stdout.split())
+    assert "mesh" in loaded_before_asking
+    heavy = sorted(loaded_before_asking & (HEAVY | {"trio", "storage", "zeroconf"}))
+    assert not heavy, f"loaded before the request: {heavy}"
