@@ -9,22 +9,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
+# Each command imports what it uses: `cammesh import` into a running node only talks to its
+# control socket, and starts in a blink (issue 13).
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from mesh.cli import Register
-from mesh.control import image_json
-from mesh.identity import short_id_of
-from protocol.store import DispersionEntry, HeldRecord, ImageRecord, Usage
-from storage.card import Card
-from storage.errors import NotFound
-from storage.importer import ImportSummary, import_paths
-from storage.sizes import format_size, parse_size
+    from mesh.cli import Register
+    from protocol.store import DispersionEntry, HeldRecord, ImageRecord, Usage
+    from storage.card import Card
+    from storage.importer import ImportSummary
 
 Subparsers = Any  # argparse's _SubParsersAction, whose type is private
 LONG_IMPORT = 20  # files; fewer import in a blink and need no progress bar
@@ -61,7 +56,7 @@ def add_init(subparsers: Subparsers) -> None:
 def init_card(card_dir: Path, *, name: str, capacity: int, role: str, reserve: int | None) -> Card:
     """A new card with a new identity; the identity is made first since the card needs its id."""
     from mesh.identity import Identity
-    from storage.card import check_settings
+    from storage.card import Card, check_settings
     from storage.catalog import CATALOG_NAME
     from storage.errors import CardExists
 
@@ -75,6 +70,8 @@ def init_card(card_dir: Path, *, name: str, capacity: int, role: str, reserve: i
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from storage.sizes import format_size, parse_size
+
     capacity = parse_size(args.capacity)
     reserve = None if args.reserve is None else parse_size(args.reserve)
     with init_card(args.card, name=args.name, capacity=capacity, role=args.role, reserve=reserve) as card:
@@ -102,6 +99,16 @@ def add_import(subparsers: Subparsers) -> None:
 
 
 def import_with_progress(card: Card, paths: list[Path], console: Console) -> ImportSummary:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from storage.importer import import_paths
+
     progress = Progress(
         TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=True,
@@ -124,7 +131,36 @@ def import_with_progress(card: Card, paths: list[Path], console: Console) -> Imp
             progress.stop()
 
 
+def import_via_node(card: Path, paths: list[Path]) -> int:
+    """``cammesh import`` on a card a running node holds: the node imports, as captures.
+
+    Raises NodeNotRunning, having sent nothing, when no node answers on the card.
+    """
+    from mesh.control import ask
+
+    def progress(text: str) -> None:  # "3/20 imported: /path", one per file as it lands
+        print(f"\r{text[:120]:<120}", end="", file=sys.stderr, flush=True)
+
+    tty = sys.stderr.isatty()
+    answer = ask(card, {"op": "import", "paths": [str(p.resolve()) for p in paths]},
+                 on_note=progress if tty else None)
+    if tty:
+        print(file=sys.stderr)
+    from storage.sizes import format_size
+
+    summary = answer["summary"]
+    size = sum(i["size"] for i in summary["imported"])
+    print(f"imported {len(summary['imported'])} ({format_size(size)}) through the running node, "
+          f"duplicates {len(summary['duplicates'])}, rejected {len(summary['rejected'])}")
+    for skip in summary["rejected"]:
+        print(f"  rejected: {skip['path']}: {skip['reason']}")
+    nothing = not summary["imported"] and not summary["duplicates"] and summary["rejected"]
+    return 1 if nothing else 0
+
+
 def print_summary(summary: ImportSummary, console: Console) -> None:
+    from storage.sizes import format_size
+
     size = sum(i.size for i in summary.imported)
     console.print(
         f"imported {len(summary.imported)} ({format_size(size)}), "
@@ -140,21 +176,25 @@ def print_summary(summary: ImportSummary, console: Console) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from mesh.control import NodeNotRunning
+
+    # A running node holds the card: it imports them itself, as captures, so that its peers
+    # get the thumbnails and a card above its mark disperses (issue 5).  Asked first, before
+    # anything heavy is imported: the first thumbnail waits for this request (issue 13).
+    try:
+        return import_via_node(args.card, args.paths)
+    except NodeNotRunning:
+        pass
+    from rich.console import Console
+
+    from storage.card import Card
     from storage.errors import CardBusy
 
     console = Console(highlight=False, soft_wrap=True)  # long paths stay on one line
     try:
         card = Card.open(args.card)
     except CardBusy as busy:
-        # A running node holds the card: it imports them itself, as captures, so that its
-        # peers get the thumbnails and a card above its mark disperses (issue 5).
-        from mesh.control import NodeNotRunning
-        from mesh.node_commands import import_via_node
-
-        try:
-            return import_via_node(args.card, args.paths)
-        except NodeNotRunning:
-            raise busy from None  # another import holds it, not a node
+        raise busy from None  # another import holds it, not a node (it did not answer)
     with card:
         summary = import_with_progress(card, args.paths, console)
     print_summary(summary, console)
@@ -181,6 +221,8 @@ def add_ls(subparsers: Subparsers) -> None:
 
 def as_json(record: ImageRecord, thumbnail_source: str | None,
             holders: list[DispersionEntry] | None = None) -> dict[str, Any]:
+    from mesh.control import image_json
+
     return {
         **image_json(record, thumbnail_source),
         # The dispersion list's entries for this picture: who holds (or is getting) it.
@@ -207,6 +249,7 @@ class Listing:
 
 def read_listing(card_dir: Path) -> Listing:
     """Open the card; when a running node holds it, read a consistent snapshot of its catalog."""
+    from storage.card import Card
     from storage.catalog import CATALOG_NAME, Catalog
     from storage.errors import CardBusy
 
@@ -227,6 +270,13 @@ def read_listing(card_dir: Path) -> Listing:
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from mesh.identity import short_id_of
+    from storage.sizes import format_size
+
     listing = read_listing(args.card)
     if args.held:
         return print_held(listing, args.json)
@@ -261,6 +311,12 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def print_held(listing: Listing, as_json_out: bool) -> int:
+    from rich import box
+    from rich.table import Table
+
+    from mesh.identity import short_id_of
+    from storage.sizes import format_size
+
     if as_json_out:
         json.dump([held_json(h) for h in listing.held], sys.stdout, indent=1)
         print()
@@ -277,6 +333,8 @@ def print_held(listing: Listing, as_json_out: bool) -> int:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     out = Console(highlight=False)
     if not out.is_terminal:  # piped or captured: no terminal width to fit, so do not squeeze
         out = Console(highlight=False, width=160)
@@ -298,6 +356,9 @@ def add_thumb(subparsers: Subparsers) -> None:
 
 
 def run_thumb(args: argparse.Namespace) -> int:
+    from storage.card import Card
+    from storage.errors import NotFound
+
     with Card.open(args.card) as card:
         image_id = card.resolve(args.id)
         record = card.image(image_id)

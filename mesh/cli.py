@@ -2,7 +2,9 @@
 
 To add a command, write ``add_<name>(subparsers)`` that registers its parser with
 ``set_defaults(run=...)``, list it in its module's ``COMMANDS`` (see ``mesh/card_commands.py``)
-and name that module in ``COMMAND_MODULES``.
+and name it under its module in ``COMMAND_MODULES``.  A command line naming one command
+imports only that command's module (`cammesh node` starts in a fraction of a second, without
+the demo, the simulator or the desk's web server); ``--help`` and unknown commands import all.
 A command returns its exit code.  Any ``CammeshError`` becomes a one-line message on
 stderr and exit code 2; argparse's own usage errors also exit 2.
 """
@@ -22,22 +24,28 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 BAD_INPUT = 2  # exit code for a bad card, size, id or path
 
 
-# The modules whose ``COMMANDS`` lists make up the command line, in --help order.
-COMMAND_MODULES: tuple[str, ...] = (
-    "mesh.card_commands",
-    "mesh.pairing_commands",
-    "mesh.node_commands",
-    "mesh.desk_commands",
-    "mesh.ftp_commands",
-    "mesh.demo",
-    "sim.cli",
-)
+# The modules whose ``COMMANDS`` lists make up the command line, in --help order, with the
+# commands each registers (tests/mesh/test_startup.py holds the two in step).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "mesh.card_commands": ("init", "import", "ls", "thumb"),
+    "mesh.pairing_commands": ("mesh",),
+    "mesh.node_commands": ("node", "status", "peers", "request", "refuse", "get", "collect",
+                           "repair"),
+    "mesh.desk_commands": ("desk",),
+    "mesh.ftp_commands": ("ftp",),
+    "mesh.demo": ("demo",),
+    "sim.cli": ("sim",),
+}
 
 
-def commands() -> list[Register]:
-    """Every command's register function; a module that fails to import is named on stderr."""
+def commands(command: str | None = None) -> list[Register]:
+    """The register functions of ``command``'s module, or of every module when it names none.
+
+    A module that fails to import is named on stderr.
+    """
     found: list[Register] = []
-    for name in COMMAND_MODULES:
+    modules = [m for m, names in COMMAND_MODULES.items() if command in names]
+    for name in modules or COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:  # one broken module must not take `init` or `ls` down with it
@@ -47,7 +55,13 @@ def commands() -> list[Register]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command a command line names: its first word that is not an option."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``command`` alone (when it is one), else of every command."""
     parser = argparse.ArgumentParser(
         prog="cammesh",
         description=(
@@ -57,16 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for register in commands():
+    for register in commands(command):
         register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one cammesh command; returns its exit code (never raises for bad input)."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_named(words))
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else BAD_INPUT
     logging.basicConfig(

@@ -15,14 +15,15 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from mesh.errors import MeshError
-from mesh.identity import identity_dir
 from protocol.errors import CammeshError
-from protocol.store import ImageRecord
+
+if TYPE_CHECKING:
+    import trio
+
+    from protocol.store import ImageRecord
 
 log = logging.getLogger("cammesh.control")
 
@@ -38,6 +39,8 @@ class NodeNotRunning(MeshError):
 
 
 def control_path(card: Path) -> Path:
+    from mesh.identity import identity_dir
+
     return identity_dir(card) / "control.sock"
 
 
@@ -62,9 +65,11 @@ def image_json(record: ImageRecord, thumbnail_source: str | None = None) -> dict
 
 
 async def serve_control(
-    card: Path, handle: Handler, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED
+    card: Path, handle: Handler, *, task_status: trio.TaskStatus[Path] | None = None
 ) -> None:
-    """Answer control requests on the card's socket until cancelled."""
+    """Answer control requests on the card's socket until cancelled (``nursery.start`` it)."""
+    import trio  # the node's; a client (``ask``) starts without it
+
     path = control_path(card)
     path.unlink(missing_ok=True)  # a node killed with SIGKILL leaves its socket behind
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -95,7 +100,8 @@ async def serve_control(
                 await stream.send_all(json.dumps(answer).encode() + b"\n")
 
     try:
-        task_status.started(path)
+        if task_status is not None:
+            task_status.started(path)
         await trio.serve_listeners(one, [listener])
     finally:
         path.unlink(missing_ok=True)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cammesh.node")
 
+DIAL_GRACE_S = 0.3  # a peer with the smaller id finds us and dials within this, as a rule
+
 
 def jsonable(value: Any) -> Any:
     """Node status objects (dataclasses, enums, mappings) as plain JSON values."""
@@ -358,8 +360,9 @@ async def _discover(runtime: Runtime, port: int, interface: str | None) -> None:
                 log.info("found %s at %s", short_id_of(event.device_id), address,
                          extra={"event": "PeerFound", "fields": {
                              "peer": event.device_id, "host": event.host, "port": event.port}})
-                if me > event.device_id:
-                    continue  # it dials us
+                if me > event.device_id:  # it dials us; if it has not soon, we dial once
+                    nursery.start_soon(_dial_unless_dialled, runtime, address, event.device_id)
+                    continue
                 current = dialers.get(event.device_id)
                 if current is not None and current[0] == address:
                     continue
@@ -374,6 +377,21 @@ async def _discover(runtime: Runtime, port: int, interface: str | None) -> None:
                 and not runtime.connected_to(event.device_id)  # a live link stays up
             ):
                 dialers.pop(event.device_id)[1].cancel()
+
+
+async def _dial_unless_dialled(runtime: Runtime, address: Address, peer: str) -> None:
+    """Dial a peer with the larger id once, when it has not dialled us within DIAL_GRACE_S.
+
+    The smaller id dials, once its browser finds us; its first query is a QU question
+    (RFC 6762 section 5.4), and the unicast answer to port 5353 reaches only one of the
+    responders sharing a host (another node, avahi): it would find us only with its next
+    query, a second later.  We saw its announcement, so we make the link; its dialer then
+    finds the link up and waits, and two dials at once keep the one the smaller id began.
+    """
+    await trio.sleep(DIAL_GRACE_S)
+    if not runtime.connected_to(peer):
+        log.info("%s has not dialled us; dialling it at %s", short_id_of(peer), address)
+        await runtime.dial_once(address, peer)
 
 
 async def _dial_in_scope(

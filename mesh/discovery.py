@@ -12,6 +12,7 @@ claims to be: mesh/tls.py decides whether it is who it claims.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -33,6 +34,7 @@ log = logging.getLogger("cammesh.discovery")
 
 SERVICE_TYPE = "_cammesh._tcp.local."
 RESOLVE_TIMEOUT_MS = 3000
+REGISTER_TIMEOUT = 10.0  # zeroconf's own thread taking our records; never reached when well
 SHUTDOWN_TIMEOUT = 15.0
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -84,6 +86,32 @@ def _service_info(
         server=f"cammesh-{device_id[:12]}.local.",
         parsed_addresses=addresses,
     )
+
+
+def _advertise(zc: Zeroconf, info: ServiceInfo) -> asyncio.Future[None]:
+    """Blocking: answer for ``info`` and send its first announcement now; returns the task
+    sending the announcements that follow (zeroconf's own loop runs it).
+
+    No probing (RFC 6762 section 8.1): our instance and host names embed the device id, the
+    SHA-256 of a key only this device holds, so no other responder can hold them, and a
+    responder that knows that skips the probe.  Zeroconf's ``register_service`` would also
+    wait out the repeated announcements (about 0.5 s) before returning; the first one is
+    what a browser needs, and the rest go on in the background (docs/ARCHITECTURE.md,
+    "Start-up").
+    """
+    assert zc.loop is not None
+    registering = asyncio.run_coroutine_threadsafe(
+        zc.async_register_service(info, cooperating_responders=True), zc.loop
+    )
+    announcing: asyncio.Future[None] = registering.result(REGISTER_TIMEOUT)
+    return announcing
+
+
+def _stop_announcing(zc: Zeroconf, announcing: asyncio.Future[None]) -> None:
+    """Cancel the repeated announcements on zeroconf's loop, ahead of anything sent after."""
+    assert zc.loop is not None
+    with contextlib.suppress(RuntimeError):  # its loop is closed: nothing is sent any more
+        zc.loop.call_soon_threadsafe(announcing.cancel)
 
 
 def _txt(info: ServiceInfo, key: str) -> str:
@@ -196,13 +224,12 @@ async def open_discovery(
         lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
     )
     browser: ServiceBrowser | None = None
+    announcing: asyncio.Future[None] | None = None
     try:
         info = _service_info(device_id, mesh_hash, role, port, addresses or _local_addresses())
-        # The instance name carries 96 bits of the device id, so it cannot clash:
-        # skip the uniqueness probe (~1.5 s) and announce at once (cooperating responder).
-        await trio.to_thread.run_sync(
-            lambda: zc.register_service(info, cooperating_responders=True)
-        )
+        announcing = await trio.to_thread.run_sync(_advertise, zc, info)
+        log.info("advertised %s on port %d", info.name, port,
+                 extra={"event": "Advertised", "fields": {"name": info.name, "port": port}})
         async with trio.open_nursery() as nursery:
             discovery = Discovery(zc, device_id, mesh_hash, nursery)
             browser = await trio.to_thread.run_sync(
@@ -219,6 +246,8 @@ async def open_discovery(
     finally:
         with trio.move_on_after(SHUTDOWN_TIMEOUT) as scope:
             scope.shield = True
+            if announcing is not None:  # no repeat of it may follow the goodbye
+                _stop_announcing(zc, announcing)
             if browser is not None:
                 await trio.to_thread.run_sync(browser.cancel)
             await trio.to_thread.run_sync(zc.close)  # withdraws our records, joins its threads
@@ -264,14 +293,15 @@ async def advertise_pairing(
     zc = await trio.to_thread.run_sync(
         lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
     )
+    announcing: asyncio.Future[None] | None = None
     try:
-        await trio.to_thread.run_sync(
-            lambda: zc.register_service(info, cooperating_responders=True)
-        )
+        announcing = await trio.to_thread.run_sync(_advertise, zc, info)
         yield
     finally:
         with trio.move_on_after(SHUTDOWN_TIMEOUT) as scope:
             scope.shield = True
+            if announcing is not None:
+                _stop_announcing(zc, announcing)
             await trio.to_thread.run_sync(zc.close)  # withdraws the advertisement
 
 

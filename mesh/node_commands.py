@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from rich.console import Console
-from rich.table import Table
 
 from mesh.control import ask
 from mesh.errors import MeshError
@@ -21,6 +19,8 @@ from mesh.identity import short_id_of
 from storage.sizes import format_size, parse_size
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mesh.ftp import FtpSettings
     from mesh.runtime import Runtime
     from storage.card import Card
@@ -153,11 +153,11 @@ def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
 
 def ftp_settings(args: argparse.Namespace) -> FtpSettings | None:
     """The FTP door's settings from `add_device_options`' flags; None without ``--ftp``."""
+    if args.ftp is None:
+        return None
     from mesh.ftp import FtpSettings
     from mesh.runtime import Address
 
-    if args.ftp is None:
-        return None
     text = args.ftp if ":" in args.ftp else f":{args.ftp}"
     try:
         listen = Address.parse(text, default_host="::")
@@ -216,8 +216,9 @@ def run_node_command(args: argparse.Namespace) -> int:
     from mesh.daemon import Controller, run_node
     from storage.card import Card
 
-    console = Console()
-    live_view = console.is_terminal and not args.no_live
+    # rich only for a terminal: a node under a service manager or a test starts without it.
+    console = _console() if sys.stdout.isatty() and not args.no_live else None
+    live_view = console is not None and console.is_terminal
     _logging(args, console if live_view else None)
 
     with Card.open(args.card) as card:
@@ -231,7 +232,7 @@ def run_node_command(args: argparse.Namespace) -> int:
                         runtime, discovery=not args.no_discovery, interface=args.interface,
                         watch=args.watch, watch_mode=args.watch_mode, ftp=ftp,
                         task_status=task_status))
-                    if live_view:
+                    if console is not None and live_view:
                         nursery.start_soon(_live, Controller(runtime), console)
                     async for signum in signals:
                         logging.getLogger("cammesh.node").info(
@@ -241,6 +242,18 @@ def run_node_command(args: argparse.Namespace) -> int:
 
         trio.run(main)
     return 0
+
+
+def _console(**options: Any) -> Console:
+    from rich.console import Console
+
+    return Console(**options)
+
+
+def _table(*columns: str, **options: Any) -> Any:
+    from rich.table import Table
+
+    return Table(*columns, **options)
 
 
 async def _live(controller: Any, console: Console) -> None:
@@ -258,26 +271,6 @@ async def _live(controller: Any, console: Console) -> None:
 # --- the card commands, when a node holds the card -------------------------------------------
 
 
-def import_via_node(card: Path, paths: list[Path]) -> int:
-    """``cammesh import`` on a card a running node holds: the node imports, as captures."""
-    def progress(text: str) -> None:  # "3/20 imported: /path", one per file as it lands
-        print(f"\r{text[:120]:<120}", end="", file=sys.stderr, flush=True)
-
-    tty = sys.stderr.isatty()
-    answer = ask(card, {"op": "import", "paths": [str(p.resolve()) for p in paths]},
-                 on_note=progress if tty else None)
-    if tty:
-        print(file=sys.stderr)
-    summary = answer["summary"]
-    size = sum(i["size"] for i in summary["imported"])
-    print(f"imported {len(summary['imported'])} ({format_size(size)}) through the running node, "
-          f"duplicates {len(summary['duplicates'])}, rejected {len(summary['rejected'])}")
-    for skip in summary["rejected"]:
-        print(f"  rejected: {skip['path']}: {skip['reason']}")
-    nothing = not summary["imported"] and not summary["duplicates"] and summary["rejected"]
-    return 1 if nothing else 0
-
-
 def ls_via_node(card: Path, *, as_json: bool) -> int:
     """``cammesh ls`` on a card a running node holds: the node lists it."""
     answer = ask(card, {"op": "ls"})
@@ -285,7 +278,7 @@ def ls_via_node(card: Path, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(images, indent=1))
         return 0
-    table = Table(title=f"{len(images)} pictures, {format_size(answer['used'])} used, "
+    table = _table(title=f"{len(images)} pictures, {format_size(answer['used'])} used, "
                         f"{format_size(answer['free'])} free (from the running node)")
     for column in ("id", "name", "size", "original", "thumbnail at", "original at"):
         table.add_column(column)
@@ -293,7 +286,7 @@ def ls_via_node(card: Path, *, as_json: bool) -> int:
         table.add_row(image["image_id"][:12], image["name"], format_size(image["size"]),
                       image["where"], _when(image["thumbnail_at"]) or "here",
                       _when(image["original_at"]) or "-")
-    Console(highlight=False).print(table)
+    _console(highlight=False).print(table)
     return 0
 
 
@@ -325,7 +318,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    console = Console()
+    console = _console()
     console.print(f"[bold]{answer['name']}[/] ({answer['role']}, {answer['short_id']}) on port {answer['port']}")
     console.print(f"card: {format_size(answer['used'])} used of {format_size(answer['capacity'])}, "
                   f"{format_size(answer['free'])} free")
@@ -351,7 +344,7 @@ def _watch_status(card: Path) -> int:
 
     from mesh.status_view import render_status
 
-    console = Console()
+    console = _console()
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             live.update(render_status(ask(card, {"op": "status"}, timeout=10.0)))
@@ -371,11 +364,11 @@ def run_peers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer["peers"], indent=2))
         return 0
-    table = Table("device", "name", "role", "connected")
+    table = _table("device", "name", "role", "connected")
     for peer in answer["peers"]:
         table.add_row(short_id_of(peer["device_id"]), peer["name"], peer["role"],
                       "yes" if peer["connected"] else "no")
-    Console().print(table)
+    _console().print(table)
     return 0
 
 

@@ -35,7 +35,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
 
 from mesh.errors import NotPaired, PairingClosed, PairingError, WrongCode
 from mesh.identity import Identity, device_id_of, identity_dir, short_id_of, write_atomically
@@ -373,6 +372,8 @@ async def _join(
     existing: Membership | None,
     channel: _Channel,
 ) -> Membership:
+    from spake2 import SPAKE2_A, SPAKEError  # builds its group tables: only when pairing
+
     address = channel.address
     spake = SPAKE2_A(password, idA=_ID_JOINER, idB=_ID_ADMITTER)
     ours = spake.start()
@@ -499,6 +500,8 @@ def _peer_address(stream: trio.SocketStream) -> str:
 async def _admit(
     identity: Identity, card: Path, password: bytes, role: Role, channel: _Channel, *, left: int
 ) -> PinnedPeer:
+    from spake2 import SPAKE2_B, SPAKEError  # builds its group tables: only when pairing
+
     address = channel.address
     hello = _expect(await channel.receive(), "join", address)
     spake = SPAKE2_B(password, idA=_ID_JOINER, idB=_ID_ADMITTER)

@@ -60,6 +60,7 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 15.0
 STABLE_LINK_S = 10.0  # a link that lived this long resets the dial backoff
 PULL_BYTES = 64 * 1024  # per worker-thread call: small frames up to, and then, one chunk
+IMPORT_AHEAD = 1  # files copied while the one before them is made durable
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,47 +261,80 @@ class Runtime:
         progress: ImportProgress | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
     ) -> ImportSummary:
-        """Import files onto the card one at a time, telling the node of each as it lands.
+        """Import files onto the card, telling the node of each, in order, as it lands.
 
         Each file is copied, hashed and catalogued in a worker thread, outside the node
         lock (the card takes its own lock only around its catalog work, never across a
-        copy), and is then announced with ``node.captured`` before the next file starts:
-        its thumbnail leaves while the next file is copied, and the node serves peers
-        (handshakes, requests, chunks) all along.  Durable before announced: the original
-        is fsynced and its catalog row committed (full sync) before ``node.captured``, so
-        no peer ever holds the thumbnail of a picture this card could lose to a crash.
-        ``progress(done, total, outcome)`` is awaited after each file; ``metadata`` is laid
-        over each file's own (an FTP account's photographer).
+        copy), and is then announced with ``node.captured``: its thumbnail leaves while the
+        next files are copied, and the node serves peers (handshakes, requests, chunks) all
+        along.  The next file's copy starts while one is still being made durable (its
+        fsyncs wait on the disk, the copy and hash on the processor), ``IMPORT_AHEAD`` files
+        ahead at most; each is announced after the one before it.  Durable before announced:
+        the original is fsynced and its catalog row committed (full sync) before
+        ``node.captured``, so no peer ever holds the thumbnail of a picture this card could
+        lose to a crash.  ``progress(done, total, outcome)`` is awaited after each file, before
+        a further one starts; ``metadata`` is laid over each file's own (an FTP account's
+        photographer).
         """
         todo = await trio.to_thread.run_sync(
             lambda: list(files_under(paths, card=self.card.path))
         )
         outcomes: list[Imported | Skipped] = []
-        for done, (path, refusal) in enumerate(todo, start=1):
-            outcome = await trio.to_thread.run_sync(
-                functools.partial(
-                    import_one, self.card, path, refusal, now=self.now(), metadata=metadata
-                )
-            )
-            outcomes.append(outcome)
-            if isinstance(outcome, Imported):
-                # Logged before the node hears of it, so a delay measured from this line
-                # (bench/field.py) includes the node's own work.
-                log.info(
-                    "captured %s from %s",
-                    short_id_of(outcome.image_id),
-                    outcome.path,
-                    extra={"event": "Captured",
-                           "fields": {"image_id": outcome.image_id, "path": outcome.path}},
-                )
-                await self.call(self.node.captured, outcome.image_id, self.now())
-                for listener in list(self._capture_listeners):
-                    listener(outcome.image_id)
-            elif outcome.image_id is None:
-                log.warning("could not import %s: %s", outcome.path, outcome.reason)
-            if progress is not None:
-                await progress(done, len(todo), outcome)
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+
+            def start(path: Path, refusal: str | None) -> trio.MemoryReceiveChannel[Any]:
+                send, receive = trio.open_memory_channel[Any](1)
+
+                async def copy() -> None:
+                    job = functools.partial(
+                        import_one, self.card, path, refusal, now=self.now(), metadata=metadata
+                    )
+                    try:
+                        result: Any = await trio.to_thread.run_sync(job)
+                    except Exception as exc:  # raised below, in order, bare
+                        result = exc
+                    send.send_nowait(result)
+
+                nursery.start_soon(copy)
+                return receive
+
+            try:
+                copying = [start(*item) for item in todo[: 1 + IMPORT_AHEAD]]
+                for done, _ in enumerate(todo, start=1):
+                    outcome = await copying.pop(0).receive()
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    await self._imported(outcome)
+                    if progress is not None:
+                        await progress(done, len(todo), outcome)
+                    if done + IMPORT_AHEAD < len(todo):
+                        copying.append(start(*todo[done + IMPORT_AHEAD]))
+                    outcomes.append(outcome)
+            except Exception as exc:  # raised bare, as before, not in the nursery's group
+                failure = exc
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return ImportSummary.of(outcomes)
+
+    async def _imported(self, outcome: Imported | Skipped) -> None:
+        """Announce one imported file to the node (or log why it was not imported)."""
+        if isinstance(outcome, Imported):
+            # Logged before the node hears of it, so a delay measured from this line
+            # (bench/field.py) includes the node's own work.
+            log.info(
+                "captured %s from %s",
+                short_id_of(outcome.image_id),
+                outcome.path,
+                extra={"event": "Captured",
+                       "fields": {"image_id": outcome.image_id, "path": outcome.path}},
+            )
+            await self.call(self.node.captured, outcome.image_id, self.now())
+            for listener in list(self._capture_listeners):
+                listener(outcome.image_id)
+        elif outcome.image_id is None:
+            log.warning("could not import %s: %s", outcome.path, outcome.reason)
 
     # --- running ---------------------------------------------------------------------
 
@@ -376,6 +410,17 @@ class Runtime:
                 backoff = BACKOFF_START
             await trio.sleep(backoff * (0.75 + 0.5 * random.random()))
             backoff = min(BACKOFF_MAX, backoff * 2)
+
+    async def dial_once(self, address: Address, expect: str) -> None:
+        """One connection to ``expect`` at ``address``, run until it ends; a failure is logged."""
+        try:
+            stream = await tls.connect(
+                self.identity, self.membership, address.host, address.port, expect=expect
+            )
+        except (TransportError, NotPaired, PeerIdentityMismatch, PairingError) as exc:
+            log.info("dial %s: %s", address, exc)
+            return
+        await self._run_link(stream, initiated_locally=True)
 
     def _key_recipient(self, stream: tls.PeerStream) -> bytes | None:
         """The peer's exchange key if our pictures' keys go to it: a desk, paired as one."""

@@ -75,7 +75,8 @@ class NodeProcess:
                                          stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         return self
 
-    def wait_ready(self) -> dict[str, Any]:
+    def wait_ready(self, *, every: float = 0.1) -> dict[str, Any]:
+        """Its first answer on the control socket, asked every ``every`` seconds."""
         def up() -> dict[str, Any] | None:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -86,7 +87,7 @@ class NodeProcess:
             except (NodeNotRunning, OSError):
                 return None
 
-        return wait_until(f"the node on {self.card.name} to answer", up)
+        return wait_until(f"the node on {self.card.name} to answer", up, every=every)
 
     def ask(self, request: dict[str, Any], *, timeout: float = 60.0) -> dict[str, Any]:
         return ask(self.card, request, timeout=timeout)

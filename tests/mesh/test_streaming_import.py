@@ -157,3 +157,41 @@ async def test_a_peer_is_let_in_and_served_a_requested_original_while_an_import_
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_next_file_is_copied_while_one_is_still_being_stored(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """Issue 13: a file's copy does not wait for the one before it to be stored; announcements
+    keep the files' order."""
+    import threading
+
+    import pytest
+
+    import storage.importer
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    pictures = write_sample_jpegs(tmp_path / "pics", 3, seed=13)
+    real = storage.importer._extract
+    second_began = threading.Event()
+    overlapped: list[bool] = []
+
+    def extract(path: Path) -> object:
+        if path == pictures[0]:  # the first file, copied, not yet stored: is the next copying?
+            overlapped.append(second_began.wait(timeout=20))
+        elif path == pictures[1]:
+            second_began.set()
+        return real(path)
+
+    monkeypatch.setattr(storage.importer, "_extract", extract)
+    async with two_nodes(tmp_path) as (ra, _):
+        captured: list[str] = []
+        summary = await ra.import_pictures(
+            pictures, progress=lambda done, total, outcome: _append(captured, outcome))
+    assert overlapped == [True]
+    assert [i.path for i in summary.imported] == [str(p) for p in pictures]
+    assert captured == [str(p) for p in pictures]
+
+
+async def _append(captured: list[str], outcome: Imported | Skipped) -> None:
+    captured.append(outcome.path)
