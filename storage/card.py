@@ -20,17 +20,15 @@ deletes and reports in ``Card.recovered``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import logging
 import os
 import re
-import tempfile
 import threading
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +54,6 @@ from storage import sealing
 from storage.catalog import CATALOG_NAME, Catalog
 from storage.errors import (
     AmbiguousId,
-    CardBusy,
     CardExists,
     CardFull,
     HashMismatch,
@@ -65,14 +62,27 @@ from storage.errors import (
     NotFound,
     StoreError,
 )
+from storage.files import (
+    CHUNK,
+    HEX64,
+    CardFolder,
+    fsync_dir,
+    hash_file,
+    iter_card_files,
+    lock_card,
+    read_range,
+    unlink,
+)
 from storage.movies import StripFrame
 from storage.sizes import format_size
+
+# Names other modules import from here; they live where the card's parts are made.
+__all__ = ["Card", "Extraction", "GivenExtraction", "check_settings", "clean_metadata",
+           "default_reserve", "display_name", "iter_card_files"]
 
 log = logging.getLogger("cammesh.card")
 
 ROLES: Final = ("camera", "desk")
-CHUNK: Final = 1024 * 1024
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _HEX = re.compile(r"[0-9a-f]{1,64}\Z")
 PARTIALS_OPEN: Final = 8  # incoming partials kept open between their chunks
 
@@ -165,32 +175,6 @@ def clean_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
     return out
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _lock_card(path: Path) -> int:
-    """Hold the card for this process: recovery on open must not delete another's writes."""
-    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CardBusy(
-            f"the card {path} is in use by another process (a running `cammesh node`, or another "
-            "import); stop it, or ask the running node to do this"
-        ) from None
-    return fd
-
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -223,14 +207,9 @@ class Card:
         self.role = settings["role"]
         self.capacity = int(settings["capacity"])
         self.reserve_bytes = int(settings["reserve"])
-        self._originals = path / "originals"
-        self._held = path / "held"
+        self._folder = CardFolder(path)
         # The last sealed record of the original being dispersed (see read_sealed).
         self._sealed_cache: tuple[str, dict[int, bytes]] = ("", {})
-        self._smaller = path / "smaller"
-        self._partial = path / "partial"
-        self._tmp = path / "tmp"
-        self._shards: set[str] = set()
         self.recovered: list[str] = []
         self._used = 0
         self._lock_fd: int | None = None
@@ -254,7 +233,7 @@ class Card:
         """Make a new, empty card in ``path`` (created if need be); CardExists if one is there."""
         path = Path(path)
         reserve = check_settings(name=name, capacity=capacity, role=role, reserve=reserve)
-        if not _HEX64.match(device_id):
+        if not HEX64.match(device_id):
             raise StoreError(f"device id {device_id!r} is not 64 lowercase hex characters")
         if (path / CATALOG_NAME).exists():
             raise CardExists(f"{path} already holds a card; open it, or choose another folder")
@@ -264,7 +243,7 @@ class Card:
             "format": "cammesh-card", "device_id": device_id, "name": name, "role": role,
             "capacity": str(capacity), "reserve": str(reserve),
         })
-        _fsync_dir(path)
+        fsync_dir(path)
         return cls._start(path, catalog)
 
     @classmethod
@@ -283,10 +262,8 @@ class Card:
     def _start(cls, path: Path, catalog: Catalog) -> Card:
         card = cls(path, catalog)
         try:
-            card._lock_fd = _lock_card(path)
-            for folder in (card._originals, card._held, card._smaller, card._tmp,
-                           *(card._partial / kind.value for kind in Incoming)):
-                folder.mkdir(parents=True, exist_ok=True)
+            card._lock_fd = lock_card(path)
+            card._folder.make()
             card._recover()
         except BaseException:
             catalog.close()
@@ -320,33 +297,33 @@ class Card:
     def _recover(self) -> None:
         """Delete files no row points at, drop rows whose file is gone, trim torn partials."""
         found: list[str] = []
-        for leftover in sorted(self._tmp.iterdir()):
+        for leftover in sorted(self._folder.tmp.iterdir()):
             found.append(f"removed an unfinished write {leftover.name}")
-            _unlink(leftover)
+            unlink(leftover)
         local = self._catalog.local_ids()
         on_disk: set[str] = set()
-        for shard in sorted(self._originals.iterdir()):
+        for shard in sorted(self._folder.originals.iterdir()):
             if not shard.is_dir():
                 found.append(f"removed {shard.name[:12]}, which does not belong in originals/")
-                _unlink(shard)
+                unlink(shard)
                 continue
             for file in sorted(shard.iterdir()):
                 if file.name in local:
                     on_disk.add(file.name)
                 else:
                     found.append(f"removed original {file.name[:12]}, which the catalog does not list")
-                    _unlink(file)
+                    unlink(file)
         for image_id in sorted(local - on_disk):
             # Cannot happen through this class (rows follow files); someone deleted it by hand.
             found.append(f"original {image_id[:12]} is missing from the card: marked absent")
             self._catalog.set_where(image_id, Where.ABSENT, original_at=None)
         held = {r.image_id for r in self._catalog.held_originals()}
         smaller = self._catalog.smaller()
-        for folder, known, what in ((self._held, held, "held original"), (self._smaller, set(smaller), "smaller copy")):
+        for folder, known, what in ((self._folder.held, held, "held original"), (self._folder.smaller, set(smaller), "smaller copy")):
             names = {f.name for f in folder.iterdir()}
             for stray in sorted(names - known):
                 found.append(f"removed {what} {stray[:12]}, which the catalog does not list")
-                _unlink(folder / stray)
+                unlink(folder / stray)
             for gone in sorted(known - names):
                 found.append(f"{what} {gone[:12]} is missing from the card: forgotten")
                 if what == "held original":
@@ -355,11 +332,11 @@ class Card:
                     self._catalog.delete_smaller(gone)
         partials = self._catalog.partials()
         for kind in Incoming:
-            for file in sorted((self._partial / kind.value).iterdir()):
+            for file in sorted((self._folder.partial / kind.value).iterdir()):
                 length = partials.get((file.name, kind))
                 if length is None:
                     found.append(f"removed a partial {kind.value} {file.name[:12]} the catalog does not list")
-                    _unlink(file)
+                    unlink(file)
                 elif file.stat().st_size != length:
                     # Bytes past the last committed length were never promised to anyone.
                     found.append(f"trimmed partial {kind.value} {file.name[:12]} to {length} bytes")
@@ -369,7 +346,7 @@ class Card:
                     if file.stat().st_size != length:
                         self._catalog.set_partial(file.name, kind, file.stat().st_size)
         for image_id, kind in partials:
-            if not (self._partial / kind.value / image_id).exists():
+            if not (self._folder.partial / kind.value / image_id).exists():
                 self._catalog.delete_partial(image_id, kind)
         self.recovered = found
         for line in found:
@@ -411,6 +388,14 @@ class Card:
                 "delete pictures, or use a card with more capacity"
             )
 
+    def _grew(self, size: int) -> None:
+        """A file being copied in grew past its size: the room is checked again."""
+        self._need_room(size, what="a file that grew while it was imported")
+
+    def _grew_unlocked(self, size: int) -> None:
+        with self._lock:
+            self._grew(size)
+
     # --- local capture -----------------------------------------------------------------
     def add_original(
         self,
@@ -439,12 +424,12 @@ class Card:
                 if known is not None and known.where is Where.LOCAL:
                     return known, False
                 self._need_room(len(source), what=f"{display_name(name)!r}")
-                temp, digest, size = self._write_temp([source], len(source))
+                temp, digest, size = self._folder.write_temp([source], len(source), grew=self._grew)
                 try:
                     return self._adopt(temp, digest, size, name=name, now=now,
                                        extracted=extracted)
                 finally:
-                    _unlink(temp)
+                    unlink(temp)
         size = source.stat().st_size
         full: CardFull | None = None
         with self._lock:
@@ -455,7 +440,7 @@ class Card:
                 full = exc
         if full is not None:
             # A duplicate needs no room: look before refusing (reads the file once more).
-            digest = _hash_file(source)
+            digest = hash_file(source)
             with self._lock:
                 self._check_open()
                 known = self._catalog.image(digest)
@@ -464,8 +449,8 @@ class Card:
             raise full
         with source.open("rb") as f:
             before = os.fstat(f.fileno())
-            temp, digest, size = self._write_temp(
-                iter(lambda: f.read(CHUNK), b""), size, locked=False
+            temp, digest, size = self._folder.write_temp(
+                iter(lambda: f.read(CHUNK), b""), size, grew=self._grew_unlocked
             )
         try:
             _same_source(source, before, size)
@@ -483,7 +468,7 @@ class Card:
                     self._need_room(size, what=f"{display_name(name)!r}")
                 return self._adopt(temp, digest, size, name=name, now=now, extracted=facts)
         finally:
-            _unlink(temp)
+            unlink(temp)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -496,16 +481,16 @@ class Card:
         known = self._catalog.image(digest)
         if known is not None and known.where is Where.LOCAL:
             return known, False
-        final = self._original_file(digest)
+        final = self._folder.original_file(digest)
         if known is not None:  # its thumbnail and metadata came from a peer: keep them
-            self._place(temp, final)
+            self._folder.place(temp, final)
             self._catalog.set_where(digest, Where.LOCAL, original_at=now)
             self._used += size
             record = self._catalog.image(digest)
             assert record is not None
             return record, False
         facts = extracted(temp) if callable(extracted) else extracted
-        self._place(temp, final)
+        self._folder.place(temp, final)
         record = ImageRecord(
             image_id=digest,
             origin=self._device_id,
@@ -525,7 +510,7 @@ class Card:
                 record, thumbnail_source=facts.thumbnail_source, strip=facts.strip
             )
         except BaseException:
-            _unlink(final)
+            unlink(final)
             raise
         self._used += size
         self._added()
@@ -577,7 +562,7 @@ class Card:
     def original_path(self, image_id: str) -> Path:
         """Where a LOCAL original is, for local readers; NotFound otherwise."""
         self._local(image_id)
-        return self._original_file(image_id)
+        return self._folder.original_file(image_id)
 
     @_locked
     def resolve(self, prefix: str) -> str:
@@ -655,7 +640,7 @@ class Card:
 
     # --- originals ---------------------------------------------------------------------
     def _original_file(self, image_id: str) -> Path:
-        return self._originals / image_id[:2] / image_id
+        return self._folder.originals / image_id[:2] / image_id
 
     def _local(self, image_id: str) -> ImageRecord:
         record = self._catalog.image(image_id)
@@ -666,12 +651,12 @@ class Card:
     @_locked
     def read_original(self, image_id: str, offset: int, length: int) -> bytes:
         self._local(image_id)
-        return _read(self._original_file(image_id), offset, length)
+        return read_range(self._folder.original_file(image_id), offset, length)
 
     @_locked
     def smaller_copy(self, image_id: str, max_side: int | None, quality: int | None) -> bytes:
         record = self._local(image_id)
-        return _recompress(self._original_file(image_id), record.name, max_side, quality)
+        return _recompress(self._folder.original_file(image_id), record.name, max_side, quality)
 
     # --- smaller copies received from peers (FIG. 10, S64-S65) ---------------------------
     @_locked
@@ -684,7 +669,7 @@ class Card:
         """Up to ``length`` bytes of the smaller copy kept for ``image_id``; NotFound if none is."""
         if image_id not in self._catalog.smaller():
             raise NotFound(f"this card keeps no smaller copy of {image_id[:12]}")
-        return _read(self._smaller / image_id, offset, length)
+        return read_range(self._folder.smaller / image_id, offset, length)
 
     @_locked
     def free_original(self, image_id: str, now: float) -> None:
@@ -696,7 +681,7 @@ class Card:
             )
         # The row changes first: a crash before the unlink leaves a stray file, never a lost one.
         self._catalog.set_where(image_id, Where.DISPERSED, original_at=None)
-        _unlink(self._original_file(image_id))
+        unlink(self._folder.original_file(image_id))
         self._used -= record.size
 
     # --- sealed originals: what holders get (issue 7) ----------------------------------------
@@ -707,7 +692,7 @@ class Card:
             return known[1]
         record = self._local(image_id)
         key = self._make_key(image_id) if known is None else known[0]
-        with self._original_file(image_id).open("rb") as f:
+        with self._folder.original_file(image_id).open("rb") as f:
             digest = sealing.sealed_digest(key, image_id, record.size, _reader(f))
         form = SealedForm(sealed_size(record.size), digest)
         self._catalog.set_sealed_form(image_id, form)
@@ -730,7 +715,7 @@ class Card:
         key, record = self._key(image_id), self._local(image_id)
         if self._sealed_cache[0] != image_id:
             self._sealed_cache = (image_id, {})
-        with self._original_file(image_id).open("rb") as f:
+        with self._folder.original_file(image_id).open("rb") as f:
             return sealing.read_sealed(key, image_id, record.size, _reader(f), offset, length,
                                        self._sealed_cache[1])
 
@@ -775,30 +760,25 @@ class Card:
                                               index * SEALED_RECORD, f.read(SEALED_RECORD))
 
         try:
-            temp, actual, size = self._write_temp(plain(), record.size)
+            temp, actual, size = self._folder.write_temp(plain(), record.size, grew=self._grew)
         except SealingError as exc:
             self._drop_partial(image_id, Incoming.SEALED, length)
             raise HashMismatch(f"{exc}; it was discarded") from exc
         if actual != image_id or size != record.size:
-            _unlink(temp)
+            unlink(temp)
             self._drop_partial(image_id, Incoming.SEALED, length)
             raise HashMismatch(
                 f"the original opened from its sealed form hashes to {actual[:12]}, not "
                 f"{image_id[:12]}; it was discarded and must be collected again"
             )
-        self._place(temp, self._original_file(image_id))
+        self._folder.place(temp, self._folder.original_file(image_id))
         with self._catalog.transaction():
             self._catalog.delete_partial(image_id, Incoming.SEALED)
             self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
-        _unlink(path)
+        unlink(path)
         self._used += size - length
 
     # --- incoming transfers ------------------------------------------------------------
-    def _partial_file(self, image_id: str, kind: Incoming) -> Path:
-        if not _HEX64.match(image_id):
-            raise StoreError(f"{image_id!r} is not an image id")  # never let a peer pick a path
-        return self._partial / kind.value / image_id
-
     def _partial_length(self, image_id: str, kind: Incoming) -> int:
         op = self._open_partials.get((image_id, kind))
         return op.length if op is not None else self._catalog.partial_length(image_id, kind)
@@ -838,7 +818,7 @@ class Card:
             oldest = next(iter(self._open_partials))
             self._sync_partials()
             self._open_partials.pop(oldest).file.close()
-        path = self._partial_file(*key)
+        path = self._folder.partial_file(*key)
         new = not path.exists()
         f = io.FileIO(path, "x+" if new else "r+")
         try:
@@ -878,7 +858,7 @@ class Card:
             for op in unsynced:
                 os.fsync(op.file.fileno())
             for key in [k for k, op in self._open_partials.items() if op in unsynced and op.new]:
-                _fsync_dir(self._partial_file(*key).parent)
+                fsync_dir(self._folder.partial_file(*key).parent)
             self._catalog.set_partials(
                 {key: op.length for key, op in self._open_partials.items()
                  if op in unrecorded or op in unsynced}, durable=hard)
@@ -907,7 +887,7 @@ class Card:
     @_locked
     def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
         key = (image_id, kind)
-        self._partial_file(image_id, kind)  # a peer's id is checked before anything else
+        self._folder.partial_file(image_id, kind)  # a peer's id is checked before anything else
         have = self._partial_length(image_id, kind)
         if offset != have:
             raise StoreError(f"partial {kind.value} {image_id[:12]} is at {have} bytes, not {offset}")
@@ -934,7 +914,7 @@ class Card:
     def finish_partial(
         self, image_id: str, kind: Incoming, digest: str, now: float, *, owner: str | None = None
     ) -> None:
-        path = self._partial_file(image_id, kind)
+        path = self._folder.partial_file(image_id, kind)
         record = self._catalog.image(image_id)
         if kind is Incoming.HELD and owner is None:
             raise StoreError("a held original needs its owner's device id")
@@ -945,7 +925,7 @@ class Card:
             os.fsync(op.file.fileno())  # before the rename that makes it count (_place)
         length, actual = self._close_partial(image_id, kind)
         if actual is None:  # not written since the card opened: hash what the file holds
-            actual = _hash_file(path) if path.exists() else hashlib.sha256().hexdigest()
+            actual = hash_file(path) if path.exists() else hashlib.sha256().hexdigest()
         if actual != digest or (kind is Incoming.ORIGINAL and record and length != record.size):
             self._drop_partial(image_id, kind, length)
             raise HashMismatch(
@@ -965,14 +945,14 @@ class Card:
             if record.where is Where.LOCAL:
                 self._drop_partial(image_id, kind, length)
                 return
-            self._place(path, self._original_file(image_id))
+            self._folder.place(path, self._folder.original_file(image_id))
             with self._catalog.transaction():
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
         elif kind is Incoming.HELD:
             assert owner is not None
             old = self._catalog.held(image_id)
-            self._place(path, self._held / image_id)
+            self._folder.place(path, self._folder.held / image_id)
             with self._catalog.transaction():
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.delete_reservation(image_id)
@@ -980,7 +960,7 @@ class Card:
             self._used -= old.size if old else 0
         else:
             old_size = self._catalog.smaller().get(image_id, 0)
-            self._place(path, self._smaller / image_id)
+            self._folder.place(path, self._folder.smaller / image_id)
             with self._catalog.transaction():
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.insert_smaller(image_id, length, now)
@@ -994,7 +974,7 @@ class Card:
     def _drop_partial(self, image_id: str, kind: Incoming, length: int) -> None:
         self._close_partial(image_id, kind)
         self._catalog.delete_partial(image_id, kind)
-        _unlink(self._partial_file(image_id, kind))
+        unlink(self._folder.partial_file(image_id, kind))
         self._used -= length
 
     # --- originals held for others -----------------------------------------------------
@@ -1024,7 +1004,7 @@ class Card:
     def read_held(self, image_id: str, offset: int, length: int) -> bytes:
         if self._catalog.held(image_id) is None:
             raise NotFound(f"this card holds no original {image_id[:12]} for anyone")
-        return _read(self._held / image_id, offset, length)
+        return read_range(self._folder.held / image_id, offset, length)
 
     @_locked
     def release_held(self, image_id: str) -> None:
@@ -1032,7 +1012,7 @@ class Card:
         if record is None:
             return
         self._catalog.delete_held(image_id)
-        _unlink(self._held / image_id)
+        unlink(self._folder.held / image_id)
         self._used -= record.size
 
     # --- the dispersion list -----------------------------------------------------------
@@ -1091,51 +1071,6 @@ class Card:
     def clear_decision(self, image_id: str) -> None:
         self._catalog.clear_decision(image_id)
 
-    # --- files -------------------------------------------------------------------------
-    def _write_temp(
-        self, chunks: Iterable[bytes], limit: int, *, locked: bool = True
-    ) -> tuple[Path, str, int]:
-        """Copy ``chunks`` to a fsynced temp file, hashing on the way; CardFull past ``limit``.
-
-        ``locked``: whether the caller holds the card's lock (a file's copy does not).
-        """
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
-        temp = Path(name)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:  # the file grew while we read it: check the room again
-                        what = "a file that grew while it was imported"
-                        if locked:
-                            self._need_room(size, what=what)
-                        else:
-                            with self._lock:
-                                self._need_room(size, what=what)
-                        limit = size
-                    digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            _unlink(temp)
-            raise
-        return temp, digest.hexdigest(), size
-
-
-    def _place(self, temp: Path, final: Path) -> None:
-        """Rename a fsynced file to its final name and make the rename durable."""
-        if final.parent.name not in self._shards and final.parent.parent == self._originals:
-            if not final.parent.exists():
-                final.parent.mkdir()
-                _fsync_dir(self._originals)
-            self._shards.add(final.parent.name)
-        os.replace(temp, final)  # ``temp`` was fsynced by whoever wrote it
-        _fsync_dir(final.parent)
-
-
 def _same_source(source: Path, before: os.stat_result, copied: int) -> None:
     """ImportRejected when ``source`` changed, shrank or vanished while it was copied."""
     try:
@@ -1153,17 +1088,6 @@ def _same_source(source: Path, before: os.stat_result, copied: int) -> None:
         raise ImportRejected("it was written to while it was being imported")
 
 
-def _read(path: Path, offset: int, length: int) -> bytes:
-    if offset < 0 or length < 0:
-        raise StoreError(f"cannot read {length} bytes at offset {offset}")
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return f.read(length)
-    except FileNotFoundError as exc:
-        raise NotFound(f"{path.name[:12]} is listed but its file is gone") from exc
-
-
 def _reader(f: io.BufferedReader) -> sealing.ReadPlain:
     """Reads of one open original, for sealing it record by record."""
 
@@ -1175,14 +1099,6 @@ def _reader(f: io.BufferedReader) -> sealing.ReadPlain:
         return data
 
     return read
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _recompress(path: Path, name: str, max_side: int | None, quality: int | None) -> bytes:
@@ -1203,11 +1119,3 @@ def _recompress(path: Path, name: str, max_side: int | None, quality: int | None
                 return out.getvalue()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise StoreError(f"cannot make a smaller copy of {name!r}: {exc}") from exc
-
-
-def iter_card_files(path: Path) -> Iterator[Path]:
-    """Every file whose bytes count against the card's capacity (tests and checks use it)."""
-    for folder in ("originals", "held", "smaller", "partial"):
-        for file in (path / folder).rglob("*"):
-            if file.is_file():
-                yield file
