@@ -74,6 +74,7 @@ from storage.files import (
     unlink,
 )
 from storage.movies import StripFrame
+from storage.recovery import count_used, recover
 from storage.sizes import format_size
 
 # Names other modules import from here; they live where the card's parts are made.
@@ -295,71 +296,11 @@ class Card:
         self.close()
 
     def _recover(self) -> None:
-        """Delete files no row points at, drop rows whose file is gone, trim torn partials."""
-        found: list[str] = []
-        for leftover in sorted(self._folder.tmp.iterdir()):
-            found.append(f"removed an unfinished write {leftover.name}")
-            unlink(leftover)
-        local = self._catalog.local_ids()
-        on_disk: set[str] = set()
-        for shard in sorted(self._folder.originals.iterdir()):
-            if not shard.is_dir():
-                found.append(f"removed {shard.name[:12]}, which does not belong in originals/")
-                unlink(shard)
-                continue
-            for file in sorted(shard.iterdir()):
-                if file.name in local:
-                    on_disk.add(file.name)
-                else:
-                    found.append(f"removed original {file.name[:12]}, which the catalog does not list")
-                    unlink(file)
-        for image_id in sorted(local - on_disk):
-            # Cannot happen through this class (rows follow files); someone deleted it by hand.
-            found.append(f"original {image_id[:12]} is missing from the card: marked absent")
-            self._catalog.set_where(image_id, Where.ABSENT, original_at=None)
-        held = {r.image_id for r in self._catalog.held_originals()}
-        smaller = self._catalog.smaller()
-        for folder, known, what in ((self._folder.held, held, "held original"), (self._folder.smaller, set(smaller), "smaller copy")):
-            names = {f.name for f in folder.iterdir()}
-            for stray in sorted(names - known):
-                found.append(f"removed {what} {stray[:12]}, which the catalog does not list")
-                unlink(folder / stray)
-            for gone in sorted(known - names):
-                found.append(f"{what} {gone[:12]} is missing from the card: forgotten")
-                if what == "held original":
-                    self._catalog.delete_held(gone)
-                else:
-                    self._catalog.delete_smaller(gone)
-        partials = self._catalog.partials()
-        for kind in Incoming:
-            for file in sorted((self._folder.partial / kind.value).iterdir()):
-                length = partials.get((file.name, kind))
-                if length is None:
-                    found.append(f"removed a partial {kind.value} {file.name[:12]} the catalog does not list")
-                    unlink(file)
-                elif file.stat().st_size != length:
-                    # Bytes past the last committed length were never promised to anyone.
-                    found.append(f"trimmed partial {kind.value} {file.name[:12]} to {length} bytes")
-                    with file.open("r+b") as f:
-                        f.truncate(min(length, file.stat().st_size))
-                        os.fsync(f.fileno())
-                    if file.stat().st_size != length:
-                        self._catalog.set_partial(file.name, kind, file.stat().st_size)
-        for image_id, kind in partials:
-            if not (self._folder.partial / kind.value / image_id).exists():
-                self._catalog.delete_partial(image_id, kind)
-        self.recovered = found
-        for line in found:
+        """Put right what an interrupted write left (``storage.recovery``), and say so."""
+        self.recovered = recover(self._folder, self._catalog)
+        for line in self.recovered:
             log.warning("card %s: %s", self.path, line)
-        self._used = self._recount()
-
-    def _recount(self) -> int:
-        return (
-            self._catalog.local_bytes()
-            + sum(r.size for r in self._catalog.held_originals())
-            + sum(self._catalog.smaller().values())
-            + sum(self._catalog.partials().values())
-        )
+        self._used = count_used(self._catalog)
 
     # --- room --------------------------------------------------------------------------
     @property
