@@ -75,6 +75,7 @@ from storage.files import (
 )
 from storage.movies import StripFrame
 from storage.recovery import count_used, recover
+from storage.room import RoomLedger
 from storage.sizes import format_size
 
 # Names other modules import from here; they live where the card's parts are made.
@@ -208,11 +209,11 @@ class Card:
         self.role = settings["role"]
         self.capacity = int(settings["capacity"])
         self.reserve_bytes = int(settings["reserve"])
+        self._room = RoomLedger(self.capacity, reserve=self.reserve_bytes, refusal=self._refusal)
         self._folder = CardFolder(path)
         # The last sealed record of the original being dispersed (see read_sealed).
         self._sealed_cache: tuple[str, dict[int, bytes]] = ("", {})
         self.recovered: list[str] = []
-        self._used = 0
         self._lock_fd: int | None = None
         self._sync_every = 0  # > 0 inside deferred_sync
         self._unsynced = 0
@@ -300,38 +301,32 @@ class Card:
         self.recovered = recover(self._folder, self._catalog)
         for line in self.recovered:
             log.warning("card %s: %s", self.path, line)
-        self._used = count_used(self._catalog)
+        self._room.take(count_used(self._catalog))
+        for image_id, size in self._catalog.reservations().items():
+            self._room.promise(image_id, size)
+        for (image_id, kind), length in self._catalog.partials().items():
+            if kind is Incoming.HELD:
+                self._room.fill(image_id, length)
 
     # --- room --------------------------------------------------------------------------
     @property
     def device_id(self) -> str:
         return self._device_id
 
-    def _reserved(self) -> int:
-        """The card's reserve plus what reservations still promise beyond their partials."""
-        partials = self._catalog.partials()
-        partials.update({key: op.length for key, op in self._open_partials.items()})
-        return self.reserve_bytes + sum(
-            max(0, size - partials.get((image_id, Incoming.HELD), 0))
-            for image_id, size in self._catalog.reservations().items()
-        )
-
     @_locked
     def usage(self) -> Usage:
-        return Usage(capacity=self.capacity, used=self._used, reserved=self._reserved())
+        return self._room.usage()
 
-    def _need_room(self, size: int, *, covered: int = 0, what: str = "this write") -> None:
-        free = max(0, self.capacity - self._used - self._reserved())
-        if size - covered > free:
-            raise CardFull(
-                f"card {self.name!r} is full: {what} needs {format_size(size)} but only "
-                f"{format_size(free)} of {format_size(self.capacity)} is free; disperse or "
-                "delete pictures, or use a card with more capacity"
-            )
+    def _refusal(self, size: int, free: int, what: str) -> str:
+        return (
+            f"card {self.name!r} is full: {what} needs {format_size(size)} but only "
+            f"{format_size(free)} of {format_size(self.capacity)} is free; disperse or "
+            "delete pictures, or use a card with more capacity"
+        )
 
     def _grew(self, size: int) -> None:
         """A file being copied in grew past its size: the room is checked again."""
-        self._need_room(size, what="a file that grew while it was imported")
+        self._room.need(size, what="a file that grew while it was imported")
 
     def _grew_unlocked(self, size: int) -> None:
         with self._lock:
@@ -364,7 +359,7 @@ class Card:
                 known = self._catalog.image(digest)
                 if known is not None and known.where is Where.LOCAL:
                     return known, False
-                self._need_room(len(source), what=f"{display_name(name)!r}")
+                self._room.need(len(source), what=f"{display_name(name)!r}")
                 temp, digest, size = self._folder.write_temp([source], len(source), grew=self._grew)
                 try:
                     return self._adopt(temp, digest, size, name=name, now=now,
@@ -376,7 +371,7 @@ class Card:
         with self._lock:
             self._check_open()
             try:
-                self._need_room(size, what=f"{display_name(name)!r}")
+                self._room.need(size, what=f"{display_name(name)!r}")
             except CardFull as exc:
                 full = exc
         if full is not None:
@@ -406,7 +401,7 @@ class Card:
                 self._check_open()
                 # Room again: another import may have taken it while this file was copied.
                 if (k := self._catalog.image(digest)) is None or k.where is not Where.LOCAL:
-                    self._need_room(size, what=f"{display_name(name)!r}")
+                    self._room.need(size, what=f"{display_name(name)!r}")
                 return self._adopt(temp, digest, size, name=name, now=now, extracted=facts)
         finally:
             unlink(temp)
@@ -426,7 +421,7 @@ class Card:
         if known is not None:  # its thumbnail and metadata came from a peer: keep them
             self._folder.place(temp, final)
             self._catalog.set_where(digest, Where.LOCAL, original_at=now)
-            self._used += size
+            self._room.take(size)
             record = self._catalog.image(digest)
             assert record is not None
             return record, False
@@ -453,7 +448,7 @@ class Card:
         except BaseException:
             unlink(final)
             raise
-        self._used += size
+        self._room.take(size)
         self._added()
         return record, True
 
@@ -623,7 +618,7 @@ class Card:
         # The row changes first: a crash before the unlink leaves a stray file, never a lost one.
         self._catalog.set_where(image_id, Where.DISPERSED, original_at=None)
         unlink(self._folder.original_file(image_id))
-        self._used -= record.size
+        self._room.give(record.size)
 
     # --- sealed originals: what holders get (issue 7) ----------------------------------------
     @_locked
@@ -717,7 +712,7 @@ class Card:
             self._catalog.delete_partial(image_id, Incoming.SEALED)
             self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
         unlink(path)
-        self._used += size - length
+        self._room.take(size - length)
 
     # --- incoming transfers ------------------------------------------------------------
     def _partial_length(self, image_id: str, kind: Incoming) -> int:
@@ -806,7 +801,9 @@ class Card:
         except BaseException:
             for key, op in list(self._open_partials.items()):  # back to what is recorded
                 if op in unrecorded or op in unsynced:
-                    self._used -= op.length - op.recorded
+                    self._room.give(op.length - op.recorded)
+                    if key[1] is Incoming.HELD:
+                        self._room.fill(key[0], op.recorded)
                     with contextlib.suppress(OSError):
                         op.file.truncate(op.recorded)
                     op.file.close()
@@ -832,10 +829,9 @@ class Card:
         have = self._partial_length(image_id, kind)
         if offset != have:
             raise StoreError(f"partial {kind.value} {image_id[:12]} is at {have} bytes, not {offset}")
-        covered = 0
-        if kind is Incoming.HELD:
-            covered = max(0, self._catalog.reservations().get(image_id, 0) - have)
-        self._need_room(len(data), covered=min(covered, len(data)), what=f"a chunk of {image_id[:12]}")
+        held = kind is Incoming.HELD
+        covered = self._room.covered(image_id, len(data)) if held else 0
+        self._room.need(len(data), covered=covered, what=f"a chunk of {image_id[:12]}")
         op = self._open_partial(key, have)
         try:
             view = memoryview(data)
@@ -847,7 +843,9 @@ class Card:
             raise
         op.length += len(data)
         op.digest.update(data)
-        self._used += len(data)
+        self._room.take(len(data))
+        if held:
+            self._room.fill(image_id, op.length)
         if not self._batching:
             self._sync_partials()
 
@@ -898,14 +896,16 @@ class Card:
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.delete_reservation(image_id)
                 self._catalog.insert_held(HeldRecord(image_id, owner, length, now, digest))
-            self._used -= old.size if old else 0
+            self._room.unpromise(image_id)
+            self._room.fill(image_id, 0)
+            self._room.give(old.size if old else 0)
         else:
             old_size = self._catalog.smaller().get(image_id, 0)
             self._folder.place(path, self._folder.smaller / image_id)
             with self._catalog.transaction():
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.insert_smaller(image_id, length, now)
-            self._used -= old_size
+            self._room.give(old_size)
 
     @_locked
     def discard_partial(self, image_id: str, kind: Incoming) -> None:
@@ -916,22 +916,23 @@ class Card:
         self._close_partial(image_id, kind)
         self._catalog.delete_partial(image_id, kind)
         unlink(self._folder.partial_file(image_id, kind))
-        self._used -= length
+        self._room.give(length)
+        if kind is Incoming.HELD:
+            self._room.fill(image_id, 0)
 
     # --- originals held for others -----------------------------------------------------
     @_locked
     def reserve(self, image_id: str, size: int) -> None:
         if size < 0:
             raise StoreError(f"cannot reserve {size} bytes")
-        old = self._catalog.reservations().get(image_id)
-        have = self._partial_length(image_id, Incoming.HELD)
-        covered = 0 if old is None else max(0, old - have)
-        self._need_room(max(0, size - have), covered=covered, what=f"holding {image_id[:12]}")
+        self._room.check_promise(image_id, size, what=f"holding {image_id[:12]}")
         self._catalog.set_reservation(image_id, size)
+        self._room.promise(image_id, size)
 
     @_locked
     def unreserve(self, image_id: str) -> None:
         self._catalog.delete_reservation(image_id)
+        self._room.unpromise(image_id)
 
     @_locked
     def held(self, image_id: str) -> HeldRecord | None:
@@ -954,7 +955,7 @@ class Card:
             return
         self._catalog.delete_held(image_id)
         unlink(self._folder.held / image_id)
-        self._used -= record.size
+        self._room.give(record.size)
 
     # --- the dispersion list -----------------------------------------------------------
     @_locked
