@@ -36,7 +36,6 @@ from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from protocol.fields import checker
 from protocol.messages import Limits, MetadataItem, MetadataValue
-from protocol.sealing import KEY_SIZE, SEALED_RECORD, SealingError, sealed_size
 from protocol.store import (
     Decision,
     DispersalState,
@@ -50,7 +49,6 @@ from protocol.store import (
     UserDecision,
     Where,
 )
-from storage import sealing
 from storage.catalog import CATALOG_NAME, Catalog
 from storage.errors import (
     AmbiguousId,
@@ -76,6 +74,7 @@ from storage.files import (
 from storage.movies import StripFrame
 from storage.recovery import count_used, recover
 from storage.room import RoomLedger
+from storage.sealed_form import SealedOriginals
 from storage.sizes import format_size
 
 # Names other modules import from here; they live where the card's parts are made.
@@ -211,8 +210,7 @@ class Card:
         self.reserve_bytes = int(settings["reserve"])
         self._room = RoomLedger(self.capacity, reserve=self.reserve_bytes, refusal=self._refusal)
         self._folder = CardFolder(path)
-        # The last sealed record of the original being dispersed (see read_sealed).
-        self._sealed_cache: tuple[str, dict[int, bytes]] = ("", {})
+        self._sealed = SealedOriginals(self._folder, catalog, self._device_id, self._local)
         self.recovered: list[str] = []
         self._lock_fd: int | None = None
         self._sync_every = 0  # > 0 inside deferred_sync
@@ -620,93 +618,31 @@ class Card:
         unlink(self._folder.original_file(image_id))
         self._room.give(record.size)
 
-    # --- sealed originals: what holders get (issue 7) ----------------------------------------
+    # --- sealed originals: what holders get (issue 7, storage.sealed_form) ---------
     @_locked
     def sealed_form(self, image_id: str) -> SealedForm:
-        known = self._catalog.picture_key(image_id)
-        if known is not None and known[1] is not None:
-            return known[1]
-        record = self._local(image_id)
-        key = self._make_key(image_id) if known is None else known[0]
-        with self._folder.original_file(image_id).open("rb") as f:
-            digest = sealing.sealed_digest(key, image_id, record.size, _reader(f))
-        form = SealedForm(sealed_size(record.size), digest)
-        self._catalog.set_sealed_form(image_id, form)
-        return form
-
-    def _make_key(self, image_id: str) -> bytes:
-        # Durable before any sealed byte or wrapped key leaves: without it they are useless.
-        key = os.urandom(KEY_SIZE)
-        self._catalog.insert_picture_key(image_id, key)
-        return key
-
-    def _key(self, image_id: str) -> bytes:
-        known = self._catalog.picture_key(image_id)
-        if known is None:
-            raise NotFound(f"picture {image_id[:12]} has no key on this card; nothing was sealed")
-        return known[0]
+        return self._sealed.form(image_id)
 
     @_locked
     def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
-        key, record = self._key(image_id), self._local(image_id)
-        if self._sealed_cache[0] != image_id:
-            self._sealed_cache = (image_id, {})
-        with self._folder.original_file(image_id).open("rb") as f:
-            return sealing.read_sealed(key, image_id, record.size, _reader(f), offset, length,
-                                       self._sealed_cache[1])
+        return self._sealed.read(image_id, offset, length)
 
     @_locked
     def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:
-        key, record = self._key(image_id), self._catalog.image(image_id)
-        if record is None:
-            raise NotFound(f"picture {image_id[:12]} is not in the catalog")
-        try:
-            return sealing.open_sealed(key, image_id, record.size, offset, sealed)
-        except SealingError as exc:
-            raise HashMismatch(str(exc)) from exc
+        return self._sealed.open(image_id, offset, sealed)
 
     @_locked
     def picture_key(self, image_id: str, *, create: bool = False) -> bytes | None:
-        known = self._catalog.picture_key(image_id)
-        if known is not None:
-            return known[0]
-        if not create:
-            return None
-        record = self._catalog.image(image_id)
-        if record is None or record.origin != self.device_id:
-            raise NotFound(f"picture {image_id[:12]} is not one of this card's own")
-        return self._make_key(image_id)
+        return self._sealed.key(image_id, create=create)
 
     def _finish_sealed(self, image_id: str, path: Path, length: int, digest: str,
                        record: ImageRecord, now: float) -> None:
         """A sealed original home from its holder: verify, open record by record, keep LOCAL."""
-        known = self._catalog.picture_key(image_id)
-        if known is None or known[1] is None or known[1].digest != digest:
-            self._drop_partial(image_id, Incoming.SEALED, length)
-            raise HashMismatch(
-                f"the sealed original received for {image_id[:12]} is not the one this card "
-                "sealed; it was discarded and must be collected again"
-            )
-        key = known[0]
-
-        def plain() -> Iterator[bytes]:
-            with path.open("rb") as f:
-                for index in range(-(-length // SEALED_RECORD)):
-                    yield sealing.open_sealed(key, image_id, record.size,
-                                              index * SEALED_RECORD, f.read(SEALED_RECORD))
-
         try:
-            temp, actual, size = self._folder.write_temp(plain(), record.size, grew=self._grew)
-        except SealingError as exc:
+            temp, size = self._sealed.open_home(path, length, digest, record, grew=self._grew)
+        except HashMismatch:
             self._drop_partial(image_id, Incoming.SEALED, length)
-            raise HashMismatch(f"{exc}; it was discarded") from exc
-        if actual != image_id or size != record.size:
-            unlink(temp)
-            self._drop_partial(image_id, Incoming.SEALED, length)
-            raise HashMismatch(
-                f"the original opened from its sealed form hashes to {actual[:12]}, not "
-                f"{image_id[:12]}; it was discarded and must be collected again"
-            )
+            raise
         self._folder.place(temp, self._folder.original_file(image_id))
         with self._catalog.transaction():
             self._catalog.delete_partial(image_id, Incoming.SEALED)
@@ -1028,19 +964,6 @@ def _same_source(source: Path, before: os.stat_result, copied: int) -> None:
         )
     if after.st_mtime_ns != before.st_mtime_ns:
         raise ImportRejected("it was written to while it was being imported")
-
-
-def _reader(f: io.BufferedReader) -> sealing.ReadPlain:
-    """Reads of one open original, for sealing it record by record."""
-
-    def read(offset: int, length: int) -> bytes:
-        f.seek(offset)
-        data = f.read(length)
-        if len(data) != length:
-            raise StoreError(f"the original ended at {offset + len(data)} bytes, before {offset + length}")
-        return data
-
-    return read
 
 
 def _recompress(path: Path, name: str, max_side: int | None, quality: int | None) -> bytes:
