@@ -19,22 +19,18 @@ deletes and reports in ``Card.recovered``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
 import re
 import threading
-import unicodedata
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
-from protocol.fields import checker
-from protocol.messages import Limits, MetadataItem, MetadataValue
+from protocol.messages import Limits, MetadataValue
 from protocol.store import (
     Decision,
     DispersalState,
@@ -52,22 +48,25 @@ from storage.catalog import CATALOG_NAME, Catalog
 from storage.errors import (
     AmbiguousId,
     CardExists,
-    CardFull,
-    ImportRejected,
     NotACard,
     NotFound,
     StoreError,
 )
 from storage.files import (
-    CHUNK,
     HEX64,
     CardFolder,
     fsync_dir,
-    hash_file,
     iter_card_files,
     lock_card,
     read_range,
     unlink,
+)
+from storage.intake import (
+    Extraction,
+    GivenExtraction,
+    Intake,
+    clean_metadata,
+    display_name,
 )
 from storage.movies import StripFrame
 from storage.partials import IncomingPartials
@@ -84,35 +83,6 @@ log = logging.getLogger("cammesh.card")
 
 ROLES: Final = ("camera", "desk")
 _HEX = re.compile(r"[0-9a-f]{1,64}\Z")
-class Extraction(Protocol):
-    """What import learns of a picture (``storage.thumbnails.Extracted`` has these fields)."""
-
-    @property
-    def thumbnail(self) -> bytes: ...
-    @property
-    def thumbnail_source(self) -> str: ...
-    @property
-    def mime(self) -> str: ...
-    @property
-    def capture_time(self) -> float | None: ...
-    @property
-    def metadata(self) -> Mapping[str, MetadataValue]: ...
-    @property
-    def strip(self) -> Sequence[StripFrame]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class GivenExtraction:
-    """An extraction supplied by the caller (``add_local``): nothing is decoded."""
-
-    thumbnail: bytes = b""
-    thumbnail_source: str = "given"
-    mime: str = "image/jpeg"
-    capture_time: float | None = None
-    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
-    strip: Sequence[StripFrame] = ()
-
-
 def default_reserve(capacity: int) -> int:
     """Room kept back for the catalog and thumbnails: 1% of the card, at most 256 MiB."""
     return min(capacity // 100, 256 * 2**20)
@@ -131,32 +101,6 @@ def check_settings(*, name: str, capacity: int, role: str, reserve: int | None) 
             "capacity must be positive and the reserve smaller than it"
         )
     return reserve
-
-
-def display_name(name: str) -> str:
-    """A file name fit to show and to send: no directories, no control characters, bounded."""
-    base = re.split(r"[/\\]", name)[-1]
-    clean = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in base)
-    clean = clean.strip()[: Limits.MAX_NAME]
-    return clean or "unnamed"
-
-
-_METADATA_VALUE_OK: Final = checker(MetadataItem)
-
-
-def clean_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
-    """Metadata within the wire limits: scalar values, finite floats, bounded keys and text."""
-    out: dict[str, MetadataValue] = {}
-    for key, value in metadata.items():
-        if len(out) >= Limits.MAX_METADATA_KEYS:
-            break
-        if not isinstance(key, str) or not 0 < len(key) <= 64:
-            continue
-        if isinstance(value, str):
-            value = str(value)[: Limits.MAX_METADATA_VALUE]
-        if _METADATA_VALUE_OK(value) is None:  # the wire's own declaration of a value
-            out[key] = value  # type: ignore[assignment]  # checked as a MetadataItem
-    return out
 
 
 P = ParamSpec("P")
@@ -196,8 +140,9 @@ class Card:
         self._sealed = SealedOriginals(self._folder, catalog, self._device_id, self._local)
         self.recovered: list[str] = []
         self._lock_fd: int | None = None
-        self._sync_every = 0  # > 0 inside deferred_sync
-        self._unsynced = 0
+        self._intake = Intake(self._folder, catalog, self._room, self._device_id,
+                              guard=self._guard, grew=self._grew,
+                              grew_unlocked=self._grew_unlocked)
         self._partials = IncomingPartials(self._folder, catalog, self._room, self._sealed,
                                           grew=self._grew)
 
@@ -319,116 +264,19 @@ class Card:
         now: float,
         extracted: Extraction | Callable[[Path], Extraction],
     ) -> tuple[ImageRecord, bool]:
-        """Store a picture taken or imported here as LOCAL; (record, False) if it was known.
+        """Store a picture taken or imported here as LOCAL (``storage.intake``): (record, False)
+        if it was known.  ``extracted`` may be a function, called on the stored copy only for
+        new pictures.  CardFull leaves nothing behind.  Durable on return, unless inside
+        ``deferred_sync``.  Takes the card's lock only while it checks and adopts."""
+        return self._intake.add_original(source, name=name, now=now, extracted=extracted)
 
-        ``extracted`` may be a function, called on the stored copy only for new pictures.
-        CardFull leaves nothing behind.  A picture known only by thumbnail gets its original.
-        The record is durable (original fsynced, catalog row committed) when this returns,
-        unless inside ``deferred_sync``.
-
-        A file's copy, hash and extraction run outside the card's lock: the card serves
-        every other call (a peer's handshake, chunk reads) while a large file is copied.
-        The lock is taken only to check room, to look the hash up and to adopt the copy.
-        """
-        if isinstance(source, bytes):
-            with self._lock:
-                self._check_open()
-                digest = hashlib.sha256(source).hexdigest()
-                known = self._catalog.image(digest)
-                if known is not None and known.where is Where.LOCAL:
-                    return known, False
-                self._room.need(len(source), what=f"{display_name(name)!r}")
-                temp, digest, size = self._folder.write_temp([source], len(source), grew=self._grew)
-                try:
-                    return self._adopt(temp, digest, size, name=name, now=now,
-                                       extracted=extracted)
-                finally:
-                    unlink(temp)
-        size = source.stat().st_size
-        full: CardFull | None = None
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """The card's lock, held by an open card."""
         with self._lock:
-            self._check_open()
-            try:
-                self._room.need(size, what=f"{display_name(name)!r}")
-            except CardFull as exc:
-                full = exc
-        if full is not None:
-            # A duplicate needs no room: look before refusing (reads the file once more).
-            digest = hash_file(source)
-            with self._lock:
-                self._check_open()
-                known = self._catalog.image(digest)
-            if known is not None and known.where is Where.LOCAL:
-                return known, False
-            raise full
-        with source.open("rb") as f:
-            before = os.fstat(f.fileno())
-            temp, digest, size = self._folder.write_temp(
-                iter(lambda: f.read(CHUNK), b""), size, grew=self._grew_unlocked
-            )
-        try:
-            _same_source(source, before, size)
-            facts = extracted
-            if callable(extracted):
-                with self._lock:
-                    self._check_open()
-                    known = self._catalog.image(digest)
-                if known is None:  # only a new picture needs its thumbnail made
-                    facts = extracted(temp)
-            with self._lock:
-                self._check_open()
-                # Room again: another import may have taken it while this file was copied.
-                if (k := self._catalog.image(digest)) is None or k.where is not Where.LOCAL:
-                    self._room.need(size, what=f"{display_name(name)!r}")
-                return self._adopt(temp, digest, size, name=name, now=now, extracted=facts)
-        finally:
-            unlink(temp)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"the card {self.path} is closed; open it again to use it")
-
-    def _adopt(
-        self, temp: Path, digest: str, size: int, *, name: str, now: float,
-        extracted: Extraction | Callable[[Path], Extraction],
-    ) -> tuple[ImageRecord, bool]:
-        known = self._catalog.image(digest)
-        if known is not None and known.where is Where.LOCAL:
-            return known, False
-        final = self._folder.original_file(digest)
-        if known is not None:  # its thumbnail and metadata came from a peer: keep them
-            self._folder.place(temp, final)
-            self._catalog.set_where(digest, Where.LOCAL, original_at=now)
-            self._room.take(size)
-            record = self._catalog.image(digest)
-            assert record is not None
-            return record, False
-        facts = extracted(temp) if callable(extracted) else extracted
-        self._folder.place(temp, final)
-        record = ImageRecord(
-            image_id=digest,
-            origin=self._device_id,
-            seq=self._catalog.next_seq(self._device_id),
-            name=display_name(name),
-            size=size,
-            mime=facts.mime[:128] or "application/octet-stream",
-            capture_time=facts.capture_time,
-            metadata=clean_metadata(facts.metadata),
-            thumbnail=facts.thumbnail,
-            where=Where.LOCAL,
-            thumbnail_at=None,
-            original_at=now,
-        )
-        try:
-            self._catalog.insert_image(
-                record, thumbnail_source=facts.thumbnail_source, strip=facts.strip
-            )
-        except BaseException:
-            unlink(final)
-            raise
-        self._room.take(size)
-        self._added()
-        return record, True
+            if self._closed:
+                raise StoreError(f"the card {self.path} is closed; open it again to use it")
+            yield
 
     @contextmanager
     def deferred_sync(self, *, every: int = 64) -> Iterator[None]:
@@ -439,7 +287,7 @@ class Card:
         """
         with self._lock:
             self._catalog.set_deferred(True)
-            self._sync_every, self._unsynced = every, 0
+            self._intake.start_deferred(every)
         try:
             yield
         finally:
@@ -447,14 +295,7 @@ class Card:
                 if not self._closed:
                     self._catalog.sync()
                     self._catalog.set_deferred(False)
-                self._sync_every = 0
-
-    def _added(self) -> None:
-        if self._sync_every:
-            self._unsynced += 1
-            if self._unsynced >= self._sync_every:
-                self._catalog.sync()
-                self._unsynced = 0
+                self._intake.sync_every = 0
 
     def add_local(
         self,
@@ -553,9 +394,6 @@ class Card:
         return True
 
     # --- originals ---------------------------------------------------------------------
-    def _original_file(self, image_id: str) -> Path:
-        return self._folder.originals / image_id[:2] / image_id
-
     def _local(self, image_id: str) -> ImageRecord:
         record = self._catalog.image(image_id)
         if record is None or record.where is not Where.LOCAL:
@@ -748,23 +586,6 @@ class Card:
     @_locked
     def clear_decision(self, image_id: str) -> None:
         self._catalog.clear_decision(image_id)
-
-def _same_source(source: Path, before: os.stat_result, copied: int) -> None:
-    """ImportRejected when ``source`` changed, shrank or vanished while it was copied."""
-    try:
-        after = os.stat(source)
-    except FileNotFoundError:
-        raise ImportRejected("it vanished while it was being imported") from None
-    if (after.st_ino, after.st_dev) != (before.st_ino, before.st_dev):
-        raise ImportRejected("it was replaced by another file while it was being imported")
-    if after.st_size != copied or after.st_size != before.st_size:
-        raise ImportRejected(
-            f"it changed size while it was being imported ({before.st_size} bytes, then "
-            f"{after.st_size}; {copied} read): truncated or still being written"
-        )
-    if after.st_mtime_ns != before.st_mtime_ns:
-        raise ImportRejected("it was written to while it was being imported")
-
 
 def _recompress(path: Path, name: str, max_side: int | None, quality: int | None) -> bytes:
     """A JPEG of the picture, at most ``max_side`` on its long side (FIG. 10, S64-S65)."""
