@@ -1,61 +1,49 @@
 """The card: a folder of originals named by their SHA-256, and the catalog that lists them.
 
-``Card`` implements ``protocol.store.Store``: every call is durable when it
-returns and changes nothing when it raises; the one exception is the chunks
-written inside ``batched_partials`` (see there for what a crash can cost).  Layout of a card folder::
+``Card`` implements ``protocol.store.Store``: every call is durable when it returns and
+changes nothing when it raises; the one exception is the chunks written inside
+``batched_partials`` (see there for what a crash can cost).  The card holds the lock and
+hands each call to the part that owns it:
 
-    catalog.sqlite        the catalog (and its -wal/-shm files)
-    originals/ab/ab12...  our originals, by image id, byte-identical
-    held/<id>             originals held for other owners (dispersal)
-    smaller/<id>          recompressed copies received for our thumbnails
-    partial/<kind>/<id>   unfinished incoming transfers
-    tmp/                  files being written; anything here after a crash is a leftover
-
-A file reaches its final name only by rename after fsync, and the directory is
-fsynced after the rename; a catalog row points at a file only after that.  So
-a crash leaves, at worst, files that no row points at, which ``Card.open``
-deletes and reports in ``Card.recovered``.
+    storage.files        the folder's layout, and how a file reaches its name intact
+    storage.recovery     what ``Card.open`` puts right after a crash (``Card.recovered``)
+    storage.room         the room ledger: bytes used, bytes promised, CardFull
+    storage.intake       a capture or an import: copied, hashed, extracted, adopted
+    storage.partials     incoming transfers, resumed and verified
+    storage.sealed_form  picture keys, and the sealed form holders get (issue 7)
+    storage.settings     name, role, capacity and reserve;  storage.catalog: the SQLite catalog
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
-from protocol.messages import Limits, MetadataValue
+from protocol.messages import MetadataValue
 from protocol.store import (
     Decision,
     DispersalState,
-    DispersionEntry,
-    HeldRecord,
     ImageRecord,
     Incoming,
     SealedForm,
     TransferState,
     Usage,
-    UserDecision,
     Where,
 )
-from storage.catalog import CATALOG_NAME, Catalog
+from storage.catalog import Catalog
 from storage.errors import (
     AmbiguousId,
-    CardExists,
-    NotACard,
     NotFound,
     StoreError,
 )
 from storage.files import (
-    HEX64,
     CardFolder,
-    fsync_dir,
     iter_card_files,
     lock_card,
     read_range,
@@ -70,10 +58,12 @@ from storage.intake import (
 )
 from storage.movies import StripFrame
 from storage.partials import IncomingPartials
-from storage.recovery import count_used, recover
+from storage.recovery import count_room, recover
 from storage.room import RoomLedger
 from storage.sealed_form import SealedOriginals
+from storage.settings import check_settings, default_reserve, existing_catalog, new_catalog
 from storage.sizes import format_size
+from storage.smaller import smaller_jpeg
 
 # Names other modules import from here; they live where the card's parts are made.
 __all__ = ["Card", "Extraction", "GivenExtraction", "check_settings", "clean_metadata",
@@ -81,28 +71,7 @@ __all__ = ["Card", "Extraction", "GivenExtraction", "check_settings", "clean_met
 
 log = logging.getLogger("cammesh.card")
 
-ROLES: Final = ("camera", "desk")
 _HEX = re.compile(r"[0-9a-f]{1,64}\Z")
-def default_reserve(capacity: int) -> int:
-    """Room kept back for the catalog and thumbnails: 1% of the card, at most 256 MiB."""
-    return min(capacity // 100, 256 * 2**20)
-
-
-def check_settings(*, name: str, capacity: int, role: str, reserve: int | None) -> int:
-    """Raise StoreError unless these make a usable card; returns the reserve to use."""
-    reserve = default_reserve(capacity) if reserve is None else reserve
-    if role not in ROLES:
-        raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    if not name or len(name) > Limits.MAX_NAME or display_name(name) != name:
-        raise StoreError(f"card name {name!r} must be 1 to 255 printable characters, no slashes")
-    if capacity <= 0 or not 0 <= reserve < capacity:
-        raise StoreError(
-            f"a capacity of {capacity} bytes with a reserve of {reserve} leaves no room: the "
-            "capacity must be positive and the reserve smaller than it"
-        )
-    return reserve
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -120,6 +89,16 @@ def _locked(method: Callable[Concatenate[Card, P], R]) -> Callable[Concatenate[C
     return call
 
 
+def _from_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Concatenate[Card, P], R]:
+    """A Store call that the catalog answers as it is, made under the card's lock."""
+
+    def call(self: Card, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self._catalog, *args, **kwargs)
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return _locked(call)
+
+
 class Card:
     """A card folder opened for use; create with ``Card.create``, open with ``Card.open``."""
 
@@ -131,20 +110,17 @@ class Card:
         self._closed = False
         settings = catalog.settings()
         self._device_id = settings["device_id"]
-        self.name = settings["name"]
-        self.role = settings["role"]
-        self.capacity = int(settings["capacity"])
-        self.reserve_bytes = int(settings["reserve"])
+        self.name, self.role = settings["name"], settings["role"]
+        self.capacity, self.reserve_bytes = int(settings["capacity"]), int(settings["reserve"])
         self._room = RoomLedger(self.capacity, reserve=self.reserve_bytes, refusal=self._refusal)
         self._folder = CardFolder(path)
         self._sealed = SealedOriginals(self._folder, catalog, self._device_id, self._local)
         self.recovered: list[str] = []
         self._lock_fd: int | None = None
         self._intake = Intake(self._folder, catalog, self._room, self._device_id,
-                              guard=self._guard, grew=self._grew,
-                              grew_unlocked=self._grew_unlocked)
+                              guard=self._guard, lock=self._lock)
         self._partials = IncomingPartials(self._folder, catalog, self._room, self._sealed,
-                                          grew=self._grew)
+                                          grew=self._intake.grew)
 
     # --- opening and closing ---------------------------------------------------------
     @classmethod
@@ -160,31 +136,14 @@ class Card:
     ) -> Card:
         """Make a new, empty card in ``path`` (created if need be); CardExists if one is there."""
         path = Path(path)
-        reserve = check_settings(name=name, capacity=capacity, role=role, reserve=reserve)
-        if not HEX64.match(device_id):
-            raise StoreError(f"device id {device_id!r} is not 64 lowercase hex characters")
-        if (path / CATALOG_NAME).exists():
-            raise CardExists(f"{path} already holds a card; open it, or choose another folder")
-        path.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(path / CATALOG_NAME)
-        catalog.set_settings({
-            "format": "cammesh-card", "device_id": device_id, "name": name, "role": role,
-            "capacity": str(capacity), "reserve": str(reserve),
-        })
-        fsync_dir(path)
-        return cls._start(path, catalog)
+        return cls._start(path, new_catalog(path, device_id=device_id, name=name,
+                                            capacity=capacity, role=role, reserve=reserve))
 
     @classmethod
     def open(cls, path: Path | str) -> Card:
         """Open an existing card, cleaning up (and reporting) what an interrupted write left."""
         path = Path(path)
-        if not (path / CATALOG_NAME).is_file():
-            raise NotACard(f"{path} is not a cammesh card (no {CATALOG_NAME}); create one with `cammesh init`")
-        catalog = Catalog(path / CATALOG_NAME)
-        if catalog.settings().get("format") != "cammesh-card":
-            catalog.close()
-            raise NotACard(f"{path} has a catalog but no card settings; it was never initialised")
-        return cls._start(path, catalog)
+        return cls._start(path, existing_catalog(path))
 
     @classmethod
     def _start(cls, path: Path, catalog: Catalog) -> Card:
@@ -224,12 +183,7 @@ class Card:
         self.recovered = recover(self._folder, self._catalog)
         for line in self.recovered:
             log.warning("card %s: %s", self.path, line)
-        self._room.take(count_used(self._catalog))
-        for image_id, size in self._catalog.reservations().items():
-            self._room.promise(image_id, size)
-        for (image_id, kind), length in self._catalog.partials().items():
-            if kind is Incoming.HELD:
-                self._room.fill(image_id, length)
+        count_room(self._catalog, self._room)
 
     # --- room --------------------------------------------------------------------------
     @property
@@ -246,14 +200,6 @@ class Card:
             f"{format_size(free)} of {format_size(self.capacity)} is free; disperse or "
             "delete pictures, or use a card with more capacity"
         )
-
-    def _grew(self, size: int) -> None:
-        """A file being copied in grew past its size: the room is checked again."""
-        self._room.need(size, what="a file that grew while it was imported")
-
-    def _grew_unlocked(self, size: int) -> None:
-        with self._lock:
-            self._grew(size)
 
     # --- local capture -----------------------------------------------------------------
     def add_original(
@@ -332,16 +278,12 @@ class Card:
             raise AmbiguousId(f"more than one picture has an id starting with {prefix!r}; give more characters")
         return ids[0]
 
-    @_locked
-    def thumbnail_sources(self) -> dict[str, str | None]:
-        """Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder)."""
-        return self._catalog.thumbnail_sources()
+    # Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder).
+    thumbnail_sources = _from_catalog(Catalog.thumbnail_sources)
 
     # --- movie strips (FIG. 15-16): storage-level, outside the protocol's Store ----------
-    @_locked
-    def strip(self, image_id: str) -> list[StripFrame]:
-        """The strip of keyframe thumbnails kept for a movie, poster first; [] for a still."""
-        return self._catalog.strip(image_id)
+    # The strip of keyframe thumbnails kept for a movie, poster first; [] for a still.
+    strip = _from_catalog(Catalog.strip)
 
     @_locked
     def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
@@ -351,23 +293,13 @@ class Card:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
         self._catalog.set_strip(image_id, strip)
 
-    @_locked
-    def strip_lengths(self) -> dict[str, int]:
-        """Per image id that has a strip, the number of its frames."""
-        return self._catalog.strip_lengths()
+    # Per image id that has a strip, the number of its frames.
+    strip_lengths = _from_catalog(Catalog.strip_lengths)
 
     # --- the catalog -------------------------------------------------------------------
-    @_locked
-    def image(self, image_id: str) -> ImageRecord | None:
-        return self._catalog.image(image_id)
-
-    @_locked
-    def images(self) -> list[ImageRecord]:
-        return self._catalog.images()
-
-    @_locked
-    def images_after(self, origin: str, seq: int) -> list[ImageRecord]:
-        return self._catalog.images_after(origin, seq)
+    image = _from_catalog(Catalog.image)
+    images = _from_catalog(Catalog.images)
+    images_after = _from_catalog(Catalog.images_after)
 
     @_locked
     def seen(self) -> dict[str, int]:
@@ -408,7 +340,7 @@ class Card:
     @_locked
     def smaller_copy(self, image_id: str, max_side: int | None, quality: int | None) -> bytes:
         record = self._local(image_id)
-        return _recompress(self._folder.original_file(image_id), record.name, max_side, quality)
+        return smaller_jpeg(self._folder.original_file(image_id), record.name, max_side, quality)
 
     # --- smaller copies received from peers (FIG. 10, S64-S65) ---------------------------
     @_locked
@@ -508,13 +440,8 @@ class Card:
         self._catalog.delete_reservation(image_id)
         self._room.unpromise(image_id)
 
-    @_locked
-    def held(self, image_id: str) -> HeldRecord | None:
-        return self._catalog.held(image_id)
-
-    @_locked
-    def held_originals(self) -> list[HeldRecord]:
-        return self._catalog.held_originals()
+    held = _from_catalog(Catalog.held)
+    held_originals = _from_catalog(Catalog.held_originals)
 
     @_locked
     def read_held(self, image_id: str, offset: int, length: int) -> bytes:
@@ -532,13 +459,8 @@ class Card:
         self._room.give(record.size)
 
     # --- the dispersion list -----------------------------------------------------------
-    @_locked
-    def dispersion(self, image_id: str) -> list[DispersionEntry]:
-        return self._catalog.dispersion(image_id)
-
-    @_locked
-    def dispersion_list(self) -> list[DispersionEntry]:
-        return self._catalog.dispersion_list()
+    dispersion = _from_catalog(Catalog.dispersion)
+    dispersion_list = _from_catalog(Catalog.dispersion_list)
 
     @_locked
     def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
@@ -546,19 +468,12 @@ class Card:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog")
         self._catalog.set_dispersion(image_id, holder, state, now)
 
-    @_locked
-    def remove_dispersion(self, image_id: str, holder: str) -> None:
-        self._catalog.remove_dispersion(image_id, holder)
+    remove_dispersion = _from_catalog(Catalog.remove_dispersion)
 
     # --- per-peer transfer state -------------------------------------------------------
-    @_locked
-    def transfer_state(self, peer: str, image_id: str) -> TransferState:
-        return self._catalog.transfer_state(peer, image_id)
-
-    @_locked
-    def transfer_request(self, peer: str, image_id: str) -> tuple[int | None, int | None]:
-        """The (max_side, quality) ``peer`` asked for with its last request."""
-        return self._catalog.transfer_request(peer, image_id)
+    transfer_state = _from_catalog(Catalog.transfer_state)
+    # The (max_side, quality) ``peer`` asked for with its last request.
+    transfer_request = _from_catalog(Catalog.transfer_request)
 
     @_locked
     def set_transfer_state(
@@ -568,13 +483,8 @@ class Card:
         self._catalog.set_transfer_state(peer, image_id, state, max_side, quality)
 
     # --- our own user's decisions -----------------------------------------------------
-    @_locked
-    def decision(self, image_id: str) -> UserDecision | None:
-        return self._catalog.decision(image_id)
-
-    @_locked
-    def decisions(self) -> list[UserDecision]:
-        return self._catalog.decisions()
+    decision = _from_catalog(Catalog.decision)
+    decisions = _from_catalog(Catalog.decisions)
 
     @_locked
     def set_decision(
@@ -583,25 +493,4 @@ class Card:
     ) -> None:
         self._catalog.set_decision(image_id, decision, now, max_side, quality)
 
-    @_locked
-    def clear_decision(self, image_id: str) -> None:
-        self._catalog.clear_decision(image_id)
-
-def _recompress(path: Path, name: str, max_side: int | None, quality: int | None) -> bytes:
-    """A JPEG of the picture, at most ``max_side`` on its long side (FIG. 10, S64-S65)."""
-    from PIL import Image, ImageOps  # Pillow loads only when a smaller copy is asked for
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if max_side:
-                    image.draft("RGB", (max_side, max_side))
-                picture = ImageOps.exif_transpose(image) or image
-                if max_side:
-                    picture.thumbnail((max_side, max_side))
-                out = io.BytesIO()
-                picture.convert("RGB").save(out, "JPEG", quality=quality or 85)
-                return out.getvalue()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise StoreError(f"cannot make a smaller copy of {name!r}: {exc}") from exc
+    clear_decision = _from_catalog(Catalog.clear_decision)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from protocol.fields import checker
 from protocol.messages import Limits, MetadataItem, MetadataValue
@@ -91,18 +91,24 @@ class Intake:
 
     def __init__(
         self, folder: CardFolder, catalog: Catalog, room: RoomLedger, device_id: str, *,
-        guard: Callable[[], AbstractContextManager[None]],
-        grew: Callable[[int], None], grew_unlocked: Callable[[int], None],
+        guard: Callable[[], AbstractContextManager[None]], lock: AbstractContextManager[Any],
     ) -> None:
         self._folder = folder
         self._catalog = catalog
         self._room = room
         self._device_id = device_id
         self._guard = guard
-        self._grew = grew
-        self._grew_unlocked = grew_unlocked
+        self._lock = lock
         self.sync_every = 0  # > 0 inside the card's deferred_sync
         self._unsynced = 0
+
+    def grew(self, size: int) -> None:
+        """A file being copied in grew past its size: the room is checked again."""
+        self._room.need(size, what="a file that grew while it was imported")
+
+    def _grew_unlocked(self, size: int) -> None:
+        with self._lock:
+            self.grew(size)
 
     def start_deferred(self, every: int) -> None:
         self.sync_every, self._unsynced = every, 0
@@ -134,7 +140,7 @@ class Intake:
                 if known is not None and known.where is Where.LOCAL:
                     return known, False
                 self._room.need(len(source), what=f"{display_name(name)!r}")
-                temp, digest, size = self._folder.write_temp([source], len(source), grew=self._grew)
+                temp, digest, size = self._folder.write_temp([source], len(source), grew=self.grew)
                 try:
                     return self._adopt(temp, digest, size, name=name, now=now,
                                        extracted=extracted)

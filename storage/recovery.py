@@ -14,6 +14,7 @@ import os
 from protocol.store import Incoming, Where
 from storage.catalog import Catalog
 from storage.files import CardFolder, unlink
+from storage.room import RoomLedger
 
 
 def recover(card: CardFolder, catalog: Catalog) -> list[str]:
@@ -76,11 +77,17 @@ def recover(card: CardFolder, catalog: Catalog) -> list[str]:
     return found
 
 
-def count_used(catalog: Catalog) -> int:
-    """The bytes the card's files take, as the catalog lists them."""
-    return (
+def count_room(catalog: Catalog, room: RoomLedger) -> None:
+    """Count into ``room`` what the catalog lists: the bytes of the card's files, the
+    reservations, and the held partials that fill them."""
+    room.take(
         catalog.local_bytes()
         + sum(r.size for r in catalog.held_originals())
         + sum(catalog.smaller().values())
         + sum(catalog.partials().values())
     )
+    for image_id, size in catalog.reservations().items():
+        room.promise(image_id, size)
+    for (image_id, kind), length in catalog.partials().items():
+        if kind is Incoming.HELD:
+            room.fill(image_id, length)
