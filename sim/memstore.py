@@ -4,11 +4,12 @@ Every call is durable on return, so a simulated crash keeps the store as it
 is -- except the last partial write, which ``crash`` may tear the way a real
 disk loses bytes that were written but not yet synced.
 
-Room is counted like a card's: local originals, held originals, partials and
-smaller copies are ``used``; a reservation counts as ``reserved`` until the
-held original it promised room to arrives, and the bytes of that original's
-partial are taken out of its reservation rather than counted twice.  A call
-that would pass the capacity raises CardFull and changes nothing.
+Room is counted by the card's own ledger (``storage.room.RoomLedger``): local
+originals, held originals, partials and smaller copies are ``used``; a
+reservation counts as ``reserved`` until the held original it promised room to
+arrives, and the bytes of that original's partial are taken out of its
+reservation rather than counted twice.  A call that would pass the capacity
+raises CardFull and changes nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from protocol.messages import MetadataValue
 from protocol.sealing import SealingError, sealed_size
 from protocol.store import (
-    CardFull,
     Decision,
     DispersalState,
     DispersionEntry,
@@ -43,6 +43,7 @@ from protocol.store import (
     Where,
 )
 from storage import sealing
+from storage.room import RoomLedger
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _first = operator.itemgetter(0)
@@ -65,7 +66,7 @@ class MemoryStore:
         if capacity < 0:
             raise ValueError(f"a card's capacity cannot be negative: {capacity}")
         self._device_id = device_id
-        self._capacity = capacity
+        self._room = RoomLedger(capacity, refusal=self._refusal)
         self._images: dict[str, ImageRecord] = {}
         self._by_origin: dict[str, dict[int, str]] = {}  # origin -> seq -> image id
         self._seqs: dict[str, list[int]] = {}  # origin -> its seqs, sorted
@@ -74,7 +75,7 @@ class MemoryStore:
         self._held: dict[str, tuple[HeldRecord, bytes]] = {}
         self._partials: dict[tuple[str, Incoming], bytearray] = {}
         self._smaller: dict[str, bytes] = {}
-        self._reservations: dict[str, int] = {}
+        self._reservations: dict[str, int] = {}  # the ledger counts them; this says what they are
         self._dispersion: dict[str, dict[str, DispersionEntry]] = {}  # image -> holder -> entry
         # Snapshots the protocol asks for on hot paths, kept until what they list changes
         # (None: recompute).  Tuples, so a caller that changes the store while it walks
@@ -95,9 +96,6 @@ class MemoryStore:
         self._keys: dict[str, bytes] = {}  # our pictures' keys
         self._forms: dict[str, SealedForm] = {}  # and their sealed forms, once sealed
         self._last_write: _LastWrite | None = None
-        # Running totals, so usage() is O(1) (the simulator asks on every step).
-        self._used = 0  # originals + held + partials + smaller copies
-        self._reserved_total = 0  # sum over reservations of max(0, size - held partial)
         # The protocol looks a picture up a few times per frame: the dict's own bound get
         # answers without a Python call (same contract as the method below).
         self.image = self._images.get  # type: ignore[method-assign, assignment]
@@ -110,28 +108,13 @@ class MemoryStore:
         return self._device_id
 
     def usage(self) -> Usage:
-        return Usage(capacity=self._capacity, used=self._used, reserved=self._reserved_total)
+        return self._room.usage()
 
-    def _outstanding(self, image_id: str) -> int:
-        """What one reservation still promises beyond its held partial."""
-        size = self._reservations.get(image_id)
-        if size is None:
-            return 0
-        return max(0, size - len(self._partials.get((image_id, Incoming.HELD), b"")))
-
-    def _reserved(self, without: str | None = None) -> int:
-        """Reserved bytes not yet covered by their held original's partial."""
-        return self._reserved_total - (0 if without is None else self._outstanding(without))
-
-    def _check_room(self, extra_used: int, *, reserved_after: int | None = None) -> None:
-        """CardFull unless ``extra_used`` more bytes (and that reservation total) still fit."""
-        usage = self.usage()
-        reserved = usage.reserved if reserved_after is None else reserved_after
-        if usage.used + extra_used + reserved > self._capacity:
-            raise CardFull(
-                f"the card has {usage.free} bytes free and {extra_used} more are needed "
-                f"(capacity {self._capacity}); free an original or disperse some"
-            )
+    def _refusal(self, size: int, free: int, _what: str) -> str:
+        return (
+            f"the card has {free} bytes free and {size} more are needed "
+            f"(capacity {self._room.capacity}); free an original or disperse some"
+        )
 
     # --- the catalog -------------------------------------------------------------------
 
@@ -211,7 +194,7 @@ class MemoryStore:
         known = self._images.get(image_id)
         if known is not None and known.where is Where.LOCAL:
             return known
-        self._check_room(len(data))
+        self._room.need(len(data))
         if known is not None:
             record = dataclasses.replace(known, where=Where.LOCAL, original_at=now)
         else:
@@ -232,7 +215,7 @@ class MemoryStore:
             )
         self._insert(record)
         self._originals[image_id] = bytes(data)
-        self._used += len(data)
+        self._room.take(len(data))
         return record
 
     # --- originals ---------------------------------------------------------------------
@@ -282,7 +265,7 @@ class MemoryStore:
             raise StoreError(
                 f"will not free {image_id[:12]}: no holder has confirmed storing it yet"
             )
-        self._used -= len(self._originals.pop(image_id))
+        self._room.give(len(self._originals.pop(image_id)))
         self._put(dataclasses.replace(record, where=Where.DISPERSED))
 
     # --- sealed originals (issue 7) -------------------------------------------------------
@@ -358,17 +341,12 @@ class MemoryStore:
         if not data:
             return
         held = kind is Incoming.HELD
-        before = self._outstanding(image_id) if held else 0
-        if held and image_id in self._reservations:
-            # The bytes land in room already promised to this original.
-            left = max(0, self._reservations[image_id] - have)
-            self._check_room(len(data), reserved_after=self._reserved() - min(left, len(data)))
-        else:
-            self._check_room(len(data))
+        # The bytes of a held original land in room already promised to it.
+        self._room.need(len(data), covered=self._room.covered(image_id, len(data)) if held else 0)
         self._partials.setdefault((image_id, kind), bytearray()).extend(data)
-        self._used += len(data)
+        self._room.take(len(data))
         if held:
-            self._reserved_total += self._outstanding(image_id) - before
+            self._room.fill(image_id, have + len(data))
         self._last_write = _LastWrite(image_id, kind, have + len(data), len(data))
 
     def finish_partial(
@@ -410,16 +388,16 @@ class MemoryStore:
             assert owner is not None
             self.unreserve(image_id)
             old = self._held.get(image_id)
-            self._used -= 0 if old is None else len(old[1])
+            self._room.give(0 if old is None else len(old[1]))
             if old is None:
                 bisect.insort(self._held_keys, image_id)
             self._held[image_id] = (HeldRecord(image_id, owner, len(data), now, digest), data)
             self._held_sorted = None
         else:
             old_copy = self._smaller.get(image_id)
-            self._used -= 0 if old_copy is None else len(old_copy)
+            self._room.give(0 if old_copy is None else len(old_copy))
             self._smaller[image_id] = data
-        self._used += len(data)
+        self._room.take(len(data))
 
     def _opened(self, image_id: str, kind: Incoming, digest: str, sealed: bytes) -> bytes:
         """A sealed original home again, opened and checked; HashMismatch (discarded) if not ours."""
@@ -439,11 +417,11 @@ class MemoryStore:
 
     def discard_partial(self, image_id: str, kind: Incoming) -> None:
         """Drop an unfinished transfer (nothing happens if there is none)."""
-        before = self._outstanding(image_id)
         partial = self._partials.pop((image_id, kind), None)
         if partial is not None:
-            self._used -= len(partial)
-            self._reserved_total += self._outstanding(image_id) - before
+            self._room.give(len(partial))
+            if kind is Incoming.HELD:
+                self._room.fill(image_id, 0)
 
     # --- originals held for others ------------------------------------------------------
 
@@ -451,15 +429,12 @@ class MemoryStore:
         """Promise ``size`` bytes to an incoming held original (replacing an earlier promise)."""
         if size < 0:
             raise StoreError(f"cannot reserve a negative size ({size}) for {image_id[:12]}")
-        arrived = len(self._partials.get((image_id, Incoming.HELD), b""))
-        after = self._reserved(without=image_id) + max(0, size - arrived)
-        if after > self._reserved():
-            self._check_room(0, reserved_after=after)
+        self._room.check_promise(image_id, size, what=f"holding {image_id[:12]}")
+        self._room.promise(image_id, size)
         self._reservations[image_id] = size
-        self._reserved_total = after
 
     def unreserve(self, image_id: str) -> None:
-        self._reserved_total -= self._outstanding(image_id)
+        self._room.unpromise(image_id)
         self._reservations.pop(image_id, None)
 
     def held(self, image_id: str) -> HeldRecord | None:
@@ -482,7 +457,7 @@ class MemoryStore:
         """Delete a held original (nothing happens if it is not held)."""
         entry = self._held.pop(image_id, None)
         if entry is not None:
-            self._used -= len(entry[1])
+            self._room.give(len(entry[1]))
             keys = self._held_keys
             del keys[bisect.bisect_left(keys, image_id)]
             self._held_sorted = None
@@ -582,7 +557,7 @@ class MemoryStore:
             max(0, size - len(self._partials.get((i, Incoming.HELD), b"")))
             for i, size in self._reservations.items()
         )
-        return Usage(capacity=self._capacity, used=used, reserved=reserved)
+        return Usage(capacity=self._room.capacity, used=used, reserved=reserved)
 
     # --- the simulator's crash ------------------------------------------------------------
 
@@ -601,12 +576,12 @@ class MemoryStore:
         if partial is None or len(partial) != last.end:
             return 0
         torn = rng.randint(1, last.length)
-        before = self._outstanding(last.image_id)
         del partial[last.end - torn :]
         if not partial:
             del self._partials[(last.image_id, last.kind)]
-        self._used -= torn
-        self._reserved_total += self._outstanding(last.image_id) - before
+        self._room.give(torn)
+        if last.kind is Incoming.HELD:
+            self._room.fill(last.image_id, len(partial))
         return torn
 
 

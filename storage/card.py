@@ -1,196 +1,77 @@
 """The card: a folder of originals named by their SHA-256, and the catalog that lists them.
 
-``Card`` implements ``protocol.store.Store``: every call is durable when it
-returns and changes nothing when it raises; the one exception is the chunks
-written inside ``batched_partials`` (see there for what a crash can cost).  Layout of a card folder::
+``Card`` implements ``protocol.store.Store``: every call is durable when it returns and
+changes nothing when it raises; the one exception is the chunks written inside
+``batched_partials`` (see there for what a crash can cost).  The card holds the lock and
+hands each call to the part that owns it:
 
-    catalog.sqlite        the catalog (and its -wal/-shm files)
-    originals/ab/ab12...  our originals, by image id, byte-identical
-    held/<id>             originals held for other owners (dispersal)
-    smaller/<id>          recompressed copies received for our thumbnails
-    partial/<kind>/<id>   unfinished incoming transfers
-    tmp/                  files being written; anything here after a crash is a leftover
-
-A file reaches its final name only by rename after fsync, and the directory is
-fsynced after the rename; a catalog row points at a file only after that.  So
-a crash leaves, at worst, files that no row points at, which ``Card.open``
-deletes and reports in ``Card.recovered``.
+    storage.files        the folder's layout, and how a file reaches its name intact
+    storage.recovery     what ``Card.open`` puts right after a crash (``Card.recovered``)
+    storage.room         the room ledger: bytes used, bytes promised, CardFull
+    storage.intake       a capture or an import: copied, hashed, extracted, adopted
+    storage.partials     incoming transfers, resumed and verified
+    storage.sealed_form  picture keys, and the sealed form holders get (issue 7)
+    storage.settings     name, role, capacity and reserve;  storage.catalog: the SQLite catalog
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import io
 import logging
 import os
 import re
-import tempfile
 import threading
-import unicodedata
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
-from protocol.fields import checker
-from protocol.messages import Limits, MetadataItem, MetadataValue
-from protocol.sealing import KEY_SIZE, SEALED_RECORD, SealingError, sealed_size
+from protocol.messages import MetadataValue
 from protocol.store import (
     Decision,
     DispersalState,
-    DispersionEntry,
-    HeldRecord,
     ImageRecord,
     Incoming,
     SealedForm,
     TransferState,
     Usage,
-    UserDecision,
     Where,
 )
-from storage import sealing
-from storage.catalog import CATALOG_NAME, Catalog
+from storage.catalog import Catalog
 from storage.errors import (
     AmbiguousId,
-    CardBusy,
-    CardExists,
-    CardFull,
-    HashMismatch,
-    ImportRejected,
-    NotACard,
     NotFound,
     StoreError,
 )
+from storage.files import (
+    CardFolder,
+    iter_card_files,
+    lock_card,
+    read_range,
+    unlink,
+)
+from storage.intake import (
+    Extraction,
+    GivenExtraction,
+    Intake,
+    clean_metadata,
+    display_name,
+)
 from storage.movies import StripFrame
+from storage.partials import IncomingPartials
+from storage.recovery import count_room, recover
+from storage.room import RoomLedger
+from storage.sealed_form import SealedOriginals
+from storage.settings import check_settings, default_reserve, existing_catalog, new_catalog
 from storage.sizes import format_size
+from storage.smaller import smaller_jpeg
+
+# Names other modules import from here; they live where the card's parts are made.
+__all__ = ["Card", "Extraction", "GivenExtraction", "check_settings", "clean_metadata",
+           "default_reserve", "display_name", "iter_card_files"]
 
 log = logging.getLogger("cammesh.card")
 
-ROLES: Final = ("camera", "desk")
-CHUNK: Final = 1024 * 1024
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _HEX = re.compile(r"[0-9a-f]{1,64}\Z")
-PARTIALS_OPEN: Final = 8  # incoming partials kept open between their chunks
-
-
-@dataclass(eq=False)
-class _OpenPartial:
-    """An incoming partial between its chunks: the open file, the running SHA-256 of every
-    byte in it, how many of them the catalog records and how many are fsynced."""
-
-    file: io.FileIO
-    length: int
-    recorded: int
-    synced: int
-    digest: hashlib._Hash
-    new: bool  # its directory entry is not fsynced yet
-
-
-class Extraction(Protocol):
-    """What import learns of a picture (``storage.thumbnails.Extracted`` has these fields)."""
-
-    @property
-    def thumbnail(self) -> bytes: ...
-    @property
-    def thumbnail_source(self) -> str: ...
-    @property
-    def mime(self) -> str: ...
-    @property
-    def capture_time(self) -> float | None: ...
-    @property
-    def metadata(self) -> Mapping[str, MetadataValue]: ...
-    @property
-    def strip(self) -> Sequence[StripFrame]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class GivenExtraction:
-    """An extraction supplied by the caller (``add_local``): nothing is decoded."""
-
-    thumbnail: bytes = b""
-    thumbnail_source: str = "given"
-    mime: str = "image/jpeg"
-    capture_time: float | None = None
-    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
-    strip: Sequence[StripFrame] = ()
-
-
-def default_reserve(capacity: int) -> int:
-    """Room kept back for the catalog and thumbnails: 1% of the card, at most 256 MiB."""
-    return min(capacity // 100, 256 * 2**20)
-
-
-def check_settings(*, name: str, capacity: int, role: str, reserve: int | None) -> int:
-    """Raise StoreError unless these make a usable card; returns the reserve to use."""
-    reserve = default_reserve(capacity) if reserve is None else reserve
-    if role not in ROLES:
-        raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    if not name or len(name) > Limits.MAX_NAME or display_name(name) != name:
-        raise StoreError(f"card name {name!r} must be 1 to 255 printable characters, no slashes")
-    if capacity <= 0 or not 0 <= reserve < capacity:
-        raise StoreError(
-            f"a capacity of {capacity} bytes with a reserve of {reserve} leaves no room: the "
-            "capacity must be positive and the reserve smaller than it"
-        )
-    return reserve
-
-
-def display_name(name: str) -> str:
-    """A file name fit to show and to send: no directories, no control characters, bounded."""
-    base = re.split(r"[/\\]", name)[-1]
-    clean = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in base)
-    clean = clean.strip()[: Limits.MAX_NAME]
-    return clean or "unnamed"
-
-
-_METADATA_VALUE_OK: Final = checker(MetadataItem)
-
-
-def clean_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
-    """Metadata within the wire limits: scalar values, finite floats, bounded keys and text."""
-    out: dict[str, MetadataValue] = {}
-    for key, value in metadata.items():
-        if len(out) >= Limits.MAX_METADATA_KEYS:
-            break
-        if not isinstance(key, str) or not 0 < len(key) <= 64:
-            continue
-        if isinstance(value, str):
-            value = str(value)[: Limits.MAX_METADATA_VALUE]
-        if _METADATA_VALUE_OK(value) is None:  # the wire's own declaration of a value
-            out[key] = value  # type: ignore[assignment]  # checked as a MetadataItem
-    return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _lock_card(path: Path) -> int:
-    """Hold the card for this process: recovery on open must not delete another's writes."""
-    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CardBusy(
-            f"the card {path} is in use by another process (a running `cammesh node`, or another "
-            "import); stop it, or ask the running node to do this"
-        ) from None
-    return fd
-
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -208,6 +89,16 @@ def _locked(method: Callable[Concatenate[Card, P], R]) -> Callable[Concatenate[C
     return call
 
 
+def _from_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Concatenate[Card, P], R]:
+    """A Store call that the catalog answers as it is, made under the card's lock."""
+
+    def call(self: Card, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self._catalog, *args, **kwargs)
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return _locked(call)
+
+
 class Card:
     """A card folder opened for use; create with ``Card.create``, open with ``Card.open``."""
 
@@ -219,25 +110,17 @@ class Card:
         self._closed = False
         settings = catalog.settings()
         self._device_id = settings["device_id"]
-        self.name = settings["name"]
-        self.role = settings["role"]
-        self.capacity = int(settings["capacity"])
-        self.reserve_bytes = int(settings["reserve"])
-        self._originals = path / "originals"
-        self._held = path / "held"
-        # The last sealed record of the original being dispersed (see read_sealed).
-        self._sealed_cache: tuple[str, dict[int, bytes]] = ("", {})
-        self._smaller = path / "smaller"
-        self._partial = path / "partial"
-        self._tmp = path / "tmp"
-        self._shards: set[str] = set()
+        self.name, self.role = settings["name"], settings["role"]
+        self.capacity, self.reserve_bytes = int(settings["capacity"]), int(settings["reserve"])
+        self._room = RoomLedger(self.capacity, reserve=self.reserve_bytes, refusal=self._refusal)
+        self._folder = CardFolder(path)
+        self._sealed = SealedOriginals(self._folder, catalog, self._device_id, self._local)
         self.recovered: list[str] = []
-        self._used = 0
         self._lock_fd: int | None = None
-        self._sync_every = 0  # > 0 inside deferred_sync
-        self._unsynced = 0
-        self._open_partials: dict[tuple[str, Incoming], _OpenPartial] = {}
-        self._batching = 0  # > 0 inside batched_partials
+        self._intake = Intake(self._folder, catalog, self._room, self._device_id,
+                              guard=self._guard, lock=self._lock)
+        self._partials = IncomingPartials(self._folder, catalog, self._room, self._sealed,
+                                          grew=self._intake.grew)
 
     # --- opening and closing ---------------------------------------------------------
     @classmethod
@@ -253,40 +136,21 @@ class Card:
     ) -> Card:
         """Make a new, empty card in ``path`` (created if need be); CardExists if one is there."""
         path = Path(path)
-        reserve = check_settings(name=name, capacity=capacity, role=role, reserve=reserve)
-        if not _HEX64.match(device_id):
-            raise StoreError(f"device id {device_id!r} is not 64 lowercase hex characters")
-        if (path / CATALOG_NAME).exists():
-            raise CardExists(f"{path} already holds a card; open it, or choose another folder")
-        path.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(path / CATALOG_NAME)
-        catalog.set_settings({
-            "format": "cammesh-card", "device_id": device_id, "name": name, "role": role,
-            "capacity": str(capacity), "reserve": str(reserve),
-        })
-        _fsync_dir(path)
-        return cls._start(path, catalog)
+        return cls._start(path, new_catalog(path, device_id=device_id, name=name,
+                                            capacity=capacity, role=role, reserve=reserve))
 
     @classmethod
     def open(cls, path: Path | str) -> Card:
         """Open an existing card, cleaning up (and reporting) what an interrupted write left."""
         path = Path(path)
-        if not (path / CATALOG_NAME).is_file():
-            raise NotACard(f"{path} is not a cammesh card (no {CATALOG_NAME}); create one with `cammesh init`")
-        catalog = Catalog(path / CATALOG_NAME)
-        if catalog.settings().get("format") != "cammesh-card":
-            catalog.close()
-            raise NotACard(f"{path} has a catalog but no card settings; it was never initialised")
-        return cls._start(path, catalog)
+        return cls._start(path, existing_catalog(path))
 
     @classmethod
     def _start(cls, path: Path, catalog: Catalog) -> Card:
         card = cls(path, catalog)
         try:
-            card._lock_fd = _lock_card(path)
-            for folder in (card._originals, card._held, card._smaller, card._tmp,
-                           *(card._partial / kind.value for kind in Incoming)):
-                folder.mkdir(parents=True, exist_ok=True)
+            card._lock_fd = lock_card(path)
+            card._folder.make()
             card._recover()
         except BaseException:
             catalog.close()
@@ -300,12 +164,9 @@ class Card:
             if not self._closed:
                 self._closed = True
                 try:
-                    self._sync_partials()
+                    self._partials.close()
                 except OSError as exc:  # the recorded lengths stay; the rest is sent again
                     log.warning("card %s: could not sync the incoming partials: %s", self.path, exc)
-                for op in self._open_partials.values():
-                    op.file.close()
-                self._open_partials.clear()
                 self._catalog.close()
                 if self._lock_fd is not None:
                     os.close(self._lock_fd)  # releases the card for the next process
@@ -318,98 +179,27 @@ class Card:
         self.close()
 
     def _recover(self) -> None:
-        """Delete files no row points at, drop rows whose file is gone, trim torn partials."""
-        found: list[str] = []
-        for leftover in sorted(self._tmp.iterdir()):
-            found.append(f"removed an unfinished write {leftover.name}")
-            _unlink(leftover)
-        local = self._catalog.local_ids()
-        on_disk: set[str] = set()
-        for shard in sorted(self._originals.iterdir()):
-            if not shard.is_dir():
-                found.append(f"removed {shard.name[:12]}, which does not belong in originals/")
-                _unlink(shard)
-                continue
-            for file in sorted(shard.iterdir()):
-                if file.name in local:
-                    on_disk.add(file.name)
-                else:
-                    found.append(f"removed original {file.name[:12]}, which the catalog does not list")
-                    _unlink(file)
-        for image_id in sorted(local - on_disk):
-            # Cannot happen through this class (rows follow files); someone deleted it by hand.
-            found.append(f"original {image_id[:12]} is missing from the card: marked absent")
-            self._catalog.set_where(image_id, Where.ABSENT, original_at=None)
-        held = {r.image_id for r in self._catalog.held_originals()}
-        smaller = self._catalog.smaller()
-        for folder, known, what in ((self._held, held, "held original"), (self._smaller, set(smaller), "smaller copy")):
-            names = {f.name for f in folder.iterdir()}
-            for stray in sorted(names - known):
-                found.append(f"removed {what} {stray[:12]}, which the catalog does not list")
-                _unlink(folder / stray)
-            for gone in sorted(known - names):
-                found.append(f"{what} {gone[:12]} is missing from the card: forgotten")
-                if what == "held original":
-                    self._catalog.delete_held(gone)
-                else:
-                    self._catalog.delete_smaller(gone)
-        partials = self._catalog.partials()
-        for kind in Incoming:
-            for file in sorted((self._partial / kind.value).iterdir()):
-                length = partials.get((file.name, kind))
-                if length is None:
-                    found.append(f"removed a partial {kind.value} {file.name[:12]} the catalog does not list")
-                    _unlink(file)
-                elif file.stat().st_size != length:
-                    # Bytes past the last committed length were never promised to anyone.
-                    found.append(f"trimmed partial {kind.value} {file.name[:12]} to {length} bytes")
-                    with file.open("r+b") as f:
-                        f.truncate(min(length, file.stat().st_size))
-                        os.fsync(f.fileno())
-                    if file.stat().st_size != length:
-                        self._catalog.set_partial(file.name, kind, file.stat().st_size)
-        for image_id, kind in partials:
-            if not (self._partial / kind.value / image_id).exists():
-                self._catalog.delete_partial(image_id, kind)
-        self.recovered = found
-        for line in found:
+        """Put right what an interrupted write left (``storage.recovery``), and say so."""
+        self.recovered = recover(self._folder, self._catalog)
+        for line in self.recovered:
             log.warning("card %s: %s", self.path, line)
-        self._used = self._recount()
-
-    def _recount(self) -> int:
-        return (
-            self._catalog.local_bytes()
-            + sum(r.size for r in self._catalog.held_originals())
-            + sum(self._catalog.smaller().values())
-            + sum(self._catalog.partials().values())
-        )
+        count_room(self._catalog, self._room)
 
     # --- room --------------------------------------------------------------------------
     @property
     def device_id(self) -> str:
         return self._device_id
 
-    def _reserved(self) -> int:
-        """The card's reserve plus what reservations still promise beyond their partials."""
-        partials = self._catalog.partials()
-        partials.update({key: op.length for key, op in self._open_partials.items()})
-        return self.reserve_bytes + sum(
-            max(0, size - partials.get((image_id, Incoming.HELD), 0))
-            for image_id, size in self._catalog.reservations().items()
-        )
-
     @_locked
     def usage(self) -> Usage:
-        return Usage(capacity=self.capacity, used=self._used, reserved=self._reserved())
+        return self._room.usage()
 
-    def _need_room(self, size: int, *, covered: int = 0, what: str = "this write") -> None:
-        free = max(0, self.capacity - self._used - self._reserved())
-        if size - covered > free:
-            raise CardFull(
-                f"card {self.name!r} is full: {what} needs {format_size(size)} but only "
-                f"{format_size(free)} of {format_size(self.capacity)} is free; disperse or "
-                "delete pictures, or use a card with more capacity"
-            )
+    def _refusal(self, size: int, free: int, what: str) -> str:
+        return (
+            f"card {self.name!r} is full: {what} needs {format_size(size)} but only "
+            f"{format_size(free)} of {format_size(self.capacity)} is free; disperse or "
+            "delete pictures, or use a card with more capacity"
+        )
 
     # --- local capture -----------------------------------------------------------------
     def add_original(
@@ -420,116 +210,19 @@ class Card:
         now: float,
         extracted: Extraction | Callable[[Path], Extraction],
     ) -> tuple[ImageRecord, bool]:
-        """Store a picture taken or imported here as LOCAL; (record, False) if it was known.
+        """Store a picture taken or imported here as LOCAL (``storage.intake``): (record, False)
+        if it was known.  ``extracted`` may be a function, called on the stored copy only for
+        new pictures.  CardFull leaves nothing behind.  Durable on return, unless inside
+        ``deferred_sync``.  Takes the card's lock only while it checks and adopts."""
+        return self._intake.add_original(source, name=name, now=now, extracted=extracted)
 
-        ``extracted`` may be a function, called on the stored copy only for new pictures.
-        CardFull leaves nothing behind.  A picture known only by thumbnail gets its original.
-        The record is durable (original fsynced, catalog row committed) when this returns,
-        unless inside ``deferred_sync``.
-
-        A file's copy, hash and extraction run outside the card's lock: the card serves
-        every other call (a peer's handshake, chunk reads) while a large file is copied.
-        The lock is taken only to check room, to look the hash up and to adopt the copy.
-        """
-        if isinstance(source, bytes):
-            with self._lock:
-                self._check_open()
-                digest = hashlib.sha256(source).hexdigest()
-                known = self._catalog.image(digest)
-                if known is not None and known.where is Where.LOCAL:
-                    return known, False
-                self._need_room(len(source), what=f"{display_name(name)!r}")
-                temp, digest, size = self._write_temp([source], len(source))
-                try:
-                    return self._adopt(temp, digest, size, name=name, now=now,
-                                       extracted=extracted)
-                finally:
-                    _unlink(temp)
-        size = source.stat().st_size
-        full: CardFull | None = None
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """The card's lock, held by an open card."""
         with self._lock:
-            self._check_open()
-            try:
-                self._need_room(size, what=f"{display_name(name)!r}")
-            except CardFull as exc:
-                full = exc
-        if full is not None:
-            # A duplicate needs no room: look before refusing (reads the file once more).
-            digest = _hash_file(source)
-            with self._lock:
-                self._check_open()
-                known = self._catalog.image(digest)
-            if known is not None and known.where is Where.LOCAL:
-                return known, False
-            raise full
-        with source.open("rb") as f:
-            before = os.fstat(f.fileno())
-            temp, digest, size = self._write_temp(
-                iter(lambda: f.read(CHUNK), b""), size, locked=False
-            )
-        try:
-            _same_source(source, before, size)
-            facts = extracted
-            if callable(extracted):
-                with self._lock:
-                    self._check_open()
-                    known = self._catalog.image(digest)
-                if known is None:  # only a new picture needs its thumbnail made
-                    facts = extracted(temp)
-            with self._lock:
-                self._check_open()
-                # Room again: another import may have taken it while this file was copied.
-                if (k := self._catalog.image(digest)) is None or k.where is not Where.LOCAL:
-                    self._need_room(size, what=f"{display_name(name)!r}")
-                return self._adopt(temp, digest, size, name=name, now=now, extracted=facts)
-        finally:
-            _unlink(temp)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"the card {self.path} is closed; open it again to use it")
-
-    def _adopt(
-        self, temp: Path, digest: str, size: int, *, name: str, now: float,
-        extracted: Extraction | Callable[[Path], Extraction],
-    ) -> tuple[ImageRecord, bool]:
-        known = self._catalog.image(digest)
-        if known is not None and known.where is Where.LOCAL:
-            return known, False
-        final = self._original_file(digest)
-        if known is not None:  # its thumbnail and metadata came from a peer: keep them
-            self._place(temp, final)
-            self._catalog.set_where(digest, Where.LOCAL, original_at=now)
-            self._used += size
-            record = self._catalog.image(digest)
-            assert record is not None
-            return record, False
-        facts = extracted(temp) if callable(extracted) else extracted
-        self._place(temp, final)
-        record = ImageRecord(
-            image_id=digest,
-            origin=self._device_id,
-            seq=self._catalog.next_seq(self._device_id),
-            name=display_name(name),
-            size=size,
-            mime=facts.mime[:128] or "application/octet-stream",
-            capture_time=facts.capture_time,
-            metadata=clean_metadata(facts.metadata),
-            thumbnail=facts.thumbnail,
-            where=Where.LOCAL,
-            thumbnail_at=None,
-            original_at=now,
-        )
-        try:
-            self._catalog.insert_image(
-                record, thumbnail_source=facts.thumbnail_source, strip=facts.strip
-            )
-        except BaseException:
-            _unlink(final)
-            raise
-        self._used += size
-        self._added()
-        return record, True
+            if self._closed:
+                raise StoreError(f"the card {self.path} is closed; open it again to use it")
+            yield
 
     @contextmanager
     def deferred_sync(self, *, every: int = 64) -> Iterator[None]:
@@ -540,7 +233,7 @@ class Card:
         """
         with self._lock:
             self._catalog.set_deferred(True)
-            self._sync_every, self._unsynced = every, 0
+            self._intake.start_deferred(every)
         try:
             yield
         finally:
@@ -548,14 +241,7 @@ class Card:
                 if not self._closed:
                     self._catalog.sync()
                     self._catalog.set_deferred(False)
-                self._sync_every = 0
-
-    def _added(self) -> None:
-        if self._sync_every:
-            self._unsynced += 1
-            if self._unsynced >= self._sync_every:
-                self._catalog.sync()
-                self._unsynced = 0
+                self._intake.sync_every = 0
 
     def add_local(
         self,
@@ -577,7 +263,7 @@ class Card:
     def original_path(self, image_id: str) -> Path:
         """Where a LOCAL original is, for local readers; NotFound otherwise."""
         self._local(image_id)
-        return self._original_file(image_id)
+        return self._folder.original_file(image_id)
 
     @_locked
     def resolve(self, prefix: str) -> str:
@@ -592,16 +278,12 @@ class Card:
             raise AmbiguousId(f"more than one picture has an id starting with {prefix!r}; give more characters")
         return ids[0]
 
-    @_locked
-    def thumbnail_sources(self) -> dict[str, str | None]:
-        """Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder)."""
-        return self._catalog.thumbnail_sources()
+    # Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder).
+    thumbnail_sources = _from_catalog(Catalog.thumbnail_sources)
 
     # --- movie strips (FIG. 15-16): storage-level, outside the protocol's Store ----------
-    @_locked
-    def strip(self, image_id: str) -> list[StripFrame]:
-        """The strip of keyframe thumbnails kept for a movie, poster first; [] for a still."""
-        return self._catalog.strip(image_id)
+    # The strip of keyframe thumbnails kept for a movie, poster first; [] for a still.
+    strip = _from_catalog(Catalog.strip)
 
     @_locked
     def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
@@ -611,23 +293,13 @@ class Card:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
         self._catalog.set_strip(image_id, strip)
 
-    @_locked
-    def strip_lengths(self) -> dict[str, int]:
-        """Per image id that has a strip, the number of its frames."""
-        return self._catalog.strip_lengths()
+    # Per image id that has a strip, the number of its frames.
+    strip_lengths = _from_catalog(Catalog.strip_lengths)
 
     # --- the catalog -------------------------------------------------------------------
-    @_locked
-    def image(self, image_id: str) -> ImageRecord | None:
-        return self._catalog.image(image_id)
-
-    @_locked
-    def images(self) -> list[ImageRecord]:
-        return self._catalog.images()
-
-    @_locked
-    def images_after(self, origin: str, seq: int) -> list[ImageRecord]:
-        return self._catalog.images_after(origin, seq)
+    image = _from_catalog(Catalog.image)
+    images = _from_catalog(Catalog.images)
+    images_after = _from_catalog(Catalog.images_after)
 
     @_locked
     def seen(self) -> dict[str, int]:
@@ -654,9 +326,6 @@ class Card:
         return True
 
     # --- originals ---------------------------------------------------------------------
-    def _original_file(self, image_id: str) -> Path:
-        return self._originals / image_id[:2] / image_id
-
     def _local(self, image_id: str) -> ImageRecord:
         record = self._catalog.image(image_id)
         if record is None or record.where is not Where.LOCAL:
@@ -666,12 +335,12 @@ class Card:
     @_locked
     def read_original(self, image_id: str, offset: int, length: int) -> bytes:
         self._local(image_id)
-        return _read(self._original_file(image_id), offset, length)
+        return read_range(self._folder.original_file(image_id), offset, length)
 
     @_locked
     def smaller_copy(self, image_id: str, max_side: int | None, quality: int | None) -> bytes:
         record = self._local(image_id)
-        return _recompress(self._original_file(image_id), record.name, max_side, quality)
+        return smaller_jpeg(self._folder.original_file(image_id), record.name, max_side, quality)
 
     # --- smaller copies received from peers (FIG. 10, S64-S65) ---------------------------
     @_locked
@@ -684,7 +353,7 @@ class Card:
         """Up to ``length`` bytes of the smaller copy kept for ``image_id``; NotFound if none is."""
         if image_id not in self._catalog.smaller():
             raise NotFound(f"this card keeps no smaller copy of {image_id[:12]}")
-        return _read(self._smaller / image_id, offset, length)
+        return read_range(self._folder.smaller / image_id, offset, length)
 
     @_locked
     def free_original(self, image_id: str, now: float) -> None:
@@ -696,116 +365,44 @@ class Card:
             )
         # The row changes first: a crash before the unlink leaves a stray file, never a lost one.
         self._catalog.set_where(image_id, Where.DISPERSED, original_at=None)
-        _unlink(self._original_file(image_id))
-        self._used -= record.size
+        unlink(self._folder.original_file(image_id))
+        self._room.give(record.size)
 
-    # --- sealed originals: what holders get (issue 7) ----------------------------------------
+    # --- sealed originals: what holders get (issue 7, storage.sealed_form) ---------
     @_locked
     def sealed_form(self, image_id: str) -> SealedForm:
-        known = self._catalog.picture_key(image_id)
-        if known is not None and known[1] is not None:
-            return known[1]
-        record = self._local(image_id)
-        key = self._make_key(image_id) if known is None else known[0]
-        with self._original_file(image_id).open("rb") as f:
-            digest = sealing.sealed_digest(key, image_id, record.size, _reader(f))
-        form = SealedForm(sealed_size(record.size), digest)
-        self._catalog.set_sealed_form(image_id, form)
-        return form
-
-    def _make_key(self, image_id: str) -> bytes:
-        # Durable before any sealed byte or wrapped key leaves: without it they are useless.
-        key = os.urandom(KEY_SIZE)
-        self._catalog.insert_picture_key(image_id, key)
-        return key
-
-    def _key(self, image_id: str) -> bytes:
-        known = self._catalog.picture_key(image_id)
-        if known is None:
-            raise NotFound(f"picture {image_id[:12]} has no key on this card; nothing was sealed")
-        return known[0]
+        return self._sealed.form(image_id)
 
     @_locked
     def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
-        key, record = self._key(image_id), self._local(image_id)
-        if self._sealed_cache[0] != image_id:
-            self._sealed_cache = (image_id, {})
-        with self._original_file(image_id).open("rb") as f:
-            return sealing.read_sealed(key, image_id, record.size, _reader(f), offset, length,
-                                       self._sealed_cache[1])
+        return self._sealed.read(image_id, offset, length)
 
     @_locked
     def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:
-        key, record = self._key(image_id), self._catalog.image(image_id)
-        if record is None:
-            raise NotFound(f"picture {image_id[:12]} is not in the catalog")
-        try:
-            return sealing.open_sealed(key, image_id, record.size, offset, sealed)
-        except SealingError as exc:
-            raise HashMismatch(str(exc)) from exc
+        return self._sealed.open(image_id, offset, sealed)
 
     @_locked
     def picture_key(self, image_id: str, *, create: bool = False) -> bytes | None:
-        known = self._catalog.picture_key(image_id)
-        if known is not None:
-            return known[0]
-        if not create:
-            return None
-        record = self._catalog.image(image_id)
-        if record is None or record.origin != self.device_id:
-            raise NotFound(f"picture {image_id[:12]} is not one of this card's own")
-        return self._make_key(image_id)
-
-    def _finish_sealed(self, image_id: str, path: Path, length: int, digest: str,
-                       record: ImageRecord, now: float) -> None:
-        """A sealed original home from its holder: verify, open record by record, keep LOCAL."""
-        known = self._catalog.picture_key(image_id)
-        if known is None or known[1] is None or known[1].digest != digest:
-            self._drop_partial(image_id, Incoming.SEALED, length)
-            raise HashMismatch(
-                f"the sealed original received for {image_id[:12]} is not the one this card "
-                "sealed; it was discarded and must be collected again"
-            )
-        key = known[0]
-
-        def plain() -> Iterator[bytes]:
-            with path.open("rb") as f:
-                for index in range(-(-length // SEALED_RECORD)):
-                    yield sealing.open_sealed(key, image_id, record.size,
-                                              index * SEALED_RECORD, f.read(SEALED_RECORD))
-
-        try:
-            temp, actual, size = self._write_temp(plain(), record.size)
-        except SealingError as exc:
-            self._drop_partial(image_id, Incoming.SEALED, length)
-            raise HashMismatch(f"{exc}; it was discarded") from exc
-        if actual != image_id or size != record.size:
-            _unlink(temp)
-            self._drop_partial(image_id, Incoming.SEALED, length)
-            raise HashMismatch(
-                f"the original opened from its sealed form hashes to {actual[:12]}, not "
-                f"{image_id[:12]}; it was discarded and must be collected again"
-            )
-        self._place(temp, self._original_file(image_id))
-        with self._catalog.transaction():
-            self._catalog.delete_partial(image_id, Incoming.SEALED)
-            self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
-        _unlink(path)
-        self._used += size - length
+        return self._sealed.key(image_id, create=create)
 
     # --- incoming transfers ------------------------------------------------------------
-    def _partial_file(self, image_id: str, kind: Incoming) -> Path:
-        if not _HEX64.match(image_id):
-            raise StoreError(f"{image_id!r} is not an image id")  # never let a peer pick a path
-        return self._partial / kind.value / image_id
-
-    def _partial_length(self, image_id: str, kind: Incoming) -> int:
-        op = self._open_partials.get((image_id, kind))
-        return op.length if op is not None else self._catalog.partial_length(image_id, kind)
-
     @_locked
     def partial_offset(self, image_id: str, kind: Incoming) -> int:
-        return self._partial_length(image_id, kind)
+        return self._partials.partial_offset(image_id, kind)
+
+    @_locked
+    def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
+        self._partials.write_partial(image_id, kind, offset, data)
+
+    @_locked
+    def finish_partial(
+        self, image_id: str, kind: Incoming, digest: str, now: float, *, owner: str | None = None
+    ) -> None:
+        self._partials.finish_partial(image_id, kind, digest, now, owner=owner)
+
+    @_locked
+    def discard_partial(self, image_id: str, kind: Incoming) -> None:
+        self._partials.discard_partial(image_id, kind)
 
     @contextmanager
     def batched_partials(self) -> Iterator[None]:
@@ -817,214 +414,40 @@ class Card:
         call queues are sent only after it returns).  A crash of the process inside the
         block loses only the chunks of this block: the partial is trimmed back to its
         recorded length on the next open, and the transfer resumes from there.  A power
-        cut can cost more progress, never a picture (``_sync_partials``).
+        cut can cost more progress, never a picture (``IncomingPartials.sync``).
         """
         with self._lock:
-            self._batching += 1
+            self._partials.batching += 1
         try:
             yield
         finally:
             with self._lock:
-                self._batching -= 1
-                if not self._batching and not self._closed:
-                    self._sync_partials(hard=False)
-
-    def _open_partial(self, key: tuple[str, Incoming], have: int) -> _OpenPartial:
-        """The partial's open file, positioned at ``have``, with the hash of what it holds."""
-        op = self._open_partials.get(key)
-        if op is not None:
-            return op
-        if len(self._open_partials) >= PARTIALS_OPEN:  # the one written longest ago
-            oldest = next(iter(self._open_partials))
-            self._sync_partials()
-            self._open_partials.pop(oldest).file.close()
-        path = self._partial_file(*key)
-        new = not path.exists()
-        f = io.FileIO(path, "x+" if new else "r+")
-        try:
-            digest = hashlib.sha256()
-            left = have
-            while left:  # a partial resumed after a restart: hash what it kept, once
-                block = f.read(min(CHUNK, left))
-                if not block:
-                    raise StoreError(f"partial {key[1].value} {key[0][:12]} is shorter than {have} bytes")
-                digest.update(block)
-                left -= len(block)
-            f.truncate(have)
-        except BaseException:
-            f.close()
-            raise
-        op = _OpenPartial(f, have, have, have, digest, new)
-        self._open_partials[key] = op
-        return op
-
-    def _sync_partials(self, *, hard: bool = True) -> None:
-        """Record every open partial's written length in the catalog.
-
-        ``hard``: fsync the files first and commit power-safe, so the lengths hold through
-        a power cut.  Soft (the end of a ``batched_partials`` block): one commit that holds
-        through a crash of the process, no fsync; after a power cut the catalog may name
-        an older length (the file is trimmed to it) or a newer one than the disk kept (a
-        shorter file is taken at its length; a torn tail fails the final hash, and the
-        partial is sent again).  Either way only progress is lost, never a picture: an
-        original counts only after ``finish_partial`` fsyncs, renames and commits it.
-        """
-        unrecorded = [op for op in self._open_partials.values() if op.recorded != op.length]
-        unsynced = [op for op in self._open_partials.values()
-                    if hard and (op.synced != op.length or op.new)]
-        if not unrecorded and not unsynced:
-            return
-        try:
-            for op in unsynced:
-                os.fsync(op.file.fileno())
-            for key in [k for k, op in self._open_partials.items() if op in unsynced and op.new]:
-                _fsync_dir(self._partial_file(*key).parent)
-            self._catalog.set_partials(
-                {key: op.length for key, op in self._open_partials.items()
-                 if op in unrecorded or op in unsynced}, durable=hard)
-        except BaseException:
-            for key, op in list(self._open_partials.items()):  # back to what is recorded
-                if op in unrecorded or op in unsynced:
-                    self._used -= op.length - op.recorded
-                    with contextlib.suppress(OSError):
-                        op.file.truncate(op.recorded)
-                    op.file.close()
-                    del self._open_partials[key]
-            raise
-        for op in self._open_partials.values():
-            op.recorded = op.length
-            if hard:
-                op.synced, op.new = op.length, False
-
-    def _close_partial(self, image_id: str, kind: Incoming) -> tuple[int, str | None]:
-        """Close the partial's file if open: its length, and its hash when it was open."""
-        op = self._open_partials.pop((image_id, kind), None)
-        if op is None:
-            return self._catalog.partial_length(image_id, kind), None
-        op.file.close()
-        return op.length, op.digest.hexdigest()
-
-    @_locked
-    def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
-        key = (image_id, kind)
-        self._partial_file(image_id, kind)  # a peer's id is checked before anything else
-        have = self._partial_length(image_id, kind)
-        if offset != have:
-            raise StoreError(f"partial {kind.value} {image_id[:12]} is at {have} bytes, not {offset}")
-        covered = 0
-        if kind is Incoming.HELD:
-            covered = max(0, self._catalog.reservations().get(image_id, 0) - have)
-        self._need_room(len(data), covered=min(covered, len(data)), what=f"a chunk of {image_id[:12]}")
-        op = self._open_partial(key, have)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[op.file.write(view) or 0:]
-        except OSError:
-            op.file.truncate(offset)  # a real disk full: leave the partial as it was
-            op.file.seek(offset)
-            raise
-        op.length += len(data)
-        op.digest.update(data)
-        self._used += len(data)
-        if not self._batching:
-            self._sync_partials()
-
-    @_locked
-    def finish_partial(
-        self, image_id: str, kind: Incoming, digest: str, now: float, *, owner: str | None = None
-    ) -> None:
-        path = self._partial_file(image_id, kind)
-        record = self._catalog.image(image_id)
-        if kind is Incoming.HELD and owner is None:
-            raise StoreError("a held original needs its owner's device id")
-        if kind is not Incoming.HELD and record is None:
-            raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
-        op = self._open_partials.get((image_id, kind))
-        if op is not None:
-            os.fsync(op.file.fileno())  # before the rename that makes it count (_place)
-        length, actual = self._close_partial(image_id, kind)
-        if actual is None:  # not written since the card opened: hash what the file holds
-            actual = _hash_file(path) if path.exists() else hashlib.sha256().hexdigest()
-        if actual != digest or (kind is Incoming.ORIGINAL and record and length != record.size):
-            self._drop_partial(image_id, kind, length)
-            raise HashMismatch(
-                f"the {kind.value} received for {image_id[:12]} hashes to {actual[:12]}, "
-                f"not {digest[:12]}; it was discarded and must be sent again"
-            )
-        if not path.exists():
-            path.write_bytes(b"")
-        if kind is Incoming.SEALED:
-            assert record is not None
-            if record.where is Where.LOCAL:
-                self._drop_partial(image_id, kind, length)
-                return
-            self._finish_sealed(image_id, path, length, digest, record, now)
-        elif kind is Incoming.ORIGINAL:
-            assert record is not None
-            if record.where is Where.LOCAL:
-                self._drop_partial(image_id, kind, length)
-                return
-            self._place(path, self._original_file(image_id))
-            with self._catalog.transaction():
-                self._catalog.delete_partial(image_id, kind)
-                self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
-        elif kind is Incoming.HELD:
-            assert owner is not None
-            old = self._catalog.held(image_id)
-            self._place(path, self._held / image_id)
-            with self._catalog.transaction():
-                self._catalog.delete_partial(image_id, kind)
-                self._catalog.delete_reservation(image_id)
-                self._catalog.insert_held(HeldRecord(image_id, owner, length, now, digest))
-            self._used -= old.size if old else 0
-        else:
-            old_size = self._catalog.smaller().get(image_id, 0)
-            self._place(path, self._smaller / image_id)
-            with self._catalog.transaction():
-                self._catalog.delete_partial(image_id, kind)
-                self._catalog.insert_smaller(image_id, length, now)
-            self._used -= old_size
-
-    @_locked
-    def discard_partial(self, image_id: str, kind: Incoming) -> None:
-        length, _ = self._close_partial(image_id, kind)
-        self._drop_partial(image_id, kind, length)
-
-    def _drop_partial(self, image_id: str, kind: Incoming, length: int) -> None:
-        self._close_partial(image_id, kind)
-        self._catalog.delete_partial(image_id, kind)
-        _unlink(self._partial_file(image_id, kind))
-        self._used -= length
+                self._partials.batching -= 1
+                if not self._partials.batching and not self._closed:
+                    self._partials.sync(hard=False)
 
     # --- originals held for others -----------------------------------------------------
     @_locked
     def reserve(self, image_id: str, size: int) -> None:
         if size < 0:
             raise StoreError(f"cannot reserve {size} bytes")
-        old = self._catalog.reservations().get(image_id)
-        have = self._partial_length(image_id, Incoming.HELD)
-        covered = 0 if old is None else max(0, old - have)
-        self._need_room(max(0, size - have), covered=covered, what=f"holding {image_id[:12]}")
+        self._room.check_promise(image_id, size, what=f"holding {image_id[:12]}")
         self._catalog.set_reservation(image_id, size)
+        self._room.promise(image_id, size)
 
     @_locked
     def unreserve(self, image_id: str) -> None:
         self._catalog.delete_reservation(image_id)
+        self._room.unpromise(image_id)
 
-    @_locked
-    def held(self, image_id: str) -> HeldRecord | None:
-        return self._catalog.held(image_id)
-
-    @_locked
-    def held_originals(self) -> list[HeldRecord]:
-        return self._catalog.held_originals()
+    held = _from_catalog(Catalog.held)
+    held_originals = _from_catalog(Catalog.held_originals)
 
     @_locked
     def read_held(self, image_id: str, offset: int, length: int) -> bytes:
         if self._catalog.held(image_id) is None:
             raise NotFound(f"this card holds no original {image_id[:12]} for anyone")
-        return _read(self._held / image_id, offset, length)
+        return read_range(self._folder.held / image_id, offset, length)
 
     @_locked
     def release_held(self, image_id: str) -> None:
@@ -1032,17 +455,12 @@ class Card:
         if record is None:
             return
         self._catalog.delete_held(image_id)
-        _unlink(self._held / image_id)
-        self._used -= record.size
+        unlink(self._folder.held / image_id)
+        self._room.give(record.size)
 
     # --- the dispersion list -----------------------------------------------------------
-    @_locked
-    def dispersion(self, image_id: str) -> list[DispersionEntry]:
-        return self._catalog.dispersion(image_id)
-
-    @_locked
-    def dispersion_list(self) -> list[DispersionEntry]:
-        return self._catalog.dispersion_list()
+    dispersion = _from_catalog(Catalog.dispersion)
+    dispersion_list = _from_catalog(Catalog.dispersion_list)
 
     @_locked
     def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
@@ -1050,19 +468,12 @@ class Card:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog")
         self._catalog.set_dispersion(image_id, holder, state, now)
 
-    @_locked
-    def remove_dispersion(self, image_id: str, holder: str) -> None:
-        self._catalog.remove_dispersion(image_id, holder)
+    remove_dispersion = _from_catalog(Catalog.remove_dispersion)
 
     # --- per-peer transfer state -------------------------------------------------------
-    @_locked
-    def transfer_state(self, peer: str, image_id: str) -> TransferState:
-        return self._catalog.transfer_state(peer, image_id)
-
-    @_locked
-    def transfer_request(self, peer: str, image_id: str) -> tuple[int | None, int | None]:
-        """The (max_side, quality) ``peer`` asked for with its last request."""
-        return self._catalog.transfer_request(peer, image_id)
+    transfer_state = _from_catalog(Catalog.transfer_state)
+    # The (max_side, quality) ``peer`` asked for with its last request.
+    transfer_request = _from_catalog(Catalog.transfer_request)
 
     @_locked
     def set_transfer_state(
@@ -1072,13 +483,8 @@ class Card:
         self._catalog.set_transfer_state(peer, image_id, state, max_side, quality)
 
     # --- our own user's decisions -----------------------------------------------------
-    @_locked
-    def decision(self, image_id: str) -> UserDecision | None:
-        return self._catalog.decision(image_id)
-
-    @_locked
-    def decisions(self) -> list[UserDecision]:
-        return self._catalog.decisions()
+    decision = _from_catalog(Catalog.decision)
+    decisions = _from_catalog(Catalog.decisions)
 
     @_locked
     def set_decision(
@@ -1087,127 +493,4 @@ class Card:
     ) -> None:
         self._catalog.set_decision(image_id, decision, now, max_side, quality)
 
-    @_locked
-    def clear_decision(self, image_id: str) -> None:
-        self._catalog.clear_decision(image_id)
-
-    # --- files -------------------------------------------------------------------------
-    def _write_temp(
-        self, chunks: Iterable[bytes], limit: int, *, locked: bool = True
-    ) -> tuple[Path, str, int]:
-        """Copy ``chunks`` to a fsynced temp file, hashing on the way; CardFull past ``limit``.
-
-        ``locked``: whether the caller holds the card's lock (a file's copy does not).
-        """
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
-        temp = Path(name)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:  # the file grew while we read it: check the room again
-                        what = "a file that grew while it was imported"
-                        if locked:
-                            self._need_room(size, what=what)
-                        else:
-                            with self._lock:
-                                self._need_room(size, what=what)
-                        limit = size
-                    digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            _unlink(temp)
-            raise
-        return temp, digest.hexdigest(), size
-
-
-    def _place(self, temp: Path, final: Path) -> None:
-        """Rename a fsynced file to its final name and make the rename durable."""
-        if final.parent.name not in self._shards and final.parent.parent == self._originals:
-            if not final.parent.exists():
-                final.parent.mkdir()
-                _fsync_dir(self._originals)
-            self._shards.add(final.parent.name)
-        os.replace(temp, final)  # ``temp`` was fsynced by whoever wrote it
-        _fsync_dir(final.parent)
-
-
-def _same_source(source: Path, before: os.stat_result, copied: int) -> None:
-    """ImportRejected when ``source`` changed, shrank or vanished while it was copied."""
-    try:
-        after = os.stat(source)
-    except FileNotFoundError:
-        raise ImportRejected("it vanished while it was being imported") from None
-    if (after.st_ino, after.st_dev) != (before.st_ino, before.st_dev):
-        raise ImportRejected("it was replaced by another file while it was being imported")
-    if after.st_size != copied or after.st_size != before.st_size:
-        raise ImportRejected(
-            f"it changed size while it was being imported ({before.st_size} bytes, then "
-            f"{after.st_size}; {copied} read): truncated or still being written"
-        )
-    if after.st_mtime_ns != before.st_mtime_ns:
-        raise ImportRejected("it was written to while it was being imported")
-
-
-def _read(path: Path, offset: int, length: int) -> bytes:
-    if offset < 0 or length < 0:
-        raise StoreError(f"cannot read {length} bytes at offset {offset}")
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return f.read(length)
-    except FileNotFoundError as exc:
-        raise NotFound(f"{path.name[:12]} is listed but its file is gone") from exc
-
-
-def _reader(f: io.BufferedReader) -> sealing.ReadPlain:
-    """Reads of one open original, for sealing it record by record."""
-
-    def read(offset: int, length: int) -> bytes:
-        f.seek(offset)
-        data = f.read(length)
-        if len(data) != length:
-            raise StoreError(f"the original ended at {offset + len(data)} bytes, before {offset + length}")
-        return data
-
-    return read
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _recompress(path: Path, name: str, max_side: int | None, quality: int | None) -> bytes:
-    """A JPEG of the picture, at most ``max_side`` on its long side (FIG. 10, S64-S65)."""
-    from PIL import Image, ImageOps  # Pillow loads only when a smaller copy is asked for
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if max_side:
-                    image.draft("RGB", (max_side, max_side))
-                picture = ImageOps.exif_transpose(image) or image
-                if max_side:
-                    picture.thumbnail((max_side, max_side))
-                out = io.BytesIO()
-                picture.convert("RGB").save(out, "JPEG", quality=quality or 85)
-                return out.getvalue()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise StoreError(f"cannot make a smaller copy of {name!r}: {exc}") from exc
-
-
-def iter_card_files(path: Path) -> Iterator[Path]:
-    """Every file whose bytes count against the card's capacity (tests and checks use it)."""
-    for folder in ("originals", "held", "smaller", "partial"):
-        for file in (path / folder).rglob("*"):
-            if file.is_file():
-                yield file
+    clear_decision = _from_catalog(Catalog.clear_decision)

@@ -52,13 +52,13 @@ async def test_a_file_that_vanishes_or_shrinks_mid_copy_is_rejected_and_the_rest
 
     import pytest
 
-    from storage.card import Card
+    from storage.files import CardFolder
 
     pictures = write_sample_jpegs(tmp_path / "pics", 3, seed=12)
     vanish, shrink = pictures[0], pictures[1]
-    real = Card._write_temp
+    real = CardFolder.write_temp
 
-    def meddling(self: Card, chunks: object, limit: int, *, locked: bool = True) -> object:
+    def meddling(self: CardFolder, chunks: object, limit: int, *, grew: object) -> object:
         def gen() -> object:
             for n, chunk in enumerate(chunks):  # type: ignore[attr-defined]
                 if n == 0:  # mid-copy: the first chunk is read, the rest not yet
@@ -67,11 +67,11 @@ async def test_a_file_that_vanishes_or_shrinks_mid_copy_is_rejected_and_the_rest
                     elif shrink.exists() and limit == shrink_size:
                         os.truncate(shrink, 100)
                 yield chunk
-        return real(self, gen(), limit, locked=locked)
+        return real(self, gen(), limit, grew=grew)  # type: ignore[arg-type]
 
     vanish_size, shrink_size = vanish.stat().st_size, shrink.stat().st_size
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
-    monkeypatch.setattr(Card, "_write_temp", meddling)
+    monkeypatch.setattr(CardFolder, "write_temp", meddling)
     async with two_nodes(tmp_path) as (ra, _):
         summary = await ra.import_pictures(pictures)
     reasons = {Path(s.path).name: s.reason for s in summary.rejected}
