@@ -103,6 +103,10 @@ class MemoryStore:
 
     # --- room ------------------------------------------------------------------------
 
+    def resize(self, capacity: int) -> None:
+        """The card swapped for one of ``capacity`` bytes, pictures kept (a test's "offloaded")."""
+        self._room.capacity = capacity
+
     @property
     def device_id(self) -> str:
         return self._device_id

@@ -130,7 +130,7 @@ def test_a_collection_carries_on_from_the_second_holder_when_the_first_leaves_mi
     mesh, oldest = replicated_mesh()
     cam = mesh.devices["cam"]
     # Offloaded: room below the mark again, so it may come home.
-    mesh.devices["cam"].store._capacity = 4_000_000  # offloaded: a bigger card
+    mesh.devices["cam"].store.resize(4_000_000)  # offloaded: a bigger card
     mesh.call(cam, lambda: cam.node.collect([oldest], mesh.now))
     mesh.pump(until=lambda d: isinstance(d.msg, Chunk) and d.msg.purpose is Purpose.COLLECT)
     source = next(n for n in ("h1", "h2", "h3") if is_from(mesh, n, oldest))
@@ -183,7 +183,7 @@ def test_a_lost_only_holder_cannot_be_repaired_and_says_so() -> None:
 
 def offloaded_camera_mesh() -> tuple[Mesh, list[str]]:
     mesh, ids = full_camera_mesh()
-    mesh.devices["cam"].store._capacity = 4_000_000  # offloaded: room again
+    mesh.devices["cam"].store.resize(4_000_000)  # offloaded: room again
     return mesh, ids
 
 

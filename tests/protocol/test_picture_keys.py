@@ -106,7 +106,7 @@ def test_a_collection_home_opens_the_sealed_copy_to_the_very_original() -> None:
     mesh, ids, originals = field_day(wrap_for_desk=False)
     cam = mesh.devices["cam"]
     oldest = next(i for i in ids if cam.store.image(i).where is Where.DISPERSED)  # type: ignore[union-attr]
-    cam.store._capacity = 4_000_000  # offloaded: a bigger card
+    cam.store.resize(4_000_000)  # offloaded: a bigger card
     mesh.call(cam, lambda: cam.node.collect([oldest], mesh.now))
     mesh.pump()
     assert cam.of(ev.Collected) != []
@@ -149,7 +149,7 @@ def test_a_holder_that_kept_only_its_own_plain_copy_says_so_and_the_link_stays()
     desk.store.release_held(oldest)
     desk.store.write_partial(oldest, Incoming.ORIGINAL, 0, originals[oldest])
     desk.store.finish_partial(oldest, Incoming.ORIGINAL, oldest, mesh.now)
-    cam.store._capacity = 4_000_000  # offloaded: a bigger card
+    cam.store.resize(4_000_000)  # offloaded: a bigger card
     mesh.call(cam, lambda: cam.node.collect([oldest], mesh.now))
     mesh.pump()
     assert cam.of(ev.ProtocolViolation) == [] and desk.of(ev.ProtocolViolation) == []
