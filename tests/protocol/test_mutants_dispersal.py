@@ -65,6 +65,22 @@ def test_an_accept_for_a_picture_never_offered_is_answered_with_a_release() -> N
     assert count(mesh, "cam", "big", OriginalHeader, OTHER) == 0
 
 
+def test_a_replayed_accept_after_stored_neither_resends_nor_releases_the_held_copy() -> None:
+    """Found writing these tests: the owner answered a second accept for a STORED entry with
+    a Release, the holder deleted the only copy, and the owner still listed it as STORED."""
+    mesh, image_id = dispersed()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    size = cam.store.sealed_form(image_id).size
+    headers = count(mesh, "cam", "big", OriginalHeader, image_id)
+    assert feed(mesh, "big", "cam", DisperseAccept(image_id, size, 0)) is None
+    mesh.pump()
+    assert count(mesh, "cam", "big", Release, image_id) == 0
+    assert count(mesh, "cam", "big", OriginalHeader, image_id) == headers  # nothing sent again
+    assert [e.state for e in cam.store.dispersion(image_id)] == [DispersalState.STORED]
+    data = held_plaintext(cam.store, big.store, image_id)
+    assert data is not None and hashlib.sha256(data).hexdigest() == image_id
+
+
 def test_a_reject_from_a_holder_never_asked_only_updates_its_room() -> None:
     mesh, image_id = dispersing()
     cam = mesh.devices["cam"]
