@@ -18,6 +18,7 @@ from protocol.config import Policy
 from protocol.messages import (
     Chunk,
     Collect,
+    Message,
     OriginalComplete,
     OriginalHeader,
     Purpose,
@@ -507,7 +508,9 @@ def test_a_legacy_relay_resumed_on_a_second_holder_that_lies_is_not_handed_out()
     (ask,) = [m for m in mesh.between("cam", second) if isinstance(m, Collect)]
     assert ask.offset == got
     changed = bytes(b ^ 1 for b in data[got:])
-    lie = [OriginalHeader(image_id, Purpose.COLLECT, SIZE, image_id, got, cam.id, cam.id)]
+    lie: list[Message] = [
+        OriginalHeader(image_id, Purpose.COLLECT, SIZE, image_id, got, cam.id, cam.id)
+    ]
     lie += [Chunk(image_id, Purpose.COLLECT, got + at, changed[at : at + CHUNK])
             for at in range(0, len(changed), CHUNK)]
     lie.append(OriginalComplete(image_id, Purpose.COLLECT, image_id))
