@@ -489,3 +489,178 @@ def test_a_new_holder_that_went_before_answering_a_repair_is_released_when_back(
     mesh.pump()
     assert ev.Repaired(oldest, mesh.devices[spare].id) in cam.events
     assert stored_holders(mesh, "cam", oldest) == sorted([kept, spare])
+
+
+# --- more of the paths above, pinned -----------------------------------------------------------
+
+
+def many_dispersed(holders: int, replicas: int, pictures: int = 8) -> tuple[Mesh, list[str]]:
+    """A camera that dispersed several originals (``replicas`` copies each) over ``holders``."""
+    mesh = Mesh()
+    mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+             policy=Policy.THUMBNAILS, replicas=replicas)
+    for n in range(1, holders + 1):
+        mesh.add(f"h{n}", capacity=64_000_000, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+        mesh.connect("cam", f"h{n}")
+    mesh.pump()
+    ids = []
+    for _ in range(pictures):  # 1.2 MB in all: 5 must go
+        ids.append(mesh.capture("cam", size=SIZE))
+        mesh.pump()
+    cam = mesh.devices["cam"]
+    out = [i for i in ids if cam.store.image(i).where is Where.DISPERSED]  # type: ignore[union-attr]
+    assert len(out) >= 5
+    return mesh, out
+
+
+def test_repairing_a_lost_only_holder_names_every_picture_it_held() -> None:
+    mesh, _ = many_dispersed(holders=2, replicas=1)
+    cam = mesh.devices["cam"]
+    lost = mesh.devices["h1"].id
+    held = {e.image_id for e in cam.store.dispersion_list() if e.holder == lost}
+    order = [e.holder == lost for e in cam.store.dispersion_list()]
+    assert len(held) >= 2 and False in order[: max(i for i, x in enumerate(order) if x)]
+    mesh.disconnect("cam", "h1")
+    mesh.call(cam, lambda: cam.node.repair(lost, mesh.now))
+    assert {e.image_id for e in cam.of(ev.RepairFailed)} == held  # type: ignore[attr-defined]
+    assert {e.image_id for e in cam.store.dispersion_list() if e.holder == lost} == held
+
+
+def test_repairing_a_lost_holder_copies_every_picture_it_held() -> None:
+    mesh, ids = many_dispersed(holders=4, replicas=2)
+    cam = mesh.devices["cam"]
+    lost = mesh.devices["h1"].id
+    held = {e.image_id for e in cam.store.dispersion_list() if e.holder == lost}
+    order = [e.holder == lost for e in cam.store.dispersion_list()]
+    assert len(held) >= 2 and False in order[: max(i for i, x in enumerate(order) if x)]
+    mesh.disconnect("cam", "h1")
+    mesh.call(cam, lambda: cam.node.repair(lost, mesh.now))
+    mesh.pump()
+    assert {e.image_id for e in cam.events if isinstance(e, ev.Repaired)} == held
+    for image_id in ids:
+        stored = [e for e in cam.store.dispersion(image_id) if e.state is DispersalState.STORED]
+        assert len(stored) == 2 and lost not in {e.holder for e in stored}
+
+
+def test_a_repair_asks_exactly_as_many_new_holders_as_copies_are_missing() -> None:
+    mesh, oldest = replicated_mesh(holders=4, replicas=2)
+    cam = mesh.devices["cam"]
+    lost, kept = stored_holders(mesh, "cam", oldest)
+    mesh.disconnect("cam", lost)
+    mesh.call(cam, lambda: cam.node.repair(mesh.devices[lost].id, mesh.now))
+    mesh.pump()
+    spares = [n for n in ("h1", "h2", "h3", "h4") if n not in (lost, kept)]
+    assert sum(count(mesh, "cam", n, DisperseRequest, oldest) for n in spares) == 1
+    assert len(stored_holders(mesh, "cam", oldest)) == 2
+
+
+def test_a_repaired_picture_is_not_announced_repaired_again() -> None:
+    mesh, oldest = replicated_mesh()
+    cam = mesh.devices["cam"]
+    lost, kept = stored_holders(mesh, "cam", oldest)
+    spare = next(n for n in ("h1", "h2", "h3") if n not in (lost, kept))
+    mesh.disconnect("cam", lost)
+    mesh.call(cam, lambda: cam.node.repair(mesh.devices[lost].id, mesh.now))
+    mesh.pump()
+    mesh.advance(1.0)  # a look after the repair: it is done
+    digest = cam.store.sealed_form(oldest).digest if cam.store.picture_key(oldest) else ""
+    held = mesh.devices[spare].store.held(oldest)
+    assert held is not None
+    assert feed(mesh, spare, "cam", Stored(oldest, held.digest)) is None  # a repeated answer
+    assert digest is not None
+    assert [e for e in cam.events if isinstance(e, ev.Repaired)] == [
+        ev.Repaired(oldest, mesh.devices[spare].id)
+    ]
+
+
+def test_a_dropped_ask_for_a_picture_still_here_goes_to_another_holder() -> None:
+    mesh, image_id = dispersing()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    mesh.add("other", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.links.discard(("big", "cam"))  # big's answer never comes
+    mesh.connect("cam", "other")
+    mesh.pump()
+    assert count(mesh, "cam", "other", DisperseRequest, image_id) == 0  # asked of big already
+    mesh.disconnect("cam", "big")
+    mesh.call(cam, lambda: cam.node.repair(big.id, mesh.now))
+    mesh.pump()
+    assert count(mesh, "cam", "other", DisperseRequest, image_id) == 1
+    assert cam.store.image(image_id).where is Where.DISPERSED  # type: ignore[union-attr]
+    assert [e.holder for e in cam.store.dispersion(image_id)] == [mesh.devices["other"].id]
+
+
+def test_a_card_exactly_at_its_mark_disperses_nothing_and_one_byte_over_does() -> None:
+    for extra, asks in ((0, 0), (1, 1)):
+        mesh = Mesh()
+        cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+        mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+        mesh.connect("cam", "big")
+        mesh.pump()
+        mesh.capture("cam", size=200_000)
+        mesh.capture("cam", size=150_000)
+        mesh.capture("cam", size=150_000 + extra)
+        assert cam.store.usage().used == 500_000 + extra
+        mesh.pump()
+        assert count(mesh, "cam", "big", DisperseRequest) == asks, extra
+
+
+def test_an_excess_covered_exactly_disperses_no_more() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "big")
+    mesh.pump()
+    for size in (150_000, 150_000, 250_000, 250_000):  # 800 kB: 300 kB over
+        mesh.capture("cam", size=size)
+        mesh.advance(1.0)
+    mesh.pump()
+    assert len(cam.of(ev.Dispersed)) == 2
+    assert cam.store.usage().used == 500_000
+
+
+def test_a_rejected_holder_is_asked_again_exactly_retry_s_later() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS, retry_s=30.0)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "big")
+    mesh.pump()
+    for _ in range(4):
+        mesh.capture("cam", size=SIZE)
+    mesh.pump(until=until(DisperseRequest))
+    request = last(mesh, DisperseRequest)
+    assert isinstance(request, DisperseRequest)
+    mesh.links.discard(("big", "cam"))
+    assert feed(mesh, "big", "cam", DisperseReject(request.image_id, "busy", 64_000_000)) is None
+    assert cam.node.next_deadline() == mesh.now + 10.0  # the keepalive comes first
+    mesh.links.add(("big", "cam"))
+    mesh.advance(29.0)
+    asked = count(mesh, "cam", "big", DisperseRequest, request.image_id)
+    mesh.advance(1.0)  # exactly retry_s after the reject
+    mesh.pump()
+    assert count(mesh, "cam", "big", DisperseRequest, request.image_id) == asked + 1
+
+
+def test_the_dispersion_list_records_when_each_step_happened() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "big")
+    mesh.pump()
+    for _ in range(4):
+        mesh.capture("cam", size=SIZE)
+    mesh.pump(until=until(DisperseRequest))
+    request = last(mesh, DisperseRequest)
+    assert isinstance(request, DisperseRequest)
+    (entry,) = cam.store.dispersion(request.image_id)
+    assert entry.state is DispersalState.REQUESTED and entry.updated_at == mesh.now
+    mesh.now += 5.0
+    mesh.pump(until=until(DisperseAccept))
+    (entry,) = cam.store.dispersion(request.image_id)
+    assert entry.state is DispersalState.ACCEPTED and entry.updated_at == mesh.now
+    mesh.now += 5.0
+    mesh.pump()
+    (entry,) = cam.store.dispersion(request.image_id)
+    assert entry.state is DispersalState.STORED and entry.updated_at == mesh.now
+    assert mesh.devices["big"].store.held(request.image_id).stored_at == mesh.now  # type: ignore[union-attr]

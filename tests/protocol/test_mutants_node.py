@@ -479,3 +479,45 @@ def test_a_read_out_of_a_peers_picture_is_handed_out_in_order() -> None:
     assert readout_bytes(desk, image_id) == mesh.devices["cam"].store.original_bytes(image_id)
     assert desk.store.image(image_id).where is Where.ABSENT  # type: ignore[union-attr]
     assert Purpose.READOUT not in {e.purpose for e in desk.of(ev.OriginalArrived)}  # type: ignore[attr-defined]
+
+
+# --- where the user's request goes -------------------------------------------------------------
+
+
+def offered_by_a_relay() -> tuple[Mesh, str]:
+    """``cam``'s picture, pulled by ``relay`` (which offers it), seen by ``desk`` from both."""
+    mesh = Mesh()
+    mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.add("relay", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
+    mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.connect("cam", "relay")
+    mesh.pump()
+    image_id = mesh.capture("cam", size=SIZE)
+    mesh.pump()
+    assert mesh.devices["relay"].store.image(image_id).where is Where.LOCAL  # type: ignore[union-attr]
+    mesh.connect("relay", "desk")
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    return mesh, image_id
+
+
+def test_a_users_request_goes_to_the_pictures_origin_before_an_offerer() -> None:
+    mesh, image_id = offered_by_a_relay()
+    desk = mesh.devices["desk"]
+    assert mesh.devices["relay"].id < mesh.devices["cam"].id  # not merely the first by id
+    mesh.call(desk, lambda: desk.node.request(image_id, mesh.now))
+    mesh.pump()
+    assert count(mesh, "desk", "cam", RequestOriginal, image_id) == 1
+    assert count(mesh, "desk", "relay", RequestOriginal, image_id) == 0
+    assert desk.store.image(image_id).where is Where.LOCAL  # type: ignore[union-attr]
+
+
+def test_a_users_request_goes_to_an_offerer_when_the_origin_is_away() -> None:
+    mesh, image_id = offered_by_a_relay()
+    desk = mesh.devices["desk"]
+    mesh.disconnect("cam", "desk")
+    mesh.call(desk, lambda: desk.node.request(image_id, mesh.now))
+    assert desk.of(ev.RequestPending) == []
+    mesh.pump()
+    assert count(mesh, "desk", "relay", RequestOriginal, image_id) == 1
+    assert desk.store.image(image_id).where is Where.LOCAL  # type: ignore[union-attr]

@@ -545,3 +545,134 @@ def test_a_desk_without_a_sealer_cannot_open_a_held_copy_and_asks_the_owner() ->
     mesh.pump()
     assert count(mesh, "desk", "cam", ReadOut, oldest) == 1  # asked the owner instead
     assert readout_bytes(desk, oldest) == originals[oldest]
+
+
+# --- more of the paths above, pinned ----------------------------------------------------------------
+
+
+def test_a_read_out_retried_when_its_holder_returns_is_not_given_up_while_it_runs() -> None:
+    mesh, image_id = dispersed()
+    cam = mesh.devices["cam"]
+    mesh.disconnect("cam", "big")
+    mesh.call(cam, lambda: cam.node.read_out(image_id, mesh.now, wait_s=20.0))
+    mesh.advance(10.0)
+    mesh.connect("cam", "big")
+    mesh.pump(until=lambda d: isinstance(d.msg, Chunk) and d.dst == "cam")
+    mesh.advance(15.0)  # past the deadline, the retried collection still under way
+    mesh.pump()
+    assert cam.of(ev.ReadOutFailed) == []
+    assert cam.of(ev.ReadOutDone) == [ev.ReadOutDone(image_id, image_id)]
+
+
+def test_a_desk_reading_a_held_copy_itself_asks_nobody_and_hands_it_out_in_order() -> None:
+    from tests.protocol.test_picture_keys import field_day
+
+    mesh, ids, originals = field_day(wrap_for_desk=True)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    oldest = next(i for i in ids if cam.store.image(i).where is Where.DISPERSED)  # type: ignore[union-attr]
+    mesh.call(desk, lambda: desk.node.read_out(oldest, mesh.now))
+    mesh.pump()
+    assert count(mesh, "desk", "cam", ReadOut, oldest) == 0  # the owner is there, not needed
+    assert desk.of(ev.ReadOutFailed) == []
+    assert desk.of(ev.ReadOutDone) == [ev.ReadOutDone(oldest, oldest)]
+    chunks = desk.of(ev.ReadOutChunk)
+    step = desk.config.chunk_size
+    assert [c.offset for c in chunks] == list(range(0, len(originals[oldest]), step))  # type: ignore[attr-defined]
+    assert b"".join(c.data for c in chunks) == originals[oldest]  # type: ignore[attr-defined]
+
+
+def test_a_desk_whose_key_does_not_open_the_held_copy_asks_the_owner() -> None:
+    from tests.protocol.test_picture_keys import field_day, sealing
+
+    mesh, ids, originals = field_day(wrap_for_desk=True)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    oldest = next(i for i in ids if cam.store.image(i).where is Where.DISPERSED)  # type: ignore[union-attr]
+    desk.config = dataclasses.replace(desk.config, sealer=sealing()[0])  # a new key pair
+    mesh.restart("desk")
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    mesh.call(desk, lambda: desk.node.read_out(oldest, mesh.now))
+    mesh.pump()
+    assert count(mesh, "desk", "cam", ReadOut, oldest) == 1
+    assert readout_bytes(desk, oldest) == originals[oldest]
+
+
+def two_relays() -> tuple[Mesh, str]:
+    """``desk`` (a request) and ``desk2`` (a read-out) both relayed from the holder."""
+    mesh, image_id = dispersed()
+    with_desk(mesh)
+    mesh.add("desk2", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.connect("cam", "desk2")
+    mesh.pump()
+    desk, desk2 = mesh.devices["desk"], mesh.devices["desk2"]
+    mesh.call(desk, lambda: desk.node.request(image_id, mesh.now))
+    mesh.call(desk2, lambda: desk2.node.read_out(image_id, mesh.now))
+    mesh.pump(until=lambda d: isinstance(d.msg, Chunk) and d.dst == "desk2")
+    mesh.call(desk, lambda: desk.node.refuse(image_id, mesh.now))
+    return mesh, image_id
+
+
+def test_a_refused_relay_leaves_the_other_readers_relay_running() -> None:
+    mesh, image_id = two_relays()
+    mesh.pump()
+    desk2 = mesh.devices["desk2"]
+    assert desk2.of(ev.ReadOutDone) == [ev.ReadOutDone(image_id, image_id)]
+    assert readout_bytes(desk2, image_id) == original(mesh, image_id)
+    assert count(mesh, "cam", "desk", OriginalComplete, image_id) == 0
+
+
+def test_a_refused_relay_hears_nothing_when_the_collection_then_fails() -> None:
+    mesh, image_id = two_relays()
+    mesh.pump(until=lambda d: isinstance(d.msg, RefuseOriginal))
+    mesh.disconnect("cam", "big", "out of range")
+    mesh.pump()
+    assert count(mesh, "cam", "desk", TransferFailed, image_id) == 0
+    assert [m.purpose for m in mesh.between("cam", "desk2") if isinstance(m, TransferFailed)] == [
+        Purpose.READOUT
+    ]
+
+
+def test_a_legacy_holder_answering_other_bytes_is_cut_off_and_the_read_out_fails() -> None:
+    mesh, image_id, data = legacy()
+    cam = mesh.devices["cam"]
+    mesh.call(cam, lambda: cam.node.read_out(image_id, mesh.now))
+    mesh.pump(until=until(Collect))
+    mesh.links.discard(("big", "cam"))  # its real answer is held back; the lie is fed
+    changed = bytes(b ^ 1 for b in data)
+    lie: list[Message] = [
+        OriginalHeader(image_id, Purpose.COLLECT, SIZE, image_id, 0, cam.id, cam.id)
+    ]
+    lie += [Chunk(image_id, Purpose.COLLECT, at, changed[at : at + CHUNK])
+            for at in range(0, SIZE, CHUNK)]
+    lie.append(OriginalComplete(image_id, Purpose.COLLECT, image_id))
+    assert feed(mesh, "big", "cam", *lie) == "hash-mismatch"
+    assert cam.of(ev.ReadOutFailed) == [
+        ev.ReadOutFailed(image_id, "collecting from big failed: the bytes did not match the digest")
+    ]
+    assert cam.of(ev.ReadOutDone) == []
+
+
+def test_a_peers_read_out_answered_with_other_bytes_fails_naming_why() -> None:
+    from tests.protocol.test_checks import provoke_hash_mismatch_readout
+
+    assert provoke_hash_mismatch_readout() == "hash-mismatch"
+    mesh = Mesh()
+    mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    desk = mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    image_id = mesh.capture("cam", size=3000)
+    mesh.pump()
+    mesh.call(desk, lambda: desk.node.read_out(image_id, mesh.now))
+    mesh.pump(until=until(ReadOut))
+    cam = mesh.devices["cam"]
+    code = feed(
+        mesh, "cam", "desk",
+        OriginalHeader(image_id, Purpose.READOUT, 3000, image_id, 0, desk.id, cam.id),
+        Chunk(image_id, Purpose.READOUT, 0, b"y" * 3000),
+        OriginalComplete(image_id, Purpose.READOUT, image_id),
+    )
+    assert code == "hash-mismatch"
+    assert desk.of(ev.ReadOutFailed) == [
+        ev.ReadOutFailed(image_id, "the bytes did not match the digest")
+    ]
