@@ -36,14 +36,14 @@ CODECS = {"h264": "libx264", "h265": "libx265"}
 PRESETS = {"h264": "superfast", "h265": "ultrafast"}
 
 
-def clip(size: str, codec: str, seconds: float, gop: float, noise: int) -> Path:
-    path = CACHE / f"movie-pan4-{size}-{codec}-{seconds:g}s-gop{gop:g}-noise{noise}.mp4"
+def clip(size: str, codec: str, seconds: float, gop: float, noise: int, crf: int) -> Path:
+    path = CACHE / f"movie-pan4-{size}-{codec}-{seconds:g}s-gop{gop:g}-noise{noise}-crf{crf}.mp4"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         cuts = (seconds * 0.26, seconds * 0.53, seconds * 0.79)
         temp = path.with_suffix(".tmp.mp4")
         write_movie(temp, seconds=seconds, size=SIZES[size], codec=CODECS[codec], cuts=cuts,
-                    gop_s=gop, textured=True, crf=23, preset=PRESETS[codec], noise=noise)
+                    gop_s=gop, textured=True, crf=crf, preset=PRESETS[codec], noise=noise)
         temp.rename(path)
     return path
 

@@ -20,8 +20,10 @@ from typing import BinaryIO, Final
 
 from PIL import Image
 
+from storage.errors import MovieUnusable
 from storage.metadata import Exif, MetadataValue, Tiff, merged, read_exif
-from storage.movies import MEDIA_HINT, MovieUnusable, StripFrame, extract_movie_isolated
+from storage.movie_process import extract_movie_isolated
+from storage.movies import MEDIA_HINT, StripFrame
 
 MAX_SIDE: Final = 320
 HEAD_BYTES: Final = 128 * 1024  # EXIF lives in one APP1 segment of at most 64 KiB, near the start

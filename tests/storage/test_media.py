@@ -305,7 +305,8 @@ def test_a_decoder_that_hangs_or_crashes_is_only_a_reason(tmp_path: Path) -> Non
     """Extraction runs in a child process: one that never returns is killed at the hard
     timeout, one that dies by a signal (a crash inside FFmpeg) is reported, and the caller
     goes on either way."""
-    from storage.movies import MovieUnusable, extract_movie_isolated
+    from storage.movie_process import extract_movie_isolated
+    from storage.movies import MovieUnusable
 
     path = movie_samples.write_movie(tmp_path / "clip.mp4", seconds=2)
     hang = [sys.executable, "-c", "import time; time.sleep(60)"]
