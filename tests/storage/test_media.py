@@ -26,7 +26,8 @@ from storage.movies import (  # noqa: E402
     StripSettings,
     extract_movie,
 )
-from storage.thumbnails import MAX_SIDE, _from_rawpy, extract  # noqa: E402
+from storage.raw_previews import from_rawpy  # noqa: E402
+from storage.thumbnails import MAX_SIDE, extract  # noqa: E402
 
 CUTS = (15.3, 31.7, 47.2)
 
@@ -180,7 +181,7 @@ def test_a_dng_libraw_reads_gets_its_embedded_preview(tmp_path: Path) -> None:
         assert (raw.sizes.raw_width, raw.sizes.raw_height) == (256, 192)
         assert raw.extract_thumb().format == rawpy.ThumbFormat.JPEG
     with path.open("rb") as file:
-        through_libraw = _from_rawpy(file, "image/x-adobe-dng", None)
+        through_libraw = from_rawpy(file, "image/x-adobe-dng", None)
     for got in (extract(path), through_libraw):
         assert (got.mime, got.thumbnail_source) == ("image/x-adobe-dng", "raw-preview")
         assert near(colour_of(got.thumbnail), (200, 0, 0))
