@@ -17,8 +17,8 @@ from typing import BinaryIO, Final
 
 from storage.errors import MovieUnusable
 from storage.metadata import Exif, Tiff, merged, read_exif
-from storage.movie_process import extract_movie_isolated
-from storage.movies import MEDIA_HINT
+from storage.movie_process import HARD_TIMEOUT_S, extract_movie_isolated
+from storage.movies import MEDIA_HINT, StripSettings
 from storage.previews import (
     DECODABLE_SOF,
     HEAD_BYTES,
@@ -39,6 +39,10 @@ from storage.raw_previews import from_rawpy, from_tiff, with_raw_size
 __all__ = ["MAX_SIDE", "QUALITY", "Extracted", "extract", "mime_of", "placeholder"]
 
 MAX_EMBEDDED: Final = 256 * 1024  # protocol Limits.MAX_THUMBNAIL
+# How an import makes a movie's strip: the walk's own bounds, then the child's hard timeout
+# (a movie's bounded time in an import is MOVIE_TIMEOUT_S, whatever the file does).
+MOVIE_SETTINGS = StripSettings()
+MOVIE_TIMEOUT_S = HARD_TIMEOUT_S
 
 
 def extract(path: Path, *, use_embedded: bool = True) -> Extracted:
@@ -147,7 +151,6 @@ def _extract(
     raise Unusable(f"not a picture this device can read ({mime})")
 
 
-
 def _from_jpeg(file: BinaryIO, head: bytes, mime: str, use_embedded: bool) -> Extracted:
     frame = read_frame(file, head)
     exif, embedded = Exif(), None
@@ -213,7 +216,8 @@ def _from_movie(path: Path, mime: str) -> Extracted:
         import av  # noqa: F401  # said here, at once, rather than by a child process
     except ImportError:
         raise MovieUnusable(f"{MEDIA_HINT} (PyAV is not installed)") from None
-    movie = extract_movie_isolated(path)  # MovieUnusable becomes the placeholder's reason
+    # MovieUnusable becomes the placeholder's reason.
+    movie = extract_movie_isolated(path, MOVIE_SETTINGS, hard_timeout_s=MOVIE_TIMEOUT_S)
     return Extracted(
         movie.poster, "keyframe", movie.reason, mime, movie.capture_time, movie.metadata,
         movie.width, movie.height, movie.strip,
