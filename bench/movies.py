@@ -132,6 +132,8 @@ def main() -> None:
                 "full_decode_s_per_minute": round(decode_s * 60.0 / seconds, 3),
                 "full_decode_runs_s": [round(t, 3) for t in decode_runs],
                 "speedup": round(decode_s / strip_s, 1),
+                # The best any strip of this length could do against this full decode.
+                "speedup_ceiling": round(decode_s / (key_s * len(movie.strip)), 1),
                 "strip_frames": len(movie.strip),
                 "keyframes_decoded": movie.keyframes_decoded,
                 "scene_frames": sum(1 for f in movie.strip if f.kind == "scene"),
