@@ -156,9 +156,7 @@ def describe(found: list[list[str]]) -> str:
 
 # Circles known and being broken (issue 15), each to be removed by the commit that breaks it.
 # An entry that no longer matches a circle fails the test too, so this list cannot go stale.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"sim.faults", "sim.world"}): "faults.py calls back into the world (issue 15, sim/)",
-}
+KNOWN_CIRCLES: dict[frozenset[str], str] = {}
 
 
 def test_no_import_circles() -> None:
