@@ -28,8 +28,9 @@ from rich.table import Table
 from mesh.card_commands import init_card
 from mesh.cli import Register
 from mesh.demo_timeline import DemoFailed, FoundByMdns, Timeline, percent
+from mesh.errors import ReadOutError
 from mesh.identity import Identity
-from mesh.runtime import Address, ReadOutError, Runtime
+from mesh.runtime import Address, Runtime
 from protocol.config import NodeConfig, Policy
 from protocol.errors import CammeshError
 from protocol.messages import Role

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mesh import tls
-from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, TransportError
+from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, ReadOutError, TransportError
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
@@ -657,10 +657,6 @@ class Runtime:
         finally:
             unsubscribe()
         raise ReadOutError("the read-out ended without an answer")
-
-
-class ReadOutError(Exception):
-    """A read-out could not be completed; the message names why (e.g. the holder is offline)."""
 
 
 def event_fields(event: ev.NodeEvent) -> dict[str, Any]:
