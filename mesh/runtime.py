@@ -98,8 +98,10 @@ class PeerLink:
 
 
 @dataclass(frozen=True, slots=True)
-class Incoming:
-    """An original (or smaller copy) on its way to us, for progress bars."""
+class InboundTransfer:
+    """How far an original (or smaller copy) on its way to us has come, for progress bars.
+
+    Not ``protocol.store.Incoming``, which names what kind of stream a partial belongs to."""
 
     peer: str
     image_id: str
@@ -142,7 +144,7 @@ class Runtime:
         self.clock = clock
         self.node = Node(card, config, random.Random(seed))
         self.links: dict[str, PeerLink] = {}
-        self.incoming: dict[tuple[str, str, str], Incoming] = {}
+        self.incoming: dict[tuple[str, str, str], InboundTransfer] = {}
         self.port: int | None = None
         self._lock = trio.Lock()
         self._changed = trio.Event()
@@ -217,7 +219,7 @@ class Runtime:
                 # The first chunk of a stream says where it started: a resumed transfer
                 # shows an offset past zero here (the partial the card kept).
                 log_event(event, name="TransferStarted")
-            self.incoming[key] = Incoming(
+            self.incoming[key] = InboundTransfer(
                 event.peer, event.image_id, str(event.purpose), event.done, event.total
             )
             return

@@ -39,7 +39,7 @@ from protocol.messages import (
 from protocol.store import CardFull
 from sim import faults, invariants
 from sim.devices import AuditedStore, Device, device_id_for, make_config
-from sim.links import Connection, make_connection
+from sim.links import NetworkLink, make_link
 from sim.lying import Liar, Lie
 from sim.scenario import Scenario, Step
 
@@ -188,13 +188,13 @@ class World:
                 )
             )
         self.index_of = {d.device_id: d.index for d in self.devices}
-        self.connections: dict[tuple[int, int], Connection] = {}
-        self.links_of: list[list[Connection]] = [[] for _ in range(n)]
+        self.connections: dict[tuple[int, int], NetworkLink] = {}
+        self.links_of: list[list[NetworkLink]] = [[] for _ in range(n)]
         # conn_from[a][b]: the connection between a and b (None on the diagonal).
-        self.conn_from: list[list[Connection | None]] = [[] for _ in range(n)]
+        self.conn_from: list[list[NetworkLink | None]] = [[] for _ in range(n)]
         for a in range(n):
             for b in range(a + 1, n):
-                conn = make_connection(a, b, scenario.bandwidth, scenario.latency)
+                conn = make_link(a, b, scenario.bandwidth, scenario.latency)
                 self.connections[(a, b)] = conn
                 self.links_of[a].append(conn)
                 self.links_of[b].append(conn)
@@ -375,7 +375,7 @@ class World:
             if conn is not None and conn.up:
                 pump_lane(dev, conn)
 
-    def _pump_lane(self, dev: Device, conn: Connection) -> None:
+    def _pump_lane(self, dev: Device, conn: NetworkLink) -> None:
         """Pull one frame for this lane if it is free; if it is busy, wake it when it frees.
 
         A LANE_FREE event is scheduled only when the sender may have more for this
