@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocol.store import DispersalState, Incoming
+from sim import loss
 from sim import scenario as sc
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ def apply(world: World, step: sc.Step) -> None:
         partition(world, step.a, step.duration)
     elif step.kind == sc.VANISH:
         vanish(world, step.a, step.duration)
+    elif step.kind == sc.LOSE:
+        loss.lose(world, step.a)
     else:
         user_action(world, step)
 
@@ -132,7 +135,8 @@ def user_action(world: World, step: sc.Step) -> None:
         if pic.image_id in dev.readouts:
             return
         dev.readouts[pic.image_id] = bytearray()
-        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now))
+        wait_s = step.duration or None  # a read-out that may wait for its holder to come back
+        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now, wait_s=wait_s))
     elif step.kind == sc.REFUSE:
         world.call(dev, "refuse", lambda: node.refuse(pic.image_id, now))
     elif step.kind == sc.REQUEST:
