@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sim import scenario as sc
 from sim.world import World
+from tests.sim.test_regressions import FOUND
 
 GOLDEN = Path(__file__).with_name("golden_traces.json")
 
@@ -69,6 +71,22 @@ def _wrapped_keys(seed: int) -> sc.Scenario:
     return replace(base, wrap_keys=True, steps=_sorted((*base.steps, *reads)))
 
 
+def _user_actions(seed: int) -> sc.Scenario:
+    """Requests, refusals, read-outs and collections under each desk policy, cards filling."""
+    rng = random.Random(f"golden user actions:{seed}")
+    base = _full(seed, desks=1)
+    policy = ("requested", "thumbnails", "all")[seed % 3]
+    kinds = (sc.REQUEST, sc.REFUSE, sc.READOUT, sc.COLLECT, sc.BREAK)
+    steps = []
+    for _ in range(12):
+        kind = rng.choice(kinds)
+        a, b = rng.randrange(3), rng.randrange(40)
+        if kind == sc.BREAK:
+            a, b = rng.sample(range(3), 2)
+        steps.append(sc.Step(round(rng.uniform(0, 20 * base.interval), 3), kind, a, b))
+    return replace(base, desk_policy=policy, steps=_sorted((*base.steps, *steps)))
+
+
 # Shrunk scenarios each planted bug is caught in (tests/sim/test_planted_bugs.py finds
 # such scenarios afresh; these are pinned so that the run itself cannot drift).
 _PLANTED = {
@@ -88,6 +106,10 @@ def runs() -> dict[str, Run]:
         out[f"field-day-{seed}"] = Run(sc.generate(seed, cameras=3, pictures=20, desks=1, faults=FAMILIES))
     for seed, family in enumerate(FAMILIES):
         out[f"{family}-{seed}"] = Run(sc.generate(seed, cameras=3, pictures=12, desks=1, faults=(family,)))
+    for seed in range(3):
+        out[f"user-actions-{seed}"] = Run(_user_actions(seed))
+    for name, text in sorted(FOUND.items()):  # scenarios that once broke an invariant
+        out[f"regression-{name}"] = Run(sc.Scenario.from_json(text), ci=False)
     for seed in range(3):
         out[f"lying-{seed}"] = Run(
             sc.generate(seed, cameras=3, pictures=20, desks=2, faults=(*FAMILIES, "lying"))
