@@ -30,6 +30,7 @@ from mesh.cli import Register
 from mesh.demo_timeline import DemoFailed, FoundByMdns, Timeline, percent
 from mesh.identity import Identity
 from mesh.runtime import Address, ReadOutError, Runtime
+from protocol import room
 from protocol.config import NodeConfig, Policy
 from protocol.errors import CammeshError
 from protocol.messages import Role
@@ -348,8 +349,7 @@ async def _tell(alpha: Device, bravo: Device, desk: Device, files: list[Path], p
 
 
 def _under_mark(device: Device) -> bool:
-    usage = device.card.usage()
-    return usage.used <= int(device.runtime.node.config.high_water * usage.capacity)
+    return not room.over_mark(device.card.usage(), device.runtime.node.config.high_water)
 
 
 async def _settle(device: Device, t: Timeline, what: str) -> None:

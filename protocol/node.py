@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterable, Mapping
 
 from protocol import events as ev
-from protocol import serving, transfers
+from protocol import room, serving, transfers
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import Dispersal
@@ -659,7 +659,7 @@ class Node:
         ]
         if not open_peers:
             return  # every peer we pull from is busy or has nothing for us: nothing to decide
-        room: int | None = None  # computed once a pull has a source
+        left: int | None = None  # room below the mark, computed once a pull has a source
         for peer_id in sorted(open_peers):
             link = self.links[peer_id]
             queue = queues[peer_id]
@@ -676,13 +676,13 @@ class Node:
                     del self._pulls[image_id]
                     done.append(image_id)
                     continue
-                if room is None:
-                    room = self._room_for_pulls()
+                if left is None:
+                    left = self._room_for_pulls()
                 need = record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
-                if need > room:
+                if need > left:
                     full = True  # the card is near its high-water mark: pull no more for now
                     break
-                room -= need
+                left -= need
                 del self._pulls[image_id]
                 done.append(image_id)
                 link.background.add(image_id)
@@ -698,14 +698,13 @@ class Node:
 
     def _room_for_pulls(self) -> int:
         """Bytes we may still pull below the high-water mark, after the pulls in flight."""
-        usage = self.store.usage()
-        room = int(self.config.high_water * usage.capacity) - usage.used - usage.reserved
+        left = room.below_mark(self.store.usage(), self.config.high_water)
         for link in self.links.values():
             for image_id in link.background:
                 record = self.store.image(image_id)
                 if record is not None:
-                    room -= record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
-        return room
+                    left -= record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
+        return left
 
     def _send_request(
         self,
