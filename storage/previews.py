@@ -16,7 +16,7 @@ from typing import BinaryIO, Final
 
 from PIL import Image
 
-from storage.errors import MovieUnusable
+from storage.errors import MovieUnusable, StoreError
 from storage.metadata import Exif, MetadataValue, merged
 from storage.movie_strip import StripFrame
 
@@ -62,8 +62,9 @@ class Extracted:
     strip: tuple[StripFrame, ...] = ()
 
 
-class Unusable(Exception):
-    """This file's content cannot give a thumbnail; the message is the logged reason."""
+class Unusable(StoreError):
+    """This file's content cannot give a thumbnail; the message is the logged reason (caught
+    inside ``extract``, never raised out of it)."""
 
 
 def reason_of(exc: Exception) -> str:
