@@ -223,7 +223,8 @@ async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: 
         metadata["photographer"] = item.photographer
     ok = False
     try:
-        summary = await runtime.import_pictures([item.path], metadata=metadata)
+        # ready/ is the card's to take: linked in, not copied, when on its filesystem.
+        summary = await runtime.import_pictures([item.path], metadata=metadata, adopt=True)
         ok = not summary.rejected
     finally:
         with trio.CancelScope(shield=True):

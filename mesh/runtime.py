@@ -260,6 +260,7 @@ class Runtime:
         *,
         progress: ImportProgress | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
+        adopt: bool = False,
     ) -> ImportSummary:
         """Import files onto the card, telling the node of each, in order, as it lands.
 
@@ -274,7 +275,8 @@ class Runtime:
         ``node.captured``, so no peer ever holds the thumbnail of a picture this card could
         lose to a crash.  ``progress(done, total, outcome)`` is awaited after each file, before
         a further one starts; ``metadata`` is laid over each file's own (an FTP account's
-        photographer).
+        photographer); ``adopt``: the files are the card's to take, linked in, not copied
+        (``Card.add_original``: FTP uploads handed over).
         """
         todo = await trio.to_thread.run_sync(
             lambda: list(files_under(paths, card=self.card.path))
@@ -288,7 +290,8 @@ class Runtime:
 
                 async def copy() -> None:
                     job = functools.partial(
-                        import_one, self.card, path, refusal, now=self.now(), metadata=metadata
+                        import_one, self.card, path, refusal, now=self.now(), metadata=metadata,
+                        adopt=adopt,
                     )
                     try:
                         result: Any = await trio.to_thread.run_sync(job)

@@ -179,8 +179,10 @@ def import_one(
     *,
     now: float,
     metadata: Mapping[str, MetadataValue] | None = None,
+    adopt: bool = False,
 ) -> Imported | Skipped:
     """One file of ``files_under``: imported, a duplicate, or rejected with its reason.
+    ``adopt``: the file is the card's to take (``Card.add_original``).
 
     Outside ``deferred_sync`` an Imported picture is durable when this returns: its original
     fsynced and renamed into place, its catalog row committed with a full sync.
@@ -202,7 +204,8 @@ def import_one(
         return facts[0]
 
     try:
-        record, new = card.add_original(path, name=path.name, now=now, extracted=extraction)
+        record, new = card.add_original(path, name=path.name, now=now, extracted=extraction,
+                                        adopt=adopt)
     except (CardFull, ImportRejected) as exc:
         return Skipped(str(path), str(exc))
     except StoreError as exc:
