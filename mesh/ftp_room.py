@@ -20,6 +20,7 @@ from typing import Any
 from mesh.errors import MeshError
 
 REFRESH_BYTES = 8 * 1024 * 1024  # of one upload, between two questions on the card's room
+GRANT = 1024 * 1024  # room an upload takes ahead of its writes (one TLS record is 16 KiB)
 FRESH_S = 1.0  # a figure this old is waited for (up to ROOM_WAIT_S) before an upload starts
 ROOM_WAIT_S = 5.0  # for the node's answer; the last figure stands after
 
@@ -98,19 +99,31 @@ class Room:
 
 
 class GuardedFile:
-    """An upload's file: each write first takes its room on the card (OutOfRoom if none)."""
+    """An upload's file: each write first takes its room on the card (OutOfRoom if none).
+
+    Room is taken ``GRANT`` bytes ahead (or just what a write needs, when a grant does not
+    fit), not at each 16 KiB write: ``taken`` is what the upload holds, ``written`` what
+    it wrote."""
 
     def __init__(self, file: Any, room: Room, what: str) -> None:
         self._file = file
         self._room = room
         self._what = what
         self.taken = 0
+        self.written = 0
 
     def write(self, data: bytes) -> int:
-        if self.taken // REFRESH_BYTES != (self.taken + len(data)) // REFRESH_BYTES:
-            self._room.refresh(max_age=math.inf)  # the card's room may change under a long upload
-        self._room.take(len(data), what=self._what)
-        self.taken += len(data)
+        after = self.written + len(data)
+        if after > self.taken:
+            if self.written // REFRESH_BYTES != after // REFRESH_BYTES:
+                self._room.refresh(max_age=math.inf)  # the room may change under a long upload
+            try:
+                self._room.take(after - self.taken + GRANT, what=self._what)
+                self.taken = after + GRANT
+            except OutOfRoom:
+                self._room.take(after - self.taken, what=self._what)
+                self.taken = after
+        self.written = after
         return int(self._file.write(data))
 
     def __getattr__(self, name: str) -> Any:

@@ -50,6 +50,7 @@ log = logging.getLogger("cammesh.ftp")
 
 POLL_S = 0.05  # how often the FTP thread looks up from its select loop to see if it must stop
 READY = "ready"  # under the uploads folder: completed uploads waiting for their import
+WRITE_BUFFER = 256 * 1024  # an upload's file buffer
 FTP_PATH = ".ftp-path"  # beside a file in ready/: where in its account the camera put it
 
 
@@ -115,13 +116,14 @@ def _complete(path: Path) -> bool:
 
 class _Folder(AbstractedFS):  # type: ignore[misc]
     def open(self, filename: str, mode: str) -> Any:
-        file = super().open(filename, mode)
-        if any(c in mode for c in "wa+"):
-            handler = self.cmd_channel
-            guarded = GuardedFile(file, handler.door.room, os.path.basename(filename))
-            handler.current = guarded
-            return guarded
-        return file
+        if not any(c in mode for c in "wa+"):
+            return super().open(filename, mode)
+        # Written in large blocks, not one system call per 16 KiB TLS record.
+        file = open(filename, mode, buffering=WRITE_BUFFER)  # noqa: SIM115  # closed by pyftpdlib
+        handler = self.cmd_channel
+        guarded = GuardedFile(file, handler.door.room, os.path.basename(filename))
+        handler.current = guarded
+        return guarded
 
 
 class _Control(TLS_FTPHandler):  # type: ignore[misc]
@@ -172,6 +174,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
                 pass  # the first write will find out, and answer 552
             else:
                 self.current.taken += kept
+                self.current.written += kept
             with self.door.accounts.lock:
                 stats = self.door.accounts.stats.get(self.username)
                 if stats is not None:
