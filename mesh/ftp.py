@@ -224,7 +224,9 @@ async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: 
     ok = False
     try:
         # ready/ is the card's to take: linked in, not copied, when on its filesystem.
-        summary = await runtime.import_pictures([item.path], metadata=metadata, adopt=True)
+        summary = await runtime.import_pictures(
+            [item.path], metadata=metadata, adopt=True,
+            digests={item.path: item.sha256} if item.sha256 else None)
         ok = not summary.rejected
     finally:
         with trio.CancelScope(shield=True):

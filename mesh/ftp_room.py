@@ -11,6 +11,7 @@ for the node's answer (which waits for the card's lock while an import commits).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -103,14 +104,20 @@ class GuardedFile:
 
     Room is taken ``GRANT`` bytes ahead (or just what a write needs, when a grant does not
     fit), not at each 16 KiB write: ``taken`` is what the upload holds, ``written`` what
-    it wrote."""
+    it wrote.  A file written from its first byte (``hashed``: a STOR, not a resume) is
+    hashed as it arrives, so its import need not read it again to name it."""
 
-    def __init__(self, file: Any, room: Room, what: str) -> None:
+    def __init__(self, file: Any, room: Room, what: str, *, hashed: bool = False) -> None:
         self._file = file
         self._room = room
         self._what = what
         self.taken = 0
         self.written = 0
+        self._digest = hashlib.sha256() if hashed else None
+
+    def sha256(self) -> str | None:
+        """The SHA-256 of what was written, when all of the file was written here."""
+        return self._digest.hexdigest() if self._digest is not None else None
 
     def write(self, data: bytes) -> int:
         after = self.written + len(data)
@@ -124,6 +131,8 @@ class GuardedFile:
                 self._room.take(after - self.taken, what=self._what)
                 self.taken = after
         self.written = after
+        if self._digest is not None:
+            self._digest.update(data)
         return int(self._file.write(data))
 
     def __getattr__(self, name: str) -> Any:

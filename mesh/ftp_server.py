@@ -80,6 +80,7 @@ class Completed:
     size: int
     at: float
     photographer: str | None = None
+    sha256: str | None = None  # hashed as it arrived (an upload sent whole, not resumed)
 
 
 class _DataChannel(TLS_DTPHandler):  # type: ignore[misc]
@@ -121,7 +122,8 @@ class _Folder(AbstractedFS):  # type: ignore[misc]
         # Written in large blocks, not one system call per 16 KiB TLS record.
         file = open(filename, mode, buffering=WRITE_BUFFER)  # noqa: SIM115  # closed by pyftpdlib
         handler = self.cmd_channel
-        guarded = GuardedFile(file, handler.door.room, os.path.basename(filename))
+        guarded = GuardedFile(file, handler.door.room, os.path.basename(filename),
+                              hashed=mode == "wb")  # not APPE, nor REST (r+b)
         handler.current = guarded
         return guarded
 
@@ -194,12 +196,15 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         return taken
 
     def on_file_received(self, file: str) -> None:
+        current = self.current
         taken = self._finish(file)
         ftp_path = self.fs.fs2ftp(file)
         size = os.path.getsize(file)
         # The room stays taken until the node has imported it (or given up on it).
         self.door.room.give_back(taken - size)
-        self.door.hand_over(self.username, Path(file), ftp_path, size)
+        whole = current is not None and current.written == size
+        self.door.hand_over(self.username, Path(file), ftp_path, size,
+                            current.sha256() if current is not None and whole else None)
 
     def on_incomplete_file_received(self, file: str) -> None:
         taken = self._finish(file)
@@ -270,7 +275,8 @@ class CameraServer:
                             ) from exc
         self.port: int = self.server.address[1]
 
-    def hand_over(self, account: str, file: Path, ftp_path: str, size: int) -> None:
+    def hand_over(self, account: str, file: Path, ftp_path: str, size: int,
+                  sha256: str | None = None) -> None:
         """Move a completed upload out of the camera's folder, and tell the node."""
         folder = self.ready / f"{next(self._sequence):015d}-{account}"
         folder.mkdir()
@@ -280,7 +286,7 @@ class CameraServer:
         os.replace(file, target)
         known = self.accounts.account(account)
         self._deliver(Completed(account, target, ftp_path, size, time.time(),
-                                known.photographer if known is not None else None))
+                                known.photographer if known is not None else None, sha256))
 
     def imported(self, item: Completed, *, ok: bool, pending: bool = True,
                  free: int | None = None) -> None:

@@ -261,6 +261,7 @@ class Runtime:
         progress: ImportProgress | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
         adopt: bool = False,
+        digests: Mapping[Path, str] | None = None,
     ) -> ImportSummary:
         """Import files onto the card, telling the node of each, in order, as it lands.
 
@@ -276,7 +277,8 @@ class Runtime:
         lose to a crash.  ``progress(done, total, outcome)`` is awaited after each file, before
         a further one starts; ``metadata`` is laid over each file's own (an FTP account's
         photographer); ``adopt``: the files are the card's to take, linked in, not copied
-        (``Card.add_original``: FTP uploads handed over).
+        (``Card.add_original``: FTP uploads handed over), ``digests`` the SHA-256 of those
+        hashed as they arrived.
         """
         todo = await trio.to_thread.run_sync(
             lambda: list(files_under(paths, card=self.card.path))
@@ -291,7 +293,7 @@ class Runtime:
                 async def copy() -> None:
                     job = functools.partial(
                         import_one, self.card, path, refusal, now=self.now(), metadata=metadata,
-                        adopt=adopt,
+                        adopt=adopt, digest=(digests or {}).get(path),
                     )
                     try:
                         result: Any = await trio.to_thread.run_sync(job)

@@ -210,10 +210,11 @@ class Card:
         now: float,
         extracted: Extraction | Callable[[Path], Extraction],
         adopt: bool = False,
+        digest: str | None = None,
     ) -> tuple[ImageRecord, bool]:
         """Store a picture taken or imported here as LOCAL: ``Intake.add_original``."""
         return self._intake.add_original(source, name=name, now=now, extracted=extracted,
-                                         adopt=adopt)
+                                         adopt=adopt, digest=digest)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

@@ -420,3 +420,28 @@ def test_an_adopted_file_on_another_filesystem_is_copied(
     assert new
     assert card.original_path(record.image_id).stat().st_ino != source.stat().st_ino
     assert card.read_original(record.image_id, 0, 1000) == b"far away" * 10
+
+
+def test_an_adopted_file_with_its_digest_is_not_read_again(
+    card: Card, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "hashed.jpg"
+    source.write_bytes(b"hashed as it arrived" * 10)
+    digest = sha(source.read_bytes())
+    reads: list[int] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: object, **kwargs: object) -> object:
+        handle = real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+        if self.parent.name == "tmp":
+            real_read = handle.read
+            handle.read = lambda *a: reads.append(1) or real_read(*a)  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    record, new = card.add_original(
+        source, name=source.name, now=1.0, extracted=GivenExtraction(), adopt=True, digest=digest
+    )
+    monkeypatch.undo()
+    assert new and record.image_id == digest and reads == []
+    assert card.read_original(record.image_id, 0, 1000) == source.read_bytes()
