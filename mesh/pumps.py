@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,12 @@ class PeerLink:
     reason: str = "connection closed"
     violated: bool = False  # the peer broke the protocol: flush our Error, then close
     next_send_at: float = 0.0  # trio clock; pacing under ``rate_limit``
+    # Set when the node may have frames for this peer; replaced by a fresh one each time.
+    work: trio.Event = field(default_factory=trio.Event)
+
+    def wake(self) -> None:
+        self.work.set()
+        self.work = trio.Event()
 
 
 class Pumps:
@@ -58,15 +64,17 @@ class Pumps:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._changed = trio.Event()
 
-    def wake(self) -> None:
-        """A node call may have queued frames: wake every idle writer to pull again.
-
-        A writer's own pull does not wake the others, or idle writers would spin.
+    def wake(self, peers: Iterable[str]) -> None:
+        """Wake the idle writers of ``peers``, those the node says it has frames for
+        (``Node.sending_peers``, optimistic, never pessimistic): as sim/ pulls, no writer
+        pulls for nothing.  A writer's own pull wakes no one, or idle writers would spin.
         """
-        self._changed.set()
-        self._changed = trio.Event()
+        links = self.runtime.links
+        for peer in peers:
+            link = links.get(peer)
+            if link is not None:
+                link.wake()
 
     async def run(self, link: PeerLink) -> None:
         """Read and write ``link`` until either side ends it (``link.reason`` says why)."""
@@ -161,22 +169,22 @@ class Pumps:
                 # the slot has come, so a new thumbnail is not stuck behind a chosen chunk.
                 await trio.sleep_until(link.next_send_at)
             await link.stream.wait_send_all_might_not_block()
-            changed = self._changed
-            batch = await rt.call_quietly(self._pull, link.peer_id)
+            work = link.work  # taken before the pull: a wake after it is not lost
+            batch, more = await rt.call_quietly(self._pull, link.peer_id)
             if link.violated:
                 # The node's last word (an Error) is in this batch: send it, and stop.
                 with trio.CancelScope(shield=True), trio.move_on_after(LAST_WORD_TIMEOUT):
                     await link.stream.send_all(batch)
                 return
-            if not batch:
-                await changed.wait()
-                continue
-            if rt.rate_limit:
-                start = max(link.next_send_at, trio.current_time())
-                link.next_send_at = start + len(batch) / rt.rate_limit
-            with trio.fail_after(SEND_TIMEOUT):
-                await link.stream.send_all(batch)
-            link.bytes_out += len(batch)
+            if batch:
+                if rt.rate_limit:
+                    start = max(link.next_send_at, trio.current_time())
+                    link.next_send_at = start + len(batch) / rt.rate_limit
+                with trio.fail_after(SEND_TIMEOUT):
+                    await link.stream.send_all(batch)
+                link.bytes_out += len(batch)
+            if not (batch and more):
+                await work.wait()  # until a node call leaves frames for this peer
 
     def _receive(self, peer_id: str, data: bytes) -> None:
         """Feed the node what a peer sent; the chunks in it become durable together, before
@@ -186,24 +194,29 @@ class Pumps:
         with rt.card.batched_partials():
             rt.node.receive_data(peer_id, data, rt.now())
 
-    def _pull(self, peer_id: str) -> bytes:
+    def _pull(self, peer_id: str) -> tuple[bytes, bool]:
         """The next frames for one peer, in one worker-thread call: small ones up to
-        ``PULL_BYTES``, or one chunk; b"" when there is nothing to send.
+        ``PULL_BYTES``, or one chunk (b"" when there is nothing to send); and whether the
+        node may have more for it (``Node.may_send``, as sim/ asks before it pulls again).
 
         Thumbnails and control frames are small; taking a few per thread hop saves hops on
         a loaded machine, while at most one chunk is decided ahead of a new thumbnail.
         """
         rt = self.runtime
+        node = rt.node
         frames: list[bytes] = []
         size = 0
         budget = PULL_BYTES if not rt.rate_limit else 1  # paced: one frame per slot
-        while size < budget:
-            frame = rt.node.next_frame(peer_id, rt.now())
+        more = node.may_send(peer_id)
+        while more and size < budget:
+            frame = node.next_frame(peer_id, rt.now())
             if frame is None:
+                more = False  # may_send was optimistic (a relay waiting for its bytes)
                 break
             frames.append(frame)
             size += len(frame)
-        return b"".join(frames)
+            more = node.may_send(peer_id)
+        return b"".join(frames), more
 
     async def last_word(self, link: PeerLink) -> None:
         """After a protocol violation the node has one Error frame for the peer: try to send it."""

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mesh import tls
 from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, ReadOutError, TransportError
-from mesh.event_log import log_event
+from mesh.event_log import InboundTransfer, note_event
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.membership import Membership, learn_members, load_membership
 from mesh.pumps import LAST_WORD_TIMEOUT, PeerLink, Pumps
@@ -72,19 +72,6 @@ class Address:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class InboundTransfer:
-    """How far an original (or smaller copy) on its way to us has come, for progress bars.
-
-    Not ``protocol.store.Incoming``, which names what kind of stream a partial belongs to."""
-
-    peer: str
-    image_id: str
-    purpose: str
-    done: int
-    total: int
 
 
 class Runtime:
@@ -145,19 +132,23 @@ class Runtime:
     async def _call(
         self, fn: Callable[..., T], args: Sequence[Any], kwargs: dict[str, Any], *, wake: bool
     ) -> T:
-        def run() -> tuple[T | None, BaseException | None, list[ev.NodeEvent]]:
+        Outcome = tuple[T | None, BaseException | None, list[ev.NodeEvent], list[str]]
+
+        def run() -> Outcome:
             # Events are drained even when the call raised: a protocol violation is one.
+            # The peers with frames to send are read in the same hop, as sim/ reads them.
             try:
-                return fn(*args, **kwargs), None, self.node.events()
+                result, error = fn(*args, **kwargs), None
             except Exception as exc:
-                return None, exc, self.node.events()
+                result, error = None, exc
+            return result, error, self.node.events(), self.node.sending_peers() if wake else []
 
         async with self._lock:
-            result, error, events = await trio.to_thread.run_sync(run)
+            result, error, events, sending = await trio.to_thread.run_sync(run)
         for event in events:
             self._dispatch(event)
-        if wake:
-            self._pumps.wake()
+        if sending:
+            self._pumps.wake(sending)
         if error is not None:
             raise error
         return result  # type: ignore[return-value]
@@ -181,7 +172,7 @@ class Runtime:
         return lambda: self._capture_listeners.remove(listener)
 
     def _dispatch(self, event: ev.NodeEvent) -> None:
-        self._track(event)
+        note_event(self.incoming, event)
         if isinstance(event, ev.PeerTimedOut):
             link = self.links.get(event.peer)
             if link is not None:
@@ -189,34 +180,6 @@ class Runtime:
                 link.scope.cancel()
         for listener in list(self._listeners):
             listener(event)
-
-    def _track(self, event: ev.NodeEvent) -> None:
-        """Keep incoming progress for the status view; log every event but the chattiest."""
-        if isinstance(event, ev.TransferProgress):
-            key = (event.peer, event.image_id, str(event.purpose))
-            if key not in self.incoming:
-                # The first chunk of a stream says where it started: a resumed transfer
-                # shows an offset past zero here (the partial the card kept).
-                log_event(event, name="TransferStarted")
-            self.incoming[key] = InboundTransfer(
-                event.peer, event.image_id, str(event.purpose), event.done, event.total
-            )
-            return
-        if isinstance(event, ev.ReadOutChunk):
-            return
-        if isinstance(event, ev.OriginalArrived | ev.TransferRefused):
-            self.incoming.pop((event.peer, event.image_id, str(event.purpose)), None)
-        elif isinstance(
-            event, ev.HeldStored | ev.Collected | ev.ReadOutDone | ev.ReadOutFailed
-        ):
-            # Streams that end in these (held copies, collections, relayed read-outs) send
-            # no OriginalArrived: without this they would show at 100 % for ever.
-            for key in [k for k in self.incoming if k[1] == event.image_id]:
-                del self.incoming[key]
-        elif isinstance(event, ev.PeerGone):
-            for key in [k for k in self.incoming if k[0] == event.peer]:
-                del self.incoming[key]
-        log_event(event)
 
     # --- local inputs that are not one node call ----------------------------------------
 
