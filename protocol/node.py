@@ -13,17 +13,32 @@ read-out and collection in protocol.readout.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from protocol import events as ev
 from protocol import serving, transfers
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import Dispersal
-from protocol.effects import Cancel, Effect, Emit, Expect, Send
+from protocol.effects import (
+    Cancel,
+    Effect,
+    Emit,
+    Expect,
+    Greeted,
+    LinkReady,
+    Notice,
+    Offered,
+    QueueThumbnail,
+    Ready,
+    Send,
+    Tell,
+    ThumbnailKnown,
+    ThumbnailSeen,
+)
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.messages import (
-    PROTOCOL_VERSION,
     Catalog,
     Chunk,
     Collect,
@@ -58,18 +73,11 @@ from protocol.store import (
     Decision,
     ImageRecord,
     Store,
-    StoreError,
-    TransferState,
     Where,
 )
+from protocol.sync import Sync
 
 __all__ = ["Node", "NodeConfig", "PeerView", "Policy"]
-
-# What a peer did with a picture on an earlier link, proving it holds the thumbnail.  Not
-# THUMBNAIL_SENT: that is set as the frame is rendered, and a link may die before it lands.
-_PEER_HOLDS = frozenset(
-    {TransferState.REQUESTED, TransferState.ORIGINAL_SENT, TransferState.REFUSED}
-)
 
 # What a peer asks us for; each queues an answer (the flood check counts after these).
 _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
@@ -84,9 +92,15 @@ class Node:
         self.rng = rng
         self.device_id = store.device_id
         self.links: dict[str, Link] = {}
-        self.names: dict[str, str] = {}  # device id -> name, from every Hello seen
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
+        self.sync = Sync(store, config, self.links)
+        # Who hears each notice one machine tells another (protocol.effects.Tell).
+        self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
+            Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
+            LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
+            ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
+        }
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
@@ -134,9 +148,21 @@ class Node:
             if isinstance(effect, Emit):
                 self._events.append(effect.event)
                 continue
+            if isinstance(effect, Tell):
+                self.apply(self._routes[type(effect.notice)](effect.notice) or [])
+                continue
             link = self.links[effect.peer_id]
             if isinstance(effect, Send):
                 link.scheduler.send_control(effect.message)
+            elif isinstance(effect, QueueThumbnail):
+                link.scheduler.queue_thumbnail(effect.image_id, effect.capture_time)
+            elif isinstance(effect, ThumbnailKnown):
+                link.scheduler.mark_thumbnail_known(effect.image_id)
+            elif isinstance(effect, Greeted):
+                link.hello, link.free = effect.hello, effect.hello.free
+            elif isinstance(effect, Ready):
+                link.catalog, link.ready = effect.catalog, True
+                self._deadline_stale = True  # it now pings
             elif isinstance(effect, Expect):
                 self.expect(link, effect.expected)
             elif isinstance(effect, Cancel):
@@ -144,8 +170,13 @@ class Node:
             else:
                 link.expected[(effect.image_id, effect.purpose)].urgent = True
 
+    @property
+    def names(self) -> Mapping[str, str]:
+        """Device id -> name, from every Hello seen."""
+        return self.sync.names
+
     def name_of(self, peer_id: str) -> str:
-        return self.names.get(peer_id, peer_id[:12])
+        return self.sync.name_of(peer_id)
 
     def ensure_thumbnail(self, link: Link, record: ImageRecord | None, image_id: str) -> None:
         """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
@@ -203,19 +234,7 @@ class Node:
         )
         self.links[peer_id] = link
         self._deadline_stale = True
-        usage = self.store.usage()
-        sched.send_control(
-            Hello(
-                device_id=self.device_id,
-                name=self.config.name,
-                role=self.config.role,
-                version=PROTOCOL_VERSION,
-                capabilities=(),
-                capacity=usage.capacity,
-                free=usage.free,
-            )
-        )
-        sched.send_control(Catalog(seen=dict(self.store.seen())))
+        self.apply(self.sync.connected(peer_id))
 
     def disconnected(self, peer_id: str, now: float, reason: str) -> None:
         """The link is gone; what was in flight is put back to be asked for again."""
@@ -289,9 +308,7 @@ class Node:
         record = self.store.image(image_id)
         if record is None:
             raise LocalProtocolError(f"captured({image_id[:12]}): the card has no such picture")
-        for link in self.ready_links():
-            if not link.has_seen(record.origin, record.seq):
-                link.scheduler.queue_thumbnail(image_id, record.capture_time)
+        self.apply(self.sync.captured(record))
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
         self.dispersal.maybe_disperse(now)
@@ -453,15 +470,23 @@ class Node:
         if isinstance(msg, Chunk):
             transfers.on_chunk(self, link, msg, now)
         elif isinstance(msg, ThumbnailOffer):
-            self._on_thumbnail(link, msg, now)
+            try:
+                effects = self.sync.on_thumbnail(link, msg, now)
+            except RemoteProtocolError:
+                self.apply(self.sync.take())  # what it asked for before it refused the peer
+                raise
+            self.apply(effects)
         elif isinstance(msg, OriginalHeader):
             transfers.on_header(self, link, msg)
         elif isinstance(msg, OriginalComplete):
             transfers.on_complete(self, link, msg, now)
         elif isinstance(msg, Hello):
-            self._on_hello(link, msg)
+            self.apply(self.sync.on_hello(link, msg))
         elif isinstance(msg, Catalog):
-            self._on_catalog(link, msg, now)
+            self.apply(self.sync.on_catalog(link, msg))
+            self.dispersal.link_ready(link, now)
+            self.readouts.link_ready(link, now)
+            self.pump_requests(now)
         elif isinstance(msg, RequestOriginal):
             serving.on_request(self, link, msg, now)
         elif isinstance(msg, RefuseOriginal):
@@ -490,77 +515,6 @@ class Node:
             pass  # liveness is any byte heard
         else:  # pragma: no cover - the codec only yields the types above
             raise RemoteProtocolError(f"unexpected message {msg.TAG!r}", code="unexpected")
-
-    def _on_hello(self, link: Link, msg: Hello) -> None:
-        if msg.device_id != link.peer_id:
-            raise RemoteProtocolError(
-                f"the peer authenticated as {link.peer_id[:12]} but says it is "
-                f"{msg.device_id[:12]}",
-                code="identity",
-            )
-        link.hello = msg
-        link.free = msg.free
-        self.names[link.peer_id] = msg.name
-
-    def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
-        """The catalog delta (FIG. 21 relays every origin): only thumbnails the peer lacks."""
-        link.catalog = dict(msg.seen)
-        link.ready = True
-        self._deadline_stale = True  # it now pings
-        assert link.hello is not None  # the connection table puts Hello before Catalog
-        self.emit(ev.PeerReady(link.peer_id, link.hello))
-        self.pulls.link_ready(link)
-        for origin in sorted(self.store.seen()):
-            for record in self.store.images_after(origin, msg.seen.get(origin, 0)):
-                if self.store.transfer_state(link.peer_id, record.image_id) in _PEER_HOLDS:
-                    link.scheduler.mark_thumbnail_known(record.image_id)
-                else:
-                    link.scheduler.queue_thumbnail(record.image_id, record.capture_time)
-        self.dispersal.link_ready(link, now)
-        self.readouts.link_ready(link, now)
-        self.pump_requests(now)
-
-    def _on_thumbnail(self, link: Link, msg: ThumbnailOffer, now: float) -> None:
-        link.scheduler.mark_thumbnail_known(msg.image_id)
-        if msg.origin == self.device_id and self.store.image(msg.image_id) is None:
-            raise RemoteProtocolError(
-                f"thumbnail {msg.image_id[:12]} claims to be ours, but this card never had it",
-                code="catalog",
-            )
-        if msg.has_original:
-            self.pulls.offered(link.peer_id, msg.image_id)
-        record = ImageRecord(
-            image_id=msg.image_id,
-            origin=msg.origin,
-            seq=msg.seq,
-            name=msg.name,
-            size=msg.size,
-            mime=msg.mime,
-            capture_time=msg.capture_time,
-            metadata=dict(msg.metadata),
-            thumbnail=bytes(msg.thumbnail),
-            where=Where.ABSENT,
-            thumbnail_at=now,
-            wrapped_key=msg.wrapped_key,
-        )
-        try:
-            new = self.store.add_thumbnail(record, now)
-        except StoreError as exc:
-            raise RemoteProtocolError(
-                f"thumbnail {msg.image_id[:12]} contradicts our catalog: {exc}", code="catalog"
-            ) from exc
-        if new:
-            self.emit(ev.ThumbnailArrived(link.peer_id, msg.image_id))
-            # FIG. 21: a device relays what it learns to its other peers.
-            for other in self.ready_links():
-                if (
-                    other is not link
-                    and other.peer_id != msg.origin
-                    and not other.scheduler.thumbnail_known(msg.image_id)
-                    and not other.has_seen(msg.origin, msg.seq)
-                ):
-                    other.scheduler.queue_thumbnail(msg.image_id, msg.capture_time)
-        self.apply(self.pulls.thumbnail_seen(msg.image_id, now))
 
     def pump_requests(self, now: float) -> None:
         """Send the user's waiting requests, then background pulls while there is room."""

@@ -66,7 +66,7 @@ class Rig:
 
     def connect(self, peer_id: str) -> None:
         self.links[peer_id] = link(peer_id)
-        self.pulls.link_ready(self.links[peer_id])
+        self.pulls.link_ready(peer_id)
 
     def apply(self, effects: list[Effect]) -> list[Effect]:
         for effect in effects:
