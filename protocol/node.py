@@ -38,6 +38,7 @@ from protocol.effects import (
     ThumbnailSeen,
 )
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.keepalive import Keepalive
 from protocol.messages import (
     Catalog,
     Chunk,
@@ -95,6 +96,7 @@ class Node:
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
         self.sync = Sync(store, config, self.links)
+        self.keepalive = Keepalive(config, self.links)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
             Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
@@ -229,10 +231,10 @@ class Node:
             conn=Connection(self.device_id, expected_peer=peer_id),
             scheduler=sched,
             connected_at=now,
-            last_heard=now,
             key_recipient=key_recipient,
         )
         self.links[peer_id] = link
+        self.keepalive.connected(peer_id, now)
         self._deadline_stale = True
         self.apply(self.sync.connected(peer_id))
 
@@ -249,6 +251,7 @@ class Node:
                     image_id, f"{self.name_of(peer_id)} went away during the read-out: {reason}"
                 )
         self.pulls.link_gone(peer_id)
+        self.keepalive.gone(peer_id)
         self.readouts.link_gone(link, reason)
         self.dispersal.link_gone(link)
         self.emit(ev.PeerGone(peer_id, reason))
@@ -259,9 +262,7 @@ class Node:
         link = self.links.get(peer_id)
         if link is None:
             raise LocalProtocolError(f"receive_data for {peer_id[:12]}, which is not connected")
-        link.last_heard = now
-        if link.timed_out:
-            link.timed_out = False
+        if self.keepalive.heard(peer_id, now):
             self._deadline_stale = True  # its silence is watched again
         link.bytes_in += len(data)
         try:
@@ -364,17 +365,7 @@ class Node:
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
-        keepalive = self.config.keepalive_s
-        for link in list(self.links.values()):
-            # Only a link quiet for a whole period is pinged: any frame heard proves it alive.
-            if link.ready and now >= link.ping_due(keepalive):
-                link.ping_nonce += 1
-                link.scheduler.send_control(Ping(link.ping_nonce))
-                link.pinged_at = now
-            silent = now - link.last_heard
-            if silent > self.config.peer_timeout_s and not link.timed_out:
-                link.timed_out = True
-                self.emit(ev.PeerTimedOut(link.peer_id, silent))
+        self.apply(self.keepalive.tick(now))
         self.dispersal.maybe_disperse(now)
         self.readouts.tick(now)
         self.pump_requests(now)
@@ -396,16 +387,7 @@ class Node:
         self._deadline_stale = True
 
     def _compute_deadline(self) -> float | None:
-        best: float | None = None
-        timeout = self.config.peer_timeout_s
-        keepalive = self.config.keepalive_s
-        for link in self.links.values():
-            # One shared deadline, no timer per link.  last_heard only grows, so a kept
-            # answer stays early, never late.
-            if link.ready and (best is None or link.ping_due(keepalive) < best):
-                best = link.ping_due(keepalive)
-            if not link.timed_out and (best is None or link.last_heard + timeout < best):
-                best = link.last_heard + timeout
+        best = self.keepalive.next_deadline()
         for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
             if retry is not None and (best is None or retry < best):
                 best = retry
@@ -439,7 +421,10 @@ class Node:
         return out
 
     def peers(self) -> Mapping[str, PeerView]:
-        return {peer_id: view_of(link) for peer_id, link in self.links.items()}
+        return {
+            peer_id: view_of(link, self.keepalive.last_heard(peer_id))
+            for peer_id, link in self.links.items()
+        }
 
     def status(self) -> dict[str, int]:
         """Counts for a status view (walks the catalog: not for hot paths)."""

@@ -49,16 +49,12 @@ class Link:
     conn: Connection
     scheduler: Scheduler
     connected_at: float
-    last_heard: float  # any frame received refreshes it: a busy link needs no ping
     hello: Hello | None = None
     catalog: Mapping[str, int] | None = None
     ready: bool = False  # catalogs exchanged: anything may be queued now
     free: int = 0  # the room the peer last advertised (Hello, DisperseReject), minus our asks
-    timed_out: bool = False
     closing: bool = False  # the peer said Goodbye or Error, or broke the protocol
     last_word: Error | None = None  # our Error to flush once after a protocol violation
-    ping_nonce: int = 0
-    pinged_at: float = float("-inf")  # our last Ping: a silent link is pinged once a period
     expected: dict[tuple[str, Purpose], Expected] = field(default_factory=dict)
     streams: dict[tuple[str, Purpose], Stream] = field(default_factory=dict)
     cancelled: set[tuple[str, Purpose]] = field(default_factory=set)
@@ -75,10 +71,6 @@ class Link:
     def has_seen(self, origin: str, seq: int) -> bool:
         """True when the peer's catalog says it holds this thumbnail already."""
         return self.catalog is not None and self.catalog.get(origin, 0) >= seq
-
-    def ping_due(self, keepalive_s: float) -> float:
-        """When a silent link wants a Ping: a period after the last frame heard or Ping sent."""
-        return max(self.last_heard, self.pinged_at) + keepalive_s
 
 
 def holder_rank(image_id: str, peer_id: str) -> str:
@@ -105,7 +97,7 @@ class PeerView:
     bytes_out: int
 
 
-def view_of(link: Link) -> PeerView:
+def view_of(link: Link, last_heard: float) -> PeerView:
     return PeerView(
         peer_id=link.peer_id,
         name=link.hello.name if link.hello else None,
@@ -114,7 +106,7 @@ def view_of(link: Link) -> PeerView:
         our_state=link.conn.our_state.value,
         their_state=link.conn.their_state.value,
         connected_at=link.connected_at,
-        last_heard=link.last_heard,
+        last_heard=last_heard,
         advertised_free=link.free,
         queues=link.scheduler.lengths(),
         streams_in=len(link.streams),

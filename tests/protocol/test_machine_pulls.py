@@ -48,7 +48,6 @@ def link(peer_id: str) -> Link:
         conn=Connection(US, expected_peer=peer_id),
         scheduler=Scheduler(),
         connected_at=NOW,
-        last_heard=NOW,
         ready=True,
     )
 

@@ -42,7 +42,7 @@ def hello(device_id: str, name: str = "desk") -> Hello:
 
 def link(peer_id: str, *, ready: bool = True, seen: dict[str, int] | None = None) -> Link:
     return Link(peer_id=peer_id, conn=Connection(US, expected_peer=peer_id), scheduler=Scheduler(),
-                connected_at=NOW, last_heard=NOW, ready=ready, hello=hello(peer_id),
+                connected_at=NOW, ready=ready, hello=hello(peer_id),
                 catalog=seen if seen is not None else {})
 
 
