@@ -312,7 +312,7 @@ class Dispersal:
             # Our card has no copy: relay one holder's bytes to the new one as they come.
             self.node.readouts.relay(link, record, Purpose.DISPERSE, msg.offset, now)
             return
-        self.node.ensure_thumbnail(link, record, msg.image_id)
+        link.ensure_thumbnail(record, msg.image_id)
         form = store.sealed_form(msg.image_id)  # the key is durable before a sealed byte goes
         link.scheduler.add_transfer(
             Transfer(
@@ -439,8 +439,7 @@ class Dispersal:
                 self._reject(link, msg, "my card has no room for it")
                 return
         offset = store.partial_offset(msg.image_id, Incoming.HELD)
-        self.node.expect(
-            link,
+        link.expect(
             Expected(
                 msg.image_id,
                 Purpose.DISPERSE,
@@ -472,7 +471,7 @@ class Dispersal:
                 self.node.emit(ev.Released(msg.image_id, link.peer_id))
             return
         # Released before it was stored: drop the reservation and what arrived.
-        if self.node.cancel(link, msg.image_id, Purpose.DISPERSE) is not None:
+        if link.cancel(msg.image_id, Purpose.DISPERSE) is not None:
             try:
                 store.unreserve(msg.image_id)
                 store.discard_partial(msg.image_id, Incoming.HELD)

@@ -64,7 +64,7 @@ from protocol.messages import (
     ThumbnailOffer,
     TransferFailed,
 )
-from protocol.peer import Expected, Link, PeerView, view_of
+from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
 from protocol.scheduler import (
@@ -72,7 +72,6 @@ from protocol.scheduler import (
 )
 from protocol.store import (
     Decision,
-    ImageRecord,
     Store,
     Where,
 )
@@ -108,6 +107,7 @@ class Node:
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
         self.dispersal = Dispersal(self)
         self.readouts = ReadOuts(self)
+        self._handlers = self._routing()
         self._resume()
 
     def _resume(self) -> None:
@@ -166,9 +166,9 @@ class Node:
                 link.catalog, link.ready = effect.catalog, True
                 self._deadline_stale = True  # it now pings
             elif isinstance(effect, Expect):
-                self.expect(link, effect.expected)
+                link.expect(effect.expected)
             elif isinstance(effect, Cancel):
-                self.cancel(link, effect.image_id, effect.purpose)
+                link.cancel(effect.image_id, effect.purpose)
             else:
                 link.expected[(effect.image_id, effect.purpose)].urgent = True
 
@@ -179,35 +179,6 @@ class Node:
 
     def name_of(self, peer_id: str) -> str:
         return self.sync.name_of(peer_id)
-
-    def ensure_thumbnail(self, link: Link, record: ImageRecord | None, image_id: str) -> None:
-        """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
-        sched = link.scheduler
-        if sched.thumbnail_known(image_id) or sched.thumbnail_queued(image_id):
-            return
-        if record is None:
-            # We hold bytes without a catalog row (a held original): the peer named the
-            # picture itself, so it knows it; we have no thumbnail to send first.
-            sched.mark_thumbnail_known(image_id)
-        elif record.origin == link.peer_id or link.has_seen(record.origin, record.seq):
-            sched.mark_thumbnail_known(image_id)
-        else:
-            sched.queue_thumbnail(image_id, record.capture_time)
-
-    def expect(self, link: Link, expected: Expected) -> None:
-        key = (expected.image_id, expected.purpose)
-        link.expected[key] = expected
-        link.streams.pop(key, None)
-        link.cancelled.discard(key)
-
-    def cancel(self, link: Link, image_id: str, purpose: Purpose) -> Expected | None:
-        """Forget a stream we asked for; chunks already on their way are then ignored."""
-        key = (image_id, purpose)
-        link.streams.pop(key, None)
-        expected = link.expected.pop(key, None)
-        if expected is not None:
-            link.cancelled.add(key)
-        return expected
 
     # --- connection lifecycle ---------------------------------------------------------
 
@@ -452,61 +423,59 @@ class Node:
     # --- incoming messages ------------------------------------------------------------
 
     def _handle(self, link: Link, msg: Message, now: float) -> None:
-        if isinstance(msg, Chunk):
-            transfers.on_chunk(self, link, msg, now)
-        elif isinstance(msg, ThumbnailOffer):
-            try:
-                effects = self.sync.on_thumbnail(link, msg, now)
-            except RemoteProtocolError:
-                self.apply(self.sync.take())  # what it asked for before it refused the peer
-                raise
-            self.apply(effects)
-        elif isinstance(msg, OriginalHeader):
-            transfers.on_header(self, link, msg)
-        elif isinstance(msg, OriginalComplete):
-            transfers.on_complete(self, link, msg, now)
-        elif isinstance(msg, Hello):
-            self.apply(self.sync.on_hello(link, msg))
-        elif isinstance(msg, Catalog):
-            self.apply(self.sync.on_catalog(link, msg))
-            self.dispersal.link_ready(link, now)
-            self.readouts.link_ready(link, now)
-            self.pump_requests(now)
-        elif isinstance(msg, RequestOriginal):
-            serving.on_request(self, link, msg, now)
-        elif isinstance(msg, RefuseOriginal):
-            serving.on_refuse(self, link, msg)
-        elif isinstance(msg, TransferFailed):
-            self._on_failed(link, msg, now)
-        elif isinstance(msg, DisperseRequest):
-            self.dispersal.on_request(link, msg, now)
-        elif isinstance(msg, DisperseAccept):
-            self.dispersal.on_accept(link, msg, now)
-        elif isinstance(msg, DisperseReject):
-            self.dispersal.on_reject(link, msg, now)
-        elif isinstance(msg, Stored):
-            self.dispersal.on_stored(link, msg, now)
-        elif isinstance(msg, Release):
-            self.dispersal.on_release(link, msg)
-        elif isinstance(msg, Collect):
-            self.readouts.on_collect(link, msg)
-        elif isinstance(msg, ReadOut):
-            self.readouts.on_readout(link, msg, now)
-        elif isinstance(msg, Ping):
-            link.scheduler.send_control(Pong(msg.nonce))
-        elif isinstance(msg, Goodbye | Error):
-            link.closing = True  # the runtime closes the link; we send nothing more
-        elif isinstance(msg, Pong):
-            pass  # liveness is any byte heard
-        else:  # pragma: no cover - the codec only yields the types above
+        handler = self._handlers.get(type(msg))
+        if handler is None:  # pragma: no cover - the codec only yields the types routed
             raise RemoteProtocolError(f"unexpected message {msg.TAG!r}", code="unexpected")
+        handler(link, msg, now)
+
+    def _routing(self) -> dict[type[Message], Callable[[Link, Any, float], None]]:
+        """The routing table: each message a peer sends, and the machine that owns it."""
+        return {
+            Hello: lambda link, msg, now: self.apply(self.sync.on_hello(link, msg)),
+            Catalog: self._on_catalog,
+            ThumbnailOffer: self._on_thumbnail,
+            RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
+            RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
+            TransferFailed: self._on_failed,
+            OriginalHeader: lambda link, msg, now: transfers.on_header(self, link, msg),
+            Chunk: lambda link, msg, now: transfers.on_chunk(self, link, msg, now),
+            OriginalComplete: lambda link, msg, now: transfers.on_complete(self, link, msg, now),
+            DisperseRequest: self.dispersal.on_request,
+            DisperseAccept: self.dispersal.on_accept,
+            DisperseReject: self.dispersal.on_reject,
+            Stored: self.dispersal.on_stored,
+            Release: lambda link, msg, now: self.dispersal.on_release(link, msg),
+            Collect: lambda link, msg, now: self.readouts.on_collect(link, msg),
+            ReadOut: self.readouts.on_readout,
+            Ping: lambda link, msg, now: link.scheduler.send_control(Pong(msg.nonce)),
+            Pong: lambda link, msg, now: None,  # liveness is any byte heard
+            Goodbye: self._on_goodbye,
+            Error: self._on_goodbye,
+        }
+
+    def _on_goodbye(self, link: Link, msg: Goodbye | Error, now: float) -> None:
+        link.closing = True  # the runtime closes the link; we send nothing more
+
+    def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
+        self.apply(self.sync.on_catalog(link, msg))
+        self.dispersal.link_ready(link, now)
+        self.readouts.link_ready(link, now)
+        self.pump_requests(now)
+
+    def _on_thumbnail(self, link: Link, msg: ThumbnailOffer, now: float) -> None:
+        try:
+            effects = self.sync.on_thumbnail(link, msg, now)
+        except RemoteProtocolError:
+            self.apply(self.sync.take())  # what it asked for before it refused the peer
+            raise
+        self.apply(effects)
 
     def pump_requests(self, now: float) -> None:
         """Send the user's waiting requests, then background pulls while there is room."""
         self.apply(self.pulls.pump(now))
 
     def _on_failed(self, link: Link, msg: TransferFailed, now: float) -> None:
-        expected = self.cancel(link, msg.image_id, msg.purpose)
+        expected = link.cancel(msg.image_id, msg.purpose)
         if expected is None:
             return  # nothing we still wait for: a late answer
         link.cancelled.discard((msg.image_id, msg.purpose))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from protocol.connection import Connection
 from protocol.messages import Error, Hello, Purpose, Role
 from protocol.scheduler import QueueLengths, Scheduler
-from protocol.store import Incoming
+from protocol.store import ImageRecord, Incoming
 
 
 @dataclass(slots=True, eq=False)
@@ -63,6 +63,36 @@ class Link:
     # The peer's X25519 key when our pictures' keys go to it wrapped (a desk we trust to
     # open what we disperse, should this device be lost); None for every other peer.
     key_recipient: bytes | None = None
+
+    def expect(self, expected: Expected) -> None:
+        """We asked for (or agreed to) this stream: its header may now come."""
+        key = (expected.image_id, expected.purpose)
+        self.expected[key] = expected
+        self.streams.pop(key, None)
+        self.cancelled.discard(key)
+
+    def cancel(self, image_id: str, purpose: Purpose) -> Expected | None:
+        """Forget a stream we asked for; chunks already on their way are then ignored."""
+        key = (image_id, purpose)
+        self.streams.pop(key, None)
+        expected = self.expected.pop(key, None)
+        if expected is not None:
+            self.cancelled.add(key)
+        return expected
+
+    def ensure_thumbnail(self, record: ImageRecord | None, image_id: str) -> None:
+        """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
+        sched = self.scheduler
+        if sched.thumbnail_known(image_id) or sched.thumbnail_queued(image_id):
+            return
+        if record is None:
+            # We hold bytes without a catalog row (a held original): the peer named the
+            # picture itself, so it knows it; we have no thumbnail to send first.
+            sched.mark_thumbnail_known(image_id)
+        elif record.origin == self.peer_id or self.has_seen(record.origin, record.seq):
+            sched.mark_thumbnail_known(image_id)
+        else:
+            sched.queue_thumbnail(image_id, record.capture_time)
 
     @property
     def is_desk(self) -> bool:
