@@ -162,7 +162,7 @@ class Dispersal:
         high_water = self.node.config.high_water
         if not room.over_mark(usage, high_water):
             self._full_reported = False
-            self._rejected.clear()
+            self._forget_rejections()
             self._memo = None
             return
         # Nothing that decides what to ask changed since the last look: nothing to do.  A
@@ -267,13 +267,20 @@ class Dispersal:
         self._version += 1
 
     def next_retry(self) -> float | None:
-        """When a rejected holder may be asked again (only while the card is over the mark)."""
+        """When a rejected holder may be asked again (while the card is over the mark, or for
+        a repair)."""
         if not self._rejected:
             return None
         if not room.over_mark(self.node.store.usage(), self.node.config.high_water):
-            self._rejected.clear()
-            return None
+            self._forget_rejections()
+            if not self._rejected:
+                return None
         return min(self._rejected.values())
+
+    def _forget_rejections(self) -> None:
+        """Below the mark, dispersal's rejections are moot; a repair's still stand, or it would
+        ask the holder that just said no again at once, and again, for as long as it says no."""
+        self._rejected = {k: until for k, until in self._rejected.items() if k[0] in self._repairs}
 
     def _entry(self, image_id: str, holder: str) -> DispersionEntry | None:
         for entry in self.node.store.dispersion(image_id):
