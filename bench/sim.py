@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from protocol.node import Node
 from sim import invariants
 from sim import report as rp
-from sim import world as world_module
+from sim import wire as wire_module
+from sim.agenda import KIND_NAMES
 from sim.devices import AuditedStore
 from sim.memstore import MemoryStore
 from sim.scenario import generate
-from sim.world import KIND_NAMES, World
+from sim.world import World
 
 TARGET_EVENTS_PER_S = 100_000
 TARGET_SPEEDUP = 1_000
@@ -109,8 +110,8 @@ class Breakdown:
                     setattr(cls, name, self.wrap(f"sim.memstore.{name}", fn))
         for name in ("check_step", "check_accept", "readout_chunk", "readout_done", "check_quiet"):
             setattr(invariants, name, self.wrap("sim.invariants", getattr(invariants, name)))
-        world_module.World._observe = self.wrap(  # type: ignore[method-assign]
-            "sim.world wire tap", world_module.World._observe
+        wire_module.Wire.observe = self.wrap(  # type: ignore[method-assign]
+            "sim.wire tap", wire_module.Wire.observe
         )
 
 

@@ -5,14 +5,16 @@ and the node's import threads and trio loop do not take turns at one GIL.  This 
 node's side: the child, the pipe to it, and the imports.  Each completed upload comes up the
 pipe, is imported here as one capture (``Runtime.import_pictures``: durable, then
 announced) with the account's photographer and its RAW+JPEG pair key in its metadata, and
-the child hears it was, which frees the room the upload held.  The child asks for the
-card's free room when an upload starts; a thread here answers from the card itself (the
-card is safe from any thread), without the node's lock or a trip through trio.
+the child hears it was, with the card's room after it, which frees the room the upload
+held.  The child asks for the card's free room as uploads go (and does not wait for the
+answer in a burst); a thread here answers from the card itself (the card is safe from any
+thread), without the node's lock or a trip through trio.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import posixpath
@@ -26,7 +28,8 @@ import trio
 
 from mesh.errors import MeshError
 from mesh.ftp_accounts import load_accounts
-from mesh.ftp_server import FTP_PATH, READY, Completed, FtpSettings, child_main
+from mesh.ftp_child import child_main
+from mesh.ftp_server import FTP_PATH, READY, Completed, FtpSettings
 from protocol.store import StoreError
 from storage.pairs import PAIR_KEY, pair_key
 
@@ -61,7 +64,11 @@ class FtpDoor:
             args=(child, settings, card, identity.cert_path, identity.key_path, _json_logs()))
         self._process.start()
         child.close()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # over the pipe's sending end and ``_cameras``
+        # Over a room figure and its sending: a figure read before an import's commit goes
+        # down the pipe before that import's "imported", never after it (the child would
+        # count the file's room as free again).
+        self._room_lock = threading.Lock()
         self._cameras: list[dict[str, Any]] = []
         self._token: trio.lowlevel.TrioToken | None = None
         self._send, self.completed = trio.open_memory_channel[Completed](float("inf"))
@@ -103,11 +110,12 @@ class FtpDoor:
                 with contextlib.suppress(trio.RunFinishedError):
                     self._token.run_sync_soon(self._send.send_nowait, message[1])
             elif kind == "room?":
-                try:
-                    free = self._free_room()
-                except StoreError:
-                    continue  # the card is closing; the child keeps what it knew
-                self._say(("room", free))
+                with self._room_lock:
+                    try:
+                        free = self._free_room()
+                    except StoreError:
+                        continue  # the card is closing; the child keeps what it knew
+                    self._say(("room", free))
             elif kind == "status":
                 with self._lock:
                     self._cameras = message[1]
@@ -117,8 +125,14 @@ class FtpDoor:
             self._conn.send(message)
 
     def imported(self, item: Completed, *, ok: bool, pending: bool = True) -> None:
-        """Tell the child: ``item`` is on the card (``ok``) or stays in ready/ for now."""
-        self._say(("imported", item, ok, pending))
+        """Tell the child: ``item`` is on the card (``ok``) or stays in ready/ for now, and
+        the card's free room after it; blocking (it reads the card)."""
+        with self._room_lock:
+            try:
+                free: int | None = self._free_room()
+            except StoreError:
+                free = None  # the card is closing
+            self._say(("imported", item, ok, pending, free))
 
     def status(self) -> list[dict[str, Any]]:
         """Each camera account: photographer, frames, last frame, uploads under way."""
@@ -209,10 +223,15 @@ async def _import(runtime: Runtime, door: FtpDoor, item: Completed, *, pending: 
         metadata["photographer"] = item.photographer
     ok = False
     try:
-        summary = await runtime.import_pictures([item.path], metadata=metadata)
+        # ready/ is the card's to take: linked in, not copied, when on its filesystem.
+        summary = await runtime.import_pictures(
+            [item.path], metadata=metadata, adopt=True,
+            digests={item.path: item.sha256} if item.sha256 else None)
         ok = not summary.rejected
     finally:
-        door.imported(item, ok=ok, pending=pending)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(functools.partial(door.imported, item, ok=ok,
+                                                            pending=pending))
     if not ok:
         # Kept in ready/: the next start tries again. The camera was told 226 already.
         log.error("FTP upload %s from %s not imported: %s; it stays in %s", item.ftp_path,

@@ -3,8 +3,8 @@
 pyftpdlib's server is a pure-Python select loop: every 16 KiB TLS record is a turn of it.
 Beside the node's trio loop and import threads in one process it fought them for the GIL
 (each waited for the other's switch interval) and halved both, so it runs in a child
-process; it never opens the card.  It asks the node for the card's free room when an
-upload starts (and every ``REFRESH_BYTES``), moves a completed upload out of the camera's
+process (mesh/ftp_child.py); it never opens the card.  It keeps the card's free room as
+the node last told it (mesh/ftp_room.py), moves a completed upload out of the camera's
 folder into ``ready/`` and tells the node, which imports it and says so back.
 
 What a camera can do, and nothing more (issue 16): log in to its own account (explicit
@@ -24,26 +24,23 @@ import contextlib
 import itertools
 import logging
 import os
-import queue
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
-from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from mesh.errors import MeshError
-from mesh.ftp_accounts import ACCOUNTS_FILE, Account, load_accounts
-from protocol.store import StoreError
+from mesh.ftp_logins import Accounts, Logins
+from mesh.ftp_room import GuardedFile, OutOfRoom, Room
 from storage.completeness import complete
 
 if TYPE_CHECKING:
@@ -51,12 +48,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cammesh.ftp")
 
-PERMS = "elradfmw"  # CWD, LIST/SIZE, RETR, APPE, DELE/RMD, RNFR/RNTO, MKD, STOR
 POLL_S = 0.05  # how often the FTP thread looks up from its select loop to see if it must stop
-REFRESH_BYTES = 8 * 1024 * 1024  # of one upload, between two looks at the card's free room
 READY = "ready"  # under the uploads folder: completed uploads waiting for their import
+WRITE_BUFFER = 256 * 1024  # an upload's file buffer
 FTP_PATH = ".ftp-path"  # beside a file in ready/: where in its account the camera put it
-DONE_REMEMBERED = 1000  # per account: finished uploads whose SIZE is still answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,66 +70,6 @@ class FtpSettings:
     lockout: float = 300.0  # ... lock that address out this long
 
 
-class OutOfRoom(Exception):
-    """The card cannot take what this upload has brought so far."""
-
-
-class Room:
-    """The card's free room, less what uploads under way (or waiting for their import) need.
-
-    The FTP thread asks for the card's free room when an upload starts (ALLO, STOR) and
-    every ``REFRESH_BYTES`` of an upload (``read_free``: a question to the node, which
-    answers from its card); the node gives room back once it imported a file.
-    Between an import's commit and that, the file counts twice: a moment of caution."""
-
-    def __init__(self, read_free: Callable[[], int]) -> None:
-        self._lock = threading.Lock()
-        self._read_free = read_free
-        self.free = 0
-        self.pending = 0  # bytes of uploads received or under way, not yet on the card
-
-    def refresh(self) -> None:
-        try:
-            free = self._read_free()
-        except StoreError:
-            return  # the card is closing: the node is stopping, uploads are cut anyway
-        with self._lock:
-            self.free = free
-
-    def take(self, size: int, *, what: str) -> None:
-        with self._lock:
-            if self.pending + size > self.free:
-                raise OutOfRoom(
-                    f"the card has no room for {what}: "
-                    f"{max(0, self.free - self.pending)} bytes free"
-                )
-            self.pending += size
-
-    def give_back(self, size: int) -> None:
-        with self._lock:
-            self.pending = max(0, self.pending - size)
-
-
-
-@dataclass
-class CameraStats:
-    """What ``cammesh status`` and the desk show of one FTP account."""
-
-    account: str
-    photographer: str | None
-    frames: int = 0
-    last_frame: str | None = None
-    last_frame_at: float | None = None
-    uploading: dict[str, int] = field(default_factory=dict)  # ftp path -> bytes so far
-    done: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=DONE_REMEMBERED))
-
-    def view(self) -> dict[str, Any]:
-        return {"account": self.account, "photographer": self.photographer,
-                "frames": self.frames, "last_frame": self.last_frame,
-                "last_frame_at": self.last_frame_at,
-                "uploading": [{"name": n, "bytes": b} for n, b in sorted(self.uploading.items())]}
-
-
 @dataclass(frozen=True, slots=True)
 class Completed:
     """An upload whose STOR completed, moved to ``path`` under ready/, for the node to import."""
@@ -145,142 +80,7 @@ class Completed:
     size: int
     at: float
     photographer: str | None = None
-
-
-class Logins:
-    """Wrong passwords per address: after ``max_failures`` within the window, a lockout."""
-
-    def __init__(self, settings: FtpSettings, clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def locked_for(self, address: str) -> float:
-        """Seconds ``address`` must still wait before it may try a password (0: it may)."""
-        failures = self._failures.get(address)
-        if not failures:
-            return 0.0
-        now = self.clock()
-        while failures and now - failures[0] > max(self.settings.failure_window,
-                                                   self.settings.lockout):
-            failures.popleft()
-        if len(failures) < self.settings.max_failures:
-            return 0.0
-        return max(0.0, failures[-1] + self.settings.lockout - now)
-
-    def failed(self, address: str) -> None:
-        self._failures.setdefault(address, deque(maxlen=self.settings.max_failures)).append(
-            self.clock())
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
-
-
-class Accounts:
-    """The pyftpdlib authorizer: the card's accounts, re-read when ``cammesh ftp`` changed them."""
-
-    def __init__(self, card: Path, homes: Path, logins: Logins) -> None:
-        self.card = card
-        self.homes = homes
-        self.logins = logins
-        self._stamp: float | None = None
-        self._accounts: dict[str, Account] = {}
-        self._verified: dict[str, tuple[str, str]] = {}  # user -> (hash, password) last good
-        self.stats: dict[str, CameraStats] = {}
-        self.lock = threading.Lock()  # over ``stats``: the server's thread and the node's pipe
-        self.reload()
-
-    def reload(self) -> None:
-        try:
-            stamp = (self.card / ACCOUNTS_FILE).stat().st_mtime
-        except FileNotFoundError:
-            stamp = 0.0
-        if stamp == self._stamp:
-            return
-        self._accounts = load_accounts(self.card)
-        self._stamp = stamp
-        with self.lock:
-            for user, account in self._accounts.items():
-                stats = self.stats.setdefault(user, CameraStats(user, account.photographer))
-                stats.photographer = account.photographer
-            for gone in set(self.stats) - set(self._accounts):
-                del self.stats[gone]
-
-    def account(self, user: str) -> Account | None:
-        return self._accounts.get(user)
-
-    def validate_authentication(self, username: str, password: str, handler: Any) -> None:
-        address = handler.remote_ip
-        wait = self.logins.locked_for(address)
-        if wait:
-            raise AuthenticationFailed(
-                f"too many wrong passwords from {address}; try again in {wait:.0f} s")
-        self.reload()
-        account = self._accounts.get(username)
-        if account is None:
-            self.logins.failed(address)
-            if username.lower() in ("anonymous", "ftp"):
-                raise AuthenticationFailed("anonymous login is refused; use the camera's account")
-            raise AuthenticationFailed("wrong user name or password")
-        # A camera may log in for every frame: a repeat of the last good password skips scrypt.
-        if self._verified.get(username) != (account.hash, password):
-            if not account.verify(password):
-                self.logins.failed(address)
-                raise AuthenticationFailed("wrong user name or password")
-            self._verified[username] = (account.hash, password)
-        self.logins.succeeded(address)
-
-    def get_home_dir(self, username: str) -> str:
-        home = self.homes / username
-        home.mkdir(parents=True, exist_ok=True)
-        return str(home)
-
-    def has_user(self, username: str) -> bool:
-        return username in self._accounts
-
-    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
-        if perm not in PERMS or username not in self._accounts:
-            return False
-        if path is None:
-            return True
-        home = os.path.realpath(self.homes / username)
-        real = os.path.realpath(path)
-        return real == home or real.startswith(home + os.sep)
-
-    def get_perms(self, username: str) -> str:
-        return PERMS if username in self._accounts else ""
-
-    def get_msg_login(self, username: str) -> str:
-        return f"Welcome, {username}: each file you store becomes a picture of the mesh."
-
-    def get_msg_quit(self, username: str) -> str:
-        return "Goodbye."
-
-    def impersonate_user(self, username: str, password: str) -> None:
-        pass
-
-    def terminate_impersonation(self, username: str) -> None:
-        pass
-
-
-class _GuardedFile:
-    """An upload's file: each write first takes its room on the card (OutOfRoom if none)."""
-
-    def __init__(self, file: Any, room: Room, what: str) -> None:
-        self._file = file
-        self._room = room
-        self._what = what
-        self.taken = 0
-
-    def write(self, data: bytes) -> int:
-        if self.taken // REFRESH_BYTES != (self.taken + len(data)) // REFRESH_BYTES:
-            self._room.refresh()  # the card's room may have changed under a long upload
-        self._room.take(len(data), what=self._what)
-        self.taken += len(data)
-        return int(self._file.write(data))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
+    sha256: str | None = None  # hashed as it arrived (an upload sent whole, not resumed)
 
 
 class _DataChannel(TLS_DTPHandler):  # type: ignore[misc]
@@ -317,13 +117,15 @@ def _complete(path: Path) -> bool:
 
 class _Folder(AbstractedFS):  # type: ignore[misc]
     def open(self, filename: str, mode: str) -> Any:
-        file = super().open(filename, mode)
-        if any(c in mode for c in "wa+"):
-            handler = self.cmd_channel
-            guarded = _GuardedFile(file, handler.door.room, os.path.basename(filename))
-            handler.current = guarded
-            return guarded
-        return file
+        if not any(c in mode for c in "wa+"):
+            return super().open(filename, mode)
+        # Written in large blocks, not one system call per 16 KiB TLS record.
+        file = open(filename, mode, buffering=WRITE_BUFFER)  # noqa: SIM115  # closed by pyftpdlib
+        handler = self.cmd_channel
+        guarded = GuardedFile(file, handler.door.room, os.path.basename(filename),
+                              hashed=mode == "wb")  # not APPE, nor REST (r+b)
+        handler.current = guarded
+        return guarded
 
 
 class _Control(TLS_FTPHandler):  # type: ignore[misc]
@@ -337,7 +139,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.allocated = 0
         self.refused = False
-        self.current: _GuardedFile | None = None
+        self.current: GuardedFile | None = None
 
     def ftp_ALLO(self, line: str) -> None:
         size = line.split()[0] if line.split() else ""
@@ -345,7 +147,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
             self.respond("501 ALLO needs a size in bytes.")
             return
         self.door.room.refresh()
-        if int(size) > self.door.room.free - self.door.room.pending:
+        if int(size) > self.door.room.left():
             self.respond("552 The card has no room for that; nothing was stored.")
             return
         self.allocated = int(size)
@@ -359,10 +161,10 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         self.allocated = 0
         room = self.door.room
         room.refresh()
-        if need > room.free - room.pending:
+        if need > room.left():
             self._restart_position = 0
             self.respond(f"552 The card has no room for {os.path.basename(file)} "
-                         f"({max(0, room.free - room.pending)} bytes free); nothing was stored.")
+                         f"({max(0, room.left())} bytes free); nothing was stored.")
             return None
         self.refused = False
         self.current = None
@@ -374,6 +176,7 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
                 pass  # the first write will find out, and answer 552
             else:
                 self.current.taken += kept
+                self.current.written += kept
             with self.door.accounts.lock:
                 stats = self.door.accounts.stats.get(self.username)
                 if stats is not None:
@@ -393,12 +196,15 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
         return taken
 
     def on_file_received(self, file: str) -> None:
+        current = self.current
         taken = self._finish(file)
         ftp_path = self.fs.fs2ftp(file)
         size = os.path.getsize(file)
         # The room stays taken until the node has imported it (or given up on it).
         self.door.room.give_back(taken - size)
-        self.door.hand_over(self.username, Path(file), ftp_path, size)
+        whole = current is not None and current.written == size
+        self.door.hand_over(self.username, Path(file), ftp_path, size,
+                            current.sha256() if current is not None and whole else None)
 
     def on_incomplete_file_received(self, file: str) -> None:
         taken = self._finish(file)
@@ -426,15 +232,16 @@ class _Control(TLS_FTPHandler):  # type: ignore[misc]
 
 class CameraServer:
     """The FTP server of one node: ``serve`` until ``stop``; ``deliver`` hears of each
-    completed upload (from the server's thread), ``imported`` is the node's answer."""
+    completed upload (from the server's thread), ``imported`` is the node's answer;
+    ``ask_room`` asks the node for the card's free room, answered into ``room.heard``."""
 
     def __init__(self, settings: FtpSettings, card: Path, cert: Path, key: Path, *,
-                 free_room: Callable[[], int], deliver: Callable[[Completed], None]) -> None:
+                 ask_room: Callable[[], None], deliver: Callable[[Completed], None]) -> None:
         self.settings = settings
         self.uploads = settings.uploads
         self.ready = settings.uploads / READY
         self.ready.mkdir(parents=True, exist_ok=True)
-        self.room = Room(free_room)
+        self.room = Room(ask_room)
         self.accounts = Accounts(card, self.uploads / "cameras", Logins(settings))
         self._deliver = deliver
         self.on_change: Callable[[], None] = lambda: None  # an upload started or ended
@@ -468,7 +275,8 @@ class CameraServer:
                             ) from exc
         self.port: int = self.server.address[1]
 
-    def hand_over(self, account: str, file: Path, ftp_path: str, size: int) -> None:
+    def hand_over(self, account: str, file: Path, ftp_path: str, size: int,
+                  sha256: str | None = None) -> None:
         """Move a completed upload out of the camera's folder, and tell the node."""
         folder = self.ready / f"{next(self._sequence):015d}-{account}"
         folder.mkdir()
@@ -478,12 +286,13 @@ class CameraServer:
         os.replace(file, target)
         known = self.accounts.account(account)
         self._deliver(Completed(account, target, ftp_path, size, time.time(),
-                                known.photographer if known is not None else None))
+                                known.photographer if known is not None else None, sha256))
 
-    def imported(self, item: Completed, *, ok: bool, pending: bool = True) -> None:
-        """The node imported ``item`` (or gave up on it for now): its room is the card's."""
-        if pending:
-            self.room.give_back(item.size)
+    def imported(self, item: Completed, *, ok: bool, pending: bool = True,
+                 free: int | None = None) -> None:
+        """The node imported ``item`` (or gave up on it for now): its room is the card's,
+        which has ``free`` bytes free after it (None: not known)."""
+        self.room.imported(item.size if pending else 0, free)
         if not ok:
             return
         with self.accounts.lock:
@@ -512,74 +321,3 @@ class CameraServer:
     def status(self) -> list[dict[str, Any]]:
         with self.accounts.lock:
             return [stats.view() for _, stats in sorted(self.accounts.stats.items())]
-
-
-# --- the child process ------------------------------------------------------------------------
-
-ROOM_WAIT_S = 5.0  # for the node's answer on the card's free room; the last one stands after
-
-
-def child_main(conn: Any, settings: FtpSettings, card: Path, cert: Path, key: Path,
-               json_logs: bool) -> None:
-    """The FTP process: serve until the node says stop or is gone (its pipe closes).
-
-    To the node: ("listening", port) or ("error", why) first, then ("completed", Completed),
-    ("room?",) and ("status", cameras); from it: ("room", free), ("imported", Completed, ok,
-    pending) and ("stop",)."""
-    _child_logging(json_logs)
-    lock = threading.Lock()
-    answers: queue.Queue[int] = queue.Queue()
-
-    def send(message: tuple[Any, ...]) -> None:
-        with lock, contextlib.suppress(OSError):  # the node is gone: its pipe ends us soon
-            conn.send(message)
-
-    def free_room() -> int:
-        while not answers.empty():
-            answers.get_nowait()  # a late answer to an earlier question
-        send(("room?",))
-        try:
-            return answers.get(timeout=ROOM_WAIT_S)
-        except queue.Empty:
-            raise StoreError("the node did not say how much room its card has") from None
-
-    try:
-        server = CameraServer(settings, card, cert, key, free_room=free_room,
-                              deliver=lambda item: send(("completed", item)))
-    except MeshError as exc:
-        send(("error", str(exc)))
-        return
-    server.on_change = lambda: send(("status", server.status()))
-    send(("listening", server.port))
-    send(("status", server.status()))
-
-    def listen() -> None:
-        try:
-            while True:
-                message = conn.recv()
-                if message[0] == "room":
-                    answers.put(message[1])
-                elif message[0] == "imported":
-                    server.imported(message[1], ok=message[2], pending=message[3])
-                    server.on_change()
-                elif message[0] == "stop":
-                    break
-        except (EOFError, OSError):
-            pass  # the node is gone
-        server.stop()
-
-    threading.Thread(target=listen, name="cammesh-ftp-node", daemon=True).start()
-    server.serve()
-
-
-def _child_logging(json_logs: bool) -> None:
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    handler = logging.StreamHandler()  # the node's stderr: the same log
-    if json_logs:
-        from mesh.json_logs import JsonLogFormatter
-
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.handlers[:] = [handler]

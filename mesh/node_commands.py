@@ -174,7 +174,7 @@ def ftp_settings(args: argparse.Namespace) -> FtpSettings | None:
 def build_runtime(args: argparse.Namespace, card: Card) -> Runtime:
     """The runtime of a device from the options `add_device_options` added (MeshError if bad)."""
     from mesh.identity import Identity
-    from mesh.pairing import load_membership
+    from mesh.membership import load_membership
     from mesh.runtime import Address, Runtime
     from protocol.config import NodeConfig, Policy
     from protocol.messages import Role

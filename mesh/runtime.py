@@ -3,10 +3,10 @@
 Read bytes -> feed the node -> drain its events -> write what it returns
 (STYLE.md rule 6).  The node and the card it stores through are called one
 call at a time, from a worker thread, so a disk read never stalls the trio
-loop; ``call`` is the only way in.  Outgoing frames are pulled per peer with
-``next_frame`` only when that peer's socket can take more, and the socket is
-told to keep little unsent data (TCP_NOTSENT_LOWAT), so a new thumbnail waits
-behind at most about one chunk (DESIGN.md, "Wire").
+loop; ``call`` is the only way in.  Here: the card's imports, the dialers and
+the TLS server, the timers, read-outs for local users.  Each live link's
+reader and writer are mesh/pumps.py's; the log line of each event is
+mesh/event_log.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,12 +28,13 @@ from cryptography.hazmat.primitives import serialization
 
 from mesh import tls
 from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, ReadOutError, TransportError
+from mesh.event_log import InboundTransfer, note_event
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
-from mesh.pairing import Membership, learn_members, load_membership
+from mesh.membership import Membership, learn_members, load_membership
+from mesh.pumps import LAST_WORD_TIMEOUT, PeerLink, Pumps
 from protocol import events as ev
-from protocol.codec import FrameEdges
 from protocol.config import NodeConfig
-from protocol.errors import CammeshError, RemoteProtocolError
+from protocol.errors import CammeshError
 from protocol.messages import MetadataValue, Role
 from protocol.node import Node
 from storage.card import Card
@@ -48,18 +49,10 @@ log = logging.getLogger("cammesh.node")
 T = TypeVar("T")
 ImportProgress = Callable[[int, int, "Imported | Skipped"], Awaitable[None]]
 
-SEND_TIMEOUT = 30.0  # one frame to a peer; a peer that takes longer is cut off
-LAST_WORD_TIMEOUT = 2.0  # our Error frame after a protocol violation
-RECEIVE_SIZE = 256 * 1024
-RECEIVE_BUFFER = 4 * 1024 * 1024  # read ahead of the node by at most this much
-# Bytes handed to the node per call (one thread hop, one fsync per partial, one catalog
-# commit): a new thumbnail waits for one call, a few milliseconds at this size.
-RECEIVE_BATCH = 1024 * 1024
 TICK_MAX = 0.5  # seconds between timer checks even when the node asks for none
 BACKOFF_START = 0.5
 BACKOFF_MAX = 15.0
 STABLE_LINK_S = 10.0  # a link that lived this long resets the dial backoff
-PULL_BYTES = 64 * 1024  # per worker-thread call: small frames up to, and then, one chunk
 IMPORT_AHEAD = 1  # files copied while the one before them is made durable
 
 
@@ -79,35 +72,6 @@ class Address:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass
-class PeerLink:
-    """A live, authenticated connection to one peer and the scope that runs its pumps."""
-
-    peer_id: str
-    stream: tls.PeerStream
-    initiated_locally: bool
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    bytes_in: int = 0
-    bytes_out: int = 0
-    since: float = field(default_factory=time.time)
-    reason: str = "connection closed"
-    violated: bool = False  # the peer broke the protocol: flush our Error, then close
-    next_send_at: float = 0.0  # trio clock; pacing under ``rate_limit``
-
-
-@dataclass(frozen=True, slots=True)
-class InboundTransfer:
-    """How far an original (or smaller copy) on its way to us has come, for progress bars.
-
-    Not ``protocol.store.Incoming``, which names what kind of stream a partial belongs to."""
-
-    peer: str
-    image_id: str
-    purpose: str
-    done: int
-    total: int
 
 
 class Runtime:
@@ -147,7 +111,7 @@ class Runtime:
         self.incoming: dict[tuple[str, str, str], InboundTransfer] = {}
         self.port: int | None = None
         self._lock = trio.Lock()
-        self._changed = trio.Event()
+        self._pumps = Pumps(self)
         self._listeners: list[Callable[[ev.NodeEvent], None]] = []
         self._capture_listeners: list[Callable[[str], None]] = []
         self._nursery: trio.Nursery | None = None
@@ -160,25 +124,31 @@ class Runtime:
         """Run ``fn`` (a node or card method) in a worker thread, alone, then dispatch events."""
         return await self._call(fn, args, kwargs, wake=True)
 
+    async def call_quietly(self, fn: Callable[..., T], *args: Any) -> T:
+        """As ``call``, without waking the writers: for a writer's own pull and the timer's
+        look at the deadline, which queue nothing for other peers."""
+        return await self._call(fn, args, {}, wake=False)
+
     async def _call(
         self, fn: Callable[..., T], args: Sequence[Any], kwargs: dict[str, Any], *, wake: bool
     ) -> T:
-        def run() -> tuple[T | None, BaseException | None, list[ev.NodeEvent]]:
+        Outcome = tuple[T | None, BaseException | None, list[ev.NodeEvent], list[str]]
+
+        def run() -> Outcome:
             # Events are drained even when the call raised: a protocol violation is one.
+            # The peers with frames to send are read in the same hop, as sim/ reads them.
             try:
-                return fn(*args, **kwargs), None, self.node.events()
+                result, error = fn(*args, **kwargs), None
             except Exception as exc:
-                return None, exc, self.node.events()
+                result, error = None, exc
+            return result, error, self.node.events(), self.node.sending_peers() if wake else []
 
         async with self._lock:
-            result, error, events = await trio.to_thread.run_sync(run)
+            result, error, events, sending = await trio.to_thread.run_sync(run)
         for event in events:
             self._dispatch(event)
-        if wake:
-            # Anything may have queued frames: wake every idle writer to pull again.
-            # A writer's own pull does not wake the others, or idle writers would spin.
-            self._changed.set()
-            self._changed = trio.Event()
+        if sending:
+            self._pumps.wake(sending)
         if error is not None:
             raise error
         return result  # type: ignore[return-value]
@@ -202,7 +172,7 @@ class Runtime:
         return lambda: self._capture_listeners.remove(listener)
 
     def _dispatch(self, event: ev.NodeEvent) -> None:
-        self._track(event)
+        note_event(self.incoming, event)
         if isinstance(event, ev.PeerTimedOut):
             link = self.links.get(event.peer)
             if link is not None:
@@ -210,34 +180,6 @@ class Runtime:
                 link.scope.cancel()
         for listener in list(self._listeners):
             listener(event)
-
-    def _track(self, event: ev.NodeEvent) -> None:
-        """Keep incoming progress for the status view; log every event but the chattiest."""
-        if isinstance(event, ev.TransferProgress):
-            key = (event.peer, event.image_id, str(event.purpose))
-            if key not in self.incoming:
-                # The first chunk of a stream says where it started: a resumed transfer
-                # shows an offset past zero here (the partial the card kept).
-                log_event(event, name="TransferStarted")
-            self.incoming[key] = InboundTransfer(
-                event.peer, event.image_id, str(event.purpose), event.done, event.total
-            )
-            return
-        if isinstance(event, ev.ReadOutChunk):
-            return
-        if isinstance(event, ev.OriginalArrived | ev.TransferRefused):
-            self.incoming.pop((event.peer, event.image_id, str(event.purpose)), None)
-        elif isinstance(
-            event, ev.HeldStored | ev.Collected | ev.ReadOutDone | ev.ReadOutFailed
-        ):
-            # Streams that end in these (held copies, collections, relayed read-outs) send
-            # no OriginalArrived: without this they would show at 100 % for ever.
-            for key in [k for k in self.incoming if k[1] == event.image_id]:
-                del self.incoming[key]
-        elif isinstance(event, ev.PeerGone):
-            for key in [k for k in self.incoming if k[0] == event.peer]:
-                del self.incoming[key]
-        log_event(event)
 
     # --- local inputs that are not one node call ----------------------------------------
 
@@ -262,6 +204,8 @@ class Runtime:
         *,
         progress: ImportProgress | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
+        adopt: bool = False,
+        digests: Mapping[Path, str] | None = None,
     ) -> ImportSummary:
         """Import files onto the card, telling the node of each, in order, as it lands.
 
@@ -276,7 +220,9 @@ class Runtime:
         ``node.captured``, so no peer ever holds the thumbnail of a picture this card could
         lose to a crash.  ``progress(done, total, outcome)`` is awaited after each file, before
         a further one starts; ``metadata`` is laid over each file's own (an FTP account's
-        photographer).
+        photographer); ``adopt``: the files are the card's to take, linked in, not copied
+        (``Card.add_original``: FTP uploads handed over), ``digests`` the SHA-256 of those
+        hashed as they arrived.
         """
         todo = await trio.to_thread.run_sync(
             lambda: list(files_under(paths, card=self.card.path))
@@ -290,7 +236,8 @@ class Runtime:
 
                 async def copy() -> None:
                     job = functools.partial(
-                        import_one, self.card, path, refusal, now=self.now(), metadata=metadata
+                        import_one, self.card, path, refusal, now=self.now(), metadata=metadata,
+                        adopt=adopt, digest=(digests or {}).get(path),
                     )
                     try:
                         result: Any = await trio.to_thread.run_sync(job)
@@ -375,7 +322,7 @@ class Runtime:
 
     async def _timers(self) -> None:
         while True:
-            deadline = await self._call(self.node.next_deadline, (), {}, wake=False)
+            deadline = await self.call_quietly(self.node.next_deadline)
             delay = TICK_MAX if deadline is None else deadline - self.now()
             await trio.sleep(min(max(delay, 0.0), TICK_MAX))
             await self.call(self.node.tick, self.now())
@@ -467,155 +414,15 @@ class Runtime:
             await self.call(
                 self.node.connected, peer, self.now(), key_recipient=self._key_recipient(stream)
             )
-            with link.scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pump, link, self._reader)
-                    nursery.start_soon(self._pump, link, self._writer)
+            await self._pumps.run(link)
         finally:
             with trio.CancelScope(shield=True):
                 if link.violated:
-                    await self._last_word(link)
+                    await self._pumps.last_word(link)
                 if self.links.get(peer) is link:
                     del self.links[peer]
                 await self.call(self.node.disconnected, peer, self.now(), link.reason)
                 await stream.aclose()  # bounded by tls.CLOSE_TIMEOUT
-
-    async def _pump(self, link: PeerLink, pump: Callable[[PeerLink], Any]) -> None:
-        """Run a reader or writer; whatever ends it ends the link, with the reason kept."""
-        try:
-            await pump(link)
-        except RemoteProtocolError as exc:
-            link.reason = f"protocol error: {exc}"
-            link.violated = True
-            log.warning("closing %s: %s", short_id_of(link.peer_id), exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            link.reason = f"link broke: {exc.__cause__ or exc!r}"
-        except trio.TooSlowError:
-            link.reason = f"the peer took more than {SEND_TIMEOUT:g} s to take one frame"
-        except Exception as exc:
-            # A bug or a disk error while serving one peer closes that link, not the node.
-            log.exception("closing %s after an unexpected error", short_id_of(link.peer_id))
-            link.reason = f"unexpected error: {exc!r}"
-        link.scope.cancel()
-
-    async def _reader(self, link: PeerLink) -> None:
-        """Read eagerly into a bounded buffer while the node digests what came before.
-
-        The node makes every chunk durable (fsync) before it returns; reading only between
-        those calls let the kernel's receive window close during a slow fsync and the link
-        idle.  The buffer is bounded, so a card slower than the link still slows the peer.
-        """
-        # Counted in TLS records, the least a read returns, so the buffer holds its bytes.
-        send, receive = trio.open_memory_channel[bytes](RECEIVE_BUFFER // tls.RECORD_SIZE)
-        failed: list[Exception] = []  # re-raised bare, outside the nursery's exception group
-
-        async def guarded(job: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> None:
-            try:
-                await job()
-            except Exception as exc:
-                failed.append(exc)
-                nursery.cancel_scope.cancel()
-
-        async def read() -> None:
-            async with send:
-                while data := await link.stream.receive_some(RECEIVE_SIZE):
-                    link.bytes_in += len(data)
-                    await send.send(data)
-            link.reason = "closed by the peer"
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(guarded, lambda: self._digest(link, receive), nursery)
-            nursery.start_soon(guarded, read, nursery)
-        if failed:
-            raise failed[0]
-
-    async def _digest(self, link: PeerLink, receive: trio.MemoryReceiveChannel[bytes]) -> None:
-        """Hand the node what came in, once a frame is whole: on a slow link a chunk comes
-        a TLS record at a time, and a node call (a thread hop and a catalog commit) for
-        each record cost more CPU than the bytes themselves."""
-        edges = FrameEdges()
-        parts: list[bytes] = []
-        size = 0
-        whole = False
-        async with receive:
-            async for data in receive:
-                while True:
-                    parts.append(data)
-                    size += len(data)
-                    whole = edges.feed(data) or whole
-                    if size >= RECEIVE_BATCH:
-                        break
-                    try:  # what else is already here
-                        data = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                if not whole and size < RECEIVE_BATCH:
-                    continue  # half a frame: the node could do nothing with it yet
-                batch, parts, size, whole = b"".join(parts), [], 0, False
-                try:
-                    await self.call(self._receive, link.peer_id, batch)
-                except RemoteProtocolError:
-                    link.violated = True  # before any checkpoint: the writer must see it
-                    raise
-
-    async def _writer(self, link: PeerLink) -> None:
-        while True:
-            if self.rate_limit:
-                # Pace like a slow Wi-Fi link would, but decide what to send only once
-                # the slot has come, so a new thumbnail is not stuck behind a chosen chunk.
-                await trio.sleep_until(link.next_send_at)
-            await link.stream.wait_send_all_might_not_block()
-            changed = self._changed
-            batch = await self._call(self._pull, (link.peer_id,), {}, wake=False)
-            if link.violated:
-                # The node's last word (an Error) is in this batch: send it, and stop.
-                with trio.CancelScope(shield=True), trio.move_on_after(LAST_WORD_TIMEOUT):
-                    await link.stream.send_all(batch)
-                return
-            if not batch:
-                await changed.wait()
-                continue
-            if self.rate_limit:
-                start = max(link.next_send_at, trio.current_time())
-                link.next_send_at = start + len(batch) / self.rate_limit
-            with trio.fail_after(SEND_TIMEOUT):
-                await link.stream.send_all(batch)
-            link.bytes_out += len(batch)
-
-    def _receive(self, peer_id: str, data: bytes) -> None:
-        """Feed the node what a peer sent; the chunks in it become durable together, before
-        the call returns and so before any frame it queued (an acknowledgement, a Stored)
-        can leave (Card.batched_partials)."""
-        with self.card.batched_partials():
-            self.node.receive_data(peer_id, data, self.now())
-
-    def _pull(self, peer_id: str) -> bytes:
-        """The next frames for one peer, in one worker-thread call: small ones up to
-        ``PULL_BYTES``, or one chunk; b"" when there is nothing to send.
-
-        Thumbnails and control frames are small; taking a few per thread hop saves hops on
-        a loaded machine, while at most one chunk is decided ahead of a new thumbnail.
-        """
-        frames: list[bytes] = []
-        size = 0
-        budget = PULL_BYTES if not self.rate_limit else 1  # paced: one frame per slot
-        while size < budget:
-            frame = self.node.next_frame(peer_id, self.now())
-            if frame is None:
-                break
-            frames.append(frame)
-            size += len(frame)
-        return b"".join(frames)
-
-    async def _last_word(self, link: PeerLink) -> None:
-        """After a protocol violation the node has one Error frame for the peer: try to send it."""
-        try:
-            frame = await self._call(self.node.next_frame, (link.peer_id, self.now()), {}, wake=False)
-            if frame:
-                with trio.move_on_after(LAST_WORD_TIMEOUT):
-                    await link.stream.send_all(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-            pass  # the peer is gone already; the log has the reason
 
     # --- read-out for local users -----------------------------------------------------
 
@@ -659,37 +466,3 @@ class Runtime:
         finally:
             unsubscribe()
         raise ReadOutError("the read-out ended without an answer")
-
-
-def event_fields(event: ev.NodeEvent) -> dict[str, Any]:
-    """An event's fields as JSON values (ids in full, bytes as their length)."""
-    out: dict[str, Any] = {}
-    for name in event.__dataclass_fields__:
-        value = getattr(event, name)
-        if isinstance(value, bytes | bytearray):
-            value = len(value)
-        elif hasattr(value, "device_id") and hasattr(value, "name"):  # a Hello
-            value = {"name": value.name, "role": str(value.role)}
-        elif not isinstance(value, str | int | float | bool | type(None) | tuple | list):
-            value = str(value)
-        out[name] = value
-    return out
-
-
-def _shortened(value: object) -> object:
-    """Device and image ids in their short human form; anything else, even a peer's
-    64-character text that merely looks like an id, as it is."""
-    if isinstance(value, str) and len(value) == 64:
-        try:
-            return short_id_of(value)
-        except ValueError:  # not hex: some other text of that length
-            return value
-    return value
-
-
-def log_event(event: ev.NodeEvent, *, name: str | None = None) -> None:
-    """One log line per node event: short ids for people, every field for ``--log-json``."""
-    name = name or type(event).__name__
-    fields = event_fields(event)
-    shown = " ".join(f"{k}={_shortened(v)}" for k, v in fields.items())
-    log.info("%s %s", name, shown, extra={"event": name, "fields": fields})

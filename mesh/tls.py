@@ -25,7 +25,7 @@ import trio
 
 from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, TransportError
 from mesh.identity import Identity, device_id_of, short_id_of
-from mesh.pairing import Membership, PinnedPeer
+from mesh.membership import Membership, PinnedPeer
 
 log = logging.getLogger("cammesh.tls")
 

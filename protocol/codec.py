@@ -17,32 +17,29 @@ is wrong; only hostile or broken frames take that way.
 
 from __future__ import annotations
 
-import enum
-import operator
 import struct
-import types
 import typing
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import msgpack
 import msgspec
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.fields import base_type
-from protocol.messages import (
-    BY_TAG,
-    MESSAGE_TYPES,
-    PROTOCOL_VERSION,
-    Limits,
-    Message,
-    field_types,
+from protocol.messages import PROTOCOL_VERSION, Limits, Message
+from protocol.schema import (
+    SCHEMA_BY_TAG,
+    SCHEMA_BY_WIRE,
+    SCHEMAS,
+    TAG_KEY,
+    VERSION_KEY,
 )
 
-TAG_KEY: Final = "t"
-VERSION_KEY: Final = "v"
+__all__ = [
+    "PREFIX", "TAG_KEY", "VERSION_KEY", "FrameDecoder", "FrameEdges", "decode_frame", "encode",
+]
+
 PREFIX: Final = 4  # bytes of the length prefix
 
 _LENGTH = struct.Struct(">I")
@@ -72,128 +69,6 @@ def _refuse_ext(code: int, data: bytes) -> object:
     raise ValueError(f"msgpack extension type {code} is not part of the cammesh protocol")
 
 
-# --- per-message schema, derived once from the dataclass fields -----------------
-
-FromWire = Callable[[object], object]
-SetSlot = Callable[[Message, object], None]
-
-
-def _slot_setter(cls: type[Message], name: str) -> SetSlot:
-    """The ``__set__`` of the slot holding field ``name``: it writes past the frozen ``__setattr__``."""
-    slot = getattr(cls, name)  # read off the class, a slot is its member descriptor
-    if not isinstance(slot, types.MemberDescriptorType):
-        raise AssertionError(f"{cls.__name__}.{name} is not a slot; make the message slotted")
-    setter: SetSlot = slot.__set__
-    return setter
-
-
-def _enum_from_wire(kind: type[enum.StrEnum]) -> FromWire:
-    members = {member.value: member for member in kind}
-
-    def convert(value: object) -> object:
-        if isinstance(value, str) and value in members:
-            return members[value]
-        return value  # the message's own check names the field and the allowed values
-
-    return convert
-
-
-def _tuple_from_wire(value: object) -> object:
-    # Only an array becomes a tuple; a string must not turn into a tuple of letters.
-    return tuple(value) if isinstance(value, list) else value
-
-
-@dataclass(frozen=True, slots=True)
-class _Schema:
-    """How one message type maps to and from its msgpack map."""
-
-    cls: type[Message]
-    tag: str
-    keys: frozenset[str]  # every key of the wire map, tag and version included
-    # The fast path, both ways: a msgspec Struct of the same fields and limits, tagged
-    # "t" and with the version as its first field.  msgspec packs it and checks it in C.
-    wire: type[msgspec.Struct]
-    values: Callable[[object], tuple[Any, ...]]  # every field's value, in order
-    mapping_at: tuple[int, ...]  # which of them are mappings (msgspec packs only dicts)
-    build: Callable[[msgspec.Struct], Message]  # the message holding a checked Struct's values
-    relations: bool  # the message checks fields against each other (check_relations)
-    # The exact path, for frames msgspec refuses: which fields need converting.
-    as_sent: tuple[tuple[str, SetSlot], ...]
-    converted: tuple[tuple[str, SetSlot, FromWire], ...]
-
-
-def _builder(cls: type[Message], names: list[str]) -> Callable[[msgspec.Struct], Message]:
-    """A function that makes a ``cls`` message of a Struct msgspec has checked.
-
-    Its values go straight into the message's slots: __init__ and __post_init__ would
-    only check them again (~5 µs for a thumbnail offer).  The function is written out
-    field by field, as dataclasses writes __init__, which takes half the time of a loop
-    over the fields (0.9 µs against 1.8 for a thumbnail offer).
-    """
-    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    lines = ["def build(wire):", "    msg = new(cls)"]
-    for at, name in enumerate(names):
-        scope[f"set_{at}"] = _slot_setter(cls, name)
-        lines.append(f"    set_{at}(msg, wire.{name})")
-    lines.append("    return msg")
-    exec("\n".join(lines), scope)  # names are the dataclass's own field names
-    build: Callable[[msgspec.Struct], Message] = scope["build"]
-    return build
-
-
-def _values_getter(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
-    """A function from a message to the values of ``names`` (at least one), as a tuple."""
-    getter = operator.attrgetter(*names)
-    if len(names) > 1:
-        many: Callable[[object], tuple[Any, ...]] = getter
-        return many
-    return lambda msg: (getter(msg),)
-
-
-def _schema(cls: type[Message]) -> _Schema:
-    types_ = field_types(cls)
-    names = list(types_)
-    from_wire: dict[str, FromWire] = {}
-    for name, hint in types_.items():
-        base = base_type(hint)
-        if isinstance(base, type) and issubclass(base, enum.StrEnum):
-            from_wire[name] = _enum_from_wire(base)
-        elif typing.get_origin(base) is tuple:
-            from_wire[name] = _tuple_from_wire
-    if {TAG_KEY, VERSION_KEY} & set(names):
-        raise AssertionError(f"{cls.__name__} has a field named like the frame's own keys")
-    wire = msgspec.defstruct(
-        f"{cls.__name__}Frame",
-        [(VERSION_KEY, typing.Literal[PROTOCOL_VERSION]), *types_.items()],
-        tag=cls.TAG,
-        tag_field=TAG_KEY,
-        forbid_unknown_fields=True,
-        frozen=True,
-    )
-    mappings = [
-        at
-        for at, hint in enumerate(types_.values())
-        if typing.get_origin(base_type(hint)) in (Mapping, dict)
-    ]
-    return _Schema(
-        cls=cls,
-        tag=cls.TAG,
-        keys=frozenset([TAG_KEY, VERSION_KEY, *names]),
-        wire=wire,
-        values=_values_getter(names),
-        mapping_at=tuple(mappings),
-        build=_builder(cls, names),
-        relations=cls.check_relations is not Message.check_relations,
-        as_sent=tuple((n, _slot_setter(cls, n)) for n in names if n not in from_wire),
-        converted=tuple((n, _slot_setter(cls, n), from_wire[n]) for n in names if n in from_wire),
-    )
-
-
-_SCHEMAS: Final[Mapping[type[Message], _Schema]] = {cls: _schema(cls) for cls in MESSAGE_TYPES}
-_BY_TAG: Final[Mapping[str, _Schema]] = {tag: _SCHEMAS[cls] for tag, cls in BY_TAG.items()}
-_BY_WIRE: Final[Mapping[type[msgspec.Struct], _Schema]] = {s.wire: s for s in _SCHEMAS.values()}
-
-
 def _as_plain_text(value: object) -> object:
     """msgspec packs only exact str: a str subclass (built here, a text field may hold one) goes as its text."""
     if isinstance(value, str):
@@ -203,7 +78,7 @@ def _as_plain_text(value: object) -> object:
 
 _ENCODER: Final = msgspec.msgpack.Encoder(enc_hook=_as_plain_text)
 # One decoder for every message type: the "t" of a frame picks the Struct.
-_DECODER: Final = msgspec.msgpack.Decoder(typing.Union[tuple(_BY_WIRE)])  # noqa: UP007 (built from a tuple)
+_DECODER: Final = msgspec.msgpack.Decoder(typing.Union[tuple(SCHEMA_BY_WIRE)])  # noqa: UP007 (built from a tuple)
 
 
 # --- encoding --------------------------------------------------------------------
@@ -215,7 +90,7 @@ def encode(msg: Message) -> bytes:
     Raises LocalProtocolError if ``msg`` is not a protocol message or the frame
     would pass ``Limits.MAX_FRAME``.
     """
-    schema = _SCHEMAS.get(type(msg))
+    schema = SCHEMAS.get(type(msg))
     if schema is None:
         raise LocalProtocolError(
             f"cannot encode {type(msg).__name__}: not a cammesh message", code="unknown-type"
@@ -266,7 +141,7 @@ def decode_frame(body: bytes | bytearray | memoryview) -> Message:
         wire = _DECODER.decode(body)
     except _MSGSPEC_ERRORS as exc:
         raise _refusal(body, exc) from None
-    schema = _BY_WIRE[type(wire)]
+    schema = SCHEMA_BY_WIRE[type(wire)]
     msg = schema.build(wire)
     if schema.relations:
         try:
@@ -305,7 +180,7 @@ def _message(obj: object) -> Message:
             f"frame body must be a msgpack map, got {type(obj).__name__}", code="bad-msgpack"
         )
     tag = obj.get(TAG_KEY)
-    schema = _BY_TAG.get(tag) if type(tag) is str else None
+    schema = SCHEMA_BY_TAG.get(tag) if type(tag) is str else None
     if schema is None:
         raise RemoteProtocolError(f"unknown message type {tag!r}", code="unknown-type")
     version = obj.get(VERSION_KEY)

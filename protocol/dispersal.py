@@ -162,7 +162,7 @@ class Dispersal:
         high_water = self.node.config.high_water
         if not room.over_mark(usage, high_water):
             self._full_reported = False
-            self._rejected.clear()
+            self._forget_rejections()
             self._memo = None
             return
         # Nothing that decides what to ask changed since the last look: nothing to do.  A
@@ -267,13 +267,20 @@ class Dispersal:
         self._version += 1
 
     def next_retry(self) -> float | None:
-        """When a rejected holder may be asked again (only while the card is over the mark)."""
+        """When a rejected holder may be asked again (while the card is over the mark, or for
+        a repair)."""
         if not self._rejected:
             return None
         if not room.over_mark(self.node.store.usage(), self.node.config.high_water):
-            self._rejected.clear()
-            return None
+            self._forget_rejections()
+            if not self._rejected:
+                return None
         return min(self._rejected.values())
+
+    def _forget_rejections(self) -> None:
+        """Below the mark, dispersal's rejections are moot; a repair's still stand, or it would
+        ask the holder that just said no again at once, and again, for as long as it says no."""
+        self._rejected = {k: until for k, until in self._rejected.items() if k[0] in self._repairs}
 
     def _entry(self, image_id: str, holder: str) -> DispersionEntry | None:
         for entry in self.node.store.dispersion(image_id):
@@ -316,7 +323,7 @@ class Dispersal:
             # Our card has no copy: relay one holder's bytes to the new one as they come.
             self.node.readouts.relay(link, record, Purpose.DISPERSE, msg.offset, now)
             return
-        self.node.ensure_thumbnail(link, record, msg.image_id)
+        link.ensure_thumbnail(record, msg.image_id)
         form = store.sealed_form(msg.image_id)  # the key is durable before a sealed byte goes
         link.scheduler.add_transfer(
             Transfer(
@@ -443,8 +450,7 @@ class Dispersal:
                 self._reject(link, msg, "my card has no room for it")
                 return
         offset = store.partial_offset(msg.image_id, Incoming.HELD)
-        self.node.expect(
-            link,
+        link.expect(
             Expected(
                 msg.image_id,
                 Purpose.DISPERSE,
@@ -476,7 +482,7 @@ class Dispersal:
                 self.node.emit(ev.Released(msg.image_id, link.peer_id))
             return
         # Released before it was stored: drop the reservation and what arrived.
-        if self.node.cancel(link, msg.image_id, Purpose.DISPERSE) is not None:
+        if link.cancel(msg.image_id, Purpose.DISPERSE) is not None:
             try:
                 store.unreserve(msg.image_id)
                 store.discard_partial(msg.image_id, Incoming.HELD)

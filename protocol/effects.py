@@ -10,10 +10,11 @@ link is one of these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.events import NodeEvent
-from protocol.messages import Message, Purpose
+from protocol.messages import Hello, Message, Purpose
 from protocol.peer import Expected
 
 
@@ -52,13 +53,82 @@ class Hurry:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueThumbnail:
+    """Queue our thumbnail of the picture to the peer, ahead of every original."""
+
+    peer_id: str
+    image_id: str
+    capture_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbnailKnown:
+    """The peer holds the picture's thumbnail: originals of it may go without one first."""
+
+    peer_id: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Greeted:
+    """The peer's Hello: who it is and the room it advertises."""
+
+    peer_id: str
+    hello: Hello
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The peer's Catalog arrived: the link is ready, and this is what it has seen."""
+
+    peer_id: str
+    catalog: Mapping[str, int]
+
+
+# --- notices: what one machine tells another (Node routes each by its type) ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """A thumbnail offer said the peer has the original (to the pulls)."""
+
+    peer_id: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbnailSeen:
+    """A thumbnail came in (to the pulls: its original may be wanted)."""
+
+    image_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReady:
+    """The peer's catalog arrived (to the pulls: it may serve what it failed to)."""
+
+    peer_id: str
+
+
+Notice = Offered | ThumbnailSeen | LinkReady
+
+
+@dataclass(frozen=True, slots=True)
+class Tell:
+    """Hand ``notice`` to the machine that owns it (Node's routing table says which)."""
+
+    notice: Notice
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """Tell the runtime (and the user): ``event`` goes out of ``Node.events``."""
 
     event: NodeEvent
 
 
-Effect = Send | Expect | Cancel | Hurry | Emit
+Effect = Send | Expect | Cancel | Hurry | QueueThumbnail | ThumbnailKnown | Greeted | Ready | Tell | Emit
 
 
 class Outbox:
@@ -74,6 +144,9 @@ class Outbox:
 
     def emit(self, event: NodeEvent) -> None:
         self._effects.append(Emit(event))
+
+    def tell(self, notice: Notice) -> None:
+        self._effects.append(Tell(notice))
 
     def add(self, effect: Effect) -> None:
         self._effects.append(effect)

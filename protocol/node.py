@@ -13,17 +13,33 @@ read-out and collection in protocol.readout.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from protocol import events as ev
 from protocol import serving, transfers
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import Dispersal
-from protocol.effects import Cancel, Effect, Emit, Expect, Send
+from protocol.effects import (
+    Cancel,
+    Effect,
+    Emit,
+    Expect,
+    Greeted,
+    LinkReady,
+    Notice,
+    Offered,
+    QueueThumbnail,
+    Ready,
+    Send,
+    Tell,
+    ThumbnailKnown,
+    ThumbnailSeen,
+)
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.keepalive import Keepalive
 from protocol.messages import (
-    PROTOCOL_VERSION,
     Catalog,
     Chunk,
     Collect,
@@ -48,7 +64,7 @@ from protocol.messages import (
     ThumbnailOffer,
     TransferFailed,
 )
-from protocol.peer import Expected, Link, PeerView, view_of
+from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
 from protocol.scheduler import (
@@ -56,20 +72,12 @@ from protocol.scheduler import (
 )
 from protocol.store import (
     Decision,
-    ImageRecord,
     Store,
-    StoreError,
-    TransferState,
     Where,
 )
+from protocol.sync import Sync
 
 __all__ = ["Node", "NodeConfig", "PeerView", "Policy"]
-
-# What a peer did with a picture on an earlier link, proving it holds the thumbnail.  Not
-# THUMBNAIL_SENT: that is set as the frame is rendered, and a link may die before it lands.
-_PEER_HOLDS = frozenset(
-    {TransferState.REQUESTED, TransferState.ORIGINAL_SENT, TransferState.REFUSED}
-)
 
 # What a peer asks us for; each queues an answer (the flood check counts after these).
 _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
@@ -84,14 +92,22 @@ class Node:
         self.rng = rng
         self.device_id = store.device_id
         self.links: dict[str, Link] = {}
-        self.names: dict[str, str] = {}  # device id -> name, from every Hello seen
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
+        self.sync = Sync(store, config, self.links)
+        self.keepalive = Keepalive(config, self.links)
+        # Who hears each notice one machine tells another (protocol.effects.Tell).
+        self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
+            Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
+            LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
+            ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
+        }
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
         self.dispersal = Dispersal(self)
         self.readouts = ReadOuts(self)
+        self._handlers = self._routing()
         self._resume()
 
     def _resume(self) -> None:
@@ -134,47 +150,35 @@ class Node:
             if isinstance(effect, Emit):
                 self._events.append(effect.event)
                 continue
+            if isinstance(effect, Tell):
+                self.apply(self._routes[type(effect.notice)](effect.notice) or [])
+                continue
             link = self.links[effect.peer_id]
             if isinstance(effect, Send):
                 link.scheduler.send_control(effect.message)
+            elif isinstance(effect, QueueThumbnail):
+                link.scheduler.queue_thumbnail(effect.image_id, effect.capture_time)
+            elif isinstance(effect, ThumbnailKnown):
+                link.scheduler.mark_thumbnail_known(effect.image_id)
+            elif isinstance(effect, Greeted):
+                link.hello, link.free = effect.hello, effect.hello.free
+            elif isinstance(effect, Ready):
+                link.catalog, link.ready = effect.catalog, True
+                self._deadline_stale = True  # it now pings
             elif isinstance(effect, Expect):
-                self.expect(link, effect.expected)
+                link.expect(effect.expected)
             elif isinstance(effect, Cancel):
-                self.cancel(link, effect.image_id, effect.purpose)
+                link.cancel(effect.image_id, effect.purpose)
             else:
                 link.expected[(effect.image_id, effect.purpose)].urgent = True
 
+    @property
+    def names(self) -> Mapping[str, str]:
+        """Device id -> name, from every Hello seen."""
+        return self.sync.names
+
     def name_of(self, peer_id: str) -> str:
-        return self.names.get(peer_id, peer_id[:12])
-
-    def ensure_thumbnail(self, link: Link, record: ImageRecord | None, image_id: str) -> None:
-        """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
-        sched = link.scheduler
-        if sched.thumbnail_known(image_id) or sched.thumbnail_queued(image_id):
-            return
-        if record is None:
-            # We hold bytes without a catalog row (a held original): the peer named the
-            # picture itself, so it knows it; we have no thumbnail to send first.
-            sched.mark_thumbnail_known(image_id)
-        elif record.origin == link.peer_id or link.has_seen(record.origin, record.seq):
-            sched.mark_thumbnail_known(image_id)
-        else:
-            sched.queue_thumbnail(image_id, record.capture_time)
-
-    def expect(self, link: Link, expected: Expected) -> None:
-        key = (expected.image_id, expected.purpose)
-        link.expected[key] = expected
-        link.streams.pop(key, None)
-        link.cancelled.discard(key)
-
-    def cancel(self, link: Link, image_id: str, purpose: Purpose) -> Expected | None:
-        """Forget a stream we asked for; chunks already on their way are then ignored."""
-        key = (image_id, purpose)
-        link.streams.pop(key, None)
-        expected = link.expected.pop(key, None)
-        if expected is not None:
-            link.cancelled.add(key)
-        return expected
+        return self.sync.name_of(peer_id)
 
     # --- connection lifecycle ---------------------------------------------------------
 
@@ -198,24 +202,12 @@ class Node:
             conn=Connection(self.device_id, expected_peer=peer_id),
             scheduler=sched,
             connected_at=now,
-            last_heard=now,
             key_recipient=key_recipient,
         )
         self.links[peer_id] = link
+        self.keepalive.connected(peer_id, now)
         self._deadline_stale = True
-        usage = self.store.usage()
-        sched.send_control(
-            Hello(
-                device_id=self.device_id,
-                name=self.config.name,
-                role=self.config.role,
-                version=PROTOCOL_VERSION,
-                capabilities=(),
-                capacity=usage.capacity,
-                free=usage.free,
-            )
-        )
-        sched.send_control(Catalog(seen=dict(self.store.seen())))
+        self.apply(self.sync.connected(peer_id))
 
     def disconnected(self, peer_id: str, now: float, reason: str) -> None:
         """The link is gone; what was in flight is put back to be asked for again."""
@@ -230,6 +222,7 @@ class Node:
                     image_id, f"{self.name_of(peer_id)} went away during the read-out: {reason}"
                 )
         self.pulls.link_gone(peer_id)
+        self.keepalive.gone(peer_id)
         self.readouts.link_gone(link, reason)
         self.dispersal.link_gone(link)
         self.emit(ev.PeerGone(peer_id, reason))
@@ -240,9 +233,7 @@ class Node:
         link = self.links.get(peer_id)
         if link is None:
             raise LocalProtocolError(f"receive_data for {peer_id[:12]}, which is not connected")
-        link.last_heard = now
-        if link.timed_out:
-            link.timed_out = False
+        if self.keepalive.heard(peer_id, now):
             self._deadline_stale = True  # its silence is watched again
         link.bytes_in += len(data)
         try:
@@ -289,9 +280,7 @@ class Node:
         record = self.store.image(image_id)
         if record is None:
             raise LocalProtocolError(f"captured({image_id[:12]}): the card has no such picture")
-        for link in self.ready_links():
-            if not link.has_seen(record.origin, record.seq):
-                link.scheduler.queue_thumbnail(image_id, record.capture_time)
+        self.apply(self.sync.captured(record))
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
         self.dispersal.maybe_disperse(now)
@@ -347,17 +336,7 @@ class Node:
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
-        keepalive = self.config.keepalive_s
-        for link in list(self.links.values()):
-            # Only a link quiet for a whole period is pinged: any frame heard proves it alive.
-            if link.ready and now >= link.ping_due(keepalive):
-                link.ping_nonce += 1
-                link.scheduler.send_control(Ping(link.ping_nonce))
-                link.pinged_at = now
-            silent = now - link.last_heard
-            if silent > self.config.peer_timeout_s and not link.timed_out:
-                link.timed_out = True
-                self.emit(ev.PeerTimedOut(link.peer_id, silent))
+        self.apply(self.keepalive.tick(now))
         self.dispersal.maybe_disperse(now)
         self.readouts.tick(now)
         self.pump_requests(now)
@@ -379,16 +358,7 @@ class Node:
         self._deadline_stale = True
 
     def _compute_deadline(self) -> float | None:
-        best: float | None = None
-        timeout = self.config.peer_timeout_s
-        keepalive = self.config.keepalive_s
-        for link in self.links.values():
-            # One shared deadline, no timer per link.  last_heard only grows, so a kept
-            # answer stays early, never late.
-            if link.ready and (best is None or link.ping_due(keepalive) < best):
-                best = link.ping_due(keepalive)
-            if not link.timed_out and (best is None or link.last_heard + timeout < best):
-                best = link.last_heard + timeout
+        best = self.keepalive.next_deadline()
         for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
             if retry is not None and (best is None or retry < best):
                 best = retry
@@ -422,7 +392,10 @@ class Node:
         return out
 
     def peers(self) -> Mapping[str, PeerView]:
-        return {peer_id: view_of(link) for peer_id, link in self.links.items()}
+        return {
+            peer_id: view_of(link, self.keepalive.last_heard(peer_id))
+            for peer_id, link in self.links.items()
+        }
 
     def status(self) -> dict[str, int]:
         """Counts for a status view (walks the catalog: not for hot paths)."""
@@ -450,124 +423,59 @@ class Node:
     # --- incoming messages ------------------------------------------------------------
 
     def _handle(self, link: Link, msg: Message, now: float) -> None:
-        if isinstance(msg, Chunk):
-            transfers.on_chunk(self, link, msg, now)
-        elif isinstance(msg, ThumbnailOffer):
-            self._on_thumbnail(link, msg, now)
-        elif isinstance(msg, OriginalHeader):
-            transfers.on_header(self, link, msg)
-        elif isinstance(msg, OriginalComplete):
-            transfers.on_complete(self, link, msg, now)
-        elif isinstance(msg, Hello):
-            self._on_hello(link, msg)
-        elif isinstance(msg, Catalog):
-            self._on_catalog(link, msg, now)
-        elif isinstance(msg, RequestOriginal):
-            serving.on_request(self, link, msg, now)
-        elif isinstance(msg, RefuseOriginal):
-            serving.on_refuse(self, link, msg)
-        elif isinstance(msg, TransferFailed):
-            self._on_failed(link, msg, now)
-        elif isinstance(msg, DisperseRequest):
-            self.dispersal.on_request(link, msg, now)
-        elif isinstance(msg, DisperseAccept):
-            self.dispersal.on_accept(link, msg, now)
-        elif isinstance(msg, DisperseReject):
-            self.dispersal.on_reject(link, msg, now)
-        elif isinstance(msg, Stored):
-            self.dispersal.on_stored(link, msg, now)
-        elif isinstance(msg, Release):
-            self.dispersal.on_release(link, msg)
-        elif isinstance(msg, Collect):
-            self.readouts.on_collect(link, msg)
-        elif isinstance(msg, ReadOut):
-            self.readouts.on_readout(link, msg, now)
-        elif isinstance(msg, Ping):
-            link.scheduler.send_control(Pong(msg.nonce))
-        elif isinstance(msg, Goodbye | Error):
-            link.closing = True  # the runtime closes the link; we send nothing more
-        elif isinstance(msg, Pong):
-            pass  # liveness is any byte heard
-        else:  # pragma: no cover - the codec only yields the types above
+        handler = self._handlers.get(type(msg))
+        if handler is None:  # pragma: no cover - the codec only yields the types routed
             raise RemoteProtocolError(f"unexpected message {msg.TAG!r}", code="unexpected")
+        handler(link, msg, now)
 
-    def _on_hello(self, link: Link, msg: Hello) -> None:
-        if msg.device_id != link.peer_id:
-            raise RemoteProtocolError(
-                f"the peer authenticated as {link.peer_id[:12]} but says it is "
-                f"{msg.device_id[:12]}",
-                code="identity",
-            )
-        link.hello = msg
-        link.free = msg.free
-        self.names[link.peer_id] = msg.name
+    def _routing(self) -> dict[type[Message], Callable[[Link, Any, float], None]]:
+        """The routing table: each message a peer sends, and the machine that owns it."""
+        return {
+            Hello: lambda link, msg, now: self.apply(self.sync.on_hello(link, msg)),
+            Catalog: self._on_catalog,
+            ThumbnailOffer: self._on_thumbnail,
+            RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
+            RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
+            TransferFailed: self._on_failed,
+            OriginalHeader: lambda link, msg, now: transfers.on_header(self, link, msg),
+            Chunk: lambda link, msg, now: transfers.on_chunk(self, link, msg, now),
+            OriginalComplete: lambda link, msg, now: transfers.on_complete(self, link, msg, now),
+            DisperseRequest: self.dispersal.on_request,
+            DisperseAccept: self.dispersal.on_accept,
+            DisperseReject: self.dispersal.on_reject,
+            Stored: self.dispersal.on_stored,
+            Release: lambda link, msg, now: self.dispersal.on_release(link, msg),
+            Collect: lambda link, msg, now: self.readouts.on_collect(link, msg),
+            ReadOut: self.readouts.on_readout,
+            Ping: lambda link, msg, now: link.scheduler.send_control(Pong(msg.nonce)),
+            Pong: lambda link, msg, now: None,  # liveness is any byte heard
+            Goodbye: self._on_goodbye,
+            Error: self._on_goodbye,
+        }
+
+    def _on_goodbye(self, link: Link, msg: Goodbye | Error, now: float) -> None:
+        link.closing = True  # the runtime closes the link; we send nothing more
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
-        """The catalog delta (FIG. 21 relays every origin): only thumbnails the peer lacks."""
-        link.catalog = dict(msg.seen)
-        link.ready = True
-        self._deadline_stale = True  # it now pings
-        assert link.hello is not None  # the connection table puts Hello before Catalog
-        self.emit(ev.PeerReady(link.peer_id, link.hello))
-        self.pulls.link_ready(link)
-        for origin in sorted(self.store.seen()):
-            for record in self.store.images_after(origin, msg.seen.get(origin, 0)):
-                if self.store.transfer_state(link.peer_id, record.image_id) in _PEER_HOLDS:
-                    link.scheduler.mark_thumbnail_known(record.image_id)
-                else:
-                    link.scheduler.queue_thumbnail(record.image_id, record.capture_time)
+        self.apply(self.sync.on_catalog(link, msg))
         self.dispersal.link_ready(link, now)
         self.readouts.link_ready(link, now)
         self.pump_requests(now)
 
     def _on_thumbnail(self, link: Link, msg: ThumbnailOffer, now: float) -> None:
-        link.scheduler.mark_thumbnail_known(msg.image_id)
-        if msg.origin == self.device_id and self.store.image(msg.image_id) is None:
-            raise RemoteProtocolError(
-                f"thumbnail {msg.image_id[:12]} claims to be ours, but this card never had it",
-                code="catalog",
-            )
-        if msg.has_original:
-            self.pulls.offered(link.peer_id, msg.image_id)
-        record = ImageRecord(
-            image_id=msg.image_id,
-            origin=msg.origin,
-            seq=msg.seq,
-            name=msg.name,
-            size=msg.size,
-            mime=msg.mime,
-            capture_time=msg.capture_time,
-            metadata=dict(msg.metadata),
-            thumbnail=bytes(msg.thumbnail),
-            where=Where.ABSENT,
-            thumbnail_at=now,
-            wrapped_key=msg.wrapped_key,
-        )
         try:
-            new = self.store.add_thumbnail(record, now)
-        except StoreError as exc:
-            raise RemoteProtocolError(
-                f"thumbnail {msg.image_id[:12]} contradicts our catalog: {exc}", code="catalog"
-            ) from exc
-        if new:
-            self.emit(ev.ThumbnailArrived(link.peer_id, msg.image_id))
-            # FIG. 21: a device relays what it learns to its other peers.
-            for other in self.ready_links():
-                if (
-                    other is not link
-                    and other.peer_id != msg.origin
-                    and not other.scheduler.thumbnail_known(msg.image_id)
-                    and not other.has_seen(msg.origin, msg.seq)
-                ):
-                    other.scheduler.queue_thumbnail(msg.image_id, msg.capture_time)
-        self.apply(self.pulls.thumbnail_seen(msg.image_id, now))
+            effects = self.sync.on_thumbnail(link, msg, now)
+        except RemoteProtocolError:
+            self.apply(self.sync.take())  # what it asked for before it refused the peer
+            raise
+        self.apply(effects)
 
     def pump_requests(self, now: float) -> None:
         """Send the user's waiting requests, then background pulls while there is room."""
         self.apply(self.pulls.pump(now))
 
     def _on_failed(self, link: Link, msg: TransferFailed, now: float) -> None:
-        expected = self.cancel(link, msg.image_id, msg.purpose)
+        expected = link.cancel(msg.image_id, msg.purpose)
         if expected is None:
             return  # nothing we still wait for: a late answer
         link.cancelled.discard((msg.image_id, msg.purpose))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from protocol.connection import Connection
 from protocol.messages import Error, Hello, Purpose, Role
 from protocol.scheduler import QueueLengths, Scheduler
-from protocol.store import Incoming
+from protocol.store import ImageRecord, Incoming
 
 
 @dataclass(slots=True, eq=False)
@@ -49,16 +49,12 @@ class Link:
     conn: Connection
     scheduler: Scheduler
     connected_at: float
-    last_heard: float  # any frame received refreshes it: a busy link needs no ping
     hello: Hello | None = None
     catalog: Mapping[str, int] | None = None
     ready: bool = False  # catalogs exchanged: anything may be queued now
     free: int = 0  # the room the peer last advertised (Hello, DisperseReject), minus our asks
-    timed_out: bool = False
     closing: bool = False  # the peer said Goodbye or Error, or broke the protocol
     last_word: Error | None = None  # our Error to flush once after a protocol violation
-    ping_nonce: int = 0
-    pinged_at: float = float("-inf")  # our last Ping: a silent link is pinged once a period
     expected: dict[tuple[str, Purpose], Expected] = field(default_factory=dict)
     streams: dict[tuple[str, Purpose], Stream] = field(default_factory=dict)
     cancelled: set[tuple[str, Purpose]] = field(default_factory=set)
@@ -68,6 +64,36 @@ class Link:
     # open what we disperse, should this device be lost); None for every other peer.
     key_recipient: bytes | None = None
 
+    def expect(self, expected: Expected) -> None:
+        """We asked for (or agreed to) this stream: its header may now come."""
+        key = (expected.image_id, expected.purpose)
+        self.expected[key] = expected
+        self.streams.pop(key, None)
+        self.cancelled.discard(key)
+
+    def cancel(self, image_id: str, purpose: Purpose) -> Expected | None:
+        """Forget a stream we asked for; chunks already on their way are then ignored."""
+        key = (image_id, purpose)
+        self.streams.pop(key, None)
+        expected = self.expected.pop(key, None)
+        if expected is not None:
+            self.cancelled.add(key)
+        return expected
+
+    def ensure_thumbnail(self, record: ImageRecord | None, image_id: str) -> None:
+        """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
+        sched = self.scheduler
+        if sched.thumbnail_known(image_id) or sched.thumbnail_queued(image_id):
+            return
+        if record is None:
+            # We hold bytes without a catalog row (a held original): the peer named the
+            # picture itself, so it knows it; we have no thumbnail to send first.
+            sched.mark_thumbnail_known(image_id)
+        elif record.origin == self.peer_id or self.has_seen(record.origin, record.seq):
+            sched.mark_thumbnail_known(image_id)
+        else:
+            sched.queue_thumbnail(image_id, record.capture_time)
+
     @property
     def is_desk(self) -> bool:
         return self.hello is not None and self.hello.role is Role.DESK
@@ -75,10 +101,6 @@ class Link:
     def has_seen(self, origin: str, seq: int) -> bool:
         """True when the peer's catalog says it holds this thumbnail already."""
         return self.catalog is not None and self.catalog.get(origin, 0) >= seq
-
-    def ping_due(self, keepalive_s: float) -> float:
-        """When a silent link wants a Ping: a period after the last frame heard or Ping sent."""
-        return max(self.last_heard, self.pinged_at) + keepalive_s
 
 
 def holder_rank(image_id: str, peer_id: str) -> str:
@@ -105,7 +127,7 @@ class PeerView:
     bytes_out: int
 
 
-def view_of(link: Link) -> PeerView:
+def view_of(link: Link, last_heard: float) -> PeerView:
     return PeerView(
         peer_id=link.peer_id,
         name=link.hello.name if link.hello else None,
@@ -114,7 +136,7 @@ def view_of(link: Link) -> PeerView:
         our_state=link.conn.our_state.value,
         their_state=link.conn.their_state.value,
         connected_at=link.connected_at,
-        last_heard=link.last_heard,
+        last_heard=last_heard,
         advertised_free=link.free,
         queues=link.scheduler.lengths(),
         streams_in=len(link.streams),

@@ -168,11 +168,11 @@ class Pulls:
         self._pump(now)
         return self._out.take()
 
-    def link_ready(self, link: Link) -> None:
+    def link_ready(self, peer_id: str) -> None:
         """Catalogs exchanged: the peer may serve what it failed to before; walk for ALL."""
-        self._failed_sources = {f for f in self._failed_sources if f[1] != link.peer_id}
+        self._failed_sources = {f for f in self._failed_sources if f[1] != peer_id}
         # The whole catalog is walked only to pull: seen() names every origin we know.
-        if self.config.policy_for(link.peer_id) is Policy.ALL:
+        if self.config.policy_for(peer_id) is Policy.ALL:
             for record in self.store.images():
                 if record.where is Where.ABSENT:
                     self._want_in_background(record.image_id)  # also after our own restart

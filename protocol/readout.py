@@ -169,8 +169,8 @@ class ReadOuts:
         for peer_id in peers:
             link = node.ready_link(peer_id)
             if link is not None:
-                node.expect(
-                    link, Expected(image_id, Purpose.READOUT, None, 0, size=record.size)
+                link.expect(
+                    Expected(image_id, Purpose.READOUT, None, 0, size=record.size)
                 )
                 link.scheduler.send_control(ReadOut(image_id, 0))
                 return
@@ -257,7 +257,7 @@ class ReadOuts:
                 f"asked for {image_id[:12]} from offset {offset}, past its {size} bytes",
                 code="bad-offset",
             )
-        self.node.ensure_thumbnail(link, record, image_id)
+        link.ensure_thumbnail(record, image_id)
         link.scheduler.add_transfer(
             Transfer(
                 image_id=image_id,
@@ -303,7 +303,7 @@ class ReadOuts:
                 f"{collection.form.size} sealed bytes",
                 code="bad-offset",
             )
-        self.node.ensure_thumbnail(link, record, record.image_id)
+        link.ensure_thumbnail(record, record.image_id)
         payload = collection.sealed if sealed else collection.payload
         transfer = Transfer(
             image_id=record.image_id,
@@ -380,8 +380,7 @@ class ReadOuts:
             legacy = collection.form.digest == image_id  # held as it is, not sealed
             kind = (Incoming.ORIGINAL if legacy else Incoming.SEALED) if collection.home else None
             form = collection.form
-            node.expect(
-                link,
+            link.expect(
                 Expected(image_id, Purpose.COLLECT, kind, offset, size=form.size, digest=form.digest),
             )
             link.scheduler.send_control(Collect(image_id, offset))

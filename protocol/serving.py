@@ -77,7 +77,7 @@ def on_request(node: Node, link: Link, msg: RequestOriginal, now: float) -> None
                 f"{record.size} bytes",
                 code="bad-offset",
             )
-        node.ensure_thumbnail(link, record, msg.image_id)
+        link.ensure_thumbnail(record, msg.image_id)
         link.scheduler.add_transfer(
             Transfer(
                 image_id=msg.image_id,
@@ -115,7 +115,7 @@ def serve_smaller(
             TransferFailed(record.image_id, Purpose.SMALLER, str(exc)[: Limits.MAX_TEXT])
         )
         return
-    node.ensure_thumbnail(link, record, record.image_id)
+    link.ensure_thumbnail(record, record.image_id)
     link.scheduler.add_transfer(
         Transfer(
             image_id=record.image_id,

@@ -109,7 +109,7 @@ def on_chunk(node: Node, link: Link, msg: Chunk, now: float) -> None:
 def abandon(node: Node, link: Link, stream: Stream, reason: str) -> None:
     """Our card cannot take the rest: stop the stream, keep what is durable."""
     expected = stream.expected
-    node.cancel(link, expected.image_id, expected.purpose)
+    link.cancel(expected.image_id, expected.purpose)
     node.pulls.finished(link.peer_id, expected.image_id)
     if expected.purpose in (Purpose.SYNC, Purpose.SMALLER):
         link.scheduler.send_control(RefuseOriginal(expected.image_id))

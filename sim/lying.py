@@ -177,7 +177,7 @@ class Liar:
         return lie
 
     def _slip(self, dst: int, msg: Message, lie: Lie) -> None:
-        self.world.slip(self.index, dst, encode(msg), self._told(dst, lie))
+        self.world.wire.slip(self.index, dst, encode(msg), self._told(dst, lie))
 
     def _other_digest(self, digest: str) -> str:
         return hashlib.sha256(f"not {digest} {self.rng.random()}".encode()).hexdigest()

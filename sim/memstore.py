@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from protocol.messages import MetadataValue
-from protocol.sealing import SealingError, sealed_size
 from protocol.store import (
     Decision,
     DispersalState,
@@ -42,7 +41,9 @@ from protocol.store import (
     UserDecision,
     Where,
 )
-from storage import sealing
+from sim.memcatalog import MemoryCatalog
+from sim.memdispersion import MemoryDispersionList
+from sim.memsealed import MemorySealedOriginals
 from storage.room import RoomLedger
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -67,34 +68,22 @@ class MemoryStore:
             raise ValueError(f"a card's capacity cannot be negative: {capacity}")
         self._device_id = device_id
         self._room = RoomLedger(capacity, refusal=self._refusal)
-        self._images: dict[str, ImageRecord] = {}
-        self._by_origin: dict[str, dict[int, str]] = {}  # origin -> seq -> image id
-        self._seqs: dict[str, list[int]] = {}  # origin -> its seqs, sorted
-        self._top: dict[str, int] = {}  # origin -> highest seq with no gap below it
+        self._catalog = MemoryCatalog()
+        self._images = self._catalog.records  # looked up on every frame: no detour
         self._originals: dict[str, bytes] = {}  # LOCAL originals
         self._held: dict[str, tuple[HeldRecord, bytes]] = {}
         self._partials: dict[tuple[str, Incoming], bytearray] = {}
         self._smaller: dict[str, bytes] = {}
         self._reservations: dict[str, int] = {}  # the ledger counts them; this says what they are
-        self._dispersion: dict[str, dict[str, DispersionEntry]] = {}  # image -> holder -> entry
-        # Snapshots the protocol asks for on hot paths, kept until what they list changes
-        # (None: recompute).  Tuples, so a caller that changes the store while it walks
-        # one walks the snapshot, as it would a fresh list.
-        # The catalog's order, kept as pictures arrive: (origin, seq) keys and their image ids.
-        self._order_keys: list[tuple[str, int]] = []
-        self._order: list[str] = []
-        self._catalog: tuple[ImageRecord, ...] | None = None  # records in that order
+        self._dispersion = MemoryDispersionList()
+        # Held originals as the protocol asks for them on hot paths: a tuple kept until they
+        # change (None: recompute), so a caller that changes the store while it walks one
+        # walks the snapshot, as it would a fresh list.
         self._held_keys: list[str] = []  # held image ids, sorted
         self._held_sorted: tuple[HeldRecord, ...] | None = None
-        # The dispersion list flat, with its keys kept sorted as entries come and go, so a
-        # snapshot is one C-level pass instead of a sort of every image's holders.
-        self._dispersion_flat: dict[tuple[str, str], DispersionEntry] = {}
-        self._dispersion_keys: list[tuple[str, str]] = []  # (image id, holder), sorted
-        self._dispersion_sorted: tuple[DispersionEntry, ...] | None = None
         self._transfers: dict[tuple[str, str], tuple[TransferState, int | None, int | None]] = {}
         self._decisions: dict[str, UserDecision] = {}
-        self._keys: dict[str, bytes] = {}  # our pictures' keys
-        self._forms: dict[str, SealedForm] = {}  # and their sealed forms, once sealed
+        self._sealed = MemorySealedOriginals(device_id, self._originals, self._images)
         self._last_write: _LastWrite | None = None
         # The protocol looks a picture up a few times per frame: the dict's own bound get
         # answers without a Python call (same contract as the method below).
@@ -127,55 +116,24 @@ class MemoryStore:
 
     def images(self) -> Iterable[ImageRecord]:
         """Every picture in the catalog, ordered by (origin, seq)."""
-        if self._catalog is None:
-            self._catalog = tuple(map(self._images.__getitem__, self._order))
-        return self._catalog
-
-    def _put(self, record: ImageRecord) -> None:
-        """Replace a catalog row (its origin and seq unchanged)."""
-        self._images[record.image_id] = record
-        self._catalog = None
+        return self._catalog.in_order()
 
     def images_after(self, origin: str, seq: int) -> Iterable[ImageRecord]:
         """Pictures of ``origin`` with a sequence number above ``seq``, in order."""
-        by_seq = self._by_origin.get(origin, {})
-        seqs = self._seqs.get(origin, [])
-        return [self._images[by_seq[s]] for s in seqs[bisect.bisect_right(seqs, seq) :]]
+        return self._catalog.after(origin, seq)
 
     def seen(self) -> Mapping[str, int]:
         """Per origin, the highest seq such that every thumbnail 1..seq is here (0 after a gap at 1)."""
-        return dict(self._top)
+        return self._catalog.seen()
 
     def add_thumbnail(self, record: ImageRecord, now: float) -> bool:
         """Record a peer's thumbnail and metadata (``where`` ABSENT); False if already known."""
         if record.image_id in self._images:
             return False
-        self._insert(
+        self._catalog.insert(
             dataclasses.replace(record, where=Where.ABSENT, thumbnail_at=now, original_at=None)
         )
         return True
-
-    def _insert(self, record: ImageRecord) -> None:
-        by_seq = self._by_origin.setdefault(record.origin, {})
-        other = by_seq.get(record.seq)
-        if other is not None and other != record.image_id:
-            raise StoreError(
-                f"picture {record.image_id[:12]} conflicts with the catalog: seq {record.seq} "
-                f"of origin {record.origin[:12]} is already picture {other[:12]}"
-            )
-        self._catalog = None
-        if other is None:
-            key = (record.origin, record.seq)
-            at = bisect.bisect_left(self._order_keys, key)
-            self._order_keys.insert(at, key)
-            self._order.insert(at, record.image_id)
-            bisect.insort(self._seqs.setdefault(record.origin, []), record.seq)
-            by_seq[record.seq] = record.image_id
-            top = self._top.get(record.origin, 0)
-            while top + 1 in by_seq:
-                top += 1
-            self._top[record.origin] = top
-        self._images[record.image_id] = record
 
     def add_local(
         self,
@@ -202,11 +160,10 @@ class MemoryStore:
         if known is not None:
             record = dataclasses.replace(known, where=Where.LOCAL, original_at=now)
         else:
-            seqs = self._seqs.get(self._device_id)
             record = ImageRecord(
                 image_id=image_id,
                 origin=self._device_id,
-                seq=seqs[-1] + 1 if seqs else 1,
+                seq=self._catalog.next_seq(self._device_id),
                 name=name,
                 size=len(data),
                 mime=mime,
@@ -217,7 +174,7 @@ class MemoryStore:
                 thumbnail_at=None,
                 original_at=now,
             )
-        self._insert(record)
+        self._catalog.insert(record)
         self._originals[image_id] = bytes(data)
         self._room.take(len(data))
         return record
@@ -270,61 +227,21 @@ class MemoryStore:
                 f"will not free {image_id[:12]}: no holder has confirmed storing it yet"
             )
         self._room.give(len(self._originals.pop(image_id)))
-        self._put(dataclasses.replace(record, where=Where.DISPERSED))
+        self._catalog.put(dataclasses.replace(record, where=Where.DISPERSED))
 
-    # --- sealed originals (issue 7) -------------------------------------------------------
+    # --- sealed originals (issue 7, sim/memsealed.py) ------------------------------------
 
     def sealed_form(self, image_id: str) -> SealedForm:
-        known = self._forms.get(image_id)
-        if known is not None:
-            return known
-        data = self._originals.get(image_id)
-        if data is None:
-            raise NotFound(f"the original of {image_id[:12]} is not on this card")
-        key = self._keys.get(image_id) or self._make_key(image_id)
-        form = SealedForm(
-            sealed_size(len(data)),
-            sealing.sealed_digest(key, image_id, len(data), _reader(data)),
-        )
-        self._forms[image_id] = form
-        return form
-
-    def _make_key(self, image_id: str) -> bytes:
-        # The simulator's keys come from the ids, not from os.urandom: one seed, one trace.
-        key = hashlib.sha256(f"sim key {self._device_id} {image_id}".encode()).digest()
-        self._keys[image_id] = key
-        return key
-
-    def _key(self, image_id: str) -> bytes:
-        known = self._keys.get(image_id)
-        if known is None:
-            raise NotFound(f"picture {image_id[:12]} has no key on this card; nothing was sealed")
-        return known
+        return self._sealed.form(image_id)
 
     def read_sealed(self, image_id: str, offset: int, length: int) -> bytes:
-        key = self._key(image_id)
-        data = self._originals.get(image_id)
-        if data is None:
-            raise NotFound(f"the original of {image_id[:12]} is not on this card")
-        return sealing.read_sealed(key, image_id, len(data), _reader(data), offset, length)
+        return self._sealed.read(image_id, offset, length)
 
     def open_sealed(self, image_id: str, offset: int, sealed: bytes) -> bytes:
-        key, record = self._key(image_id), self._images.get(image_id)
-        if record is None:
-            raise NotFound(f"{image_id[:12]} is not in the catalog")
-        try:
-            return sealing.open_sealed(key, image_id, record.size, offset, sealed)
-        except SealingError as exc:
-            raise HashMismatch(str(exc)) from exc
+        return self._sealed.open(image_id, offset, sealed)
 
     def picture_key(self, image_id: str, *, create: bool = False) -> bytes | None:
-        known = self._keys.get(image_id)
-        if known is not None or not create:
-            return known
-        record = self._images.get(image_id)
-        if record is None or record.origin != self._device_id:
-            raise NotFound(f"picture {image_id[:12]} is not one of this card's own")
-        return self._make_key(image_id)
+        return self._sealed.picture_key(image_id, create=create)
 
     # --- incoming transfers (resumable) ------------------------------------------------
 
@@ -380,14 +297,18 @@ class MemoryStore:
             )
         data = bytes(partial)
         if kind is Incoming.SEALED and record is not None and record.where is not Where.LOCAL:
-            data = self._opened(image_id, kind, digest, data)
+            try:
+                data = self._sealed.open_home(image_id, digest, data)
+            except HashMismatch:
+                self.discard_partial(image_id, kind)
+                raise
         self.discard_partial(image_id, kind)  # its bytes are counted again where they land
         if kind in (Incoming.ORIGINAL, Incoming.SEALED):
             assert record is not None
             if record.where is Where.LOCAL:
                 return  # we had it already: the copy just received is dropped
             self._originals[image_id] = data
-            self._put(dataclasses.replace(record, where=Where.LOCAL, original_at=now))
+            self._catalog.put(dataclasses.replace(record, where=Where.LOCAL, original_at=now))
         elif kind is Incoming.HELD:
             assert owner is not None
             self.unreserve(image_id)
@@ -402,22 +323,6 @@ class MemoryStore:
             self._room.give(0 if old_copy is None else len(old_copy))
             self._smaller[image_id] = data
         self._room.take(len(data))
-
-    def _opened(self, image_id: str, kind: Incoming, digest: str, sealed: bytes) -> bytes:
-        """A sealed original home again, opened and checked; HashMismatch (discarded) if not ours."""
-        key, form = self._keys.get(image_id), self._forms.get(image_id)
-        try:
-            if key is None or form is None or form.digest != digest:
-                raise SealingError("it is not the sealed form this card made")
-            size = self._images[image_id].size
-            data = sealing.open_sealed(key, image_id, size, 0, sealed)
-        except (SealingError, ValueError) as exc:
-            self.discard_partial(image_id, kind)
-            raise HashMismatch(f"the sealed original of {image_id[:12]} was refused: {exc}") from exc
-        if hashlib.sha256(data).hexdigest() != image_id:
-            self.discard_partial(image_id, kind)
-            raise HashMismatch(f"{image_id[:12]} opened to bytes that are not that picture")
-        return data
 
     def discard_partial(self, image_id: str, kind: Incoming) -> None:
         """Drop an unfinished transfer (nothing happens if there is none)."""
@@ -469,41 +374,18 @@ class MemoryStore:
     # --- the dispersion list ------------------------------------------------------------
 
     def dispersion(self, image_id: str) -> list[DispersionEntry]:
-        entries = self._dispersion.get(image_id)
-        if not entries:
-            return []
-        if len(entries) == 1:  # the usual case (one replica): nothing to sort
-            return list(entries.values())
-        return [entries[holder] for holder in sorted(entries)]
+        return self._dispersion.of(image_id)
 
     def dispersion_list(self) -> Iterable[DispersionEntry]:
-        if self._dispersion_sorted is None:
-            self._dispersion_sorted = tuple(
-                map(self._dispersion_flat.__getitem__, self._dispersion_keys)
-            )
-        return self._dispersion_sorted
+        return self._dispersion.snapshot()
 
     def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
         if image_id not in self._images:
             raise NotFound(f"picture {image_id[:12]} is not in the catalog")
-        entry = DispersionEntry(image_id, holder, state, now)
-        self._dispersion.setdefault(image_id, {})[holder] = entry
-        key = (image_id, holder)
-        if key not in self._dispersion_flat:
-            bisect.insort(self._dispersion_keys, key)
-        self._dispersion_flat[key] = entry
-        self._dispersion_sorted = None
+        self._dispersion.set(DispersionEntry(image_id, holder, state, now))
 
     def remove_dispersion(self, image_id: str, holder: str) -> None:
-        entries = self._dispersion.get(image_id)
-        if entries is not None and entries.pop(holder, None) is not None:
-            key = (image_id, holder)
-            del self._dispersion_flat[key]
-            keys = self._dispersion_keys
-            del keys[bisect.bisect_left(keys, key)]
-            self._dispersion_sorted = None
-            if not entries:
-                del self._dispersion[image_id]
+        self._dispersion.remove(image_id, holder)
 
     # --- per-peer transfer state ----------------------------------------------------------
 
@@ -587,10 +469,6 @@ class MemoryStore:
         if last.kind is Incoming.HELD:
             self._room.fill(last.image_id, len(partial))
         return torn
-
-
-def _reader(data: bytes) -> sealing.ReadPlain:
-    return lambda offset, length: data[offset : offset + length]
 
 
 def _slice(data: bytes, offset: int, length: int) -> bytes:

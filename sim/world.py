@@ -10,7 +10,9 @@ on what the step changed.
 
 Cost is per frame, not per device: a node is polled only for peers its
 ``sending_peers()`` names, a lane gets a LANE_FREE event only when its sender
-may have more, and a node's timer is one TICK at ``next_deadline()``.
+may have more (both in sim/wire.py, which carries the frames), and a node's
+timer is one TICK at ``next_deadline()``.  The timed events are sim/agenda.py's;
+what each fault step does is sim/faults.py's.
 """
 
 from __future__ import annotations
@@ -20,35 +22,20 @@ import heapq
 import random
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from typing import Any
 
-import msgpack
-
 from protocol import events as ev
-from protocol.codec import PREFIX, TAG_KEY, decode_frame
-from protocol.errors import RemoteProtocolError
-from protocol.messages import (
-    BY_TAG,
-    Chunk,
-    DisperseAccept,
-    OriginalHeader,
-    Role,
-    ThumbnailOffer,
-)
+from protocol.messages import Role
 from protocol.store import CardFull
 from sim import faults, invariants, keys
+from sim.agenda import CAPTURE, CONNECT, HEAL, REAPPEAR, RESTART, STEP, TICK, Agenda
 from sim.devices import AuditedStore, Device, device_id_for, make_config
 from sim.links import NetworkLink, make_link
-from sim.lying import Liar, Lie
+from sim.lying import Liar
+from sim.record import Metrics, Picture, canon
 from sim.scenario import Scenario, Step
-
-# Event kinds on the heap (LIE: a frame of a lying peer's, sim/lying.py).
-CAPTURE, DELIVER, LANE_FREE, TICK, CONNECT, STEP, RESTART, HEAL, REAPPEAR, LIE = range(10)
-KIND_NAMES = (
-    "capture", "deliver", "lane_free", "tick", "connect", "step", "restart", "heal", "reappear",
-    "lie",
-)
+from sim.wire import Wire
 
 _FOLLOW_UP_KIND = {"restart": RESTART, "heal": HEAL, "reappear": REAPPEAR}  # faults.FollowUp
 
@@ -60,70 +47,6 @@ SPIN_LIMIT = 20  # ticks in a row that leave a deadline in the past
 
 _DELIVERY = struct.Struct("<cdHHI")  # b"D", time, from, to, frame length
 _PICTURE_BLOCK = 4099  # a prime
-
-_WIRE_COUNTER = {tag: f"wire.{tag}" for tag in BY_TAG}
-_THUMB, _HEADER, _CHUNK = ThumbnailOffer.TAG, OriginalHeader.TAG, Chunk.TAG
-
-
-def _unpack(body: memoryview) -> Any:
-    return msgpack.unpackb(body, raw=False)
-
-
-@dataclass(slots=True)
-class Picture:
-    """A captured picture, as the world knows it (the ground truth for invariants)."""
-
-    number: int
-    camera: int
-    image_id: str  # the SHA-256 of its bytes: all a check needs (the bytes are not kept)
-    size: int
-    captured_at: float  # virtual time
-
-
-@dataclass(slots=True)
-class Metrics:
-    """What happened, for the report; ``counters`` prove that rare paths ran."""
-
-    counters: dict[str, int] = field(default_factory=dict)
-    thumbnail_latency: list[float] = field(default_factory=list)
-    thumbnail_arrivals: list[tuple[float, int, int]] = field(default_factory=list)  # t, dev, picture
-    original_arrivals: list[tuple[float, int, int]] = field(default_factory=list)
-    bytes_moved: int = 0
-    frames: int = 0
-    events: int = 0  # the world's own timed events processed (cancelled timers not counted)
-    by_kind: list[int] = field(default_factory=lambda: [0] * len(KIND_NAMES))
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-
-
-_DATACLASS_FIELDS: dict[type, tuple[str, ...]] = {}  # field names of event types seen so far
-
-
-def _canon(value: Any) -> str:
-    """A process-independent text form of an event field (sets sorted, bytes by length+hash)."""
-    kind = type(value)
-    if kind is str:  # the common cases first; the text is the same as below
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return str(value)
-    names = _DATACLASS_FIELDS.get(kind)
-    if names is not None:
-        return kind.__name__ + "(" + ",".join([_canon(getattr(value, n)) for n in names]) + ")"
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<{len(value)}:{hashlib.sha256(value).hexdigest()[:16]}>"
-    if isinstance(value, set | frozenset):
-        return "{" + ",".join(sorted(_canon(v) for v in value)) + "}"
-    if isinstance(value, tuple | list):
-        return "(" + ",".join(_canon(v) for v in value) + ")"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{_canon(k)}:{_canon(v)}" for k, v in sorted(value.items())) + "}"
-    if isinstance(value, float):
-        return repr(value)
-    if hasattr(value, "__dataclass_fields__"):
-        _DATACLASS_FIELDS[kind] = tuple(f.name for f in fields(value))
-        return _canon(value)
-    return str(value)
 
 
 class World:
@@ -151,10 +74,9 @@ class World:
         self.holder_hint: dict[str, int] = {}  # image id -> the card that last held a verified copy
         self.trace_lines: list[str] | None = [] if keep_trace else None
         self._trace = hashlib.sha256()
-        self._heap: list[tuple[float, int, int, int, int, Any]] = []
-        self._seq = 0
+        self.agenda = Agenda()
         self.dirty: set[int] = set()  # cards changed since the invariants last looked
-        self._in_flight = 0  # frames pulled and not yet delivered (or dropped)
+        self.wire = Wire(self)
         # The devices on one side of a network partition, as a bit mask, or None when whole.
         # Public: the fault catalogue (sim/faults.py) sets and clears it; can_connect reads it.
         self.partition: int | None = None
@@ -207,20 +129,19 @@ class World:
         self._picture_rngs = [random.Random(f"pictures:{scenario.seed}:{c}") for c in range(n)]
         self._handlers: list[Callable[[int, int, Any], None]] = [
             self._on_capture,
-            self._on_deliver,
-            self._on_lane_free,
+            self.wire.on_deliver,
+            self.wire.on_lane_free,
             self._on_tick,
             self._on_connect,
             self._on_step,
             self._on_restart,
             self._on_heal,
             self._on_reappear,
-            self._on_lie,
+            self.wire.on_lie,
         ]
         # A lying peer, only when the scenario names lies: its random is its own, so a
         # scenario without lies draws and traces exactly what it did before lies existed.
         self.liar = Liar(self, scenario.liar, scenario.lies) if scenario.lies else None
-        self._refused = False  # the last delivery ended in a RemoteProtocolError
         # False: a lie an honest node should have refused at once is let pass unjudged, so
         # that a test sees the harm it does (a picture lost, a wrong read-out) instead.
         self.judge_cut_offs = judge_cut_offs
@@ -242,8 +163,7 @@ class World:
     # --- the loop ------------------------------------------------------------------
 
     def push(self, at: float, kind: int, a: int, b: int, payload: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (at, self._seq, kind, a, b, payload))
+        self.agenda.push(at, kind, a, b, payload)
 
     def run(self, until: float | None = None) -> World:
         """Process events until ``until`` (default: the scenario's end) or a violation.
@@ -265,7 +185,7 @@ class World:
         return self
 
     def _run_until(self, end: float, *, stop_when_quiet: bool) -> None:
-        heap = self._heap
+        heap = self.agenda.heap
         handlers = self._handlers
         metrics = self.metrics
         every = self.full_check_every
@@ -311,6 +231,15 @@ class World:
         if self.trace_lines is not None:
             self.trace_lines.append(line)
 
+    def trace_delivery(self, t: float, src: int, dst: int, frame: bytes) -> None:
+        """A frame delivered: into the hash as a packed record (formatting the time as text
+        costs more than the rest of the bookkeeping); the kept lines, for reading, say the same."""
+        trace = self._trace
+        trace.update(_DELIVERY.pack(b"D", t, src, dst, len(frame)))
+        trace.update(frame)
+        if self.trace_lines is not None:
+            self.trace_lines.append(f"{t!r} D {src} {dst} {len(frame)}\n")
+
     def fail(self, rule: str, detail: str) -> None:
         if self.violation is None:
             self.violation = invariants.Violation(rule, detail, self.t, self.metrics.events)
@@ -325,10 +254,11 @@ class World:
         except Exception as exc:  # any exception out of the node is a bug the suite reports
             self.fail("node-raised", f"{dev.name}.{what}: {type(exc).__name__}: {exc}")
             return False
-        self._after(dev)
+        self.after_call(dev)
         return True
 
-    def _after(self, dev: Device, *, ticked: bool = False) -> None:
+    def after_call(self, dev: Device, *, ticked: bool = False) -> None:
+        """After any call into ``dev``'s node: its events, its next tick, its frames."""
         node = dev.node
         if node is None:
             return
@@ -346,99 +276,13 @@ class World:
             tick_at = dev.tick_at
             if tick_at is None or at < tick_at:
                 dev.tick_at = at
-                self._seq += 1
-                heapq.heappush(self._heap, (at, self._seq, TICK, dev.index, dev.incarnation, at))
-        self.pump(dev)
-
-    def pump(self, dev: Device) -> None:
-        """Pull frames out of ``dev`` for every idle lane to a peer it may have work for.
-
-        ``sending_peers`` may be optimistic, never pessimistic, and a poll that finds
-        nothing changes nothing, so skipping the other lanes changes no trace.  Lanes
-        are taken in the order of the peers' indexes, as a full sweep would.
-        """
-        node = dev.node
-        if node is None:
-            return
-        peers = node.sending_peers()
-        if not peers:
-            return
-        index_of = self.index_of
-        conns = self.conn_from[dev.index]
-        if len(peers) == 1:
-            others = [index_of[peers[0]]]
-        else:
-            others = [index_of[p] for p in peers]
-            others.sort()
-        pump_lane = self._pump_lane
-        for other in others:
-            conn = conns[other]
-            if conn is not None and conn.up:
-                pump_lane(dev, conn)
-
-    def _pump_lane(self, dev: Device, conn: NetworkLink) -> None:
-        """Pull one frame for this lane if it is free; if it is busy, wake it when it frees.
-
-        A LANE_FREE event is scheduled only when the sender may have more for this
-        peer, or gets more while the lane is busy: a lane that falls idle costs no event.
-        """
-        node = dev.node
-        if node is None:
-            return
-        src = dev.index
-        lane = conn.lanes[src]
-        if lane.free_pending:
-            return  # its LANE_FREE event pulls the next frame (in the order it was scheduled)
-        dst = conn.b if src == conn.a else conn.a
-        t = self.t
-        heap = self._heap
-        if lane.busy_until > t:
-            lane.free_pending = True
-            self._seq += 1
-            heapq.heappush(heap, (lane.busy_until, self._seq, LANE_FREE, src, dst, conn.epoch))
-            return
-        peer_id = self.devices[dst].device_id
-        try:
-            frame = node.next_frame(peer_id, dev.clock(t))
-            if frame is None:
-                return
-            more = node.may_send(peer_id)
-        except Exception as exc:
-            self.fail("node-raised", f"{dev.name}.next_frame: {type(exc).__name__}: {exc}")
-            return
-        if b"\xa6accept" in frame[:16]:
-            # Checked as it leaves: the holder's card must have room for what it promises.
-            accept = decode_frame(memoryview(frame)[PREFIX:])
-            if isinstance(accept, DisperseAccept):
-                invariants.check_accept(self, dev, accept)
-        done = t + len(frame) / lane.bandwidth
-        if self.liar is not None:
-            bent, lie = self.liar.on_pull(src, dst, frame)
-            if lie is not None:
-                # A lie takes the lane as the frame would have (left out: it never lands).
-                lane.busy_until = done
-                if more:
-                    lane.free_pending = True
-                    self.push(done, LANE_FREE, src, dst, conn.epoch)
-                if bent is not None:
-                    self.push(done + lane.latency, LIE, src, dst, (conn.epoch, bent, lie))
-                    self._in_flight += 1
-                return
-        lane.busy_until = done
-        seq = self._seq
-        if more:
-            lane.free_pending = True
-            seq += 1
-            heapq.heappush(heap, (done, seq, LANE_FREE, src, dst, conn.epoch))
-        seq += 1
-        heapq.heappush(heap, (done + lane.latency, seq, DELIVER, src, dst, (conn.epoch, frame)))
-        self._seq = seq
-        self._in_flight += 1
+                self.agenda.push(at, TICK, dev.index, dev.incarnation, at)
+        self.wire.pump(dev)
 
     def _on_node_event(self, dev: Device, event: ev.NodeEvent) -> None:
         name = type(event).__name__
         self.metrics.count(f"event.{name}")
-        self.trace(f"{self.t!r} E {dev.index} {_canon(event)}\n")
+        self.trace(f"{self.t!r} E {dev.index} {canon(event)}\n")
         if isinstance(event, ev.ThumbnailArrived):
             pic = self.by_id.get(event.image_id)
             if pic is not None:
@@ -494,135 +338,6 @@ class World:
         self.trace(f"{self.t!r} C {cam} {number} {record.image_id}\n")
         self.call(dev, "captured", lambda: dev.node.captured(record.image_id, now))  # type: ignore[union-attr]
 
-    def _on_deliver(self, src: int, dst: int, payload: tuple[int, bytes]) -> None:
-        epoch, frame = payload
-        self._in_flight -= 1
-        conn = self.conn_from[src][dst]
-        assert conn is not None
-        if conn.epoch != epoch or not conn.up:
-            self.metrics.count("frames.lost_in_break")
-            return
-        receiver = self.devices[dst]
-        sender = self.devices[src]
-        metrics = self.metrics
-        size = len(frame)
-        metrics.frames += 1
-        metrics.bytes_moved += size
-        t = self.t
-        # The hash takes a packed record (formatting the time as text costs more than
-        # the rest of the bookkeeping); the kept lines, for reading, say the same.
-        trace = self._trace
-        trace.update(_DELIVERY.pack(b"D", t, src, dst, size))
-        trace.update(frame)
-        if self.trace_lines is not None:
-            self.trace_lines.append(f"{t!r} D {src} {dst} {size}\n")
-        self._observe(conn.lanes[src].thumbnails, receiver, sender, frame)
-        node = receiver.node
-        if self.violation is not None or node is None:
-            return
-        liar = self.liar
-        if liar is not None and dst == liar.index:
-            liar.heard(src, frame)
-        now = receiver.clock(t)
-        peer_id = sender.device_id
-        # The decoder must cope with any slicing of the stream: cut some frames in two
-        # or three pieces (fed one after the other, within this one event).
-        rng = self.rng
-        try:
-            if size > 2 and rng.random() < 0.25:
-                first, second = sorted((rng.randrange(1, size), rng.randrange(1, size)))
-                node.receive_data(peer_id, frame[:first], now)
-                if second != first:
-                    node.receive_data(peer_id, frame[first:second], now)
-                node.receive_data(peer_id, frame[second:], now)
-            else:
-                node.receive_data(peer_id, frame, now)
-        except RemoteProtocolError as exc:
-            self._refused = True
-            if liar is None or not liar.excuses(src, dst, exc):
-                self.fail("protocol-error", f"{receiver.name} refused {sender.name}'s frame: {exc}")
-            self._after(receiver)
-            self.break_link(src, dst, f"protocol error: {exc.code}")
-            return
-        except Exception as exc:
-            self.fail("node-raised", f"{receiver.name}.receive_data: {type(exc).__name__}: {exc}")
-            return
-        self._after(receiver)
-
-    def slip(self, src: int, dst: int, frame: bytes, lie: Lie) -> None:
-        """A lying ``src`` slips ``frame`` in beside its node's frames (it lands after latency)."""
-        conn = self.conn_from[src][dst]
-        if conn is None or not conn.up:
-            return
-        lane = conn.lanes[src]
-        self.push(self.t + len(frame) / lane.bandwidth + lane.latency, LIE, src, dst, (conn.epoch, frame, lie))
-        self._in_flight += 1
-
-    def _on_lie(self, src: int, dst: int, payload: tuple[int, bytes, Lie]) -> None:
-        """Deliver a lie, if it is still the lie it was; one the receiver must see through must
-        end the link with a RemoteProtocolError (invariants.liar_cut_off)."""
-        epoch, frame, lie = payload
-        if lie.valid is not None and not lie.valid():
-            self._in_flight -= 1
-            self.metrics.count("liar.too_late")
-            return
-        conn = self.conn_from[src][dst]
-        live = conn is not None and conn.up and conn.epoch == epoch and self.devices[dst].node is not None
-        must_cut = live and self.judge_cut_offs and lie.must_cut is not None and lie.must_cut()
-        self._refused = False
-        self._on_deliver(src, dst, (epoch, frame))
-        if must_cut and self.violation is None:
-            invariants.liar_cut_off(self, src, dst, lie, refused=self._refused)
-
-    def _observe(self, thumbnails: set[str], receiver: Device, sender: Device, frame: bytes) -> None:
-        """The wire tap: thumbnail before original on every link, and counters (``wire.<tag>``).
-
-        The world hands over whole frames, one per delivery, so the tap reads each
-        frame's msgpack map as it is on the wire (tag, image id, offset) without the
-        node's field checks: judging a frame's validity is the receiving node's job.
-        """
-        try:
-            obj = _unpack(memoryview(frame)[PREFIX:])
-            tag = obj[TAG_KEY]
-            image_id = obj.get("image_id")
-            offset = obj.get("offset")
-        except Exception:  # not a cammesh frame: the receiver refuses it and the world reports that
-            return
-        if type(offset) is not int:
-            offset = 0
-        name = _WIRE_COUNTER.get(tag) if type(tag) is str else None
-        if name is None:
-            name = f"wire.{tag}"
-        counters = self.metrics.counters
-        counters[name] = counters.get(name, 0) + 1
-        if tag in (_THUMB, _HEADER, _CHUNK):
-            if type(image_id) is not str:
-                return  # malformed: the receiver refuses it
-            if tag == _THUMB:
-                thumbnails.add(image_id)
-                # Counted, not judged: an offer of a thumbnail the receiver already holds.
-                if receiver.store.image(image_id) is not None:
-                    counters["wire.thumb.already_held"] = counters.get("wire.thumb.already_held", 0) + 1
-                return
-            if image_id not in thumbnails and receiver.store.image(image_id) is None:
-                self.fail(
-                    "thumbnail-before-original",
-                    f"{sender.name}->{receiver.name} sent {tag} of {image_id[:12]} "
-                    f"({obj.get('purpose')}) before its thumbnail",
-                )
-            if tag == OriginalHeader.TAG and offset > 0:
-                self.metrics.count("resumes")
-            return
-        if offset:
-            self.metrics.count("resumes")
-
-    def _on_lane_free(self, src: int, dst: int, epoch: int) -> None:
-        conn = self.conn_from[src][dst]
-        if conn is None or conn.epoch != epoch or not conn.up:
-            return
-        conn.lanes[src].free_pending = False
-        self._pump_lane(self.devices[src], conn)
-
     def _on_tick(self, index: int, incarnation: int, at: float) -> None:
         dev = self.devices[index]
         if dev.node is None or dev.incarnation != incarnation or dev.tick_at != at:
@@ -654,7 +369,7 @@ class World:
                 return
         else:
             dev.spins = 0
-        self._after(dev, ticked=True)
+        self.after_call(dev, ticked=True)
 
     def can_connect(self, a: int, b: int) -> bool:
         da, db = self.devices[a], self.devices[b]
@@ -727,6 +442,6 @@ class World:
 
     def quiet(self) -> bool:
         """Nothing in flight: every device up, every link idle, no read-out under way."""
-        if self._in_flight:
+        if self.wire.in_flight:
             return False
         return all(d.node is not None and not d.readouts for d in self.devices)

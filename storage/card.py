@@ -209,12 +209,12 @@ class Card:
         name: str,
         now: float,
         extracted: Extraction | Callable[[Path], Extraction],
+        adopt: bool = False,
+        digest: str | None = None,
     ) -> tuple[ImageRecord, bool]:
-        """Store a picture taken or imported here as LOCAL (``storage.intake``): (record, False)
-        if it was known.  ``extracted`` may be a function, called on the stored copy only for
-        new pictures.  CardFull leaves nothing behind.  Durable on return, unless inside
-        ``deferred_sync``.  Takes the card's lock only while it checks and adopts."""
-        return self._intake.add_original(source, name=name, now=now, extracted=extracted)
+        """Store a picture taken or imported here as LOCAL: ``Intake.add_original``."""
+        return self._intake.add_original(source, name=name, now=now, extracted=extracted,
+                                         adopt=adopt, digest=digest)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

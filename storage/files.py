@@ -7,10 +7,12 @@ So a crash leaves, at worst, files that no row points at (``storage.recovery``).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -75,6 +77,38 @@ class CardFolder:
             unlink(temp)
             raise
         return temp, digest.hexdigest(), size
+
+    def link_temp(self, source: Path, *, digest: str | None = None
+                  ) -> tuple[Path, str, int, os.stat_result] | None:
+        """Hard-link ``source`` under ``tmp/``, hash it (unless its ``digest`` is known) and
+        fsync it: (path, SHA-256, size, its stat before the hash); None when it cannot be
+        linked (another filesystem).
+
+        For a file nobody writes again (an FTP upload handed over): the card takes its bytes
+        without a copy, and ``source`` keeps its own name until its owner removes it, so a
+        crash before the catalog commits loses nothing."""
+        temp = self.tmp / f"in-{secrets.token_hex(8)}"
+        try:
+            os.link(source, temp)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return None
+            raise
+        try:
+            with temp.open("rb") as f:
+                before = os.fstat(f.fileno())
+                size = before.st_size
+                if digest is None:
+                    hashing = hashlib.sha256()
+                    for chunk in iter(lambda: f.read(CHUNK), b""):
+                        hashing.update(chunk)
+                    digest, size = hashing.hexdigest(), f.tell()
+                os.fsync(f.fileno())
+            os.chmod(temp, 0o600)  # as a copy's would be (mkstemp)
+        except BaseException:
+            unlink(temp)
+            raise
+        return temp, digest, size, before
 
     def place(self, temp: Path, final: Path) -> None:
         """Rename a fsynced file to its final name and make the rename durable."""

@@ -179,8 +179,12 @@ def import_one(
     *,
     now: float,
     metadata: Mapping[str, MetadataValue] | None = None,
+    adopt: bool = False,
+    digest: str | None = None,
 ) -> Imported | Skipped:
     """One file of ``files_under``: imported, a duplicate, or rejected with its reason.
+    ``adopt``: the file is the card's to take, ``digest`` its known SHA-256
+    (``Card.add_original``).
 
     Outside ``deferred_sync`` an Imported picture is durable when this returns: its original
     fsynced and renamed into place, its catalog row committed with a full sync.
@@ -202,7 +206,8 @@ def import_one(
         return facts[0]
 
     try:
-        record, new = card.add_original(path, name=path.name, now=now, extracted=extraction)
+        record, new = card.add_original(path, name=path.name, now=now, extracted=extraction,
+                                        adopt=adopt, digest=digest)
     except (CardFull, ImportRejected) as exc:
         return Skipped(str(path), str(exc))
     except StoreError as exc:

@@ -120,10 +120,17 @@ class Intake:
         name: str,
         now: float,
         extracted: Extraction | Callable[[Path], Extraction],
+        adopt: bool = False,
+        digest: str | None = None,
     ) -> tuple[ImageRecord, bool]:
         """Store a picture taken or imported here as LOCAL; (record, False) if it was known.
 
         ``extracted`` may be a function, called on the stored copy only for new pictures.
+        ``adopt``: ``source`` is a file nobody writes again (an FTP upload handed over), on
+        the card's filesystem: it is hard-linked into the card instead of copied (copied when
+        it cannot be); its own name stays for the caller to remove.  ``digest``, with ``adopt``:
+        the file's SHA-256, hashed by the caller as its bytes arrived (an FTP upload), so a
+        linked file is not read again; the caller vouches for it (a peer checks it anyway).
         CardFull leaves nothing behind.  A picture known only by thumbnail gets its original.
         The record is durable (original fsynced, catalog row committed) when this returns,
         unless inside ``deferred_sync``.
@@ -161,11 +168,22 @@ class Intake:
             if known is not None and known.where is Where.LOCAL:
                 return known, False
             raise full
-        with source.open("rb") as f:
-            before = os.fstat(f.fileno())
-            temp, digest, size = self._folder.write_temp(
-                iter(lambda: f.read(CHUNK), b""), size, grew=self._grew_unlocked
-            )
+        linked = self._folder.link_temp(source, digest=digest) if adopt else None
+        if linked is not None:
+            temp, digest, copied, before = linked
+            if copied > size:
+                try:
+                    self._grew_unlocked(copied)
+                except BaseException:
+                    unlink(temp)
+                    raise
+            size = copied
+        else:
+            with source.open("rb") as f:
+                before = os.fstat(f.fileno())
+                temp, digest, size = self._folder.write_temp(
+                    iter(lambda: f.read(CHUNK), b""), size, grew=self._grew_unlocked
+                )
         try:
             _same_source(source, before, size)
             facts = extracted

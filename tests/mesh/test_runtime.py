@@ -230,3 +230,27 @@ async def test_a_control_request_may_send_notes_before_its_answer(tmp_path: Path
     assert answer == {"ok": True, "echo": "get"}
     assert plain["echo"] == "status"
     assert notes == ["still waiting for desk", "desk is back"]
+
+
+async def test_writers_pull_only_for_peers_the_node_has_frames_for(tmp_path: Path) -> None:
+    """As sim/ does: a writer is woken only when ``sending_peers`` names its peer, and does not
+    pull again when ``may_send`` says there is nothing more, so an idle link costs no pulls
+    even while the timers and pings go on (issue 15, mesh/)."""
+    pictures = write_sample_jpegs(tmp_path / "pics", 1, seed=5)
+    async with two_nodes(tmp_path) as (ra, rb):
+        pulls: list[bool] = []  # one per next_frame call on a: did it find a frame?
+        next_frame = ra.node.next_frame
+
+        def counted(peer_id: str, now: float) -> bytes | None:
+            frame = next_frame(peer_id, now)
+            pulls.append(frame is not None)
+            return frame
+
+        ra.node.next_frame = counted  # type: ignore[method-assign]
+        await trio.sleep(3.0)  # idle: six timer ticks at least, each a waking node call
+        assert pulls.count(False) == 0, f"{pulls.count(False)} pulls found nothing on an idle link"
+        # Work still goes out at once: a new picture's thumbnail reaches b.
+        await control(ra.card_path, {"op": "import", "paths": [str(p) for p in pictures]})
+        image_id = hashlib.sha256(pictures[0].read_bytes()).hexdigest()
+        await eventually(lambda: _has(rb.card_path, {image_id}), "the picture at b")
+        assert pulls.count(True) > 0 and pulls.count(False) <= 1

@@ -71,13 +71,13 @@ TABLE: dict[str, Reached] = {
         note="unreachable: the codec yields only the message types _handle names (an unknown "
         "tag is refused there as unknown-type)",
     ),
-    "identity@Node._on_hello": Reached(
+    "identity@Sync.on_hello": Reached(
         "tests/protocol/test_checks.py::test_a_hello_naming_another_device_is_refused_by_the_connection_first",
         note="shadowed: the node gives its Connection the authenticated peer, whose wrong-peer "
         "check refuses such a Hello before the node sees it",
     ),
-    "catalog@Node._on_thumbnail": Reached(f"{C}[catalog@Node._on_thumbnail]"),
-    "catalog@Node._on_thumbnail#2": Reached(f"{C}[catalog@Node._on_thumbnail#2]"),
+    "catalog@Sync.on_thumbnail": Reached(f"{C}[catalog@Sync.on_thumbnail]"),
+    "catalog@Sync.on_thumbnail#2": Reached(f"{C}[catalog@Sync.on_thumbnail#2]"),
     # --- incoming streams (transfers) -----------------------------------------------------------
     "unexpected-transfer@on_header": Reached(f"{C}[unexpected-transfer@on_header]", sim=LYING),
     "wrong-destination@on_header": Reached(f"{C}[wrong-destination@on_header]"),

@@ -354,14 +354,14 @@ LIES: dict[str, tuple[Callable[[], str | None], str]] = {
     "hash-mismatch@on_complete": (provoke_hash_mismatch_readout, "hash-mismatch"),
     "hash-mismatch@on_complete#2": (provoke_hash_mismatch_stored, "hash-mismatch"),
     "too-many-requests@Node.receive_data": (provoke_too_many_requests, "too-many-requests"),
-    "catalog@Node._on_thumbnail": (provoke_catalog_ours, "catalog"),
+    "catalog@Sync.on_thumbnail": (provoke_catalog_ours, "catalog"),
     "bad-offset@on_request": (provoke_bad_offset_request, "bad-offset"),
     "bad-offset@ReadOuts._serve": (provoke_bad_offset_readout, "bad-offset"),
     "bad-offset@ReadOuts.relay": (provoke_bad_offset_relay, "bad-offset"),
     "hash-mismatch@ReadOuts._open": (provoke_hash_mismatch_relay, "hash-mismatch"),
     "bad-accept@Dispersal.on_accept": (provoke_bad_accept, "bad-accept"),
     "bad-accept@Dispersal.on_accept (offset)": (provoke_bad_accept_offset, "bad-accept"),
-    "catalog@Node._on_thumbnail#2": (provoke_catalog_contradicted, "catalog"),
+    "catalog@Sync.on_thumbnail#2": (provoke_catalog_contradicted, "catalog"),
     "premature-stored@Dispersal.on_stored": (provoke_premature_stored, "premature-stored"),
     "bad-digest@Dispersal.on_stored": (provoke_bad_digest_stored, "bad-digest"),
     "bad-owner@Dispersal.on_request": (provoke_bad_owner_request, "bad-owner"),
@@ -418,7 +418,7 @@ def test_a_header_resuming_past_its_own_size_is_refused_by_the_codec() -> None:
 
 
 def test_a_hello_naming_another_device_is_refused_by_the_connection_first() -> None:
-    """Node._on_hello's `identity` check stands behind the connection's `wrong-peer`: a Hello
+    """Sync.on_hello's `identity` check stands behind the connection's `wrong-peer`: a Hello
     naming another device than the one TLS authenticated never reaches the node."""
     mesh = Mesh()
     mesh.add("cam")

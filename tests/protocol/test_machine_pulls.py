@@ -48,7 +48,6 @@ def link(peer_id: str) -> Link:
         conn=Connection(US, expected_peer=peer_id),
         scheduler=Scheduler(),
         connected_at=NOW,
-        last_heard=NOW,
         ready=True,
     )
 
@@ -66,7 +65,7 @@ class Rig:
 
     def connect(self, peer_id: str) -> None:
         self.links[peer_id] = link(peer_id)
-        self.pulls.link_ready(self.links[peer_id])
+        self.pulls.link_ready(peer_id)
 
     def apply(self, effects: list[Effect]) -> list[Effect]:
         for effect in effects:

@@ -121,8 +121,7 @@ def runs() -> dict[str, Run]:
     # The widened scenarios: what the simulator's suite skipped before issue 15.
     for seed in range(3):
         out[f"replicas2-{seed}"] = Run(_full(seed, desks=2, replicas=2))
-        # The repair runs are slow (a storm of asks after the loss); CI runs the cheapest.
-        out[f"repair-{seed}"] = Run(_repair(seed), ci=seed == 2)
+        out[f"repair-{seed}"] = Run(_repair(seed))
         out[f"readout-wait-{seed}"] = Run(_waiting_readout(seed))
         out[f"wrapped-keys-{seed}"] = Run(_wrapped_keys(seed))
     return out

@@ -370,3 +370,78 @@ def test_a_smaller_copy_deleted_by_hand_is_no_longer_listed(card: Card) -> None:
         assert again.smaller_copies() == {}
         with pytest.raises(NotFound):
             again.read_smaller(image_id, 0, 5)
+
+
+def test_an_adopted_file_is_linked_in_not_copied_and_keeps_its_own_name(
+    card: Card, tmp_path: Path
+) -> None:
+    source = tmp_path / "ready" / "DSC_0001.JPG"
+    source.parent.mkdir()
+    source.write_bytes(b"an upload" * 100)
+    record, new = card.add_original(
+        source, name=source.name, now=1.0, extracted=GivenExtraction(), adopt=True
+    )
+    assert new and record.image_id == sha(source.read_bytes())
+    stored = card.original_path(record.image_id)
+    assert stored.stat().st_ino == source.stat().st_ino  # one set of bytes, two names
+    assert source.exists()  # removed by its owner once the import is done, not by the card
+    assert list((card.path / "tmp").iterdir()) == []
+    source.unlink()
+    assert card.read_original(record.image_id, 0, 10_000) == b"an upload" * 100
+
+
+def test_an_adopted_file_that_does_not_fit_stays_where_it_was(card: Card, tmp_path: Path) -> None:
+    card.add_local(b"x" * 9000, name="big.jpg", now=1.0)
+    source = tmp_path / "too-big.jpg"
+    source.write_bytes(b"y" * 1001)
+    with pytest.raises(CardFull):
+        card.add_original(source, name=source.name, now=2.0, extracted=GivenExtraction(),
+                          adopt=True)
+    assert source.read_bytes() == b"y" * 1001
+    assert list((card.path / "tmp").iterdir()) == []
+    assert card.usage().used == bytes_on_disk(card) == 9000
+
+
+def test_an_adopted_file_on_another_filesystem_is_copied(
+    card: Card, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    source = tmp_path / "far.jpg"
+    source.write_bytes(b"far away" * 10)
+    record, new = card.add_original(
+        source, name=source.name, now=1.0, extracted=GivenExtraction(), adopt=True
+    )
+    assert new
+    assert card.original_path(record.image_id).stat().st_ino != source.stat().st_ino
+    assert card.read_original(record.image_id, 0, 1000) == b"far away" * 10
+
+
+def test_an_adopted_file_with_its_digest_is_not_read_again(
+    card: Card, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "hashed.jpg"
+    source.write_bytes(b"hashed as it arrived" * 10)
+    digest = sha(source.read_bytes())
+    reads: list[int] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: object, **kwargs: object) -> object:
+        handle = real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+        if self.parent.name == "tmp":
+            real_read = handle.read
+            handle.read = lambda *a: reads.append(1) or real_read(*a)  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    record, new = card.add_original(
+        source, name=source.name, now=1.0, extracted=GivenExtraction(), adopt=True, digest=digest
+    )
+    monkeypatch.undo()
+    assert new and record.image_id == digest and reads == []
+    assert card.read_original(record.image_id, 0, 1000) == source.read_bytes()
