@@ -18,6 +18,7 @@ __all__ = [
     "CatalogTooNew",
     "HashMismatch",
     "ImportRejected",
+    "InvalidMarks",
     "NotACard",
     "NotFound",
     "StoreError",
@@ -50,3 +51,7 @@ class BadSize(StoreError, ValueError):
 
 class ImportRejected(StoreError):
     """One file could not be imported (unreadable, empty, not a regular file); the rest go on."""
+
+
+class InvalidMarks(StoreError, ValueError):
+    """A mark or colour label was refused (out of range, too long, control characters)."""
