@@ -70,22 +70,12 @@ class Selection:
 
 def read_card(card_dir: Path) -> tuple[list[ImageRecord], dict[str, Marks], dict[int, str], bool]:
     """Every picture, its marks and the colour labels; and whether a node holds the card."""
-    from storage.card import Card
-    from storage.catalog import CATALOG_NAME, Catalog
-    from storage.errors import CardBusy
+    from mesh.card_commands import read_listing
+    from storage.marks import marks_of
 
-    try:
-        with Card.open(card_dir) as card:
-            records = card.images()
-            return records, card.all_marks(), card.color_labels(), False
-    except CardBusy:
-        pass
-    catalog = Catalog(card_dir / CATALOG_NAME)  # WAL: a consistent read beside the node
-    try:
-        with catalog.transaction():
-            return catalog.images(), catalog.all_marks(), catalog.color_labels(), True
-    finally:
-        catalog.close()
+    listing = read_listing(card_dir)  # a consistent snapshot, beside a running node too
+    marks = {image_id: marks_of(stamped) for image_id, stamped in listing.marks.items()}
+    return listing.records, marks, listing.labels, listing.usage is None
 
 
 def label_class(label: str, labels: dict[int, str]) -> int:

@@ -20,7 +20,7 @@ from protocol.store import ImageRecord
 TEMPLATE_FIELDS: Final = {
     "date": "capture date, YYYYMMDD (the camera's clock when EXIF has it, else UTC)",
     "time": "capture time, HHMMSS",
-    "camera": "camera model (or make), else the sending device's name",
+    "camera": "camera model (or make), else the start of the sending device's id",
     "photographer": "the photographer an FTP camera account names, else 'unknown'",
     "seq": "this export's running number, 0001, 0002, ...",
     "name": "the original file name, without its extension",
