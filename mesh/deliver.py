@@ -141,7 +141,9 @@ class Deliverer:
             self.active = {"image_id": image_id, "sent": delivery.sent,
                            "size": source.stat().st_size}
             await self._in_thread(lambda: self._upload(delivery, source, sidecar))
-        except (CammeshError, OSError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, CammeshError | OSError):
+                log.exception("delivery of %s failed unexpectedly", image_id[:12])
             reason = str(exc) or type(exc).__name__
             delay = min(self.backoff[1], self.backoff[0] * 2 ** min(delivery.attempts, 16))
             log.warning("delivery of %s to %s failed (retrying in %g s): %s",

@@ -268,7 +268,7 @@ class SftpSession:
 
     def write(self, name: str, source: BinaryIO, offset: int, progress: Progress) -> None:
         flags = self.asyncssh.FXF_WRITE | self.asyncssh.FXF_CREAT  # never truncated: resumable
-        handle = self._run(self.sftp.open(name, flags))
+        handle = self._run(self.sftp.open(name, flags, encoding=None))
         try:
             source.seek(offset)
             while block := source.read(BLOCK):
@@ -306,6 +306,8 @@ def _reason(exc: BaseException, target: Target | None) -> str:
         return f"no such server {target.host if target else ''!r}: {exc.strerror}"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | socket.timeout):
         return f"{where} did not answer in {TIMEOUT:g} s"
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return f"{where} closed the connection (in the middle of TLS)"
     if isinstance(exc, ssl.SSLError):
         return f"TLS with {where} failed: {exc.reason or exc}"
     if isinstance(exc, ftplib.error_perm) and str(exc).startswith("530"):
