@@ -32,12 +32,16 @@ def add_delivery_options(p: argparse.ArgumentParser) -> None:
                        "caption in its XMP (default: the original, with an .xmp sidecar)")
     group.add_argument("--deliver-quality", type=int, default=85, metavar="Q",
                        help="JPEG quality of the copies, 1-100 (default 85)")
+    group.add_argument("--deliver-rate", metavar="SIZE",
+                       help="upload at most SIZE per second (e.g. 2MB), to leave a thin uplink "
+                       "to the cameras' own traffic (default: as fast as it goes)")
 
 
 def check_delivery_options(args: argparse.Namespace) -> None:
     """MeshError for flags that do not go together, before anything starts."""
     if args.deliver is None:
-        extra = [f for f in ("deliver_credentials", "deliver_rating", "deliver_long_edge")
+        extra = [f for f in ("deliver_credentials", "deliver_rating", "deliver_long_edge",
+                             "deliver_rate")
                  if getattr(args, f) is not None]
         if extra:
             raise MeshError(f"--{extra[0].replace('_', '-')} goes with --deliver URL")
@@ -46,6 +50,11 @@ def check_delivery_options(args: argparse.Namespace) -> None:
         raise MeshError("--deliver-long-edge is a number of pixels from 16 to 20000")
     if not 1 <= args.deliver_quality <= 100:
         raise MeshError("--deliver-quality is from 1 to 100")
+    if args.deliver_rate:
+        from storage.sizes import parse_size
+
+        if parse_size(args.deliver_rate) <= 0:
+            raise MeshError("--deliver-rate needs a size per second above 0, e.g. 2MB")
     from mesh.deliver_servers import parse_target
 
     target = parse_target(args.deliver, args.deliver_credentials)
@@ -63,6 +72,10 @@ def deliverer_for(args: argparse.Namespace, runtime: Runtime) -> Deliverer | Non
     from mesh.deliver import Copy, Deliverer, Rule
     from mesh.deliver_servers import parse_target
 
+    from storage.sizes import parse_size
+
     target = parse_target(args.deliver, args.deliver_credentials)
+    rate = parse_size(args.deliver_rate) if args.deliver_rate else None
     return Deliverer(runtime, target, rule=Rule(rating=args.deliver_rating),
-                     copy=Copy(long_edge=args.deliver_long_edge, quality=args.deliver_quality))
+                     copy=Copy(long_edge=args.deliver_long_edge, quality=args.deliver_quality),
+                     rate_limit=rate)

@@ -242,3 +242,64 @@ def test_a_password_on_the_command_line_or_a_readable_credentials_file_is_refuse
         parse_target("ftp://u@example.org/in", loose)
     with pytest.raises(MeshError, match="ftp://, ftps:// or sftp://"):
         parse_target("http://u@example.org/in", None)
+
+
+def test_a_desk_process_killed_mid_upload_and_started_again_delivers_each_picture_once(
+    tmp_path: Path,
+) -> None:
+    """The real command line: `cammesh desk --deliver`, SIGKILLed in the middle of an upload."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.nodes import ROOT
+
+    server, credentials = server_for("ftp", tmp_path)
+    (desk_path,) = make_mesh(tmp_path / "mesh", [DeviceSpec("desk", Role.DESK)])
+    pictures = write_pictures(tmp_path / "own", 2, side=700, seed=8)
+    big = tmp_path / "own" / "BIG.JPG"
+    big.write_bytes(pictures[0].read_bytes() + os.urandom(BIG))
+    with Card.open(desk_path) as card:
+        ids = [i.image_id for i in import_paths(card, [*pictures, big], now=time.time()).imported]
+        for image_id in ids:
+            card.set_marks(image_id, tagged=True, caption=f"caption of {image_id[:6]}")
+    command = [sys.executable, "-m", "mesh.cli", "desk", str(desk_path), "--listen",
+               "127.0.0.1:0", "--node-listen", "127.0.0.1:0", "--no-discovery",
+               "--deliver", f"ftp://{USER}@127.0.0.1:{server.port}/in",
+               "--deliver-credentials", str(credentials), "--deliver-rate", "1MB"]
+    inbox = server.root / "in"
+
+    def run_desk() -> subprocess.Popen[bytes]:
+        with (tmp_path / "desk.err").open("ab") as errors:
+            return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+
+    def wait(what: str, check: Callable[[], object]) -> Any:
+        deadline = time.monotonic() + WAIT_S
+        while not (value := check()):
+            assert desk.poll() is None, (tmp_path / "desk.err").read_text()[-2000:]
+            assert time.monotonic() < deadline, f"waited {WAIT_S:g} s for {what}"
+            time.sleep(0.05)
+        return value
+
+    server.start()
+    desk = run_desk()
+    try:
+        wait("the big upload to be under way", lambda: any(
+            p.stat().st_size > 1024 * 1024 for p in inbox.glob("*.part")))
+        desk.send_signal(signal.SIGKILL)
+        desk.wait(timeout=30)
+        desk = run_desk()
+        wait("all three to arrive", lambda: len(set(delivered(server.log))) == 6)
+        time.sleep(2.0)  # polls enough to send something twice, were it to
+        desk.send_signal(signal.SIGTERM)
+        assert desk.wait(timeout=60) == 0
+    finally:
+        if desk.poll() is None:
+            desk.kill()
+            desk.wait(timeout=30)
+        server.kill()
+    names = delivered(server.log)
+    assert len(names) == len(set(names)) == 6, names
+    arrived = {hashlib.sha256(p.read_bytes()).hexdigest() for p in inbox.iterdir()
+               if p.suffix != ".xmp"}
+    assert arrived == set(ids)
