@@ -71,7 +71,6 @@ def deliverer_for(args: argparse.Namespace, runtime: Runtime) -> Deliverer | Non
         return None
     from mesh.deliver import Copy, Deliverer, Rule
     from mesh.deliver_servers import parse_target
-
     from storage.sizes import parse_size
 
     target = parse_target(args.deliver, args.deliver_credentials)
