@@ -17,6 +17,7 @@ just before a crash is recognised on the server by name and size.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -277,6 +278,19 @@ class Deliverer:
                     time.sleep(ahead)
 
         return progress
+
+    async def route(self, method: str, path: str, query: dict[str, str], receive: Any,
+                    send: Any) -> bool:
+        """The desk page's ``GET /api/deliveries`` (mesh/desk_static/deliver.js); a route for
+        ``Desk.routes``, answering True when the request was its own."""
+        if (method, path) != ("GET", "/api/deliveries"):
+            return False
+        body = json.dumps(await trio.to_thread.run_sync(self.status_json)).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
     # --- for the page -----------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ originals are separate URLs read from the card through ``Runtime.call``.
 
 Routes: ``GET /`` and ``/static/*``; ``GET /api/tiles?offset=&limit=`` (newest
 first); ``GET /api/events?since=V`` (SSE); ``GET /api/ftp`` (the node's FTP cameras);
-``GET /api/deliveries`` (the queue to the agency, mesh/deliver.py);
 ``GET /thumb/ID``; ``GET /original/ID``
 (``?download=1``); ``POST /api/request {"ids", "max_side", "quality"}``;
 ``POST /api/refuse {"ids"}``.  Requests with a foreign Host or Origin are
@@ -73,7 +72,6 @@ class Desk:
         self.board = Board(runtime.identity.device_id)
         self.changed = trio.Event()
         self._reread_send, self._reread = trio.open_memory_channel[str](math.inf)
-        self.delivery: Any = None  # a mesh.deliver.Deliverer when the desk delivers onward
 
     # --- keeping the board current ------------------------------------------------------
 
@@ -179,10 +177,6 @@ class Desk:
             await _send_json(send, self.board.status_json())
         elif method == "GET" and path == "/api/ftp":
             await _send_json(send, self.ftp_cameras())
-        elif method == "GET" and path == "/api/deliveries":  # the delivery queue (deliver.js)
-            queue = None if self.delivery is None else await trio.to_thread.run_sync(
-                self.delivery.status_json)
-            await _send_json(send, queue or {"target": None})
         elif method == "GET" and path == "/api/events":
             await self.events_stream(_int(query.get("since"), 0), receive, send)
         elif method == "GET" and path.startswith("/thumb/"):

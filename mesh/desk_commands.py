@@ -89,7 +89,7 @@ def run_desk_command(args: argparse.Namespace) -> int:
                     task_status=task_status))
                 board = Desk(runtime, host=web.host)
                 if deliverer is not None:
-                    board.delivery = deliverer
+                    board.routes.append(deliverer.route)
                     await nursery.start(deliverer.run)
                 url = await nursery.start(lambda task_status: serve_desk(
                     runtime, host=web.host, port=web.port, desk=board, task_status=task_status))

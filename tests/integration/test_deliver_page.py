@@ -51,7 +51,7 @@ async def test_the_page_shows_the_queue_and_a_refused_servers_reason(tmp_path: P
         async with trio.open_nursery() as nursery:
             await nursery.start(desk.run)
             board = Desk(desk)
-            board.delivery = deliverer
+            board.routes.append(deliverer.route)
             await nursery.start(deliverer.run)
             url = await nursery.start(lambda task_status: serve_desk(
                 desk, host="127.0.0.1", port=0, desk=board, task_status=task_status))
