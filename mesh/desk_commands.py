@@ -48,6 +48,9 @@ def add_desk(subparsers: Subparsers) -> None:
                    help="no CARD: make a desk and two cameras in a temporary folder and run them")
     p.add_argument("--screenshot", type=Path, metavar="PNG",
                    help="with --demo: save a picture of the page after the demo ran, then exit")
+    p.add_argument("--codes", type=Path, metavar="FILE",
+                   help="a Photo Mechanic code-replacement file (code<TAB>text lines): "
+                   "\\code\\ in a caption is replaced as it is typed")
     from mesh.deliver_commands import add_delivery_options
 
     add_delivery_options(p)
@@ -74,6 +77,14 @@ def run_desk_command(args: argparse.Namespace) -> int:
     check_delivery_options(args)
     from storage.card import Card
 
+    codes = None
+    if args.codes is not None:
+        from mesh.desk_marks import DeskMarks
+
+        try:
+            codes = DeskMarks.codes_from(args.codes)
+        except (OSError, ValueError) as exc:
+            raise MeshError(f"the code-replacement file {args.codes} cannot be used: {exc}") from exc
     with Card.open(args.card) as card:
         runtime = build_runtime(args, card)
         ftp = ftp_settings(args)
@@ -87,12 +98,12 @@ def run_desk_command(args: argparse.Namespace) -> int:
                     runtime, discovery=not args.no_discovery, interface=args.interface,
                     watch=args.watch, watch_mode=args.watch_mode, ftp=ftp,
                     task_status=task_status))
-                board = Desk(runtime, host=web.host)
+                desk = Desk(runtime, host=web.host, codes=codes)
                 if deliverer is not None:
-                    board.routes.append(deliverer.route)
+                    desk.routes.append(deliverer.route)
                     await nursery.start(deliverer.run)
                 url = await nursery.start(lambda task_status: serve_desk(
-                    runtime, host=web.host, port=web.port, desk=board, task_status=task_status))
+                    runtime, host=web.host, port=web.port, desk=desk, task_status=task_status))
                 print(f"the desk is on {url}/  (Ctrl-C to stop)", flush=True)
                 await _until_signal()
                 nursery.cancel_scope.cancel()
