@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from storage.marks import MAX_SHORT_TEXT, Marks
@@ -47,31 +47,28 @@ def test_markup_in_a_caption_is_text_not_xml() -> None:
     assert read_marks(packet) == Marks(caption=hostile, keywords=("<b>",))
 
 
-def test_control_characters_that_xml_cannot_carry_are_dropped() -> None:
-    packet = xmp_packet(Marks(caption="a\x00b\x1bc\td\ne", headline="\x7fok"))
-    assert read_marks(packet).caption == "abc\td\ne"
-    assert xml_text("\ufffe\ud800x") == "x"
+def test_characters_that_xml_cannot_carry_are_dropped() -> None:
+    # Marks refuses control characters itself; the writer still never emits what XML forbids.
+    assert xml_text("a\x00b\x1bc\td\ne\ufffe\ud800") == "abc\td\ne"
+    packet = xmp_packet(Marks(caption="line one\nline two\ttab"))
+    assert read_marks(packet).caption == "line one\nline two\ttab"
 
 
-text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
+text = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), max_size=40)
 
 
 @given(rating=st.none() | st.integers(0, 5), color=st.none() | st.integers(1, 8),
        tagged=st.booleans(), caption=text, headline=text, credit=text,
-       keywords=st.lists(text.filter(bool), max_size=4))
+       keywords=st.lists(text, max_size=4))
 def test_what_is_written_reads_back(rating: int | None, color: int | None, tagged: bool,
                                     caption: str, headline: str, credit: str,
                                     keywords: list[str]) -> None:
-    marks = Marks(rating=rating, color=color, tagged=tagged, caption=caption,
-                  headline=headline, credit=credit, keywords=tuple(keywords))
-    back = read_marks(xmp_packet(marks))
-    # XML normalises a lone carriage return to a newline when it is read.
-    assert back == Marks(rating=rating, color=color, tagged=tagged,
-                         caption=xml_text(caption).replace("\r\n", "\n").replace("\r", "\n"),
-                         headline=xml_text(headline).replace("\r\n", "\n").replace("\r", "\n"),
-                         credit=xml_text(credit).replace("\r\n", "\n").replace("\r", "\n"),
-                         keywords=tuple(xml_text(k).replace("\r\n", "\n").replace("\r", "\n")
-                                        for k in keywords))
+    try:
+        marks = Marks(rating=rating, color=color, tagged=tagged, caption=caption,
+                      headline=headline, credit=credit, keywords=tuple(keywords))
+    except ValueError:
+        assume(False)  # a value the desk refuses never reaches the writer
+    assert read_marks(xmp_packet(marks)) == marks
 
 
 def test_limits_come_from_the_marks_value() -> None:
