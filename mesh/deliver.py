@@ -95,10 +95,6 @@ class Deliverer:
         self._wake = trio.Event()
         self._stop = threading.Event()
 
-    def poke(self) -> None:
-        """Look at the marks now (a mark changed), not at the next poll."""
-        self._wake.set()
-
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -107,19 +103,30 @@ class Deliverer:
         log.info("delivering %s to %s (%s)", self.rule.describe(), key, self.copy.describe())
         task_status.started()
         try:
-            while True:
-                await self._queue_new()
-                while (due := await trio.to_thread.run_sync(self.journal.due, key, time.time())):
-                    await self._deliver(due)
-                    await self._queue_new()
-                soonest = await trio.to_thread.run_sync(self.journal.next_due_at, key)
-                wait = self.poll_s if soonest is None else min(self.poll_s, soonest - time.time())
-                with trio.move_on_after(max(0.05, wait)):
-                    await self._wake.wait()
-                self._wake = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_marks)
+                await self._send_due()
         finally:
             self._stop.set()
             self.journal.close()
+
+    async def _watch_marks(self) -> None:
+        """Queue what the rule admits, every ``poll_s``, also while an upload is under way."""
+        while True:
+            await self._queue_new()
+            await trio.sleep(self.poll_s)
+
+    async def _send_due(self) -> None:
+        """Deliver what is due, one at a time, oldest first; then wait for more."""
+        key = self.target.key
+        while True:
+            while (due := await trio.to_thread.run_sync(self.journal.due, key, time.time())):
+                await self._deliver(due)
+            soonest = await trio.to_thread.run_sync(self.journal.next_due_at, key)
+            wait = self.poll_s if soonest is None else min(self.poll_s, soonest - time.time())
+            with trio.move_on_after(max(0.05, wait)):
+                await self._wake.wait()
+            self._wake = trio.Event()
 
     async def _queue_new(self) -> None:
         rt = self.runtime
@@ -134,9 +141,17 @@ class Deliverer:
             await trio.to_thread.run_sync(
                 self.journal.queue, image_id, self.target.key, name, time.time())
             self._known.add(image_id)
+            self._wake.set()
 
     async def _deliver(self, delivery: Delivery) -> None:
         image_id = delivery.image_id
+        rt = self.runtime
+        marks = (await rt.call(_all_marks, rt.card)).get(image_id, Marks())
+        if not self.rule.admits(marks) and await trio.to_thread.run_sync(
+                self.journal.withdraw, image_id, self.target.key):
+            self._known.discard(image_id)  # untagged before it went: tagged again, it goes
+            log.info("%s was untagged before its delivery began; not sent", image_id[:12])
+            return
         try:
             source, sidecar = await self._prepare(image_id)
             self.active = {"image_id": image_id, "sent": delivery.sent,

@@ -102,6 +102,14 @@ class DeliveryJournal:
                 (image_id, target, candidate, now, now))
             return True
 
+    def withdraw(self, image_id: str, target: str) -> bool:
+        """Forget a delivery nothing of which was sent yet (the editor untagged the picture);
+        False, keeping it, once it began."""
+        with self._lock:
+            gone = self._db.execute("DELETE FROM deliveries WHERE image_id = ? AND target = ? "
+                                    "AND state = 'queued' AND sent = 0", (image_id, target))
+            return gone.rowcount > 0
+
     def get(self, image_id: str, target: str) -> Delivery | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM deliveries WHERE image_id = ? AND target = ?",

@@ -152,6 +152,11 @@ async def test_tagged_pictures_arrive_complete_once_across_a_server_crash_and_a_
                 # The server dies with the big original half uploaded, and comes back.
                 part = await until("the big upload to be under way", lambda: next(
                     (p for p in inbox.glob("*.part") if p.stat().st_size > 1024 * 1024), None))
+                # Tagged by mistake and untagged while it waits its turn: it never goes.
+                await mesh.desk.call(card.set_marks, untagged, tagged=True)
+                await until("the mistake to be queued", lambda: untagged in {
+                    e["image_id"] for e in deliverer.status_json()["entries"]})
+                await mesh.desk.call(card.set_marks, untagged, tagged=False)
                 server.kill()
                 cut_at = part.stat().st_size
                 await until("the desk to see the server gone",
@@ -159,6 +164,7 @@ async def test_tagged_pictures_arrive_complete_once_across_a_server_crash_and_a_
                 refused = deliverer.status_json()["error"]
                 server.start()
                 await until("the big picture to arrive", lambda: big in delivered_ids(deliverer))
+                assert untagged not in {e["image_id"] for e in deliverer.status_json()["entries"]}
             resumed = [offset for image_id, offset in deliverer.attempts if image_id == big]
             # It went on from what the server had kept (FTP REST+STOR, SFTP offset writes).
             assert max(resumed) == cut_at > 0, f"cut at {cut_at}, attempts from {resumed}"

@@ -36,3 +36,14 @@ def test_progress_failures_and_delivery_survive_reopening(tmp_path: Path) -> Non
     assert not j.queue("b" * 64, T, "b.jpg", 99.0)  # delivered: never queued again
     assert j.next_due_at(T) == 50.0
     j.close()
+
+
+def test_only_a_delivery_not_yet_begun_can_be_withdrawn(tmp_path: Path) -> None:
+    j = DeliveryJournal.beside(tmp_path)
+    j.queue("a" * 64, T, "a.jpg", 1.0)
+    j.queue("b" * 64, T, "b.jpg", 1.0)
+    j.sending("b" * 64, T, size=10, sent=0)
+    assert j.withdraw("a" * 64, T) and j.get("a" * 64, T) is None
+    assert not j.withdraw("b" * 64, T) and j.get("b" * 64, T) is not None
+    assert j.queue("a" * 64, T, "a.jpg", 2.0)  # tagged again: queued again
+    j.close()
