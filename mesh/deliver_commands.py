@@ -1,4 +1,5 @@
-"""The ``--deliver`` options of ``cammesh desk``: send the editor's selects onward as they are made."""
+"""The ``--deliver`` and ``--export-to`` options of ``cammesh desk``: the editor's selects
+sent onward as they are made, and exported from the page's button."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from mesh.errors import MeshError
 
 if TYPE_CHECKING:
     from mesh.deliver import Deliverer
+    from mesh.desk_export import DeskExport
     from mesh.runtime import Runtime
 
 
@@ -78,3 +80,26 @@ def deliverer_for(args: argparse.Namespace, runtime: Runtime) -> Deliverer | Non
     return Deliverer(runtime, target, rule=Rule(rating=args.deliver_rating),
                      copy=Copy(long_edge=args.deliver_long_edge, quality=args.deliver_quality),
                      rate_limit=rate)
+
+
+def add_export_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("export", "the page's Export button: like `cammesh export`")
+    group.add_argument("--export-to", type=Path, metavar="DIR",
+                       help="where the page's Export button writes the selects (originals "
+                       "with XMP sidecars; an existing file is never replaced)")
+    group.add_argument("--export-rename", metavar="TEMPLATE",
+                       help="name the exported files by a template (see `cammesh export --help`)")
+
+
+def export_for(args: argparse.Namespace, runtime: Runtime) -> DeskExport | None:
+    """The page's export, or None without ``--export-to``."""
+    if args.export_to is None:
+        if args.export_rename is not None:
+            raise MeshError("--export-rename goes with --export-to DIR")
+        return None
+    from mesh.desk_export import DeskExport
+    from storage.export import check_template
+
+    if args.export_rename is not None:
+        check_template(args.export_rename)
+    return DeskExport(runtime, args.export_to.resolve(), template=args.export_rename)

@@ -51,9 +51,10 @@ def add_desk(subparsers: Subparsers) -> None:
     p.add_argument("--codes", type=Path, metavar="FILE",
                    help="a Photo Mechanic code-replacement file (code<TAB>text lines): "
                    "\\code\\ in a caption is replaced as it is typed")
-    from mesh.deliver_commands import add_delivery_options
+    from mesh.deliver_commands import add_delivery_options, add_export_options
 
     add_delivery_options(p)
+    add_export_options(p)
     p.set_defaults(run=run_desk_command)
 
 
@@ -72,7 +73,7 @@ def run_desk_command(args: argparse.Namespace) -> int:
     if args.card is None:
         raise MeshError("name the desk's CARD folder, or run `cammesh desk --demo`")
     from mesh.daemon import run_node
-    from mesh.deliver_commands import check_delivery_options, deliverer_for
+    from mesh.deliver_commands import check_delivery_options, deliverer_for, export_for
 
     check_delivery_options(args)
     from storage.card import Card
@@ -89,6 +90,7 @@ def run_desk_command(args: argparse.Namespace) -> int:
         runtime = build_runtime(args, card)
         ftp = ftp_settings(args)
         deliverer = deliverer_for(args, runtime)
+        exporter = export_for(args, runtime)
 
         async def main() -> None:
             from mesh.desk import Desk, serve_desk
@@ -102,6 +104,9 @@ def run_desk_command(args: argparse.Namespace) -> int:
                 if deliverer is not None:
                     desk.routes.append(deliverer.route)
                     await nursery.start(deliverer.run)
+                if exporter is not None:
+                    desk.routes.append(exporter.route)
+                    await nursery.start(exporter.run)
                 url = await nursery.start(lambda task_status: serve_desk(
                     runtime, host=web.host, port=web.port, desk=desk, task_status=task_status))
                 print(f"the desk is on {url}/  (Ctrl-C to stop)", flush=True)

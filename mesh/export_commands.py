@@ -121,7 +121,8 @@ def run_export(args: argparse.Namespace) -> int:
     args.to.mkdir(parents=True, exist_ok=True)
     selection = Selection(chosen, marks, labels, node_runs)
     with _progress(len(chosen)) as advance:
-        written = export(args.card, args.to, selection, template=args.rename, advance=advance)
+        written = export_card(args.card, args.to, selection, template=args.rename,
+                              advance=advance)
     total = sum(size for _, size in written)
     print(f"exported {len(written)} original(s) ({total} bytes) with sidecars to {args.to}")
     for record, reason in selection.skipped:
@@ -132,41 +133,54 @@ def run_export(args: argparse.Namespace) -> int:
     return NOT_HERE if selection.skipped else 0
 
 
-def export(card_dir: Path, folder: Path, selection: Selection, *, template: str | None,
+Fetch = Callable[["ImageRecord", Path], None]
+"""Writes a picture's verified original to a new file (never replacing one); raises
+MeshError or ValueError, naming why, when it cannot."""
+
+
+def export(folder: Path, selection: Selection, fetch: Fetch, *, template: str | None,
            advance: Callable[[str], None] = lambda name: None) -> list[tuple[Path, int]]:
-    """Write each selected original and its sidecar into ``folder``; returns (path, size)."""
-    from protocol.store import Where
+    """Write each selected original (through ``fetch``) and its sidecar into ``folder``;
+    returns (path, size) of each written; what could not go is added to ``selection.skipped``."""
     from storage.export import export_stem, free_stem, split_name, write_new
     from storage.marks import Marks
     from storage.xmp import xmp_packet
 
     written = []
-    card = None if selection.node_runs else _open(card_dir)
-    try:
-        for seq, record in enumerate(selection.records, start=1):
-            advance(record.name)
-            if card is not None and record.where is not Where.LOCAL:
-                selection.skipped.append((record, f"its original is {record.where.value}, not on "
-                                          "this card, and no node runs on the card to read it out"))
-                continue
-            ext = split_name(record.name)[1]
-            stem = free_stem(folder, export_stem(template, record, seq), (ext, ".xmp"))
-            target = folder / (stem + ext)
-            try:
-                if card is None:
-                    _read_out(card_dir, record.image_id, target)
-                else:
-                    write_new(target, _verified(card, record))
-            except (MeshError, ValueError) as exc:
-                selection.skipped.append((record, str(exc)))
-                continue
-            packet = xmp_packet(selection.marks.get(record.image_id, Marks()), selection.labels)
-            write_new(folder / (stem + ".xmp"), packet)
-            written.append((target, record.size))
-    finally:
-        if card is not None:
-            card.close()
+    for seq, record in enumerate(selection.records, start=1):
+        advance(record.name)
+        ext = split_name(record.name)[1]
+        stem = free_stem(folder, export_stem(template, record, seq), (ext, ".xmp"))
+        target = folder / (stem + ext)
+        try:
+            fetch(record, target)
+        except (MeshError, ValueError) as exc:
+            selection.skipped.append((record, str(exc)))
+            continue
+        packet = xmp_packet(selection.marks.get(record.image_id, Marks()), selection.labels)
+        write_new(folder / (stem + ".xmp"), packet)
+        written.append((target, record.size))
     return written
+
+
+def export_card(card_dir: Path, folder: Path, selection: Selection, *, template: str | None,
+                advance: Callable[[str], None] = lambda name: None) -> list[tuple[Path, int]]:
+    """``export`` from a card: through the node running on it, else from the card itself."""
+    from protocol.store import Where
+    from storage.export import write_new
+
+    if selection.node_runs:
+        return export(folder, selection, lambda r, t: _read_out(card_dir, r.image_id, t),
+                      template=template, advance=advance)
+    with _open(card_dir) as card:
+
+        def fetch(record: ImageRecord, target: Path) -> None:
+            if record.where is not Where.LOCAL:
+                raise MeshError(f"its original is {record.where.value}, not on this card, and "
+                                "no node runs on the card to read it out")
+            write_new(target, _verified(card, record))
+
+        return export(folder, selection, fetch, template=template, advance=advance)
 
 
 def _open(card_dir: Path) -> Any:

@@ -92,3 +92,36 @@ def in_browser(url: str, script: Any) -> Any:
             return result
         finally:
             browser.close()
+
+
+async def test_the_export_button_writes_the_selects_read_out_of_the_camera(tmp_path: Path) -> None:
+    import hashlib
+
+    from mesh.desk_export import DeskExport
+    from tests.integration.test_deliver import desk_and_camera
+
+    folder = tmp_path / "selects"
+    async with desk_and_camera(tmp_path / "mesh") as mesh:
+        picked = mesh.ids[:2]  # on the camera only: the desk pulls thumbnails
+        for image_id in picked:
+            await mesh.desk.call(mesh.desk.card.set_marks, image_id, tagged=True, rating=3)
+        exporter = DeskExport(mesh.desk, folder)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(exporter.run)
+            board = Desk(mesh.desk)
+            board.routes.append(exporter.route)
+            url = await nursery.start(lambda task_status: serve_desk(
+                mesh.desk, host="127.0.0.1", port=0, desk=board, task_status=task_status))
+
+            def press(page: Any) -> str:
+                page.locator("#delivery .export-go").click()
+                page.wait_for_function(
+                    "window.deskExport && !window.deskExport.running && window.deskExport.total")
+                return page.locator("#delivery .export-state").text_content()
+
+            said = await trio.to_thread.run_sync(in_browser, url, press)
+            nursery.cancel_scope.cancel()
+    assert said.startswith("exported 2 of 2"), said
+    originals = [p for p in folder.iterdir() if p.suffix != ".xmp"]
+    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in originals} == set(picked)
+    assert all(p.with_suffix(".xmp").exists() for p in originals)

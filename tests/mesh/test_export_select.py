@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mesh.errors import MeshError
@@ -42,3 +44,16 @@ def test_an_unknown_label_is_refused_with_the_labels_there_are() -> None:
     assert label_class("Winner alt", LABELS) == 2
     with pytest.raises(MeshError, match="'Front page'"):
         label_class("Winner", LABELS)
+
+
+def test_the_page_export_refuses_bad_filters_and_a_second_export_at_once(tmp_path: Path) -> None:
+    from mesh.desk_export import DeskExport
+
+    export = DeskExport(None, tmp_path)  # type: ignore[arg-type]
+    assert export._start(None)[0] == 400
+    assert export._start({"rating": 9})[0] == 400
+    assert export._start({"rating": True})[0] == 400
+    assert export._start({"label": ["x"]})[0] == 400
+    assert export._start({"tagged": True, "rating": 3})[0] == 200
+    status, answer = export._start({"tagged": True})
+    assert status == 409 and "under way" in answer["error"]
