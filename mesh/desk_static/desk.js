@@ -449,5 +449,6 @@ $("photographer").addEventListener("change", (e) => { desk.photographer = e.targ
 window.addEventListener("scroll", queueRender, { passive: true });
 window.addEventListener("resize", layout);
 setInterval(() => { if (desk.fresh.size) queueRender(); }, 500); // let highlights fade
-loadAll();
-followFtp();
+// Once every script of the page has run (desk_filters.js, desk_cull.js, desk_captions.js add
+// what the first answer already uses).
+document.addEventListener("DOMContentLoaded", () => { loadAll(); followFtp(); });
