@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import trio
 
+from protocol.config import Policy
+from storage.marks import Marks
+
+# Skips this module too where the browser tests cannot run (no playwright, no Chromium).
 from tests.integration.test_desk_browser import in_browser, running_mesh, tiles
 
 pytestmark = pytest.mark.integration
-
-from protocol.config import Policy  # noqa: E402
-from storage.card import Card  # noqa: E402
-from storage.marks import Marks  # noqa: E402
 
 PWNED = "window.__pwned"
 MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
