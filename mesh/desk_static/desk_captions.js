@@ -75,7 +75,8 @@ $("p-template").addEventListener("click", async () => {
   const set = {};
   for (const [k, v] of Object.entries(fields)) if (v.length) set[k] = v;
   if (!Object.keys(set).length) { showToast("type a caption, headline, credit or keywords first"); return; }
-  const answer = await post("/api/template", { origin: t.origin, set, only_empty: $("p-only-empty").checked });
+  const answer = await post("/api/template", { origin: t.origin, set, only_empty: $("p-only-empty").checked,
+                                              keep: $("p-keep").checked });
   if (answer) showToast(`applied to ${answer.pictures} pictures of ${cameraName(t.origin)}`);
 });
 

@@ -254,7 +254,14 @@ async def test_captions_labels_and_codes_are_text_and_bounded(tmp_path: Path) ->
                       "stored": page.evaluate("(id) => window.desk.tiles.get(id).marks", order[0])}
             press(page, "Escape")
             tile_label = page.text_content(f'.tile[data-id="{order[0]}"] .thumb .color')
+            # The mouse: a tile's third star, its Tag button, a colour from the panel.
+            page.click(f'.tile[data-id="{order[1]}"] .stars b[data-n="3"]')
+            page.click(f'.tile[data-id="{order[1]}"] .tag')
+            page.select_option("#p-color", "4")
+            wait_marks(page, order[1], "m.rating === 3 && m.tagged && m.color === 4")
+            mouse_focus = focus(page)
             # Refused: a caption over the limit, a control character, a label too long.
+            page.click(f'.tile[data-id="{order[0]}"] .info')
             page.fill("#p-caption", "x" * 2001)
             press(page, "Tab")
             page.wait_for_selector("#toast:not([hidden])")
@@ -279,7 +286,7 @@ async def test_captions_labels_and_codes_are_text_and_bounded(tmp_path: Path) ->
             page.wait_for_function(
                 "[...window.desk.tiles.values()].every(t => t.marks.credit === 'Ana Lopez / Agency')")
             return {"order": order, "typed": caption_typed, "viewer": viewer, "tile_label": tile_label,
-                    "too_long": too_long, "bell": bell, "long_label": long_label,
+                    "too_long": too_long, "bell": bell, "mouse_focus": mouse_focus, "long_label": long_label,
                     "pwned": page.evaluate(PWNED),
                     "injected": page.evaluate("document.querySelectorAll('#panel img:not(#p-thumb), "
                                               ".tile .marks img, #viewer-caption :not(span), #viewer-caption span *, script:not([src])').length")}
@@ -298,6 +305,7 @@ async def test_captions_labels_and_codes_are_text_and_bounded(tmp_path: Path) ->
     assert MARKUP[:60] in seen["viewer"]["marks"] and seen["tile_label"] == MARKUP[:60]
     assert seen["pwned"] is None and seen["injected"] == 0
     assert "at most 2000" in seen["too_long"]
+    assert seen["mouse_focus"] == seen["order"][1] and others[0].rating == 3 and others[0].color == 4
     assert seen["bell"][0] == 400 and "control characters" in seen["bell"][1]
     assert seen["long_label"][0] == 400 and "at most 64" in seen["long_label"][1]
     assert all(m.credit == "Ana Lopez / Agency" for m in [first, *others]) and origins == {cam_a}
