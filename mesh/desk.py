@@ -112,7 +112,9 @@ class Desk:
                     except trio.WouldBlock:
                         break
                 facts: list[Facts] = await rt.call(read_facts, rt.card, board.me, ids)
-                board.update(facts)
+                new = board.update(facts)
+                if new and self.marks.templates:
+                    await self.marks.arrived(new)
                 self._wake()
         finally:
             unsubscribe()

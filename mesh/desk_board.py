@@ -144,16 +144,20 @@ class Board:
         self._by_version.move_to_end(image_id)
         return self.version
 
-    def update(self, facts: Iterable[Facts]) -> None:
+    def update(self, facts: Iterable[Facts]) -> list[Facts]:
+        """Take in what the card says; the facts of the pictures new to the board."""
+        new = []
         for f in facts:
             tile = self.tiles.get(f.image_id)
             if tile is None:
                 self.tiles[f.image_id] = Tile(f, self._touch(f.image_id))
+                new.append(f)
             elif tile.facts != f:
                 tile.facts = f
                 if f.where is not Where.ABSENT:
                     tile.progress = None
                 tile.version = self._touch(f.image_id)
+        return new
 
     def progress(self, image_id: str, peer: str, done: int, total: int) -> None:
         tile = self.tiles.get(image_id)

@@ -7,8 +7,11 @@ Routes (all JSON; a refused value answers 400 with the reason, nothing changed):
     set those fields on each picture; answers ``{"ok", "marks": {id: marks}}``.
 ``GET /api/labels`` / ``POST /api/labels {"class": 1-8, "label": text}``
     the colour classes' labels (Photo Mechanic's names until renamed).
-``POST /api/template {"origin": device id, "set": {caption fields}, "only_empty": bool}``
-    a caption template applied to every picture of one camera on the board.
+``POST /api/template {"origin": device id, "set": {caption fields}, "only_empty": bool,
+"keep": bool}``
+    a caption template applied to every picture of one camera on the board; with ``keep``,
+    also to that camera's pictures that arrive later while this desk runs (``"set": {}``
+    with ``keep`` forgets it).
 ``GET /api/codes`` / ``POST /api/codes {"text": a code-replacement file}``
     Photo Mechanic's code replacements (``code<TAB>text`` lines) that the page expands as
     ``\\code\\`` is typed.
@@ -30,6 +33,7 @@ from storage.marks import FIELDS, MAX_SHORT_TEXT, MAX_TEXT
 
 if TYPE_CHECKING:
     from mesh.desk import Desk
+    from mesh.desk_board import Facts
 
 log = logging.getLogger("cammesh.desk")
 
@@ -98,6 +102,8 @@ class DeskMarks:
         self.desk = desk
         self.codes = dict(codes or {})
         self.codes_source = codes_source
+        # Templates kept for a camera's later pictures: origin -> (fields, only_empty).
+        self.templates: dict[str, tuple[dict[str, Any], bool]] = {}
 
     @classmethod
     def codes_from(cls, path: Path) -> dict[str, str]:
@@ -127,8 +133,12 @@ class DeskMarks:
         if path == "/api/labels":
             return await self.set_label(body.get("class"), body.get("label"))
         if path == "/api/template":
+            keep = body.get("keep") is True
+            if keep and body.get("set") == {} and isinstance(body.get("origin"), str):
+                self.templates.pop(body["origin"], None)
+                return {"ok": True, "pictures": 0}
             return await self.apply_template(body.get("origin"), _fields(body.get("set")),
-                                             only_empty=body.get("only_empty") is True)
+                                             only_empty=body.get("only_empty") is True, keep=keep)
         if path == "/api/codes":
             return self.set_codes(body.get("text"), body.get("source"))
         return None
@@ -165,22 +175,38 @@ class DeskMarks:
         return {"ok": True, "labels": self._labels_json()}
 
     async def apply_template(self, origin: object, fields: dict[str, Any], *,
-                             only_empty: bool) -> dict[str, Any]:
+                             only_empty: bool, keep: bool = False) -> dict[str, Any]:
         """A caption template for one camera's pictures: the fields given, on each of them
-        (with ``only_empty``, only where that field is still empty)."""
+        (with ``only_empty``, only where that field is still empty; with ``keep``, on its
+        pictures that arrive later too)."""
         if not isinstance(origin, str) or set(fields) - set(CAPTION_FIELDS) or not fields:
             raise Refused(400, f"a template names a camera and some of {', '.join(CAPTION_FIELDS)}")
-        tiles = [t for t in self.desk.board.tiles.values() if t.facts.origin == origin]
-        if not tiles:
+        facts = [t.facts for t in self.desk.board.tiles.values() if t.facts.origin == origin]
+        if not facts and not keep:
             raise Refused(404, "no pictures of that camera are on this desk")
-        changed = []
-        for tile in tiles:
-            current = tile.facts.marks
-            wanted = {k: v for k, v in fields.items() if not only_empty or not getattr(current, k)}
+        changed = await self._apply(facts, fields, only_empty)
+        if keep:
+            self.templates[origin] = (fields, only_empty)
+        return {"ok": True, "pictures": changed}
+
+    async def arrived(self, new: list[Facts]) -> None:
+        """New pictures on the board: a kept template of their camera applies to them."""
+        for origin, (fields, only_empty) in self.templates.items():
+            mine = [f for f in new if f.origin == origin]
+            if mine:
+                try:
+                    await self._apply(mine, fields, only_empty)
+                except Refused as exc:  # the camera's template no longer fits: say so, go on
+                    log.warning("the caption template for %s was not applied: %s", origin[:12], exc)
+
+    async def _apply(self, facts: list[Facts], fields: dict[str, Any], only_empty: bool) -> int:
+        changed = 0
+        for f in facts:
+            wanted = {k: v for k, v in fields.items() if not only_empty or not getattr(f.marks, k)}
             if wanted:
-                await self.set_marks([tile.facts.image_id], wanted)
-                changed.append(tile.facts.image_id)
-        return {"ok": True, "pictures": len(changed)}
+                await self.set_marks([f.image_id], wanted)
+                changed += 1
+        return changed
 
     def set_codes(self, text: object, source: object) -> dict[str, Any]:
         if not isinstance(text, str):

@@ -93,3 +93,31 @@ def test_code_replacement_files_as_photo_mechanic_writes_them() -> None:
         r"Ana M. Lopez scores for FC Porto, \nope\ and a \ lone"
     with pytest.raises(ValueError, match="line 1"):
         parse_codes("x\tbell\x07")
+
+
+async def test_a_kept_template_captions_the_cameras_later_pictures(tmp_path: Path) -> None:
+    from mesh.desk import Desk
+    from protocol.store import ImageRecord, Where
+
+    async with desk_running(tmp_path) as desk:
+        rt = desk.runtime
+        board = Desk(rt)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(board.run)
+            camera = board.board.tiles[desk.peer].facts.origin
+            answer = await board.marks.answer("POST", "/api/template", {
+                "origin": camera, "set": {"credit": "Agency"}, "keep": True})
+            assert answer == {"ok": True, "pictures": 1}
+            later = "ab" * 32
+            await rt.call(rt.card.add_thumbnail, ImageRecord(
+                image_id=later, origin=camera, seq=2, name="IMG_2.JPG", size=10, mime="image/jpeg",
+                capture_time=None, metadata={}, thumbnail=b"", where=Where.ABSENT), rt.now())
+            board.reread([later])  # as the thumbnail's arrival makes the desk do
+            with trio.fail_after(10):
+                while (await rt.call(rt.card.marks, later)).credit != "Agency":
+                    await trio.sleep(0.02)
+            # Forgotten: a camera's next picture keeps its own (empty) credit.
+            await board.marks.answer("POST", "/api/template", {"origin": camera, "set": {}, "keep": True})
+            assert board.marks.templates == {}
+            assert (await rt.call(rt.card.marks, desk.local[0])).credit == ""  # another camera's
+            nursery.cancel_scope.cancel()
