@@ -317,6 +317,8 @@ def _reason(exc: BaseException, target: Target | None) -> str:
     if isinstance(exc, EOFError | ConnectionResetError | BrokenPipeError):
         return f"{where} closed the connection"
     name = type(exc).__name__
+    if name in ("ConnectionLost", "DisconnectError"):
+        return f"{where} closed the connection ({exc})"
     if name == "PermissionDenied":
         return f"the server refused the login: {exc}"
     if name == "HostKeyNotVerifiable":

@@ -212,18 +212,22 @@ async def test_resized_copies_carry_their_caption_in_xmp(tmp_path: Path) -> None
     assert (marks.caption, marks.credit, marks.rating) == ("Copy <i>cap</i>", "Desk", 4)
 
 
-async def test_a_refused_login_and_a_server_that_is_not_there_are_named(tmp_path: Path) -> None:
-    server, credentials = server_for("ftp", tmp_path)
+@pytest.mark.parametrize("kind", ["ftp", "sftp"])
+async def test_a_refused_login_and_a_server_that_is_not_there_are_named(
+    kind: str, tmp_path: Path
+) -> None:
+    server, credentials = server_for(kind, tmp_path)
     server.start()
     wrong = tmp_path / "wrong.toml"
-    wrong.write_text('password = "not it"\n')
+    wrong.write_text(credentials.read_text().replace(PASSWORD, "not it"))
     wrong.chmod(0o600)
     try:
         async with desk_and_camera(tmp_path / "mesh") as mesh:
             await mesh.desk.call(mesh.desk.card.set_marks, mesh.ids[0], tagged=True)
             async with delivering(mesh, target_of(server, wrong)) as deliverer:
                 error = await until("the refusal", lambda: deliverer.status_json()["error"])
-                assert "refused the login" in error and "530" in error
+                assert "refused the login" in error
+                assert kind == "sftp" or "530" in error
                 row = deliverer.status_json()["entries"][0]
                 assert row["state"] != "delivered" and row["error"] == error
             nobody = parse_target(f"ftp://{USER}@127.0.0.1:{free_port()}/", credentials)
