@@ -7,7 +7,8 @@ import datetime
 import json
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from protocol.store import DispersionEntry, HeldRecord, ImageRecord, Usage
     from storage.card import Card
     from storage.importer import ImportSummary
+    from storage.marks import Stamped
 
 Subparsers = Any  # argparse's _SubParsersAction, whose type is private
 LONG_IMPORT = 20  # files; fewer import in a blink and need no progress bar
@@ -220,14 +222,24 @@ def add_ls(subparsers: Subparsers) -> None:
 
 
 def as_json(record: ImageRecord, thumbnail_source: str | None,
-            holders: list[DispersionEntry] | None = None) -> dict[str, Any]:
+            holders: list[DispersionEntry] | None = None,
+            marks: Mapping[str, Stamped] | None = None,
+            labels: Mapping[int, str] | None = None) -> dict[str, Any]:
     from mesh.control import image_json
+    from storage.marks import DEFAULT_COLOR_LABELS, marks_of
 
+    shown_marks = marks_of(marks or {})
     return {
         **image_json(record, thumbnail_source),
         # The dispersion list's entries for this picture: who holds (or is getting) it.
         "holders": [{"holder": e.holder, "state": e.state.value, "updated_at": e.updated_at}
                     for e in holders or ()],
+        # The editor's marks (issue 19), each field's last change as (time, device id).
+        "marks": shown_marks.as_json(),
+        "color_label": None if shown_marks.color is None
+        else (labels or DEFAULT_COLOR_LABELS)[shown_marks.color],
+        "marks_changed": {name: {"at": m.at, "device": m.device}
+                          for name, m in sorted((marks or {}).items())},
     }
 
 
@@ -245,6 +257,8 @@ class Listing:
     dispersion: list[DispersionEntry]
     held: list[HeldRecord]
     usage: Usage | None  # None when a running node holds the card
+    marks: dict[str, dict[str, Stamped]] = field(default_factory=dict)  # image id -> field -> mark
+    labels: dict[int, str] = field(default_factory=dict)  # colour class -> label
 
 
 def read_listing(card_dir: Path) -> Listing:
@@ -252,11 +266,13 @@ def read_listing(card_dir: Path) -> Listing:
     from storage.card import Card
     from storage.catalog import CATALOG_NAME, Catalog
     from storage.errors import CardBusy
+    from storage.marks import labels_of
 
     try:
         with Card.open(card_dir) as card:
             return Listing(card.images(), card.thumbnail_sources(), card.dispersion_list(),
-                           card.held_originals(), card.usage())
+                           card.held_originals(), card.usage(), card.all_stamped_marks(),
+                           card.color_labels())
     except CardBusy:
         pass
     # SQLite in WAL mode lets this reader see the last commit while the node keeps writing.
@@ -264,7 +280,9 @@ def read_listing(card_dir: Path) -> Listing:
     try:
         with catalog.transaction():
             return Listing(catalog.images(), catalog.thumbnail_sources(),
-                           catalog.dispersion_list(), catalog.held_originals(), None)
+                           catalog.dispersion_list(), catalog.held_originals(), None,
+                           catalog.all_stamped_marks(), labels_of(
+                               (n, str(s.value)) for n, s in catalog.color_labels().items()))
     finally:
         catalog.close()
 
@@ -285,7 +303,8 @@ def run_ls(args: argparse.Namespace) -> int:
         by_image.setdefault(entry.image_id, []).append(entry)
     records = listing.records
     if args.json:
-        json.dump([as_json(r, listing.sources.get(r.image_id), by_image.get(r.image_id))
+        json.dump([as_json(r, listing.sources.get(r.image_id), by_image.get(r.image_id),
+                           listing.marks.get(r.image_id), listing.labels)
                    for r in records], sys.stdout, indent=1)
         print()
         return 0

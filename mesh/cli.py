@@ -32,6 +32,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "mesh.node_commands": ("node", "status", "peers", "request", "refuse", "get", "collect",
                            "repair"),
     "mesh.desk_commands": ("desk",),
+    "mesh.export_commands": ("export",),
     "mesh.ftp_commands": ("ftp",),
     "mesh.demo": ("demo",),
     "sim.cli": ("sim",),

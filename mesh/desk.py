@@ -9,8 +9,10 @@ Routes: ``GET /`` and ``/static/*``; ``GET /api/tiles?offset=&limit=`` (newest
 first); ``GET /api/events?since=V`` (SSE); ``GET /api/ftp`` (the node's FTP cameras);
 ``GET /thumb/ID``; ``GET /original/ID``
 (``?download=1``); ``POST /api/request {"ids", "max_side", "quality"}``;
-``POST /api/refuse {"ids"}``.  Requests with a foreign Host or Origin are
-refused, so another web site cannot drive the desk from the user's browser.
+``POST /api/refuse {"ids"}``; the editor's marks, labels, caption templates and
+code replacements (mesh/desk_marks.py).  Other parts add routes of their own to
+``Desk.routes``.  Requests with a foreign Host or Origin are refused, so another web
+site cannot drive the desk from the user's browser.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from mesh.desk_board import FINISHED, REREAD, Board, Facts, image_of, read_facts
+from mesh.desk_marks import ROUTES as MARKS_ROUTES
+from mesh.desk_marks import DeskMarks, Refused
 from mesh.errors import HttpError
 from mesh.runtime import Runtime
 from protocol import events as ev
@@ -56,17 +60,27 @@ NO_THUMBNAIL = (
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# A route another part of the desk adds: (method, path, query, receive, send) -> answered?
+Route = Callable[[str, str, dict[str, str], Receive, Send], Awaitable[bool]]
 
 
 class Desk:
     """The board of one running node, kept current by its events, and the ASGI app that shows it."""
 
-    def __init__(self, runtime: Runtime, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, runtime: Runtime, *, host: str = "127.0.0.1",
+                 codes: dict[str, str] | None = None) -> None:
         self.runtime = runtime
         self.host = host
         self.board = Board(runtime.identity.device_id)
         self.changed = trio.Event()
         self._reread_send, self._reread = trio.open_memory_channel[str](math.inf)
+        self.marks = DeskMarks(self, codes=codes)
+        self.routes: list[Route] = []  # tried in order before a 404 (export, delivery, ...)
+
+    def reread(self, ids: list[str]) -> None:
+        """Read these pictures' facts from the card again; pages get them in the next batch."""
+        for image_id in ids:
+            self._reread_send.send_nowait(image_id)
 
     # --- keeping the board current ------------------------------------------------------
 
@@ -81,6 +95,7 @@ class Desk:
         unsubscribe = rt.subscribe(self._on_event)
         unsubscribe_captures = rt.subscribe_captures(self._reread_send.send_nowait)
         try:
+            await self.marks.load_labels()
             board.update(await rt.call(read_facts, rt.card, board.me))
             self._wake()
             task_status.started()
@@ -92,7 +107,9 @@ class Desk:
                     except trio.WouldBlock:
                         break
                 facts: list[Facts] = await rt.call(read_facts, rt.card, board.me, ids)
-                board.update(facts)
+                new = board.update(facts)
+                if new and self.marks.templates:
+                    await self.marks.arrived(new)
                 self._wake()
         finally:
             unsubscribe()
@@ -189,7 +206,17 @@ class Desk:
             else:
                 await self.refuse(ids)
             await _send_json(send, {"ok": True, "ids": ids})
+        elif (method, path) in MARKS_ROUTES:
+            body = await _read_json(receive) if method == "POST" else {}
+            try:
+                answer = await self.marks.answer(method, path, body)
+            except Refused as exc:
+                raise HttpError(exc.status, str(exc)) from exc
+            await _send_json(send, answer)
         else:
+            for route in self.routes:
+                if await route(method, path, query, receive, send):
+                    return
             raise HttpError(404, f"no page {path}")
 
     # --- the answers ------------------------------------------------------------------------

@@ -17,6 +17,9 @@ from typing import Any
 from protocol import events as ev
 from protocol.store import DispersalState, TransferState, Where
 from storage.card import Card
+from storage.marks import DEFAULT_COLOR_LABELS, Marks
+
+NO_MARKS = Marks()
 
 # The information under a thumbnail (FIG. 17B, 18): EXIF keys as storage.metadata names them.
 SHOWN_METADATA = (
@@ -60,6 +63,7 @@ class Facts:
     holders: tuple[str, ...]  # dispersion-list holders that confirmed STORED
     held_for: str | None  # owner, when this card holds the original for it
     smaller: int | None = None  # bytes of the smaller copy this card keeps (FIG. 10, S64-S65)
+    marks: Marks = NO_MARKS  # the editor's rating, colour class, tag and captions (issue 19)
 
 
 def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Facts]:
@@ -77,6 +81,7 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
     # Our own user's choices (FIG. 13B "not necessary", FIG. 14A "transfer") live apart
     # from what peers asked of us.
     decided = {d.image_id: TransferState(d.decision.value) for d in card.decisions()}
+    marks = card.all_marks() if ids is None else {r.image_id: card.marks(r.image_id) for r in records}
     out = []
     for r in records:
         decision = decided.get(r.image_id, TransferState.UNTRANSMITTED)
@@ -88,6 +93,7 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
                 where=r.where, thumbnail_at=r.thumbnail_at, original_at=r.original_at,
                 decision=decision, holders=tuple(holders.get(r.image_id, ())),
                 held_for=held.get(r.image_id), smaller=smaller.get(r.image_id),
+                marks=marks.get(r.image_id, NO_MARKS),
             )
         )
     return out
@@ -129,6 +135,7 @@ class Board:
         self.tiles: dict[str, Tile] = {}
         self.names: dict[str, str] = {}  # device id -> name
         self.connected: set[str] = set()
+        self.labels: dict[int, str] = dict(DEFAULT_COLOR_LABELS)  # colour class -> its label
         self._by_version: OrderedDict[str, None] = OrderedDict()  # ids, oldest change first
 
     def _touch(self, image_id: str) -> int:
@@ -137,16 +144,20 @@ class Board:
         self._by_version.move_to_end(image_id)
         return self.version
 
-    def update(self, facts: Iterable[Facts]) -> None:
+    def update(self, facts: Iterable[Facts]) -> list[Facts]:
+        """Take in what the card says; the facts of the pictures new to the board."""
+        new = []
         for f in facts:
             tile = self.tiles.get(f.image_id)
             if tile is None:
                 self.tiles[f.image_id] = Tile(f, self._touch(f.image_id))
+                new.append(f)
             elif tile.facts != f:
                 tile.facts = f
                 if f.where is not Where.ABSENT:
                     tile.progress = None
                 tile.version = self._touch(f.image_id)
+        return new
 
     def progress(self, image_id: str, peer: str, done: int, total: int) -> None:
         tile = self.tiles.get(image_id)
@@ -206,6 +217,7 @@ class Board:
             "held_for": None if f.held_for is None else self.names.get(f.held_for, f.held_for[:12]),
             "smaller": f.smaller,
             "note": tile.note,
+            "marks": f.marks.as_json(),
             "v": tile.version,
         }
 
@@ -223,6 +235,7 @@ class Board:
             "total": len(self.tiles),
             "transferring": counts.get(Mark.TRANSFERRING, 0),
             "marks": counts,
+            "labels": {str(n): text for n, text in sorted(self.labels.items())},
             "cameras": [
                 {"id": o, "name": self.names.get(o, o[:12]), "count": n,
                  "connected": o in self.connected, "me": o == self.me}

@@ -48,6 +48,13 @@ def add_desk(subparsers: Subparsers) -> None:
                    help="no CARD: make a desk and two cameras in a temporary folder and run them")
     p.add_argument("--screenshot", type=Path, metavar="PNG",
                    help="with --demo: save a picture of the page after the demo ran, then exit")
+    p.add_argument("--codes", type=Path, metavar="FILE",
+                   help="a Photo Mechanic code-replacement file (code<TAB>text lines): "
+                   "\\code\\ in a caption is replaced as it is typed")
+    from mesh.deliver_commands import add_delivery_options, add_export_options
+
+    add_delivery_options(p)
+    add_export_options(p)
     p.set_defaults(run=run_desk_command)
 
 
@@ -66,22 +73,42 @@ def run_desk_command(args: argparse.Namespace) -> int:
     if args.card is None:
         raise MeshError("name the desk's CARD folder, or run `cammesh desk --demo`")
     from mesh.daemon import run_node
+    from mesh.deliver_commands import check_delivery_options, deliverer_for, export_for
+
+    check_delivery_options(args)
     from storage.card import Card
 
+    codes = None
+    if args.codes is not None:
+        from mesh.desk_marks import DeskMarks
+
+        try:
+            codes = DeskMarks.codes_from(args.codes)
+        except (OSError, ValueError) as exc:
+            raise MeshError(f"the code-replacement file {args.codes} cannot be used: {exc}") from exc
     with Card.open(args.card) as card:
         runtime = build_runtime(args, card)
         ftp = ftp_settings(args)
+        deliverer = deliverer_for(args, runtime)
+        exporter = export_for(args, runtime)
 
         async def main() -> None:
-            from mesh.desk import serve_desk
+            from mesh.desk import Desk, serve_desk
 
             async with trio.open_nursery() as nursery:
                 await nursery.start(lambda task_status: run_node(
                     runtime, discovery=not args.no_discovery, interface=args.interface,
                     watch=args.watch, watch_mode=args.watch_mode, ftp=ftp,
                     task_status=task_status))
+                desk = Desk(runtime, host=web.host, codes=codes)
+                if deliverer is not None:
+                    desk.routes.append(deliverer.route)
+                    await nursery.start(deliverer.run)
+                if exporter is not None:
+                    desk.routes.append(exporter.route)
+                    await nursery.start(exporter.run)
                 url = await nursery.start(lambda task_status: serve_desk(
-                    runtime, host=web.host, port=web.port, task_status=task_status))
+                    runtime, host=web.host, port=web.port, desk=desk, task_status=task_status))
                 print(f"the desk is on {url}/  (Ctrl-C to stop)", flush=True)
                 await _until_signal()
                 nursery.cancel_scope.cancel()

@@ -12,6 +12,7 @@ hands each call to the part that owns it:
     storage.partials     incoming transfers, resumed and verified
     storage.sealed_form  picture keys, and the sealed form holders get (issue 7)
     storage.settings     name, role, capacity and reserve;  storage.catalog: the SQLite catalog
+    storage.card_marks   the editor's marks and colour labels (issue 19)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from protocol.store import (
     Usage,
     Where,
 )
+from storage.card_marks import CardMarks
 from storage.catalog import Catalog
 from storage.errors import (
     AmbiguousId,
@@ -99,7 +101,7 @@ def _from_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Conc
     return _locked(call)
 
 
-class Card:
+class Card(CardMarks):
     """A card folder opened for use; create with ``Card.create``, open with ``Card.open``."""
 
     def __init__(self, path: Path, catalog: Catalog) -> None:

@@ -1,4 +1,5 @@
-"""The card's catalog: one SQLite file in WAL mode, its schema versioned by migrations.
+"""The card's catalog: one SQLite file in WAL mode, its schema versioned by migrations
+(storage.schema).
 
 Every method that changes something is one transaction (``with catalog.transaction():``
 groups several).  The catalog holds no lock of its own: ``Card`` serialises calls.
@@ -36,110 +37,11 @@ from protocol.store import (
     Where,
 )
 from storage.errors import CatalogTooNew, StoreError
+from storage.marks import Stamped, decode_value, encode_value
 from storage.movies import StripFrame
+from storage.schema import MIGRATIONS
 
 CATALOG_NAME: Final = "catalog.sqlite"
-
-# Ordered migration steps: step i brings the schema from version i to i + 1
-# (PRAGMA user_version).  Never edit a released step; append a new one.
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE card (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE images (
-        image_id TEXT PRIMARY KEY,
-        origin TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        mime TEXT NOT NULL,
-        capture_time REAL,
-        metadata TEXT NOT NULL,
-        thumbnail BLOB NOT NULL,
-        thumbnail_source TEXT,
-        original_where TEXT NOT NULL CHECK (original_where IN ('local', 'dispersed', 'absent')),
-        thumbnail_at REAL,
-        original_at REAL,
-        wrapped_key BLOB,
-        UNIQUE (origin, seq)
-    );
-    CREATE TABLE transfers (
-        peer TEXT NOT NULL,
-        image_id TEXT NOT NULL,
-        state TEXT NOT NULL,
-        max_side INTEGER,
-        quality INTEGER,
-        PRIMARY KEY (peer, image_id)
-    );
-    CREATE TABLE dispersion (
-        image_id TEXT NOT NULL,
-        holder TEXT NOT NULL,
-        state TEXT NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (image_id, holder)
-    );
-    CREATE TABLE held (
-        image_id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        stored_at REAL NOT NULL
-    );
-    CREATE TABLE reservations (image_id TEXT PRIMARY KEY, size INTEGER NOT NULL);
-    CREATE TABLE smaller (
-        image_id TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        stored_at REAL NOT NULL
-    );
-    CREATE TABLE partials (
-        image_id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        length INTEGER NOT NULL,
-        PRIMARY KEY (image_id, kind)
-    );
-    """,
-    # 2: our own user's decisions get a table of their own (they were transfer rows keyed by
-    # this device's own id); existing ones move over.
-    """
-    CREATE TABLE decisions (
-        image_id TEXT PRIMARY KEY,
-        decision TEXT NOT NULL CHECK (decision IN ('requested', 'refused')),
-        max_side INTEGER,
-        quality INTEGER,
-        decided_at REAL NOT NULL
-    );
-    INSERT INTO decisions (image_id, decision, max_side, quality, decided_at)
-        SELECT image_id, state, max_side, quality, 0 FROM transfers
-        WHERE peer = (SELECT value FROM card WHERE key = 'device_id')
-          AND state IN ('requested', 'refused');
-    DELETE FROM transfers WHERE peer = (SELECT value FROM card WHERE key = 'device_id');
-    """,
-    # 3: originals travel to holders sealed with a per-picture key (issue 7).  The owner keeps
-    # each key beside its dispersion list; a holder records the digest of what it holds
-    # (originals held before sealing were plaintext: their digest is their id).
-    """
-    CREATE TABLE picture_keys (
-        image_id TEXT PRIMARY KEY,
-        key BLOB NOT NULL CHECK (length(key) = 32),
-        sealed_size INTEGER,  -- with the digest, once the original was first sealed
-        sealed_digest TEXT
-    );
-    ALTER TABLE held ADD COLUMN digest TEXT;
-    UPDATE held SET digest = image_id;
-    """,
-    # 4: a movie's strip of keyframe thumbnails (FIG. 15-16), kept with its picture; the
-    # first frame is the poster (also the picture's thumbnail).  Older cards have no movies
-    # with strips: the table starts empty.
-    """
-    CREATE TABLE strip_frames (
-        image_id TEXT NOT NULL,
-        position INTEGER NOT NULL CHECK (position >= 0),
-        time REAL NOT NULL,
-        byte_offset INTEGER,  -- where the keyframe's packet starts in the movie file
-        kind TEXT NOT NULL CHECK (kind IN ('interval', 'scene')),
-        jpeg BLOB NOT NULL,
-        PRIMARY KEY (image_id, position)
-    );
-    """,
-)
 
 _IMAGE_COLUMNS: Final = (
     "image_id, origin, seq, name, size, mime, capture_time, metadata, thumbnail,"
@@ -528,6 +430,43 @@ class Catalog:
 
     def delete_partial(self, image_id: str, kind: Incoming) -> None:
         self._run("DELETE FROM partials WHERE image_id = ? AND kind = ?", (image_id, kind.value))
+
+    # --- the editor's marks (storage.marks), per field with the stamp of its last change ---
+    def stamped_marks(self, image_id: str) -> dict[str, Stamped]:
+        return {r["field"]: _stamped(r) for r in self._all(
+            "SELECT * FROM marks WHERE image_id = ?", (image_id,)
+        )}
+
+    def all_stamped_marks(self) -> dict[str, dict[str, Stamped]]:
+        """Every picture's stamped marks, for the desk's board and ``cammesh ls``."""
+        out: dict[str, dict[str, Stamped]] = {}
+        for r in self._all("SELECT * FROM marks"):
+            out.setdefault(r["image_id"], {})[r["field"]] = _stamped(r)
+        return out
+
+    def put_marks(self, image_id: str, stamped: Mapping[str, Stamped]) -> None:
+        """Store these fields' values and stamps in one commit (the caller merged them)."""
+        with self.transaction():
+            for name, mark in stamped.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO marks (image_id, field, value, changed_at, device)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (image_id, name, encode_value(mark.value), mark.at, mark.device),
+                )
+
+    def color_labels(self) -> dict[int, Stamped]:
+        return {int(r["class"]): Stamped(r["label"], r["changed_at"], r["device"])
+                for r in self._all("SELECT * FROM color_labels")}
+
+    def put_color_label(self, number: int, label: Stamped) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO color_labels (class, label, changed_at, device)"
+            " VALUES (?, ?, ?, ?)", (number, label.value, label.at, label.device),
+        )
+
+
+def _stamped(row: sqlite3.Row) -> Stamped:
+    return Stamped(decode_value(row["field"], row["value"]), row["changed_at"], row["device"])
 
 
 def _held(row: sqlite3.Row) -> HeldRecord:

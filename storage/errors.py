@@ -18,6 +18,7 @@ __all__ = [
     "CatalogTooNew",
     "HashMismatch",
     "ImportRejected",
+    "InvalidMarks",
     "MovieUnusable",
     "NotACard",
     "NotFound",
@@ -56,3 +57,7 @@ class ImportRejected(StoreError):
 class MovieUnusable(StoreError):
     """A movie gives no strip (damaged, hostile, or no decoder); the message is the reason
     shown with its placeholder, and the movie itself is still imported."""
+
+
+class InvalidMarks(StoreError, ValueError):
+    """A mark or colour label was refused (out of range, too long, control characters)."""

@@ -25,9 +25,23 @@ const desk = (window.desk = {
   ftp: null,             // this node's FTP door: {port, cameras: [...]}, or null
   pairs: new Map(),      // RAW+JPEG pair key -> ids of its pictures here
   log: [],               // [ms, id, mark, done, total]: every mark change the page showed
+  focus: null,           // the picture the keyboard acts on (desk_cull.js)
+  focusIndex: 0,         // its place in desk.order, kept to refocus when it is filtered out
+  filters: { rating: 0, color: "", tagged: "", state: "", since: 0 }, // desk_filters.js
+  sort: "capture-desc",
+  labels: {},            // colour class "1".."8" -> its label (text)
+  codes: {},             // Photo Mechanic code replacements: code -> text
+  hooks: { tiles: [], focus: [], marks: [] }, // desk.on(kind, fn): for export and delivery
   metrics: { firstTiles: null, allLoaded: null, renders: 0, renderMs: null, orderMs: null },
   loaded: false,
 });
+
+desk.on = (kind, fn) => { desk.hooks[kind].push(fn); };
+function emit(kind, value) {
+  for (const fn of desk.hooks[kind]) {
+    try { fn(value); } catch (err) { console.error(err); }
+  }
+}
 
 const $ = (id) => document.getElementById(id);
 const grid = $("grid");
@@ -90,11 +104,14 @@ function rebuildOrder() {
   for (const t of desk.tiles.values()) {
     if (desk.filter && t.origin !== desk.filter) continue;
     if (desk.photographer && photographerOf(t) !== desk.photographer) continue;
+    if (!passesFilters(t)) continue; // desk_filters.js: rating, colour, tag, state, time
     shown.push(t);
   }
-  shown.sort(newestFirst);
+  shown.sort(SORTS[desk.sort] || newestFirst);
   desk.order = shown.map((t) => t.id);
   desk.metrics.orderMs = performance.now() - started;
+  keepFocus(); // desk_cull.js
+  scheduleCounts();
   layout();
 }
 
@@ -145,6 +162,7 @@ function render() {
       el._x = x; el._y = y;
     }
     el.classList.toggle("selected", desk.selected.has(id));
+    el.classList.toggle("focus", desk.focus === id);
     const until = desk.fresh.get(id);
     if (until !== undefined && until < now) desk.fresh.delete(id);
     el.classList.toggle("fresh", until !== undefined && until >= now);
@@ -163,7 +181,9 @@ function createTile(t) {
   el.dataset.id = t.id;
   el.innerHTML = `
     <label class="pick"><input type="checkbox" aria-label="select"></label>
-    <div class="thumb"><img loading="lazy" decoding="async" alt=""></div>
+    <div class="thumb"><img loading="lazy" decoding="async" alt="">
+      <div class="marks"><span class="stars">${[1, 2, 3, 4, 5].map((n) => `<b data-n="${n}">☆</b>`).join("")}</span>
+        <span class="color"></span><button class="tag" title="tag (T)">Tag</button></div></div>
     <div class="badge"></div>
     <div class="bar"><span></span></div>
     <div class="info">
@@ -178,9 +198,24 @@ function createTile(t) {
   img.src = "/thumb/" + t.id;
   img.alt = t.name;
   el.querySelector("input").addEventListener("change", () => toggle(t.id));
-  el.querySelector(".thumb").addEventListener("click", () => {
+  el.querySelector(".thumb").addEventListener("click", (e) => {
+    if (e.target.closest(".marks")) return;
     const tile = desk.tiles.get(t.id);
+    setFocus(t.id);
     if (hasOriginal(tile)) openViewer(tile); else toggle(t.id);
+  });
+  el.querySelector(".thumb").addEventListener("dblclick", () => openViewer(desk.tiles.get(t.id)));
+  el.addEventListener("click", (e) => { if (!e.target.closest(".thumb, .actions, .pick")) setFocus(t.id); });
+  for (const star of el.querySelectorAll(".stars b")) {
+    star.addEventListener("click", () => {
+      const n = parseInt(star.dataset.n);
+      setFocus(t.id);
+      setMarks([t.id], { rating: desk.tiles.get(t.id).marks.rating === n ? 0 : n });
+    });
+  }
+  el.querySelector(".tag").addEventListener("click", () => {
+    setFocus(t.id);
+    setMarks([t.id], { tagged: !desk.tiles.get(t.id).marks.tagged });
   });
   el.querySelector(".refuse").addEventListener("click", () => post("/api/refuse", { ids: [t.id] }));
   el.querySelector(".open").addEventListener("click", (e) => { e.preventDefault(); openViewer(desk.tiles.get(t.id)); });
@@ -194,6 +229,7 @@ function fillTile(el, t) {
   el._v = t.v;
   el.dataset.mark = t.mark;
   el.className = "tile mark-" + t.mark;
+  fillMarks(el, t); // desk_cull.js: stars, colour class, tag
   el.title = t.note || "";
   el.querySelector(".badge").textContent = markText(t);
   el.querySelector(".bar span").style.width = t.progress ? (100 * t.progress[0]) / t.progress[1] + "%" : (hasOriginal(t) ? "100%" : "0");
@@ -240,6 +276,7 @@ function apply(tiles, status, live) {
       }
     }
     if (!old || when(old) !== when(t)) reorder = true;
+    if (old && filtersActive() && (old.mark !== t.mark || JSON.stringify(old.marks) !== JSON.stringify(t.marks))) reorder = true;
     if (!old && live) desk.fresh.set(t.id, now + FRESH_MS);
     if (!old || old.mark !== t.mark || (t.progress && (!old.progress || old.progress[0] !== t.progress[0]))) {
       desk.log.push([Math.round(now), t.id, t.mark, t.progress ? t.progress[0] : null, t.progress ? t.progress[1] : null]);
@@ -248,7 +285,8 @@ function apply(tiles, status, live) {
   }
   if (status) showStatus(status);
   if (newPhotographer) showPhotographers();
-  if (reorder) rebuildOrder(); else queueRender();
+  if (reorder) rebuildOrder(); else { queueRender(); scheduleCounts(); }
+  emit("tiles", tiles);
 }
 
 function showStatus(s) {
@@ -258,6 +296,7 @@ function showStatus(s) {
   }
   const changedCameras = JSON.stringify(s.cameras) !== JSON.stringify(desk.status && desk.status.cameras);
   desk.status = s;
+  if (s.labels && JSON.stringify(s.labels) !== JSON.stringify(desk.labels)) showLabels(s.labels);
   $("me").textContent = s.me ? "— " + s.me.name : "";
   desk.version = Math.max(desk.version, s.version);
   $("busy").hidden = !s.transferring;
@@ -355,16 +394,25 @@ function follow() {
   source.onerror = () => { source.close(); setTimeout(follow, 1000); };
 }
 
+// POST JSON; the answer, or null after showing the desk's reason (as text) in the toast.
 async function post(path, body) {
   try {
     const r = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    if (!r.ok) throw new Error((await r.json()).error || r.statusText);
+    const answer = await r.json();
+    if (!r.ok) throw new Error(answer.error || r.statusText);
+    return answer;
   } catch (err) {
-    const toast = $("toast");
-    toast.textContent = String(err.message || err);
-    toast.hidden = false;
-    setTimeout(() => { toast.hidden = true; }, 4000);
+    showToast(String(err.message || err));
+    return null;
   }
+}
+
+function showToast(text) {
+  const toast = $("toast");
+  toast.textContent = text;
+  toast.hidden = false;
+  clearTimeout(showToast.timer);
+  showToast.timer = setTimeout(() => { toast.hidden = true; }, 6000);
 }
 
 // --- selection, transfer, viewer ----------------------------------------------------------------
@@ -398,18 +446,9 @@ $("clear").addEventListener("click", () => { desk.selected.clear(); selectionCha
 $("camera").addEventListener("change", (e) => { desk.filter = e.target.value; rebuildOrder(); });
 $("photographer").addEventListener("change", (e) => { desk.photographer = e.target.value; rebuildOrder(); });
 
-function openViewer(t) {
-  if (!t || !hasOriginal(t)) return;
-  $("viewer-img").src = "/original/" + t.id;
-  $("viewer-name").textContent = `${t.name}${t.mark === "smaller" ? " (smaller copy)" : ""} — ${cameraName(t.origin)}`;
-  $("viewer-download").href = `/original/${t.id}?download=1`;
-  $("viewer").hidden = false;
-}
-$("viewer-close").addEventListener("click", () => { $("viewer").hidden = true; $("viewer-img").src = ""; });
-document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("viewer-close").click(); });
-
 window.addEventListener("scroll", queueRender, { passive: true });
 window.addEventListener("resize", layout);
 setInterval(() => { if (desk.fresh.size) queueRender(); }, 500); // let highlights fade
-loadAll();
-followFtp();
+// Once every script of the page has run (desk_filters.js, desk_cull.js, desk_captions.js add
+// what the first answer already uses).
+document.addEventListener("DOMContentLoaded", () => { loadAll(); followFtp(); });

@@ -128,3 +128,27 @@ def test_a_card_in_use_is_refused_in_one_line(card: Path, tmp_path: Path, capsys
     with Card.open(card):  # as a running node would hold it
         assert main(["import", str(card), str(tmp_path)]) == 2
     assert "in use by another process" in one_line_error(capsys)
+
+
+def test_ls_json_shows_the_editors_marks_with_a_node_running_or_not(
+    card: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pictures = write_sample_jpegs(tmp_path / "in", 2, seed=5)
+    assert main(["import", str(card), str(tmp_path / "in")]) == 0
+    with Card.open(card) as opened:
+        first, second = (r.image_id for r in opened.images())
+        opened.set_marks(first, rating=4, color=2, tagged=True, caption="Goal", now=50.0)
+        opened.set_color_label(2, "Sports front", now=51.0)
+        device = opened.device_id
+    capsys.readouterr()
+    assert main(["ls", str(card), "--json"]) == 0
+    rows = {r["image_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[first]["marks"] == {"rating": 4, "color": 2, "tagged": True, "caption": "Goal",
+                                    "headline": "", "credit": "", "keywords": []}
+    assert rows[first]["color_label"] == "Sports front"
+    assert rows[first]["marks_changed"]["rating"] == {"at": 50.0, "device": device}
+    assert rows[second]["marks"]["rating"] is None and rows[second]["marks_changed"] == {}
+    with Card.open(card):  # a running node holds the card: ls reads the catalog itself
+        assert main(["ls", str(card), "--json"]) == 0
+    assert {r["image_id"]: r for r in json.loads(capsys.readouterr().out)} == rows
+    assert len(pictures) == 2

@@ -358,7 +358,7 @@ def test_a_card_from_before_strips_upgrades_and_keeps_strips_after(
     frames = [StripFrame(0.0, 48, "interval", b"\xff\xd8poster"),
               StripFrame(4.0, 9000, "scene", b"\xff\xd8cut")]
     with Card.open(path) as card:
-        assert card._catalog.version == len(catalog_module.MIGRATIONS) == 4
+        assert card._catalog.version == len(catalog_module.MIGRATIONS) >= 4
         assert card.strip(old.image_id) == []
         card.set_strip(old.image_id, frames)
     with Card.open(path) as card:
