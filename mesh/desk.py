@@ -144,6 +144,8 @@ class Desk:
         self.changed.set()
         self.changed = trio.Event()
 
+    wake = _wake  # for the parts of the desk beside this module (mesh/desk_marks.py)
+
     # --- the ASGI app -------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -149,9 +149,8 @@ class DeskMarks:
         card = rt.card
 
         def write() -> dict[str, Any]:
-            for image_id in ids:  # check every picture before changing any
-                card.marks(image_id).changed(**fields)
-            return {i: card.set_marks(i, now=rt.now(), **fields).as_json() for i in ids}
+            marks = card.set_marks_of(ids, now=rt.now(), **fields)
+            return {i: m.as_json() for i, m in marks.items()}
 
         try:
             marks = await rt.call(write)
@@ -171,7 +170,8 @@ class DeskMarks:
         except InvalidMarks as exc:
             raise Refused(400, str(exc)) from exc
         await self.load_labels()
-        self.desk.reread(list(self.desk.board.tiles)[:1])  # pages hear of it with the next batch
+        self.desk.board.status_changed()
+        self.desk.wake()
         return {"ok": True, "labels": self._labels_json()}
 
     async def apply_template(self, origin: object, fields: dict[str, Any], *,
@@ -200,13 +200,14 @@ class DeskMarks:
                     log.warning("the caption template for %s was not applied: %s", origin[:12], exc)
 
     async def _apply(self, facts: list[Facts], fields: dict[str, Any], only_empty: bool) -> int:
-        changed = 0
-        for f in facts:
-            wanted = {k: v for k, v in fields.items() if not only_empty or not getattr(f.marks, k)}
-            if wanted:
-                await self.set_marks([f.image_id], wanted)
-                changed += 1
-        return changed
+        """Each field on the pictures where it is wanted, one commit per field."""
+        changed: set[str] = set()
+        for name, value in fields.items():
+            ids = [f.image_id for f in facts if not only_empty or not getattr(f.marks, name)]
+            for start in range(0, len(ids), MAX_IDS):
+                await self.set_marks(ids[start : start + MAX_IDS], {name: value})
+            changed.update(ids)
+        return len(changed)
 
     def set_codes(self, text: object, source: object) -> dict[str, Any]:
         if not isinstance(text, str):
