@@ -32,7 +32,8 @@ from hypercorn.trio import serve
 
 from mesh.desk_board import FINISHED, REREAD, Board, Facts, image_of, read_facts
 from mesh.desk_marks import ROUTES as MARKS_ROUTES
-from mesh.desk_marks import DeskMarks, Refused
+from mesh.desk_marks import DeskMarks
+from mesh.errors import HttpError
 from mesh.runtime import Runtime
 from protocol import events as ev
 from protocol.messages import Limits
@@ -61,12 +62,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # A route another part of the desk adds: (method, path, query, receive, send) -> answered?
 Route = Callable[[str, str, dict[str, str], Receive, Send], Awaitable[bool]]
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Desk:
@@ -215,11 +210,7 @@ class Desk:
             await _send_json(send, {"ok": True, "ids": ids})
         elif (method, path) in MARKS_ROUTES:
             body = await _read_json(receive) if method == "POST" else {}
-            try:
-                answer = await self.marks.answer(method, path, body)
-            except Refused as exc:
-                raise HttpError(exc.status, str(exc)) from exc
-            await _send_json(send, answer)
+            await _send_json(send, await self.marks.answer(method, path, body))
         else:
             for route in self.routes:
                 if await route(method, path, query, receive, send):

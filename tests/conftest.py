@@ -28,7 +28,37 @@ settings.register_profile(
     print_blob=True,
 )
 settings.register_profile("dev", max_examples=30, deadline=None, print_blob=True)
+# Mutation runs (bench/mutation.py sets CAMMESH_PROFILE=mutation): derandomised and few
+# examples, so a mutant's verdict is the same on every run and a survivor costs seconds.
+# Tests that name their own max_examples are capped to it too (see pytest_collection_modifyitems).
+MUTATION_EXAMPLES = 8
+settings.register_profile(
+    "mutation",
+    derandomize=True,
+    database=None,
+    max_examples=MUTATION_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 settings.load_profile(os.environ.get("CAMMESH_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under the mutation profile, cap every test's own max_examples to the profile's."""
+    if os.environ.get("CAMMESH_PROFILE") != "mutation":
+        return
+    for item in items:
+        test = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if own is not None and own.max_examples > MUTATION_EXAMPLES:
+            test._hypothesis_internal_use_settings = settings(  # type: ignore[union-attr]
+                own, max_examples=MUTATION_EXAMPLES
+            )
+        machine = getattr(item, "cls", None)
+        own = getattr(machine, "settings", None)
+        if isinstance(own, settings) and own.max_examples > MUTATION_EXAMPLES:
+            machine.settings = settings(own, max_examples=MUTATION_EXAMPLES)  # type: ignore[union-attr]
 
 
 def long_profile() -> bool:
