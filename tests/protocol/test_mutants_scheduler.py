@@ -137,7 +137,7 @@ def test_a_repeat_returns_the_queued_stream_and_moves_it_only_towards_urgent() -
     sched.promote(IDS[0], Purpose.DISPERSE, Lane.DISPERSAL)  # same lane: nothing
     assert sched.lengths().dispersal == 1
     assert sched.add_transfer(transfer(0, Lane.URGENT, Purpose.DISPERSE)) is first
-    assert first.lane is Lane.URGENT
+    assert sched.transfers()[0].lane is Lane.URGENT
     assert (sched.lengths().urgent, sched.lengths().dispersal) == (1, 0)
     assert sched.transfer(IDS[0], Purpose.DISPERSE) is first
     assert sched.transfer(IDS[0], Purpose.SYNC) is None
