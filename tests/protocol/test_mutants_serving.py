@@ -11,8 +11,9 @@ import io
 
 from PIL import Image
 
-from protocol.codec import FrameDecoder
+from protocol.codec import FrameDecoder, encode
 from protocol.config import Policy
+from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     Message,
     OriginalHeader,
@@ -21,7 +22,7 @@ from protocol.messages import (
     Role,
     TransferFailed,
 )
-from protocol.store import StoreError, TransferState
+from protocol.store import TransferState
 from tests.protocol.harness import Mesh
 from tests.protocol.test_checks import feed
 from tests.protocol.test_conversations import CHUNK
@@ -110,10 +111,35 @@ def test_a_smaller_copy_resumes_where_asked_or_from_the_start_past_its_end() -> 
 
 def test_a_smaller_copy_of_what_is_not_a_picture_fails_with_the_cards_reason() -> None:
     mesh, (image_id,) = scene(b"not a picture at all" * 100)
-    try:
-        mesh.devices["cam"].store.smaller_copy(image_id, 64, None)
-    except StoreError as exc:
-        reason = str(exc)
     assert feed(mesh, "desk", "cam", RequestOriginal(image_id, max_side=64)) is None
-    failed = [m for m in answers(mesh) if isinstance(m, TransferFailed)]
-    assert failed == [TransferFailed(image_id, Purpose.SMALLER, reason)]
+    (failed,) = [m for m in answers(mesh) if isinstance(m, TransferFailed)]
+    assert (failed.image_id, failed.purpose) == (image_id, Purpose.SMALLER)
+    # The card's own reason (it names a Python object, so only its words are compared).
+    assert failed.reason.startswith(
+        f"cannot make a smaller copy of {image_id[:12]}: it is not a picture Pillow can read"
+    )
+    assert failed.reason.endswith("; send the original instead")
+
+
+def test_a_repeat_request_only_moves_the_queued_stream_up() -> None:
+    mesh, ids = scene(b"a" * 3000, b"b" * 3000)
+    size = len(b"b" * 3000)
+    for image_id in ids:
+        assert feed(mesh, "desk", "cam", RequestOriginal(image_id, urgent=False)) is None
+    # The repeat is urgent, and its offset is not looked at again: the stream is queued.
+    assert feed(mesh, "desk", "cam", RequestOriginal(ids[1], urgent=True, offset=size + 1)) is None
+    sent = headers(answers(mesh))
+    assert [(h.image_id, h.offset) for h in sent] == [(ids[1], 0), (ids[0], 0)]
+
+
+def test_a_request_past_the_end_of_the_original_is_refused_in_words() -> None:
+    mesh, (image_id,) = scene(b"x" * 3000)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    try:
+        cam.node.receive_data(desk.id, encode(RequestOriginal(image_id, offset=3001)), mesh.now)
+    except RemoteProtocolError as exc:
+        assert exc.code == "bad-offset"
+        assert str(exc) == f"request for {image_id[:12]} at offset 3001 past its 3000 bytes"
+    else:
+        raise AssertionError("a request past the end was taken")
+
