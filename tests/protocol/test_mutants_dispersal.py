@@ -664,3 +664,88 @@ def test_the_dispersion_list_records_when_each_step_happened() -> None:
     (entry,) = cam.store.dispersion(request.image_id)
     assert entry.state is DispersalState.STORED and entry.updated_at == mesh.now
     assert mesh.devices["big"].store.held(request.image_id).stored_at == mesh.now  # type: ignore[union-attr]
+
+
+def test_a_rejection_is_retried_at_its_own_deadline_and_forgotten_at_the_mark() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS, keepalive_s=100.0, peer_timeout_s=200.0)
+    mesh.add("small", role=Role.DESK, capacity=1_000_000, high_water=0.5,
+             policy=Policy.THUMBNAILS, keepalive_s=100.0, peer_timeout_s=200.0)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS, keepalive_s=100.0,
+             peer_timeout_s=200.0)
+    mesh.capture("small", size=400_000)
+    mesh.connect("cam", "small")
+    mesh.pump()
+    for size in (150_000, 200_000, 150_000, 150_000):  # 650 kB: one 150 kB must go
+        mesh.capture("cam", size=size)
+        mesh.advance(0.0)
+    mesh.pump()
+    rejected_at = mesh.now
+    assert cam.of(ev.DispersalRejected)
+    assert cam.node.next_deadline() == rejected_at + 30.0  # the retry, before any keepalive
+    mesh.connect("cam", "big")
+    mesh.pump()
+    assert cam.store.usage().used == 500_000  # exactly at the mark now
+    assert cam.node.next_deadline() == mesh.now + 100.0  # the retry is forgotten
+
+
+def two_under_repair(first_source_away: bool) -> tuple[Mesh, str, str, str]:
+    """Two pictures h1 held (ids a < b), each with its other copy on a different holder; h1 is
+    lost.  Returns the mesh, a, b and the holder of b's other copy."""
+    mesh, ids = many_dispersed(holders=4, replicas=2)
+    cam = mesh.devices["cam"]
+    lost = mesh.devices["h1"].id
+    names = {mesh.devices[n].id: n for n in ("h1", "h2", "h3", "h4")}
+    other = {}
+    for image_id in sorted(ids):
+        holders = {e.holder for e in cam.store.dispersion(image_id)}
+        if lost in holders:
+            other[image_id] = names[(holders - {lost}).pop()]
+    pairs = [(a, b) for a in sorted(other) for b in sorted(other) if a < b and other[a] != other[b]]
+    assert pairs, other
+    a, b = pairs[0]
+    mesh.disconnect("cam", "h1")
+    if first_source_away:
+        mesh.disconnect("cam", other[a])
+    return mesh, a, b, other[b]
+
+
+def test_a_repair_waiting_for_one_pictures_source_goes_on_with_the_next() -> None:
+    mesh, a, b, _ = two_under_repair(first_source_away=True)
+    cam = mesh.devices["cam"]
+    mesh.call(cam, lambda: cam.node.repair(mesh.devices["h1"].id, mesh.now))
+    mesh.pump()
+    repaired = {e.image_id for e in cam.events if isinstance(e, ev.Repaired)}
+    assert b in repaired and a not in repaired
+
+
+def test_a_repair_under_way_for_one_picture_does_not_hold_up_the_next() -> None:
+    mesh, a, b, source_b = two_under_repair(first_source_away=False)
+    cam = mesh.devices["cam"]
+    mesh.disconnect("cam", source_b)  # b's copy is away at first
+    mesh.call(cam, lambda: cam.node.repair(mesh.devices["h1"].id, mesh.now))
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest) and d.msg.image_id == a)
+    asked = next(e for e in cam.store.dispersion(a) if e.state is DispersalState.REQUESTED)
+    assert asked.updated_at == mesh.now
+    mesh.connect("cam", source_b)  # back while a's repair is on its way
+    mesh.pump()
+    repaired = {e.image_id for e in cam.events if isinstance(e, ev.Repaired)}
+    assert {a, b} <= repaired
+
+
+def test_new_room_told_in_a_reject_is_looked_at_again() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS)
+    mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS)
+    ids = [mesh.capture("cam", size=SIZE) for _ in range(5)]  # 750 kB: two must go
+    mesh.connect("cam", "h")  # room for one: asked for the oldest, none for the next
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest) and d.dst == "h")
+    mesh.links.discard(("h", "cam"))  # its answers are held back
+    assert feed(mesh, "h", "cam", DisperseReject(OTHER, "not that one", 10_000_000)) is None
+    mesh.call(cam, lambda: cam.node.tick(mesh.now))
+    mesh.pump()
+    assert count(mesh, "cam", "h", DisperseRequest, ids[0]) == 1
+    assert count(mesh, "cam", "h", DisperseRequest, ids[1]) == 1  # the room it told of
