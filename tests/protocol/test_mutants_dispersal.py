@@ -749,3 +749,79 @@ def test_new_room_told_in_a_reject_is_looked_at_again() -> None:
     mesh.pump()
     assert count(mesh, "cam", "h", DisperseRequest, ids[0]) == 1
     assert count(mesh, "cam", "h", DisperseRequest, ids[1]) == 1  # the room it told of
+
+
+def test_the_owners_words_when_a_holder_lies_about_storing() -> None:
+    mesh, sent = streaming_to_holder()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    assert feed(mesh, "big", "cam", Stored(sent.image_id, sent.digest)) == "premature-stored"
+    (violation,) = cam.of(ev.ProtocolViolation)
+    assert violation == ev.ProtocolViolation(
+        big.id, "premature-stored",
+        f"holder says it stored {sent.image_id[:12]} before we finished sending it",
+    )
+    mesh, sent = streaming_to_holder()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    mesh.pump(until=until(OriginalComplete))
+    assert feed(mesh, "big", "cam", Stored(sent.image_id, OTHER)) == "bad-digest"
+    (violation,) = cam.of(ev.ProtocolViolation)
+    assert violation.message == (  # type: ignore[attr-defined]
+        f"stored {sent.image_id[:12]} with digest {OTHER[:12]}: not the sealed original we "
+        f"sent ({sent.digest[:12]})"
+    )
+
+
+def test_a_reject_is_told_to_the_user_with_the_holders_reason() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    small = mesh.add("small", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.capture("small", size=400_000)
+    mesh.connect("cam", "small")
+    mesh.pump()
+    ids = [mesh.capture("cam", size=SIZE) for _ in range(4)]
+    mesh.pump()
+    (reject,) = [m for m in mesh.between("small", "cam") if isinstance(m, DisperseReject)]
+    assert cam.of(ev.DispersalRejected) == [ev.DispersalRejected(ids[0], small.id, reject.reason)]
+
+
+def test_stored_for_our_own_picture_never_offered_to_that_holder_is_released_not_judged() -> None:
+    mesh, _ = dispersing()
+    cam = mesh.devices["cam"]
+    mesh.add("other", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "other")
+    mesh.pump(until=lambda d: d.src == "other" and type(d.msg).__name__ == "Catalog")
+    local = next(r.image_id for r in cam.store.images()
+                 if r.where is Where.LOCAL and not cam.store.dispersion(r.image_id))
+    assert feed(mesh, "other", "cam", Stored(local, OTHER)) is None
+    mesh.pump()
+    assert count(mesh, "cam", "other", Release, local) == 1
+    assert cam.of(ev.ProtocolViolation) == []
+
+
+def test_a_repeated_stored_for_a_picture_dispersed_before_sealing_is_taken_quietly() -> None:
+    from tests.protocol.test_mutants_readout import legacy
+
+    mesh, image_id, _ = legacy()
+    cam = mesh.devices["cam"]
+    assert feed(mesh, "big", "cam", Stored(image_id, image_id)) is None
+    assert [e.state for e in cam.store.dispersion(image_id)] == [DispersalState.STORED]
+    assert cam.of(ev.ProtocolViolation) == []
+
+
+def test_card_full_is_said_once_the_last_holder_stored_and_none_has_room_for_the_rest() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS)
+    mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.connect("cam", "h")
+    mesh.pump()
+    for _ in range(5):  # 750 kB: two must go, and h has room for one
+        mesh.capture("cam", size=SIZE)
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest) and d.dst == "h")
+    mesh.advance(0.5)  # a look while the ask is out: waiting, nothing to say yet
+    assert cam.of(ev.CardFull) == []
+    mesh.pump()
+    assert len(cam.of(ev.Dispersed)) == 1 and cam.of(ev.CardFull) == []
+    mesh.advance(0.5)
+    assert len(cam.of(ev.CardFull)) == 1
