@@ -825,3 +825,9 @@ def test_card_full_is_said_once_the_last_holder_stored_and_none_has_room_for_the
     assert len(cam.of(ev.Dispersed)) == 1 and cam.of(ev.CardFull) == []
     mesh.advance(0.5)
     assert len(cam.of(ev.CardFull)) == 1
+
+
+def test_the_holder_tells_its_user_what_it_stored_for_whom() -> None:
+    mesh, image_id = dispersed()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    assert big.of(ev.HeldStored) == [ev.HeldStored(image_id, cam.id)]
