@@ -138,7 +138,7 @@ def locate(module: str, key: str, lines: dict[str, int], source: list[str]) -> d
     removed = [d[1:] for d in diff.splitlines() if d.startswith("-") and not d.startswith("---")]
     if removed:
         for number in range(start, len(source) + 1):
-            if source[number - 1].rstrip() == removed[0].rstrip():
+            if source[number - 1].strip() == removed[0].strip():
                 line = number
                 break
     change = [d for d in diff.splitlines() if d[:1] in "+-" and d[:3] not in ("+++", "---")]

@@ -664,3 +664,328 @@ def test_the_dispersion_list_records_when_each_step_happened() -> None:
     (entry,) = cam.store.dispersion(request.image_id)
     assert entry.state is DispersalState.STORED and entry.updated_at == mesh.now
     assert mesh.devices["big"].store.held(request.image_id).stored_at == mesh.now  # type: ignore[union-attr]
+
+
+def test_a_rejection_is_retried_at_its_own_deadline_and_forgotten_at_the_mark() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS, keepalive_s=100.0, peer_timeout_s=200.0)
+    mesh.add("small", role=Role.DESK, capacity=1_000_000, high_water=0.5,
+             policy=Policy.THUMBNAILS, keepalive_s=100.0, peer_timeout_s=200.0)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS, keepalive_s=100.0,
+             peer_timeout_s=200.0)
+    mesh.capture("small", size=400_000)
+    mesh.connect("cam", "small")
+    mesh.pump()
+    for size in (150_000, 200_000, 150_000, 150_000):  # 650 kB: one 150 kB must go
+        mesh.capture("cam", size=size)
+        mesh.advance(0.0)
+    mesh.pump()
+    rejected_at = mesh.now
+    assert cam.of(ev.DispersalRejected)
+    assert cam.node.next_deadline() == rejected_at + 30.0  # the retry, before any keepalive
+    mesh.connect("cam", "big")
+    mesh.pump()
+    assert cam.store.usage().used == 500_000  # exactly at the mark now
+    assert cam.node.next_deadline() == mesh.now + 100.0  # the retry is forgotten
+
+
+def two_under_repair(first_source_away: bool) -> tuple[Mesh, str, str, str]:
+    """Two pictures h1 held (ids a < b), each with its other copy on a different holder; h1 is
+    lost.  Returns the mesh, a, b and the holder of b's other copy."""
+    mesh, ids = many_dispersed(holders=4, replicas=2)
+    cam = mesh.devices["cam"]
+    lost = mesh.devices["h1"].id
+    names = {mesh.devices[n].id: n for n in ("h1", "h2", "h3", "h4")}
+    other = {}
+    for image_id in sorted(ids):
+        holders = {e.holder for e in cam.store.dispersion(image_id)}
+        if lost in holders:
+            other[image_id] = names[(holders - {lost}).pop()]
+    pairs = [(a, b) for a in sorted(other) for b in sorted(other) if a < b and other[a] != other[b]]
+    assert pairs, other
+    a, b = pairs[0]
+    mesh.disconnect("cam", "h1")
+    if first_source_away:
+        mesh.disconnect("cam", other[a])
+    return mesh, a, b, other[b]
+
+
+def test_a_repair_waiting_for_one_pictures_source_goes_on_with_the_next() -> None:
+    mesh, a, b, _ = two_under_repair(first_source_away=True)
+    cam = mesh.devices["cam"]
+    mesh.call(cam, lambda: cam.node.repair(mesh.devices["h1"].id, mesh.now))
+    mesh.pump()
+    repaired = {e.image_id for e in cam.events if isinstance(e, ev.Repaired)}
+    assert b in repaired and a not in repaired
+
+
+def test_a_repair_under_way_for_one_picture_does_not_hold_up_the_next() -> None:
+    mesh, a, b, source_b = two_under_repair(first_source_away=False)
+    cam = mesh.devices["cam"]
+    mesh.disconnect("cam", source_b)  # b's copy is away at first
+    mesh.call(cam, lambda: cam.node.repair(mesh.devices["h1"].id, mesh.now))
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest) and d.msg.image_id == a)
+    asked = next(e for e in cam.store.dispersion(a) if e.state is DispersalState.REQUESTED)
+    assert asked.updated_at == mesh.now
+    mesh.connect("cam", source_b)  # back while a's repair is on its way
+    mesh.pump()
+    repaired = {e.image_id for e in cam.events if isinstance(e, ev.Repaired)}
+    assert {a, b} <= repaired
+
+
+def test_new_room_told_in_a_reject_is_looked_at_again() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS)
+    mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS)
+    ids = [mesh.capture("cam", size=SIZE) for _ in range(5)]  # 750 kB: two must go
+    mesh.connect("cam", "h")  # room for one: asked for the oldest, none for the next
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest) and d.dst == "h")
+    mesh.links.discard(("h", "cam"))  # its answers are held back
+    assert feed(mesh, "h", "cam", DisperseReject(OTHER, "not that one", 10_000_000)) is None
+    mesh.call(cam, lambda: cam.node.tick(mesh.now))
+    mesh.pump()
+    assert count(mesh, "cam", "h", DisperseRequest, ids[0]) == 1
+    assert count(mesh, "cam", "h", DisperseRequest, ids[1]) == 1  # the room it told of
+
+
+def test_the_owners_words_when_a_holder_lies_about_storing() -> None:
+    mesh, sent = streaming_to_holder()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    assert feed(mesh, "big", "cam", Stored(sent.image_id, sent.digest)) == "premature-stored"
+    (violation,) = cam.of(ev.ProtocolViolation)
+    assert violation == ev.ProtocolViolation(
+        big.id, "premature-stored",
+        f"holder says it stored {sent.image_id[:12]} before we finished sending it",
+    )
+    mesh, sent = streaming_to_holder()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    mesh.pump(until=until(OriginalComplete))
+    assert feed(mesh, "big", "cam", Stored(sent.image_id, OTHER)) == "bad-digest"
+    (violation,) = cam.of(ev.ProtocolViolation)
+    assert violation.message == (  # type: ignore[attr-defined]
+        f"stored {sent.image_id[:12]} with digest {OTHER[:12]}: not the sealed original we "
+        f"sent ({sent.digest[:12]})"
+    )
+
+
+def test_a_reject_is_told_to_the_user_with_the_holders_reason() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    small = mesh.add("small", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.capture("small", size=400_000)
+    mesh.connect("cam", "small")
+    mesh.pump()
+    ids = [mesh.capture("cam", size=SIZE) for _ in range(4)]
+    mesh.pump()
+    (reject,) = [m for m in mesh.between("small", "cam") if isinstance(m, DisperseReject)]
+    assert cam.of(ev.DispersalRejected) == [ev.DispersalRejected(ids[0], small.id, reject.reason)]
+
+
+def test_stored_for_our_own_picture_never_offered_to_that_holder_is_released_not_judged() -> None:
+    mesh, _ = dispersing()
+    cam = mesh.devices["cam"]
+    mesh.add("other", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "other")
+    mesh.pump(until=lambda d: d.src == "other" and type(d.msg).__name__ == "Catalog")
+    local = next(r.image_id for r in cam.store.images()
+                 if r.where is Where.LOCAL and not cam.store.dispersion(r.image_id))
+    assert feed(mesh, "other", "cam", Stored(local, OTHER)) is None
+    mesh.pump()
+    assert count(mesh, "cam", "other", Release, local) == 1
+    assert cam.of(ev.ProtocolViolation) == []
+
+
+def test_a_repeated_stored_for_a_picture_dispersed_before_sealing_is_taken_quietly() -> None:
+    from tests.protocol.test_mutants_readout import legacy
+
+    mesh, image_id, _ = legacy()
+    cam = mesh.devices["cam"]
+    assert feed(mesh, "big", "cam", Stored(image_id, image_id)) is None
+    assert [e.state for e in cam.store.dispersion(image_id)] == [DispersalState.STORED]
+    assert cam.of(ev.ProtocolViolation) == []
+
+
+def test_card_full_is_said_once_the_last_holder_stored_and_none_has_room_for_the_rest() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS)
+    mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.connect("cam", "h")
+    mesh.pump()
+    for _ in range(5):  # 750 kB: two must go, and h has room for one
+        mesh.capture("cam", size=SIZE)
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest) and d.dst == "h")
+    mesh.advance(0.5)  # a look while the ask is out: waiting, nothing to say yet
+    assert cam.of(ev.CardFull) == []
+    mesh.pump()
+    assert len(cam.of(ev.Dispersed)) == 1 and cam.of(ev.CardFull) == []
+    mesh.advance(0.5)
+    assert len(cam.of(ev.CardFull)) == 1
+
+
+def test_the_holder_tells_its_user_what_it_stored_for_whom() -> None:
+    mesh, image_id = dispersed()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    assert big.of(ev.HeldStored) == [ev.HeldStored(image_id, cam.id)]
+
+
+# --- the last survivors of the dispersal run -------------------------------------------------------
+
+
+def test_a_camera_restarted_over_its_mark_disperses_its_oldest_first() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    ids = [mesh.capture("cam", size=SIZE) for _ in range(4)]
+    assert len(cam.of(ev.CardFull)) == 1
+    mesh.restart("cam")
+    mesh.call(cam, lambda: cam.node.tick(mesh.now))
+    assert len(cam.of(ev.CardFull)) == 2  # said again after the restart
+    mesh.connect("cam", "big")
+    mesh.pump()
+    assert [e.image_id for e in cam.of(ev.Dispersed)] == [ids[0]]  # type: ignore[attr-defined]
+
+
+def test_pictures_go_in_capture_order_and_those_without_a_time_last() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    import random as _random
+
+    untimed = cam.store.add_local(_random.Random(9).randbytes(SIZE), name="u.jpg", now=mesh.now,
+                                  capture_time=None)
+    mesh.call(cam, lambda: cam.node.captured(untimed.image_id, mesh.now))
+    ids = []
+    for n in range(4):  # imported in the reverse of their capture order
+        record = cam.store.add_local(_random.Random(n).randbytes(SIZE), name=f"{n}.jpg",
+                                     now=mesh.now, capture_time=mesh.now - 100.0 * n)
+        ids.append(record.image_id)
+        mesh.call(cam, lambda r=record: cam.node.captured(r.image_id, mesh.now))  # type: ignore[misc]
+    mesh.connect("cam", "big")  # a holder comes: it sees every candidate at once
+    mesh.pump()
+    # 750 kB: two go, the earliest captures (imported last), never the one with no time.
+    assert [e.image_id for e in cam.of(ev.Dispersed)] == [ids[3], ids[2]]  # type: ignore[attr-defined]
+
+
+def test_a_picture_announced_twice_is_one_candidate() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "big")
+    mesh.pump()
+    first = mesh.capture("cam", size=SIZE)
+    mesh.call(cam, lambda: cam.node.captured(first, mesh.now))  # announced again
+    for _ in range(4):  # 750 kB: two must go
+        mesh.capture("cam", size=SIZE)
+    mesh.pump()
+    assert len(cam.of(ev.Dispersed)) == 2
+    assert cam.store.usage().used <= 500_000
+
+
+def test_an_owner_counts_the_room_it_asked_for_and_asks_a_holder_with_exactly_enough() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    ids = [mesh.capture("cam", size=SIZE) for _ in range(5)]  # two must go
+    sealed = cam.store.sealed_form(ids[0]).size
+    mesh.add("h", capacity=sealed, high_water=1.0, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "h")
+    mesh.links.discard(("cam", "h"))  # nothing reaches h: only what the owner asks is seen
+    mesh.links.discard(("h", "cam"))
+    mesh.links.add(("h", "cam"))
+    mesh.pump()
+    mesh.links.add(("cam", "h"))
+    mesh.pump(until=lambda d: isinstance(d.msg, DisperseRequest))
+    mesh.links.discard(("h", "cam"))
+    mesh.pump()
+    assert count(mesh, "cam", "h", DisperseRequest) == 1  # room for one exactly, asked once
+
+
+def test_an_accept_resuming_at_the_very_end_is_taken() -> None:
+    mesh, image_id = dispersing()
+    request = last(mesh, DisperseRequest)
+    assert isinstance(request, DisperseRequest)
+    assert feed(mesh, "big", "cam", DisperseAccept(image_id, request.size, request.size)) is None
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    assert cam.of(ev.DispersalAccepted)[-1] == ev.DispersalAccepted(image_id, big.id, request.size)
+    code = feed(mesh, "big", "cam", DisperseAccept(image_id, request.size - 1, 0))
+    assert code == "bad-accept"
+    assert cam.of(ev.ProtocolViolation)[-1].message == (  # type: ignore[attr-defined]
+        f"accept of {image_id[:12]} at offset 0 reserving {request.size - 1} bytes, for a "
+        f"sealed original of {request.size}"
+    )
+
+
+def test_card_full_is_said_again_after_an_accept_and_only_once_a_fill() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
+                   policy=Policy.THUMBNAILS)
+    for _ in range(5):
+        mesh.capture("cam", size=SIZE)
+    assert len(cam.of(ev.CardFull)) == 1
+    mesh.advance(1.0)
+    mesh.capture("cam", size=10)
+    mesh.advance(1.0)
+    assert len(cam.of(ev.CardFull)) == 1  # once a fill, however often it looks
+    mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS, chunk_size=CHUNK)
+    mesh.connect("cam", "h")
+    mesh.pump()
+    assert len(cam.of(ev.Dispersed)) == 1
+    mesh.advance(1.0)
+    assert len(cam.of(ev.CardFull)) == 2  # the accept was news; full again, said again
+
+
+def test_card_full_one_byte_over_and_again_after_the_mark_was_reached() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
+    mesh.capture("cam", size=250_000)
+    mesh.capture("cam", size=250_001)
+    assert len(cam.of(ev.CardFull)) == 1
+    cam.store.resize(1_000_002)  # exactly at the mark
+    mesh.advance(1.0)
+    cam.store.resize(1_000_000)
+    mesh.advance(1.0)
+    assert len(cam.of(ev.CardFull)) == 2
+
+
+def test_a_holder_counts_its_reservations_against_its_mark() -> None:
+    mesh = Mesh()
+    cam = mesh.add("cam", policy=Policy.THUMBNAILS)
+    mesh.add("h", capacity=100_000, high_water=0.5, max_share_per_peer=1.0,
+             policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "h")
+    mesh.pump()
+    first, second = (hashlib.sha256(n).hexdigest() for n in (b"1", b"2"))
+    assert feed(mesh, "cam", "h", DisperseRequest(first, 30_000, cam.id)) is None
+    assert feed(mesh, "cam", "h", DisperseRequest(second, 30_000, cam.id)) is None
+    mesh.pump()
+    assert [m.image_id for m in mesh.between("h", "cam") if isinstance(m, DisperseReject)] == [
+        second
+    ]
+
+
+def test_a_peers_share_counts_only_what_that_peer_has_held_here() -> None:
+    mesh, image_id = dispersed()
+    cam, big = mesh.devices["cam"], mesh.devices["big"]
+    held = big.store.held(image_id)
+    assert held is not None
+    big.config = dataclasses.replace(big.config, max_share_per_peer=0.25)
+    big.store.resize(4 * held.size + 4 * 50_000)
+    mesh.restart("big")
+    mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "big")
+    mesh.connect("desk", "big")
+    mesh.pump()
+    # The camera's share holds its one original: one more of that size passes the share.
+    assert feed(mesh, "cam", "big", DisperseRequest(OTHER, held.size, cam.id)) is None
+    desk = mesh.devices["desk"]
+    assert feed(mesh, "desk", "big", DisperseRequest(OTHER, 50_000, desk.id)) is None
+    mesh.pump()
+    to_cam = [m for m in mesh.between("big", "cam") if isinstance(m, DisperseReject)]
+    assert to_cam and f"you already hold {held.size} bytes" in to_cam[-1].reason
+    assert [m for m in mesh.between("big", "desk") if isinstance(m, DisperseAccept)]

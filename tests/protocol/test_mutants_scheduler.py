@@ -137,7 +137,7 @@ def test_a_repeat_returns_the_queued_stream_and_moves_it_only_towards_urgent() -
     sched.promote(IDS[0], Purpose.DISPERSE, Lane.DISPERSAL)  # same lane: nothing
     assert sched.lengths().dispersal == 1
     assert sched.add_transfer(transfer(0, Lane.URGENT, Purpose.DISPERSE)) is first
-    assert first.lane is Lane.URGENT
+    assert sched.transfers()[0].lane is Lane.URGENT
     assert (sched.lengths().urgent, sched.lengths().dispersal) == (1, 0)
     assert sched.transfer(IDS[0], Purpose.DISPERSE) is first
     assert sched.transfer(IDS[0], Purpose.SYNC) is None
@@ -305,3 +305,12 @@ def test_lengths_count_each_queue_and_the_bytes_still_to_send() -> None:
         control=0, thumbnails=0, urgent=1, dispersal=2, background=2,
         bytes_pending=10 + 20 + 30 + 1 + 1,
     )
+
+
+def test_a_repeat_in_the_same_lane_keeps_the_stream_where_it_was_queued() -> None:
+    sched = Scheduler(chunk_size=CHUNK)
+    first = sched.add_transfer(transfer(0, Lane.BACKGROUND))
+    second = sched.add_transfer(transfer(1, Lane.BACKGROUND))
+    sched.add_transfer(transfer(0, Lane.BACKGROUND))
+    sched.promote(IDS[0], Purpose.SYNC, Lane.BACKGROUND)
+    assert sched.transfers() == [first, second]

@@ -165,3 +165,19 @@ def test_leftovers_are_reported_in_order(card: Card) -> None:
         record = again.image(local.name)
         assert record is not None and record.where is Where.ABSENT
         assert again.usage().used == len(HELD) + len(SMALL) + 50 + 20
+
+
+def test_long_stray_names_are_cut_to_twelve_and_every_shard_is_still_scanned(card: Card) -> None:
+    card.close()
+    stray_file = card.path / "originals" / ("0" * 40)  # sorts before every shard folder
+    stray_file.write_bytes(b"not a shard")
+    shard = card.path / "originals" / "ff"
+    shard.mkdir(exist_ok=True)
+    unlisted = shard / ("f" * 64)
+    unlisted.write_bytes(b"renamed, never listed")
+    with Card.open(card.path) as again:
+        assert again.recovered == [
+            f"removed {'0' * 12}, which does not belong in originals/",
+            f"removed original {'f' * 12}, which the catalog does not list",
+        ]
+        assert not stray_file.exists() and not unlisted.exists()

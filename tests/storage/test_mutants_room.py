@@ -121,3 +121,13 @@ def test_a_promise_counts_the_bytes_already_arrived_and_what_it_replaces() -> No
     room.check_promise("a", 20, what="holding a")  # less than arrived: needs nothing
     with pytest.raises(CardFull):
         room.check_promise("b", 1, what="holding b")
+
+
+def test_a_promise_smaller_than_what_arrived_needs_no_room_on_a_full_card() -> None:
+    room = ledger(100)
+    room.take(100)
+    room.fill("a", 30)
+    room.check_promise("a", 20, what="holding a")  # nothing more to come
+    room.check_promise("a", 30, what="holding a")
+    with pytest.raises(CardFull):
+        room.check_promise("a", 31, what="holding a")
