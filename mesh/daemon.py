@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from mesh.control import Note, image_json, serve_control
-from mesh.errors import MeshError
+from mesh.errors import MeshError, ReadOutError
 from mesh.identity import short_id_of
-from mesh.runtime import Address, ReadOutError, Runtime
+from mesh.runtime import Address, Runtime
 from protocol import events as ev
 from protocol.store import Where
 from storage.importer import Imported, Skipped

@@ -28,8 +28,10 @@ from rich.table import Table
 from mesh.card_commands import init_card
 from mesh.cli import Register
 from mesh.demo_timeline import DemoFailed, FoundByMdns, Timeline, percent
+from mesh.errors import ReadOutError
 from mesh.identity import Identity
-from mesh.runtime import Address, ReadOutError, Runtime
+from mesh.runtime import Address, Runtime
+from protocol import room
 from protocol.config import NodeConfig, Policy
 from protocol.errors import CammeshError
 from protocol.messages import Role
@@ -113,7 +115,9 @@ def _expected_failure(exc: BaseException) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
+class DemoDevice:
+    """One device of the demo: its card and the runtime that serves it, in this process."""
+
     name: str
     path: Path
     card: Card
@@ -156,7 +160,7 @@ async def _story(folder: Path, plan: Plan, console: Console) -> dict[str, str]:
             "desk": NodeConfig(name="desk", role=Role.DESK, default_policy=Policy.THUMBNAILS),
         }
         devices = {
-            name: Device(name, folder / name, card, Runtime(
+            name: DemoDevice(name, folder / name, card, Runtime(
                 card_path=folder / name, card=card, identity=identities[name], config=configs[name],
                 listen=Address("127.0.0.1", 0), rate_limit=plan.rate))
             for (name, _, _), card in zip(specs, cards, strict=True)
@@ -189,7 +193,7 @@ async def _pair(folder: Path, identities: dict[str, Identity], timeline: Timelin
             timeline.add(name, "paired", f"joins with the code; pins the certificate of {pinned}")
 
 
-async def _run(devices: dict[str, Device], files: list[Path], plan: Plan,
+async def _run(devices: dict[str, DemoDevice], files: list[Path], plan: Plan,
                timeline: Timeline) -> dict[str, str]:
     from mesh.daemon import run_node
 
@@ -229,7 +233,7 @@ async def _run(devices: dict[str, Device], files: list[Path], plan: Plan,
     return summary
 
 
-async def _progress(devices: dict[str, Device], timeline: Timeline) -> None:
+async def _progress(devices: dict[str, DemoDevice], timeline: Timeline) -> None:
     """On a terminal: one live line under the timeline, what the story waits for and the
     originals on their way (from each runtime's incoming streams)."""
     with timeline.console.status("") as status:
@@ -241,7 +245,7 @@ async def _progress(devices: dict[str, Device], timeline: Timeline) -> None:
             await trio.sleep(0.1)
 
 
-async def _import(device: Device, files: list[Path], timeline: Timeline) -> list[str]:
+async def _import(device: DemoDevice, files: list[Path], timeline: Timeline) -> list[str]:
     timeline.add(device.name, "import", f"imports {', '.join(f.stem for f in files)} "
                  f"({format_size(sum(f.stat().st_size for f in files))})")
     summary = await device.runtime.import_pictures(files)
@@ -257,7 +261,7 @@ async def _import(device: Device, files: list[Path], timeline: Timeline) -> list
     return ids
 
 
-async def _tell(alpha: Device, bravo: Device, desk: Device, files: list[Path], plan: Plan,
+async def _tell(alpha: DemoDevice, bravo: DemoDevice, desk: DemoDevice, files: list[Path], plan: Plan,
                 timeline: Timeline) -> dict[str, str]:
     t = timeline
     t.section("thumbnails first; a request jumps the queue; a refusal")
@@ -347,12 +351,11 @@ async def _tell(alpha: Device, bravo: Device, desk: Device, files: list[Path], p
     return await _summary(alpha, bravo, desk, first + more, refused, dispersed, len(data), t)
 
 
-def _under_mark(device: Device) -> bool:
-    usage = device.card.usage()
-    return usage.used <= int(device.runtime.node.config.high_water * usage.capacity)
+def _under_mark(device: DemoDevice) -> bool:
+    return not room.over_mark(device.card.usage(), device.runtime.node.config.high_water)
 
 
-async def _settle(device: Device, t: Timeline, what: str) -> None:
+async def _settle(device: DemoDevice, t: Timeline, what: str) -> None:
     """Wait until the device's card is under its mark again (checked off the trio thread)."""
     t.waiting = what
     with trio.move_on_after(STEP_TIMEOUT):
@@ -368,7 +371,7 @@ def _source_of(files: list[Path], label: str) -> Path:
     return next(f for f in files if f.stem == label)
 
 
-async def _check_dispersed(alpha: Device, bravo: Device, dispersed: list[str], t: Timeline) -> None:
+async def _check_dispersed(alpha: DemoDevice, bravo: DemoDevice, dispersed: list[str], t: Timeline) -> None:
     """Each dispersed original: freed at alpha with its thumbnail kept, held somewhere, listed."""
     for image_id in dispersed:
         record = await alpha.runtime.call(alpha.card.image, image_id)
@@ -384,7 +387,7 @@ async def _check_dispersed(alpha: Device, bravo: Device, dispersed: list[str], t
         raise DemoFailed(f"alpha's card passed its capacity: {usage.used} of {usage.capacity} bytes")
 
 
-async def _summary(alpha: Device, bravo: Device, desk: Device, ids: list[str], refused: str,
+async def _summary(alpha: DemoDevice, bravo: DemoDevice, desk: DemoDevice, ids: list[str], refused: str,
                    dispersed: list[str], read_bytes: int, t: Timeline) -> dict[str, str]:
     checked, problems = t.thumbnail_first()
     if problems:

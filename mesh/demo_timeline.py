@@ -32,7 +32,7 @@ class DemoFailed(CammeshError):
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
+class TimelineEntry:
     """One line of the timeline: when (seconds since the start), where, what."""
 
     at: float
@@ -50,7 +50,7 @@ class Timeline:
         self.console = console
         self.names = names  # device id -> device name
         self.labels = labels  # image id -> picture label (its file name)
-        self.entries: list[Entry] = []
+        self.entries: list[TimelineEntry] = []
         self.started = time.monotonic()
         self._changed = trio.Event()
         self._colours: dict[str, str] = {}
@@ -68,8 +68,8 @@ class Timeline:
         self.console.print(Text(f"── {title} ", style="bold"), markup=False, highlight=False)
 
     def add(self, device: str, kind: str, text: str, *, image: str | None = None,
-            peer: str | None = None) -> Entry:
-        entry = Entry(time.monotonic() - self.started, device, kind, text, image, peer)
+            peer: str | None = None) -> TimelineEntry:
+        entry = TimelineEntry(time.monotonic() - self.started, device, kind, text, image, peer)
         self.entries.append(entry)
         colour = self._colours.setdefault(device, COLOURS[len(self._colours) % len(COLOURS)])
         line = Text(f"{entry.at:+7.2f}s  ", style="dim")
@@ -152,7 +152,7 @@ class Timeline:
     # --- reading ----------------------------------------------------------------------
 
     def find(self, kind: str, *, device: str | None = None, image: str | None = None,
-             peer: str | None = None) -> list[Entry]:
+             peer: str | None = None) -> list[TimelineEntry]:
         return [e for e in self.entries if e.kind == kind
                 and (device is None or e.device == device)
                 and (image is None or e.image == image)

@@ -29,6 +29,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from mesh.desk_board import FINISHED, REREAD, Board, Facts, image_of, read_facts
+from mesh.errors import HttpError
 from mesh.runtime import Runtime
 from protocol import events as ev
 from protocol.messages import Limits
@@ -55,12 +56,6 @@ NO_THUMBNAIL = (
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Desk:

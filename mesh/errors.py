@@ -1,4 +1,4 @@
-"""Errors of the mesh runtime: pairing, pinned identities and the TLS transport.
+"""Errors of the mesh runtime: pairing, pinned identities, the TLS transport, read-outs, the desk.
 
 All are rooted in ``protocol.errors.CammeshError``; each message says what
 happened and what the user can do about it.
@@ -39,3 +39,15 @@ class PeerIdentityMismatch(MeshError):
 
 class TransportError(MeshError):
     """A TLS connection could not be set up or broke; retry later."""
+
+
+class ReadOutError(MeshError):
+    """A read-out could not be completed; the message names why (e.g. the holder is offline)."""
+
+
+class HttpError(MeshError):
+    """A desk page request the desk refuses; ``status`` is the HTTP status it answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

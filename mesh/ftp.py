@@ -161,7 +161,7 @@ class FtpDoor:
 
 
 def _json_logs() -> bool:
-    from mesh.node_commands import JsonLogFormatter
+    from mesh.json_logs import JsonLogFormatter
 
     return any(isinstance(h.formatter, JsonLogFormatter) for h in logging.getLogger().handlers)
 

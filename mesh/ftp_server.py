@@ -577,7 +577,7 @@ def _child_logging(json_logs: bool) -> None:
     root.setLevel(logging.INFO)
     handler = logging.StreamHandler()  # the node's stderr: the same log
     if json_logs:
-        from mesh.node_commands import JsonLogFormatter
+        from mesh.json_logs import JsonLogFormatter
 
         handler.setFormatter(JsonLogFormatter())
     else:

@@ -16,6 +16,7 @@ import trio
 from mesh.control import ask
 from mesh.errors import MeshError
 from mesh.identity import short_id_of
+from mesh.json_logs import JsonLogFormatter
 from storage.sizes import format_size, parse_size
 
 if TYPE_CHECKING:
@@ -76,19 +77,6 @@ def parse_policies(items: list[str], members: list[str]) -> tuple[str, dict[str,
             raise MeshError(f"--policy {item!r}: {who!r} names {len(matches)} paired devices, not one")
         per_peer[matches[0]] = policy
     return default, per_peer
-
-
-class JsonLogFormatter(logging.Formatter):
-    """Structured logs: one JSON object a line; node events carry ``event`` and every field."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {"t": record.created, "level": record.levelname.lower(),
-                               "logger": record.name, "msg": record.getMessage()}
-        event = getattr(record, "event", None)
-        if event is not None:
-            doc["event"] = event
-            doc.update(getattr(record, "fields", {}))
-        return json.dumps(doc, default=str)
 
 
 def _logging(args: argparse.Namespace, live: Console | None) -> None:

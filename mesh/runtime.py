@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mesh import tls
-from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, TransportError
+from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, ReadOutError, TransportError
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.pairing import Membership, learn_members, load_membership
 from protocol import events as ev
@@ -98,8 +98,10 @@ class PeerLink:
 
 
 @dataclass(frozen=True, slots=True)
-class Incoming:
-    """An original (or smaller copy) on its way to us, for progress bars."""
+class InboundTransfer:
+    """How far an original (or smaller copy) on its way to us has come, for progress bars.
+
+    Not ``protocol.store.Incoming``, which names what kind of stream a partial belongs to."""
 
     peer: str
     image_id: str
@@ -142,7 +144,7 @@ class Runtime:
         self.clock = clock
         self.node = Node(card, config, random.Random(seed))
         self.links: dict[str, PeerLink] = {}
-        self.incoming: dict[tuple[str, str, str], Incoming] = {}
+        self.incoming: dict[tuple[str, str, str], InboundTransfer] = {}
         self.port: int | None = None
         self._lock = trio.Lock()
         self._changed = trio.Event()
@@ -217,7 +219,7 @@ class Runtime:
                 # The first chunk of a stream says where it started: a resumed transfer
                 # shows an offset past zero here (the partial the card kept).
                 log_event(event, name="TransferStarted")
-            self.incoming[key] = Incoming(
+            self.incoming[key] = InboundTransfer(
                 event.peer, event.image_id, str(event.purpose), event.done, event.total
             )
             return
@@ -657,10 +659,6 @@ class Runtime:
         finally:
             unsubscribe()
         raise ReadOutError("the read-out ended without an answer")
-
-
-class ReadOutError(Exception):
-    """A read-out could not be completed; the message names why (e.g. the holder is offline)."""
 
 
 def event_fields(event: ev.NodeEvent) -> dict[str, Any]:

@@ -4,40 +4,61 @@ Crash: the Node is thrown away (volatile state lost), the card is kept but its
 last partial write may be torn (``MemoryStore.crash``); a new Node boots on
 the same card after the step's duration.  Partitions and vanishing devices
 break connections and keep them from coming back until they heal.
+
+A fault that ends later returns its second half as a :class:`FollowUp`; the world
+schedules it and, when it is due, calls :func:`restart`, :func:`heal` or
+:func:`reappear`.  So this module acts on the world through its public methods and
+never needs to import it (World is named for the type checker only).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from protocol.store import DispersalState, Incoming
+from sim import loss
 from sim import scenario as sc
 
 if TYPE_CHECKING:
     from sim.world import World
 
 
-def apply(world: World, step: sc.Step) -> None:
-    """Run one scenario step at the world's current time."""
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """The second half of a fault, due at ``at``: a crashed device restarts, a partition heals
+    (``subject`` is its mask), a vanished device reappears (``subject`` is its index)."""
+
+    at: float
+    kind: Literal["restart", "heal", "reappear"]
+    subject: int
+
+
+def apply(world: World, step: sc.Step) -> FollowUp | None:
+    """Run one scenario step at the world's current time; what it sets off for later, if anything."""
     world.trace(f"{world.t!r} STEP {step.kind} {step.a} {step.b} {step.duration!r}\n")
     world.metrics.count(f"step.{step.kind}")
     if step.kind == sc.CRASH:
-        crash(world, step.a, step.duration)
-    elif step.kind == sc.BREAK:
+        return crash(world, step.a, step.duration)
+    if step.kind == sc.BREAK:
         if step.a != step.b and 0 <= step.b < len(world.devices):
             world.break_link(step.a, step.b, "connection broke")
-    elif step.kind == sc.PARTITION:
-        partition(world, step.a, step.duration)
-    elif step.kind == sc.VANISH:
-        vanish(world, step.a, step.duration)
-    else:
-        user_action(world, step)
+        return None
+    if step.kind == sc.PARTITION:
+        return partition(world, step.a, step.duration)
+    if step.kind == sc.VANISH:
+        return vanish(world, step.a, step.duration)
+    if step.kind == sc.LOSE:
+        loss.lose(world, step.a)
+        return None
+    user_action(world, step)
+    return None
 
 
-def crash(world: World, index: int, down_for: float) -> None:
+def crash(world: World, index: int, down_for: float) -> FollowUp | None:
     dev = world.devices[index]
     if dev.node is None:
-        return
+        return None
     if any(e.state in (DispersalState.REQUESTED, DispersalState.ACCEPTED) for e in dev.store.dispersion_list()):
         world.metrics.count("crash.mid_dispersal")
     if any(dev.store.partial_offset(p.image_id, Incoming.HELD) for p in world.pictures):
@@ -50,9 +71,7 @@ def crash(world: World, index: int, down_for: float) -> None:
     if torn:
         world.metrics.count("crash.torn_write")
     world.trace(f"{world.t!r} CRASH {index} {bool(torn)}\n")
-    from sim.world import RESTART
-
-    world.push(world.t + max(down_for, 0.001), RESTART, index, 0, None)
+    return FollowUp(world.t + max(down_for, 0.001), "restart", index)
 
 
 def restart(world: World, index: int) -> None:
@@ -70,39 +89,35 @@ def reconnect_all(world: World, index: int) -> None:
             world.schedule_connect(index, other)
 
 
-def partition(world: World, mask: int, duration: float) -> None:
+def partition(world: World, mask: int, duration: float) -> FollowUp:
     n = len(world.devices)
     mask &= (1 << n) - 1
-    world._partition = mask
+    world.partition = mask
     for key in sorted(world.connections):
         a, b = key
         if bool(mask >> a & 1) != bool(mask >> b & 1):
             world.break_link(a, b, "network partition")
-    from sim.world import HEAL
-
-    world.push(world.t + duration, HEAL, mask, 0, None)
+    return FollowUp(world.t + duration, "heal", mask)
 
 
 def heal(world: World, mask: int) -> None:
-    if world._partition != mask:
+    if world.partition != mask:
         return  # a later partition replaced this one; its own heal will come
-    world._partition = None
+    world.partition = None
     world.trace(f"{world.t!r} HEAL\n")
     for key in sorted(world.connections):
         if world.can_connect(*key):
             world.schedule_connect(*key)
 
 
-def vanish(world: World, index: int, duration: float) -> None:
+def vanish(world: World, index: int, duration: float) -> FollowUp | None:
     dev = world.devices[index]
     if not dev.discoverable:
-        return
+        return None
     dev.discoverable = False
     for conn in list(world.links_of[index]):
         world.break_link(conn.a, conn.b, "out of range")
-    from sim.world import REAPPEAR
-
-    world.push(world.t + duration, REAPPEAR, index, 0, None)
+    return FollowUp(world.t + duration, "reappear", index)
 
 
 def reappear(world: World, index: int) -> None:
@@ -132,7 +147,8 @@ def user_action(world: World, step: sc.Step) -> None:
         if pic.image_id in dev.readouts:
             return
         dev.readouts[pic.image_id] = bytearray()
-        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now))
+        wait_s = step.duration or None  # a read-out that may wait for its holder to come back
+        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now, wait_s=wait_s))
     elif step.kind == sc.REFUSE:
         world.call(dev, "refuse", lambda: node.refuse(pic.image_id, now))
     elif step.kind == sc.REQUEST:

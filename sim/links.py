@@ -1,4 +1,4 @@
-"""Simulated links: one connection per pair of devices, two lanes with bandwidth and latency.
+"""Simulated links: one network link per pair of devices, two lanes with bandwidth and latency.
 
 A lane is one direction of a connection.  The world pulls a frame from the
 sender's node only when the lane is free; the frame occupies the lane for
@@ -33,8 +33,10 @@ class Lane:
 
 
 @dataclass(slots=True)
-class Connection:
-    """The link between devices ``a < b``; ``up`` while both nodes believe it is open."""
+class NetworkLink:
+    """The simulated network between devices ``a < b``; ``up`` while both nodes believe the
+    connection over it is open.  Not ``protocol.connection.Connection``, the per-peer
+    protocol state inside a node: this is the wire the world carries frames over."""
 
     a: int
     b: int
@@ -50,10 +52,10 @@ class Connection:
         return self.b if dev == self.a else self.a
 
 
-def make_connection(a: int, b: int, bandwidth: float, latency: float) -> Connection:
-    """A connection (not yet up) with symmetric lanes."""
+def make_link(a: int, b: int, bandwidth: float, latency: float) -> NetworkLink:
+    """A link (its connection not yet up) with symmetric lanes."""
     lo, hi = min(a, b), max(a, b)
-    return Connection(
+    return NetworkLink(
         lo,
         hi,
         {lo: Lane(lo, hi, bandwidth, latency), hi: Lane(hi, lo, bandwidth, latency)},

@@ -37,9 +37,9 @@ from protocol.messages import (
     ThumbnailOffer,
 )
 from protocol.store import CardFull
-from sim import invariants
+from sim import faults, invariants, keys
 from sim.devices import AuditedStore, Device, device_id_for, make_config
-from sim.links import Connection, make_connection
+from sim.links import NetworkLink, make_link
 from sim.lying import Liar, Lie
 from sim.scenario import Scenario, Step
 
@@ -49,6 +49,8 @@ KIND_NAMES = (
     "capture", "deliver", "lane_free", "tick", "connect", "step", "restart", "heal", "reappear",
     "lie",
 )
+
+_FOLLOW_UP_KIND = {"restart": RESTART, "heal": HEAL, "reappear": REAPPEAR}  # faults.FollowUp
 
 RECONNECT_MIN = 1.0  # seconds before a broken link is tried again
 RECONNECT_MAX = 4.0
@@ -153,7 +155,9 @@ class World:
         self._seq = 0
         self.dirty: set[int] = set()  # cards changed since the invariants last looked
         self._in_flight = 0  # frames pulled and not yet delivered (or dropped)
-        self._partition: int | None = None  # a mask of one side, or None
+        # The devices on one side of a network partition, as a bit mask, or None when whole.
+        # Public: the fault catalogue (sim/faults.py) sets and clears it; can_connect reads it.
+        self.partition: int | None = None
         n = scenario.devices()
         self.devices: list[Device] = []
         for i in range(n):
@@ -169,6 +173,7 @@ class World:
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
                 planted_bugs=planted_bugs,
                 replicas=scenario.replicas,
+                sealer=keys.sealer_for(scenario.seed, i) if scenario.wrap_keys else None,
             )
             self.devices.append(
                 Device(
@@ -184,13 +189,13 @@ class World:
                 )
             )
         self.index_of = {d.device_id: d.index for d in self.devices}
-        self.connections: dict[tuple[int, int], Connection] = {}
-        self.links_of: list[list[Connection]] = [[] for _ in range(n)]
+        self.connections: dict[tuple[int, int], NetworkLink] = {}
+        self.links_of: list[list[NetworkLink]] = [[] for _ in range(n)]
         # conn_from[a][b]: the connection between a and b (None on the diagonal).
-        self.conn_from: list[list[Connection | None]] = [[] for _ in range(n)]
+        self.conn_from: list[list[NetworkLink | None]] = [[] for _ in range(n)]
         for a in range(n):
             for b in range(a + 1, n):
-                conn = make_connection(a, b, scenario.bandwidth, scenario.latency)
+                conn = make_link(a, b, scenario.bandwidth, scenario.latency)
                 self.connections[(a, b)] = conn
                 self.links_of[a].append(conn)
                 self.links_of[b].append(conn)
@@ -371,7 +376,7 @@ class World:
             if conn is not None and conn.up:
                 pump_lane(dev, conn)
 
-    def _pump_lane(self, dev: Device, conn: Connection) -> None:
+    def _pump_lane(self, dev: Device, conn: NetworkLink) -> None:
         """Pull one frame for this lane if it is free; if it is busy, wake it when it frees.
 
         A LANE_FREE event is scheduled only when the sender may have more for this
@@ -655,8 +660,8 @@ class World:
         da, db = self.devices[a], self.devices[b]
         if not (da.up and db.up and da.discoverable and db.discoverable):
             return False
-        if self._partition is not None:
-            return bool(self._partition >> a & 1) == bool(self._partition >> b & 1)
+        if self.partition is not None:
+            return bool(self.partition >> a & 1) == bool(self.partition >> b & 1)
         return True
 
     def _on_connect(self, a: int, b: int, _: Any) -> None:
@@ -670,9 +675,9 @@ class World:
         self.trace(f"{self.t!r} UP {a} {b}\n")
         da, db = self.devices[a], self.devices[b]
         assert da.node is not None and db.node is not None
-        if not self.call(da, "connected", lambda: da.node.connected(db.device_id, da.clock(self.t))):  # type: ignore[union-attr]
+        if not self.call(da, "connected", lambda: da.node.connected(db.device_id, da.clock(self.t), key_recipient=keys.recipient(da, db))):  # type: ignore[union-attr]
             return
-        self.call(db, "connected", lambda: db.node.connected(da.device_id, db.clock(self.t)))  # type: ignore[union-attr]
+        self.call(db, "connected", lambda: db.node.connected(da.device_id, db.clock(self.t), key_recipient=keys.recipient(db, da)))  # type: ignore[union-attr]
 
     def schedule_connect(self, a: int, b: int) -> None:
         key = (a, b) if a < b else (b, a)
@@ -702,23 +707,17 @@ class World:
         self.schedule_connect(a, b)
 
     def _on_step(self, index: int, _b: int, _: Any) -> None:
-        from sim import faults  # the fault catalogue acts on the world
-
-        faults.apply(self, self.steps[index])
+        then = faults.apply(self, self.steps[index])
+        if then is not None:
+            self.push(then.at, _FOLLOW_UP_KIND[then.kind], then.subject, 0, None)
 
     def _on_restart(self, index: int, _b: int, _: Any) -> None:
-        from sim import faults
-
         faults.restart(self, index)
 
     def _on_heal(self, mask: int, _b: int, _: Any) -> None:
-        from sim import faults
-
         faults.heal(self, mask)
 
     def _on_reappear(self, index: int, _b: int, _: Any) -> None:
-        from sim import faults
-
         faults.reappear(self, index)
 
     # --- invariants ------------------------------------------------------------------------

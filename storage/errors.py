@@ -18,6 +18,7 @@ __all__ = [
     "CatalogTooNew",
     "HashMismatch",
     "ImportRejected",
+    "MovieUnusable",
     "NotACard",
     "NotFound",
     "StoreError",
@@ -50,3 +51,8 @@ class BadSize(StoreError, ValueError):
 
 class ImportRejected(StoreError):
     """One file could not be imported (unreadable, empty, not a regular file); the rest go on."""
+
+
+class MovieUnusable(StoreError):
+    """A movie gives no strip (damaged, hostile, or no decoder); the message is the reason
+    shown with its placeholder, and the movie itself is still imported."""

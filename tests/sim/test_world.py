@@ -158,3 +158,21 @@ def test_a_crash_mid_transfer_can_tear_the_last_write_and_loses_nothing() -> Non
         assert world.violation is None, str(world.violation)
         torn += world.metrics.counters.get("crash.torn_write", 0)
     assert torn > 0
+
+
+def test_a_partition_is_public_state_and_its_heal_a_follow_up() -> None:
+    """sim/faults.py acts on the world's public API and hands the heal back for scheduling."""
+    from sim import faults
+
+    scenario = sc.Scenario(seed=5, cameras=2, desks=1, pictures=1, interval=30.0)
+    world = World(scenario)
+    world.run(until=2.0)
+    assert world.partition is None
+    then = faults.partition(world, 0b1011, 10.0)  # bits past the device count are dropped
+    assert world.partition == 0b011
+    assert then == faults.FollowUp(world.t + 10.0, "heal", 0b011)
+    assert not world.can_connect(0, 2) and world.can_connect(0, 1)
+    faults.heal(world, 0b001)  # not this partition's heal: it stays
+    assert world.partition == 0b011
+    faults.heal(world, 0b011)
+    assert world.partition is None and world.can_connect(0, 2)

@@ -1,0 +1,44 @@
+"""One meaning per name (issue 15): no two public classes in protocol/, storage/, mesh/, sim/
+share a name, so that ``Connection`` or ``Incoming`` says one thing wherever it is read."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("protocol", "storage", "mesh", "sim")
+
+# Names still defined twice, each with the reason it is not renamed yet.
+PENDING = {
+    "CardFull": "protocol/store.py's error and protocol/events.py's event: protocol/ (redesign)",
+    "Catalog": "protocol/messages.py's message and storage/catalog.py's SQLite catalog (its owner)",
+    "Lane": "protocol/scheduler.py's priority lane and sim/links.py's direction of a link",
+}
+
+
+def public_classes(root: Path, packages: tuple[str, ...]) -> dict[str, list[str]]:
+    """Class name -> the modules (as paths) that define a top-level public class of that name."""
+    where: dict[str, list[str]] = defaultdict(list)
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.parse(path.read_text(), filename=str(path)).body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    where[node.name].append(str(path.relative_to(root)))
+    return where
+
+
+def test_no_class_name_means_two_things() -> None:
+    twice = {name: paths for name, paths in public_classes(ROOT, PACKAGES).items()
+             if len(paths) > 1 and name not in PENDING}
+    assert not twice, f"one name, two classes: {twice}"
+
+
+def test_the_check_finds_a_planted_twin(tmp_path: Path) -> None:
+    for package in ("one", "two"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "m.py").write_text("class Device:\n    pass\nclass _Private:\n    pass\n")
+    found = public_classes(tmp_path, ("one", "two"))
+    assert found["Device"] == ["one/m.py", "two/m.py"]
+    assert "_Private" not in found
