@@ -299,8 +299,10 @@ class CameraServer:
             stats = self.accounts.stats.get(item.account)
             if stats is not None:
                 stats.frames += 1
-                stats.last_frame = item.ftp_path
-                stats.last_frame_at = item.at
+                # Imports may finish out of order: the last frame is the last one uploaded.
+                if stats.last_frame_at is None or item.at >= stats.last_frame_at:
+                    stats.last_frame = item.ftp_path
+                    stats.last_frame_at = item.at
                 stats.done.append((item.ftp_path, item.size))
 
     def serve(self) -> None:
