@@ -31,6 +31,7 @@ from mesh.demo_timeline import DemoFailed, FoundByMdns, Timeline, percent
 from mesh.errors import ReadOutError
 from mesh.identity import Identity
 from mesh.runtime import Address, Runtime
+from protocol import room
 from protocol.config import NodeConfig, Policy
 from protocol.errors import CammeshError
 from protocol.messages import Role
@@ -351,8 +352,7 @@ async def _tell(alpha: DemoDevice, bravo: DemoDevice, desk: DemoDevice, files: l
 
 
 def _under_mark(device: DemoDevice) -> bool:
-    usage = device.card.usage()
-    return usage.used <= int(device.runtime.node.config.high_water * usage.capacity)
+    return not room.over_mark(device.card.usage(), device.runtime.node.config.high_water)
 
 
 async def _settle(device: DemoDevice, t: Timeline, what: str) -> None:

@@ -32,7 +32,7 @@ from hypercorn.trio import serve
 
 from mesh.desk_board import FINISHED, REREAD, Board, Facts, image_of, read_facts
 from mesh.desk_marks import ROUTES as MARKS_ROUTES
-from mesh.desk_marks import DeskMarks, Refused
+from mesh.desk_marks import DeskMarks
 from mesh.errors import HttpError
 from mesh.runtime import Runtime
 from protocol import events as ev
@@ -139,6 +139,8 @@ class Desk:
         self.changed.set()
         self.changed = trio.Event()
 
+    wake = _wake  # for the parts of the desk beside this module (mesh/desk_marks.py)
+
     # --- the ASGI app -------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -208,11 +210,7 @@ class Desk:
             await _send_json(send, {"ok": True, "ids": ids})
         elif (method, path) in MARKS_ROUTES:
             body = await _read_json(receive) if method == "POST" else {}
-            try:
-                answer = await self.marks.answer(method, path, body)
-            except Refused as exc:
-                raise HttpError(exc.status, str(exc)) from exc
-            await _send_json(send, answer)
+            await _send_json(send, await self.marks.answer(method, path, body))
         else:
             for route in self.routes:
                 if await route(method, path, query, receive, send):

@@ -159,6 +159,13 @@ class Board:
                 tile.version = self._touch(f.image_id)
         return new
 
+    def status_changed(self) -> None:
+        """Something only the status shows changed (the colour labels): the next batch of
+        changes carries it, with one tile sent again."""
+        if self.tiles:
+            image_id = next(iter(self.tiles))
+            self.tiles[image_id].version = self._touch(image_id)
+
     def progress(self, image_id: str, peer: str, done: int, total: int) -> None:
         tile = self.tiles.get(image_id)
         if tile is not None:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mesh.errors import HttpError
 from storage.errors import InvalidMarks, NotFound
 from storage.marks import FIELDS, MAX_SHORT_TEXT, MAX_TEXT
 
@@ -43,14 +44,6 @@ MAX_IDS = 5000  # pictures marked by one request
 _ID = re.compile(r"[0-9a-f]{64}\Z")
 ROUTES = {("GET", "/api/labels"), ("GET", "/api/codes"), ("POST", "/api/marks"),
           ("POST", "/api/labels"), ("POST", "/api/template"), ("POST", "/api/codes")}
-
-
-class Refused(Exception):
-    """A marks request that changed nothing: the HTTP status and the reason for the page."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def parse_codes(text: str) -> dict[str, str]:
@@ -121,7 +114,7 @@ class DeskMarks:
 
     async def answer(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The JSON answer to one of the routes above (``body``: a POST's JSON), None for a
-        request that is not one of them; Refused says why a request changed nothing."""
+        request that is not one of them; HttpError says why a request changed nothing."""
         if method == "GET" and path == "/api/labels":
             return {"labels": self._labels_json()}
         if method == "GET" and path == "/api/codes":
@@ -149,29 +142,29 @@ class DeskMarks:
         card = rt.card
 
         def write() -> dict[str, Any]:
-            for image_id in ids:  # check every picture before changing any
-                card.marks(image_id).changed(**fields)
-            return {i: card.set_marks(i, now=rt.now(), **fields).as_json() for i in ids}
+            marks = card.set_marks_of(ids, now=rt.now(), **fields)
+            return {i: m.as_json() for i, m in marks.items()}
 
         try:
             marks = await rt.call(write)
         except (InvalidMarks, ValueError, TypeError) as exc:
-            raise Refused(400, str(exc)) from exc
+            raise HttpError(400, str(exc)) from exc
         except NotFound as exc:
-            raise Refused(404, str(exc)) from exc
+            raise HttpError(404, str(exc)) from exc
         self.desk.reread(ids)
         return {"ok": True, "marks": marks}
 
     async def set_label(self, number: object, label: object) -> dict[str, Any]:
         rt = self.desk.runtime
         if type(number) is not int or not isinstance(label, str):
-            raise Refused(400, "name a colour class (1-8) and its label as text")
+            raise HttpError(400, "name a colour class (1-8) and its label as text")
         try:
             await rt.call(lambda: rt.card.set_color_label(number, label, now=rt.now()))
         except InvalidMarks as exc:
-            raise Refused(400, str(exc)) from exc
+            raise HttpError(400, str(exc)) from exc
         await self.load_labels()
-        self.desk.reread(list(self.desk.board.tiles)[:1])  # pages hear of it with the next batch
+        self.desk.board.status_changed()
+        self.desk.wake()
         return {"ok": True, "labels": self._labels_json()}
 
     async def apply_template(self, origin: object, fields: dict[str, Any], *,
@@ -180,10 +173,10 @@ class DeskMarks:
         (with ``only_empty``, only where that field is still empty; with ``keep``, on its
         pictures that arrive later too)."""
         if not isinstance(origin, str) or set(fields) - set(CAPTION_FIELDS) or not fields:
-            raise Refused(400, f"a template names a camera and some of {', '.join(CAPTION_FIELDS)}")
+            raise HttpError(400, f"a template names a camera and some of {', '.join(CAPTION_FIELDS)}")
         facts = [t.facts for t in self.desk.board.tiles.values() if t.facts.origin == origin]
         if not facts and not keep:
-            raise Refused(404, "no pictures of that camera are on this desk")
+            raise HttpError(404, "no pictures of that camera are on this desk")
         changed = await self._apply(facts, fields, only_empty)
         if keep:
             self.templates[origin] = (fields, only_empty)
@@ -196,25 +189,26 @@ class DeskMarks:
             if mine:
                 try:
                     await self._apply(mine, fields, only_empty)
-                except Refused as exc:  # the camera's template no longer fits: say so, go on
+                except HttpError as exc:  # the camera's template no longer fits: say so, go on
                     log.warning("the caption template for %s was not applied: %s", origin[:12], exc)
 
     async def _apply(self, facts: list[Facts], fields: dict[str, Any], only_empty: bool) -> int:
-        changed = 0
-        for f in facts:
-            wanted = {k: v for k, v in fields.items() if not only_empty or not getattr(f.marks, k)}
-            if wanted:
-                await self.set_marks([f.image_id], wanted)
-                changed += 1
-        return changed
+        """Each field on the pictures where it is wanted, one commit per field."""
+        changed: set[str] = set()
+        for name, value in fields.items():
+            ids = [f.image_id for f in facts if not only_empty or not getattr(f.marks, name)]
+            for start in range(0, len(ids), MAX_IDS):
+                await self.set_marks(ids[start : start + MAX_IDS], {name: value})
+            changed.update(ids)
+        return len(changed)
 
     def set_codes(self, text: object, source: object) -> dict[str, Any]:
         if not isinstance(text, str):
-            raise Refused(400, "send the code-replacement file's text as \"text\"")
+            raise HttpError(400, "send the code-replacement file's text as \"text\"")
         try:
             self.codes = parse_codes(text)
         except ValueError as exc:
-            raise Refused(400, f"that code-replacement file was refused: {exc}") from exc
+            raise HttpError(400, f"that code-replacement file was refused: {exc}") from exc
         self.codes_source = source[:MAX_SHORT_TEXT] if isinstance(source, str) else ""
         return {"ok": True, "codes": len(self.codes)}
 
@@ -224,21 +218,21 @@ class DeskMarks:
 
 def _ids(value: object) -> list[str]:
     if not isinstance(value, list) or not value or len(value) > MAX_IDS:
-        raise Refused(400, f"name the pictures as a list of 1 to {MAX_IDS} ids")
+        raise HttpError(400, f"name the pictures as a list of 1 to {MAX_IDS} ids")
     if not all(isinstance(i, str) and _ID.match(i) for i in value):
-        raise Refused(400, "a picture id is 64 lowercase hexadecimal characters")
+        raise HttpError(400, "a picture id is 64 lowercase hexadecimal characters")
     return list(dict.fromkeys(value))
 
 
 def _fields(value: object) -> dict[str, Any]:
     if not isinstance(value, dict) or not value:
-        raise Refused(400, f"\"set\" is an object of marks to change: {', '.join(FIELDS)}")
+        raise HttpError(400, f"\"set\" is an object of marks to change: {', '.join(FIELDS)}")
     unknown = set(value) - set(FIELDS)
     if unknown:
-        raise Refused(400, f"no mark is called {', '.join(sorted(unknown))}; marks are {', '.join(FIELDS)}")
+        raise HttpError(400, f"no mark is called {', '.join(sorted(unknown))}; marks are {', '.join(FIELDS)}")
     if "keywords" in value:
         words = value["keywords"]
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise Refused(400, "keywords are a list of words")
+            raise HttpError(400, "keywords are a list of words")
         value = {**value, "keywords": tuple(w.strip() for w in words if w.strip())}
     return value

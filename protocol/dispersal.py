@@ -25,6 +25,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from protocol import events as ev
+from protocol import room
 from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     DisperseAccept,
@@ -149,9 +150,6 @@ class Dispersal:
 
     # --- the owner's side ---------------------------------------------------------------
 
-    def _limit(self, capacity: int) -> int:
-        return int(self.node.config.high_water * capacity)
-
     def maybe_disperse(self, now: float) -> None:
         """Above the high-water mark: ask holders for the oldest originals (claims 1, 11)."""
         store = self.node.store
@@ -161,14 +159,15 @@ class Dispersal:
             self._rejected = {k: until for k, until in self._rejected.items() if until > now}
             self._version += 1
         usage = store.usage()
-        if usage.used <= self._limit(usage.capacity):
+        high_water = self.node.config.high_water
+        if not room.over_mark(usage, high_water):
             self._full_reported = False
             self._rejected.clear()
             self._memo = None
             return
         # Nothing that decides what to ask changed since the last look: nothing to do.  A
         # smaller excess asks for nothing new; a larger one only if holders were found.
-        excess = usage.used - self._limit(usage.capacity)
+        excess = usage.used - room.mark(usage.capacity, high_water)
         # _version covers the links too: it moves when one comes or goes, or its room changes.
         memo = (self._version,)
         if memo == self._memo and (excess <= self._memo_excess or self._memo_short):
@@ -271,8 +270,7 @@ class Dispersal:
         """When a rejected holder may be asked again (only while the card is over the mark)."""
         if not self._rejected:
             return None
-        usage = self.node.store.usage()
-        if usage.used <= self._limit(usage.capacity):
+        if not room.over_mark(self.node.store.usage(), self.node.config.high_water):
             self._rejected.clear()
             return None
         return min(self._rejected.values())
@@ -421,12 +419,12 @@ class Dispersal:
         else:
             usage = store.usage()
             already = store.partial_offset(msg.image_id, Incoming.HELD)
-            if usage.used + usage.reserved + msg.size - already > self._limit(usage.capacity):
+            if msg.size - already > room.below_mark(usage, self.node.config.high_water):
                 self._reject(link, msg, "my card is above its high-water mark")
                 return
             # One peer may not take every holder's room: its held and reserved bytes stay
             # under its share of the card (issue 7, per-peer limits).
-            share = int(self.node.config.max_share_per_peer * usage.capacity)
+            share = room.peer_share(usage.capacity, self.node.config.max_share_per_peer)
             taken = sum(h.size for h in store.held_originals() if h.owner == link.peer_id)
             taken += sum(
                 e.size or 0 for (_, purpose), e in link.expected.items()

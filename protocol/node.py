@@ -20,6 +20,7 @@ from protocol import serving, transfers
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import Dispersal
+from protocol.effects import Cancel, Effect, Emit, Expect, Send
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.messages import (
     PROTOCOL_VERSION,
@@ -48,6 +49,7 @@ from protocol.messages import (
     TransferFailed,
 )
 from protocol.peer import Expected, Link, PeerView, view_of
+from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
 from protocol.scheduler import (
     Scheduler,
@@ -55,7 +57,6 @@ from protocol.scheduler import (
 from protocol.store import (
     Decision,
     ImageRecord,
-    Incoming,
     Store,
     StoreError,
     TransferState,
@@ -63,14 +64,6 @@ from protocol.store import (
 )
 
 __all__ = ["Node", "NodeConfig", "PeerView", "Policy"]
-
-# Where a finished stream lands, by why it travelled (None: not stored, forwarded or handed out).
-_KIND = {
-    Purpose.SYNC: Incoming.ORIGINAL,
-    Purpose.SMALLER: Incoming.SMALLER,
-    Purpose.DISPERSE: Incoming.HELD,
-}
-
 
 # What a peer did with a picture on an earlier link, proving it holds the thumbnail.  Not
 # THUMBNAIL_SENT: that is set as the frame is rendered, and a link may die before it lands.
@@ -93,13 +86,7 @@ class Node:
         self.links: dict[str, Link] = {}
         self.names: dict[str, str] = {}  # device id -> name, from every Hello seen
         self._events: list[ev.NodeEvent] = []
-        self._offers: dict[str, set[str]] = {}  # image id -> peers that offered its original
-        self._pulls: dict[str, None] = {}  # background pulls wanted, in arrival order
-        # Per source peer, the pulls it could serve (offerers and the origin), in order: a
-        # free slot looks only at its own queue, never at every pull.
-        self._pull_queues: dict[str, dict[str, None]] = {}
-        self._wanted: dict[str, tuple[int | None, int | None]] = {}  # user requests not yet sent
-        self._failed_sources: set[tuple[str, str]] = set()  # (image, peer) that could not serve
+        self.pulls = Pulls(store, config, self.links)
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
@@ -122,7 +109,7 @@ class Node:
                 and decision.max_side is None
                 and decision.quality is None
             ):
-                self._wanted[record.image_id] = (None, None)
+                self.pulls.resume_wanted(record.image_id)
         self.dispersal.resume()
 
     # --- helpers shared with protocol.dispersal and protocol.readout -------------------
@@ -139,7 +126,23 @@ class Node:
 
     def offerers(self, image_id: str) -> set[str]:
         """Peers that offered this picture's original (has_original), connected or not."""
-        return set(self._offers.get(image_id, ()))
+        return self.pulls.offerers(image_id)
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out a machine's effects (protocol.effects), in the order it asked for them."""
+        for effect in effects:
+            if isinstance(effect, Emit):
+                self._events.append(effect.event)
+                continue
+            link = self.links[effect.peer_id]
+            if isinstance(effect, Send):
+                link.scheduler.send_control(effect.message)
+            elif isinstance(effect, Expect):
+                self.expect(link, effect.expected)
+            elif isinstance(effect, Cancel):
+                self.cancel(link, effect.image_id, effect.purpose)
+            else:
+                link.expected[(effect.image_id, effect.purpose)].urgent = True
 
     def name_of(self, peer_id: str) -> str:
         return self.names.get(peer_id, peer_id[:12])
@@ -221,16 +224,12 @@ class Node:
             return
         for (image_id, purpose), expected in link.expected.items():
             if purpose in (Purpose.SYNC, Purpose.SMALLER):
-                if expected.urgent:
-                    self._wanted.setdefault(image_id, (None, None))
-                else:
-                    record = self.store.image(image_id)
-                    if record is not None:
-                        self._queue_pull(image_id, record.origin)
+                self.pulls.stream_lost(image_id, expected)
             elif purpose is Purpose.READOUT:
                 self.readouts.failed(
                     image_id, f"{self.name_of(peer_id)} went away during the read-out: {reason}"
                 )
+        self.pulls.link_gone(peer_id)
         self.readouts.link_gone(link, reason)
         self.dispersal.link_gone(link)
         self.emit(ev.PeerGone(peer_id, reason))
@@ -314,35 +313,11 @@ class Node:
             self.emit(ev.Decided(image_id, Decision.REQUESTED))
             self.readouts.collect([image_id], now)  # ours, wanted here: bring it home
             return
-        self.store.set_decision(
-            image_id, Decision.REQUESTED, now, max_side=max_side, quality=quality
-        )
-        self.emit(ev.Decided(image_id, Decision.REQUESTED))
-        self._pulls.pop(image_id, None)
-        self._wanted[image_id] = (max_side, quality)
-        self.pump_requests(now)
-        if image_id in self._wanted:
-            self.emit(ev.RequestPending(image_id, "no connected peer has this original yet"))
+        self.apply(self.pulls.request(image_id, now, max_side=max_side, quality=quality))
 
     def refuse(self, image_id: str, now: float) -> None:
         """The user does not need this original ("not necessary", FIG. 13B)."""
-        self.store.set_decision(image_id, Decision.REFUSED, now)
-        self.emit(ev.Decided(image_id, Decision.REFUSED))
-        self._pulls.pop(image_id, None)
-        self._wanted.pop(image_id, None)
-        record = self.store.image(image_id)
-        if record is not None and record.where is Where.ABSENT:
-            self.store.discard_partial(image_id, Incoming.ORIGINAL)  # from an earlier link too
-        for link in self.ready_links():
-            asked = False
-            for purpose in (Purpose.SYNC, Purpose.SMALLER):
-                if self.cancel(link, image_id, purpose) is not None:
-                    asked = True
-                    self.store.discard_partial(image_id, _KIND[purpose])
-            link.background.discard(image_id)
-            if asked or link.peer_id in self._offers.get(image_id, ()):
-                link.scheduler.send_control(RefuseOriginal(image_id))
-        self.pump_requests(now)
+        self.apply(self.pulls.refuse(image_id, now))
 
     def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> None:
         """Hand out the original as ReadOutChunk... ReadOutDone events, wherever it is.
@@ -456,6 +431,7 @@ class Node:
             counts[f"images_{record.where.value}"] += 1
         held = list(self.store.held_originals())
         usage = self.store.usage()
+        pulls_waiting, requests_waiting = self.pulls.waiting()
         counts.update(
             held=len(held),
             held_bytes=sum(h.size for h in held),
@@ -466,8 +442,8 @@ class Node:
             used=usage.used,
             reserved=usage.reserved,
             free=usage.free,
-            pulls_waiting=len(self._pulls),
-            requests_waiting=len(self._wanted),
+            pulls_waiting=pulls_waiting,
+            requests_waiting=requests_waiting,
         )
         return counts
 
@@ -533,12 +509,7 @@ class Node:
         self._deadline_stale = True  # it now pings
         assert link.hello is not None  # the connection table puts Hello before Catalog
         self.emit(ev.PeerReady(link.peer_id, link.hello))
-        self._failed_sources = {f for f in self._failed_sources if f[1] != link.peer_id}
-        # The whole catalog is walked only to pull: seen() names every origin we know.
-        if self.config.policy_for(link.peer_id) is Policy.ALL:
-            for record in self.store.images():
-                if record.where is Where.ABSENT:
-                    self._want_in_background(record.image_id)  # also after our own restart
+        self.pulls.link_ready(link)
         for origin in sorted(self.store.seen()):
             for record in self.store.images_after(origin, msg.seen.get(origin, 0)):
                 if self.store.transfer_state(link.peer_id, record.image_id) in _PEER_HOLDS:
@@ -557,9 +528,7 @@ class Node:
                 code="catalog",
             )
         if msg.has_original:
-            self._offers.setdefault(msg.image_id, set()).add(link.peer_id)
-            if msg.image_id in self._pulls:
-                self._pull_queues.setdefault(link.peer_id, {})[msg.image_id] = None
+            self.pulls.offered(link.peer_id, msg.image_id)
         record = ImageRecord(
             image_id=msg.image_id,
             origin=msg.origin,
@@ -591,174 +560,18 @@ class Node:
                     and not other.has_seen(msg.origin, msg.seq)
                 ):
                     other.scheduler.queue_thumbnail(msg.image_id, msg.capture_time)
-        self._want_in_background(msg.image_id)
-        self.pump_requests(now)
-
-    def _want_in_background(self, image_id: str) -> None:
-        """Queue an ABSENT, unrefused original for the policy pulls (the source is chosen later)."""
-        if image_id in self._pulls or image_id in self._wanted:
-            return
-        if any((image_id, Purpose.SYNC) in link.expected for link in self.links.values()):
-            return  # already on its way
-        record = self.store.image(image_id)
-        if (
-            record is not None
-            and record.where is Where.ABSENT
-            and not self._refused(image_id)
-        ):
-            self._queue_pull(image_id, record.origin)
-
-    def _queue_pull(self, image_id: str, origin: str) -> None:
-        self._pulls[image_id] = None
-        for peer_id in (*self._offers.get(image_id, ()), origin):
-            self._pull_queues.setdefault(peer_id, {})[image_id] = None
-
-    def _refused(self, image_id: str) -> bool:
-        decision = self.store.decision(image_id)
-        return decision is not None and decision.decision is Decision.REFUSED
-
-    # --- what we pull -------------------------------------------------------------------
-
-    def _source_for(self, image_id: str, record: ImageRecord, *, urgent: bool) -> Link | None:
-        """A ready peer to ask for an original: its offerers; for the user, also its origin."""
-        peers = set(self._offers.get(image_id, ()))
-        if urgent:
-            peers.add(record.origin)
-        for peer_id in sorted(peers, key=lambda p: (p != record.origin, p)):
-            link = self.ready_link(peer_id)
-            if link is not None:
-                return link
-        return None
+        self.apply(self.pulls.thumbnail_seen(msg.image_id, now))
 
     def pump_requests(self, now: float) -> None:
         """Send the user's waiting requests, then background pulls while there is room."""
-        if self._wanted:
-            for image_id, (max_side, quality) in list(self._wanted.items()):
-                record = self.store.image(image_id)
-                if record is None:
-                    continue
-                link = self._source_for(image_id, record, urgent=True)
-                if link is not None:
-                    del self._wanted[image_id]
-                    self._send_request(
-                        link, record, urgent=True, max_side=max_side, quality=quality
-                    )
-        if not self._pulls:
-            return
-        most = self.config.max_outstanding_requests
-        queues = self._pull_queues
-        # Only peers with a pull queue are looked at: the queues are few, the calls many.
-        links, policy_for = self.links, self.config.policy_for
-        open_peers = [
-            peer_id
-            for peer_id in queues
-            if (link := links.get(peer_id)) is not None
-            and link.ready
-            and len(link.background) < most
-            and policy_for(peer_id) is Policy.ALL
-        ]
-        if not open_peers:
-            return  # every peer we pull from is busy or has nothing for us: nothing to decide
-        room: int | None = None  # computed once a pull has a source
-        for peer_id in sorted(open_peers):
-            link = self.links[peer_id]
-            queue = queues[peer_id]
-            done: list[str] = []
-            full = False
-            for image_id in queue:
-                if image_id not in self._pulls:
-                    done.append(image_id)  # pulled from another peer, or no longer wanted
-                    continue
-                if (image_id, peer_id) in self._failed_sources:
-                    continue  # kept: it may serve it after a reconnect
-                record = self.store.image(image_id)
-                if record is None or record.where is not Where.ABSENT:
-                    del self._pulls[image_id]
-                    done.append(image_id)
-                    continue
-                if room is None:
-                    room = self._room_for_pulls()
-                need = record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
-                if need > room:
-                    full = True  # the card is near its high-water mark: pull no more for now
-                    break
-                room -= need
-                del self._pulls[image_id]
-                done.append(image_id)
-                link.background.add(image_id)
-                self._send_request(link, record, urgent=False)
-                if len(link.background) >= most:
-                    break
-            for image_id in done:
-                del queue[image_id]
-            if not queue:
-                del self._pull_queues[peer_id]
-            if full:
-                return
-
-    def _room_for_pulls(self) -> int:
-        """Bytes we may still pull below the high-water mark, after the pulls in flight."""
-        usage = self.store.usage()
-        room = int(self.config.high_water * usage.capacity) - usage.used - usage.reserved
-        for link in self.links.values():
-            for image_id in link.background:
-                record = self.store.image(image_id)
-                if record is not None:
-                    room -= record.size - self.store.partial_offset(image_id, Incoming.ORIGINAL)
-        return room
-
-    def _send_request(
-        self,
-        link: Link,
-        record: ImageRecord,
-        *,
-        urgent: bool,
-        max_side: int | None = None,
-        quality: int | None = None,
-    ) -> None:
-        smaller = max_side is not None or quality is not None
-        purpose = Purpose.SMALLER if smaller else Purpose.SYNC
-        key = (record.image_id, purpose)
-        current = link.expected.get(key)
-        if current is not None:
-            # Already on its way: an urgent repeat makes the sender move it up the queue.
-            if urgent and not current.urgent:
-                current.urgent = True
-                link.background.discard(record.image_id)
-                stream = link.streams.get(key)
-                offset = stream.next_offset if stream is not None else current.offset
-                link.scheduler.send_control(RequestOriginal(record.image_id, True, offset))
-            return
-        if smaller:
-            self.store.discard_partial(record.image_id, Incoming.SMALLER)  # other sizes differ
-            offset = 0
-        else:
-            offset = self.store.partial_offset(record.image_id, Incoming.ORIGINAL)
-        kind = Incoming.SMALLER if smaller else Incoming.ORIGINAL
-        self.expect(
-            link,
-            Expected(
-                record.image_id,
-                purpose,
-                kind,
-                offset,
-                size=None if smaller else record.size,
-                urgent=urgent,
-            ),
-        )
-        link.scheduler.send_control(
-            RequestOriginal(record.image_id, urgent, offset, max_side=max_side, quality=quality)
-        )
+        self.apply(self.pulls.pump(now))
 
     def _on_failed(self, link: Link, msg: TransferFailed, now: float) -> None:
         expected = self.cancel(link, msg.image_id, msg.purpose)
         if expected is None:
             return  # nothing we still wait for: a late answer
         link.cancelled.discard((msg.image_id, msg.purpose))
-        link.background.discard(msg.image_id)
-        if msg.purpose is Purpose.SYNC and not expected.urgent:
-            self._failed_sources.add((msg.image_id, link.peer_id))
-            self._want_in_background(msg.image_id)  # another peer may have it
+        self.pulls.failed(link.peer_id, msg.image_id, expected)
         self.emit(ev.TransferRefused(link.peer_id, msg.image_id, msg.purpose, msg.reason))
         if msg.purpose is Purpose.READOUT:
             self.readouts.failed(msg.image_id, f"{self.name_of(link.peer_id)}: {msg.reason}")

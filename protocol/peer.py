@@ -62,7 +62,6 @@ class Link:
     expected: dict[tuple[str, Purpose], Expected] = field(default_factory=dict)
     streams: dict[tuple[str, Purpose], Stream] = field(default_factory=dict)
     cancelled: set[tuple[str, Purpose]] = field(default_factory=set)
-    background: set[str] = field(default_factory=set)  # our background pulls in flight
     bytes_in: int = 0
     bytes_out: int = 0
     # The peer's X25519 key when our pictures' keys go to it wrapped (a desk we trust to

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from protocol import events as ev
+from protocol import room
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Collect, OriginalHeader, Purpose, ReadOut, Release, TransferFailed
 from protocol.peer import Expected, Link, Stream, holder_rank
@@ -402,9 +403,7 @@ class ReadOuts:
                 continue
             if record.where is not Where.DISPERSED:
                 continue  # already home
-            usage = store.usage()
-            limit = int(node.config.high_water * usage.capacity)
-            if usage.used + usage.reserved + record.size > limit:
+            if record.size > room.below_mark(store.usage(), node.config.high_water):
                 node.emit(
                     ev.CollectFailed(
                         image_id,

@@ -110,7 +110,7 @@ def abandon(node: Node, link: Link, stream: Stream, reason: str) -> None:
     """Our card cannot take the rest: stop the stream, keep what is durable."""
     expected = stream.expected
     node.cancel(link, expected.image_id, expected.purpose)
-    link.background.discard(expected.image_id)
+    node.pulls.finished(link.peer_id, expected.image_id)
     if expected.purpose in (Purpose.SYNC, Purpose.SMALLER):
         link.scheduler.send_control(RefuseOriginal(expected.image_id))
         if expected.urgent:
@@ -169,7 +169,7 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
             if record is not None and record.origin == node.device_id:
                 node.dispersal.note_local(record)  # one of ours, home again
     if msg.purpose in (Purpose.SYNC, Purpose.SMALLER):
-        link.background.discard(msg.image_id)
+        node.pulls.finished(link.peer_id, msg.image_id)
         node.emit(ev.OriginalArrived(link.peer_id, msg.image_id, msg.purpose))
         node.pump_requests(now)
     elif msg.purpose is Purpose.DISPERSE:

@@ -16,6 +16,7 @@ from typing import Any
 from protocol.config import NodeConfig, Policy
 from protocol.messages import Role
 from protocol.node import Node
+from protocol.sealing import Sealer
 from protocol.store import ImageRecord, Incoming
 from sim.memstore import MemoryStore
 
@@ -136,6 +137,7 @@ def make_config(
     policy: str,
     planted_bugs: frozenset[str],
     replicas: int = 1,
+    sealer: Sealer | None = None,
 ) -> NodeConfig:
     """A node's settings in the simulator; ``policy`` is what it pulls from every peer."""
     return NodeConfig(
@@ -146,4 +148,5 @@ def make_config(
         default_policy=Policy(policy),
         chunk_size=chunk_size,
         planted_bugs=planted_bugs,
+        sealer=sealer,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from protocol.store import DispersalState, Incoming
+from sim import loss
 from sim import scenario as sc
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ def apply(world: World, step: sc.Step) -> FollowUp | None:
         return partition(world, step.a, step.duration)
     if step.kind == sc.VANISH:
         return vanish(world, step.a, step.duration)
+    if step.kind == sc.LOSE:
+        loss.lose(world, step.a)
+        return None
     user_action(world, step)
     return None
 
@@ -143,7 +147,8 @@ def user_action(world: World, step: sc.Step) -> None:
         if pic.image_id in dev.readouts:
             return
         dev.readouts[pic.image_id] = bytearray()
-        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now))
+        wait_s = step.duration or None  # a read-out that may wait for its holder to come back
+        world.call(dev, "read_out", lambda: node.read_out(pic.image_id, now, wait_s=wait_s))
     elif step.kind == sc.REFUSE:
         world.call(dev, "refuse", lambda: node.refuse(pic.image_id, now))
     elif step.kind == sc.REQUEST:

@@ -20,12 +20,13 @@ CRASH = "crash"  # device a crashes, restarts after ``duration``
 BREAK = "break"  # the connection between a and b breaks (both reconnect later)
 PARTITION = "partition"  # devices whose bit is set in ``a`` (a mask) lose the others, heal after ``duration``
 VANISH = "vanish"  # device a leaves discovery (out of range) for ``duration``
-READOUT = "readout"  # device a reads picture number b out (claims 8, 9)
+READOUT = "readout"  # device a reads picture number b out (claims 8, 9); waits ``duration`` if > 0
 COLLECT = "collect"  # device a collects back every original it dispersed (claims 10, 20)
 REFUSE = "refuse"  # device a refuses picture b ("not necessary", FIG. 13B)
 REQUEST = "request"  # device a asks for picture b's original first (FIG. 10, S63)
+LOSE = "lose"  # device a is lost for good (never restarts); every live owner repairs it away
 
-KINDS = (CRASH, BREAK, PARTITION, VANISH, READOUT, COLLECT, REFUSE, REQUEST)
+KINDS = (CRASH, BREAK, PARTITION, VANISH, READOUT, COLLECT, REFUSE, REQUEST, LOSE)
 FAULT_FAMILIES = ("crash", "partition", "breaks", "full", "vanish", "readout", "lying")
 
 # The lies a lying peer (``Scenario.liar``) may tell; sim/lying.py tells them.
@@ -97,6 +98,9 @@ class Scenario:
     # two or more, a liar's copy is never counted for an honest owner's picture (the honest
     # copy invariant); the JSON leaves it out at 1, as before it existed.
     replicas: int = 1
+    # Each camera's picture keys wrapped for every desk, with the thumbnail (issue 7, FIG. 20);
+    # the JSON leaves it out when False, as before it existed.
+    wrap_keys: bool = False
 
     def devices(self) -> int:
         return self.cameras + self.desks
@@ -116,6 +120,8 @@ class Scenario:
             del data["liar"], data["lies"]
         if self.replicas == 1:
             del data["replicas"]
+        if not self.wrap_keys:
+            del data["wrap_keys"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -169,7 +175,7 @@ class Scenario:
                 raise ScenarioError(f"unknown step kind {step.kind!r}; known: {list(KINDS)}")
             if step.at < 0 or step.duration < 0:
                 raise ScenarioError(f"step {step} has a negative time")
-            if step.kind in (CRASH, VANISH, READOUT, COLLECT, REFUSE, REQUEST, BREAK) and not (
+            if step.kind in (CRASH, VANISH, READOUT, COLLECT, REFUSE, REQUEST, BREAK, LOSE) and not (
                 0 <= step.a < self.devices()
             ):
                 raise ScenarioError(f"step {step} names device {step.a}, not in the mesh")

@@ -37,7 +37,7 @@ from protocol.messages import (
     ThumbnailOffer,
 )
 from protocol.store import CardFull
-from sim import faults, invariants
+from sim import faults, invariants, keys
 from sim.devices import AuditedStore, Device, device_id_for, make_config
 from sim.links import NetworkLink, make_link
 from sim.lying import Liar, Lie
@@ -173,6 +173,7 @@ class World:
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
                 planted_bugs=planted_bugs,
                 replicas=scenario.replicas,
+                sealer=keys.sealer_for(scenario.seed, i) if scenario.wrap_keys else None,
             )
             self.devices.append(
                 Device(
@@ -674,9 +675,9 @@ class World:
         self.trace(f"{self.t!r} UP {a} {b}\n")
         da, db = self.devices[a], self.devices[b]
         assert da.node is not None and db.node is not None
-        if not self.call(da, "connected", lambda: da.node.connected(db.device_id, da.clock(self.t))):  # type: ignore[union-attr]
+        if not self.call(da, "connected", lambda: da.node.connected(db.device_id, da.clock(self.t), key_recipient=keys.recipient(da, db))):  # type: ignore[union-attr]
             return
-        self.call(db, "connected", lambda: db.node.connected(da.device_id, db.clock(self.t)))  # type: ignore[union-attr]
+        self.call(db, "connected", lambda: db.node.connected(da.device_id, db.clock(self.t), key_recipient=keys.recipient(db, da)))  # type: ignore[union-attr]
 
     def schedule_connect(self, a: int, b: int) -> None:
         key = (a, b) if a < b else (b, a)

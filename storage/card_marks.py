@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 from storage.catalog import Catalog
@@ -50,22 +51,31 @@ class CardMarks:
         """Change some marks of one picture (``rating=4, tagged=True``); the new marks.
         InvalidMarks (nothing changed) for a bad value, NotFound for an unknown picture."""
         with self._guard():
-            self._known(image_id)
-            mine = self._catalog.stamped_marks(image_id)
-            before = marks_of(mine)
-            try:
-                after = before.changed(**fields)
-            except (TypeError, ValueError) as exc:
-                raise InvalidMarks(str(exc)) from exc
-            changes = stamp_changes(before, after, mine,
-                                    now=time.time() if now is None else now, device=self._device_id)
-            self._catalog.put_marks(image_id, changes)
-            return after
+            return self._set(image_id, time.time() if now is None else now, fields)
+
+    def _set(self, image_id: str, now: float, fields: dict[str, object]) -> Marks:
+        self._known(image_id)
+        mine = self._catalog.stamped_marks(image_id)
+        before = marks_of(mine)
+        try:
+            after = before.changed(**fields)
+        except (TypeError, ValueError) as exc:
+            raise InvalidMarks(str(exc)) from exc
+        self._catalog.put_marks(image_id, stamp_changes(before, after, mine, now=now,
+                                                        device=self._device_id))
+        return after
 
     def all_stamped_marks(self) -> dict[str, dict[str, Stamped]]:
         """Every marked picture's stamped marks, by image id."""
         with self._guard():
             return self._catalog.all_stamped_marks()
+
+    def set_marks_of(self, ids: Sequence[str], *, now: float | None = None,
+                     **fields: object) -> dict[str, Marks]:
+        """``set_marks`` on several pictures in one commit: all of them, or (InvalidMarks,
+        NotFound) none.  The new marks by image id."""
+        with self._guard(), self._catalog.transaction():
+            return {i: self._set(i, time.time() if now is None else now, fields) for i in ids}
 
     def stamped_marks(self, image_id: str) -> dict[str, Stamped]:
         """One picture's marks as they travel: field -> value with its (time, device) stamp."""

@@ -61,10 +61,18 @@ class Sealing:
     """Seals originals with per-picture keys, and wraps/unwraps those keys (see module doc).
 
     ``private_key`` is this device's X25519 exchange key (mesh.identity gives it).
+    ``ephemeral`` makes the one-time key of each wrap: fresh randomness, unless a test or
+    the simulator (sim/keys.py) needs the same bytes every run.
     """
 
-    def __init__(self, private_key: x25519.X25519PrivateKey) -> None:
+    def __init__(
+        self,
+        private_key: x25519.X25519PrivateKey,
+        *,
+        ephemeral: Callable[[], x25519.X25519PrivateKey] = x25519.X25519PrivateKey.generate,
+    ) -> None:
         self._private = private_key
+        self._ephemeral = ephemeral
         self.public_key: bytes = private_key.public_key().public_bytes(*_RAW)
 
     def new_key(self) -> bytes:
@@ -110,7 +118,7 @@ class Sealing:
 
     def wrap(self, key: bytes, image_id: str, recipient: bytes) -> bytes:
         _check_key(key)
-        ephemeral = x25519.X25519PrivateKey.generate()
+        ephemeral = self._ephemeral()
         ephemeral_public = ephemeral.public_key().public_bytes(*_RAW)
         shared = ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(recipient))
         wrapping = _wrapping_key(shared, ephemeral_public, recipient, image_id)

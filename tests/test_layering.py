@@ -86,3 +86,41 @@ def test_checker_catches_a_planted_violation(tmp_path: Path) -> None:
     assert imports_of(bad) & PROTOCOL_FORBIDDEN == {"socket"}
     assert uses_global_random(bad)
     assert file_io_calls(bad)
+
+
+# The node's sub-machines (issue 15): each owns one conversation and returns effects; only
+# protocol/node.py routes between them, so none imports the node or a sibling machine.
+MACHINES = ("pulls",)
+
+
+def modules_imported(path: Path) -> set[str]:
+    """Every module a file imports, in full (``protocol.node``), TYPE_CHECKING ones too."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def machine_violations(path: Path, machine: str) -> set[str]:
+    forbidden = {"protocol.node"} | {f"protocol.{m}" for m in MACHINES if m != machine}
+    return modules_imported(path) & forbidden
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_a_sub_machine_imports_neither_the_node_nor_a_sibling(machine: str) -> None:
+    bad = machine_violations(ROOT / "protocol" / f"{machine}.py", machine)
+    assert not bad, f"protocol/{machine}.py imports {sorted(bad)}: tell the node, it routes"
+
+
+def test_the_machine_check_catches_a_planted_import(tmp_path: Path) -> None:
+    bad = tmp_path / "pulls.py"
+    bad.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from protocol.node import Node\n"
+        "from protocol import node\n"
+    )
+    assert machine_violations(bad, "pulls") == {"protocol.node"}

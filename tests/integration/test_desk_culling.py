@@ -10,7 +10,6 @@ restarted ``cammesh desk`` process.  Set CAMMESH_SCREENSHOTS=DIR to keep the pag
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +31,13 @@ MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script
 
 
 def keep_screenshot(path: Path, name: str) -> None:
+    """Keep a copy in $CAMMESH_SCREENSHOTS, in 256 colours (a third of the bytes for docs/)."""
+    from PIL import Image
+
     folder = os.environ.get("CAMMESH_SCREENSHOTS")
     if folder:
-        shutil.copy(path, Path(folder) / name)
+        with Image.open(path) as shot:
+            shot.convert("RGB").quantize(256).save(Path(folder) / name, optimize=True)
 
 
 def focus(page: Any) -> str | None:

@@ -200,3 +200,14 @@ def test_every_field_round_trips(card: Card) -> None:
     assert card.marks(picture.image_id) == full
     assert full.as_json()["keywords"] == ["x", "y"]
     card.close()
+
+
+def test_marks_on_several_pictures_are_all_or_nothing(card: Card) -> None:
+    a = card.add_local(b"picture a", name="a.jpg", now=1.0).image_id
+    b = card.add_local(b"picture b", name="b.jpg", now=1.0).image_id
+    assert card.set_marks_of([a, b], tagged=True, now=3.0) == {a: Marks(tagged=True), b: Marks(tagged=True)}
+    with pytest.raises(NotFound):
+        card.set_marks_of([a, "e" * 64], rating=2)
+    with pytest.raises(InvalidMarks):
+        card.set_marks_of([a, b], rating=9)
+    assert card.marks(a) == card.marks(b) == Marks(tagged=True)

@@ -1,0 +1,83 @@
+"""What a sub-machine of the node asks for, as values: the node carries each one out.
+
+A machine (protocol/pulls.py, ...) owns its own state and writes the card directly
+(so that "durable before the frame leaves" holds as before), but it never calls back
+into the node: whatever it wants done on a link or told to the user it returns as
+effects, in order, and ``Node`` applies them at once, in that order, before anything
+else happens.  A machine reads links only (``Mapping[str, Link]``); every write to a
+link is one of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.events import NodeEvent
+from protocol.messages import Message, Purpose
+from protocol.peer import Expected
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Queue ``message`` to the peer on its control lane (ahead of every original)."""
+
+    peer_id: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """We asked the peer for a stream (or agreed to one): its header may now come."""
+
+    peer_id: str
+    expected: Expected
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Forget a stream we asked the peer for; what is already on its way is ignored."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class Hurry:
+    """A stream we expect from the peer is now our user's: it counts as urgent."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Tell the runtime (and the user): ``event`` goes out of ``Node.events``."""
+
+    event: NodeEvent
+
+
+Effect = Send | Expect | Cancel | Hurry | Emit
+
+
+class Outbox:
+    """A machine's effects in the order it asked for them; ``take`` hands them over."""
+
+    __slots__ = ("_effects",)
+
+    def __init__(self) -> None:
+        self._effects: list[Effect] = []
+
+    def send(self, peer_id: str, message: Message) -> None:
+        self._effects.append(Send(peer_id, message))
+
+    def emit(self, event: NodeEvent) -> None:
+        self._effects.append(Emit(event))
+
+    def add(self, effect: Effect) -> None:
+        self._effects.append(effect)
+
+    def take(self) -> list[Effect]:
+        out, self._effects = self._effects, []
+        return out
