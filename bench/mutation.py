@@ -134,7 +134,7 @@ def locate(module: str, key: str, lines: dict[str, int], source: list[str]) -> d
     function = mangled.removeprefix("x_").replace("xǁ", "").replace("ǁ", ".")
     start = lines.get(mangled, 1)
     line = start
-    diff = diff_of(key)
+    diff = diff_of(module, key)
     removed = [d[1:] for d in diff.splitlines() if d.startswith("-") and not d.startswith("---")]
     if removed:
         for number in range(start, len(source) + 1):
@@ -145,17 +145,18 @@ def locate(module: str, key: str, lines: dict[str, int], source: list[str]) -> d
     return {"id": key, "function": function, "line": line, "change": change}
 
 
-_diffs: dict[str, str] = {}
+def diff_of(module: str, key: str) -> str:
+    """mutmut's own diff of one mutant against its function (as ``mutmut show`` prints it)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-
-def diff_of(key: str) -> str:
-    if key not in _diffs:
-        mutmut = str(Path(sys.executable).with_name("mutmut"))
-        out = subprocess.run(
-            [mutmut, "show", key], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        _diffs[key] = out.stdout
-    return _diffs[key]
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # mutmut reads mutants/ relative to the project
+    try:
+        return get_diff_for_mutant(key, path=module)
+    except Exception as exc:  # a mutant mutmut can no longer find: say so, do not stop
+        return f"(no diff: {exc})"
+    finally:
+        os.chdir(cwd)
 
 
 def report(module: str) -> dict[str, Any]:
@@ -174,7 +175,7 @@ def report(module: str) -> dict[str, Any]:
     # A timeout counts as a kill (the mutant hung the suite); equivalents leave the denominator.
     denominator = len(codes) - len(equivalent)
     detected = len(killed) + len(timed_out)
-    open_ = [k for k in [*survived, *no_tests, *other, *unchecked] if k not in equivalent]
+    open_ = [k for k in [*survived, *no_tests, *other] if k not in equivalent]
     return {
         "module": module,
         "generated": len(codes),

@@ -285,6 +285,10 @@ class Dispersal:
         store = self.node.store
         entry = self._entry(msg.image_id, link.peer_id)
         record = store.image(msg.image_id)
+        if entry is not None and entry.state is DispersalState.STORED:
+            # A replayed accept for what it holds already: a Release would delete the copy
+            # our list counts on (our original may be freed), and the picture exist nowhere.
+            return
         if entry is None or entry.state not in _OUTGOING:
             link.scheduler.send_control(Release(msg.image_id))  # free what it reserved
             return

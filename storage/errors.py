@@ -19,6 +19,7 @@ __all__ = [
     "HashMismatch",
     "ImportRejected",
     "InvalidMarks",
+    "MovieUnusable",
     "NotACard",
     "NotFound",
     "StoreError",
@@ -55,3 +56,8 @@ class ImportRejected(StoreError):
 
 class InvalidMarks(StoreError, ValueError):
     """A mark or colour label was refused (out of range, too long, control characters)."""
+
+
+class MovieUnusable(StoreError):
+    """A movie gives no strip (damaged, hostile, or no decoder); the message is the reason
+    shown with its placeholder, and the movie itself is still imported."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import struct
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +28,8 @@ from storage.movies import (  # noqa: E402
     StripSettings,
     extract_movie,
 )
-from storage.thumbnails import MAX_SIDE, _from_rawpy, extract  # noqa: E402
+from storage.raw_previews import from_rawpy  # noqa: E402
+from storage.thumbnails import MAX_SIDE, extract  # noqa: E402
 
 CUTS = (15.3, 31.7, 47.2)
 
@@ -84,6 +87,33 @@ def test_a_60s_1080p_movie_gets_interval_frames_and_exactly_its_three_scene_fram
     assert got.capture_time == created
     assert {k: got.metadata[k] for k in ("duration", "width", "height", "frame_rate", "codec")} \
         == {"duration": 60.0, "width": 1920, "height": 1080, "frame_rate": 25.0, "codec": "h264"}
+
+
+def test_the_strip_decodes_little_more_than_its_own_frames(movie_1080p: Path) -> None:
+    """Never a full decode: 32 keyframes in 60 s, of which the strip's nine and, per cut, at
+    most the keyframe before it (the cut keyframes come off the GOP cadence) are decoded."""
+    movie = extract_movie(movie_1080p)
+    assert len(keyframes(movie_1080p)) == 32 and len(movie.strip) == 9
+    assert movie.keyframes_decoded <= len(movie.strip) + 3 + 1  # +1: the last keyframe
+
+
+def test_strip_times_are_the_keyframes_own_in_a_movie_with_b_frames(tmp_path: Path) -> None:
+    """Told to discard non-keyframes, the MP4 demuxer gives a movie with B-frames keyframe
+    times a few frames off (1.12 s for 1.0 s): the strip must not believe them."""
+    path = movie_samples.write_movie(tmp_path / "b.mp4", seconds=8, size=(320, 180),
+                                     preset="superfast", gop_s=1.0, cuts=(3.0,))
+    keys = dict(keyframes(path))
+    assert list(keys) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    movie = extract_movie(path)
+    assert [(f.time, f.kind) for f in movie.strip] == [(0.0, "interval"), (3.0, "scene")]
+    assert all(keys[f.time] == f.offset for f in movie.strip)
+
+
+def test_a_movie_that_gives_no_strip_is_a_storage_error() -> None:
+    from protocol.errors import CammeshError
+    from storage.errors import MovieUnusable, StoreError
+
+    assert issubclass(MovieUnusable, StoreError) and issubclass(MovieUnusable, CammeshError)
 
 
 def test_interval_and_cap_are_configurable(movie_1080p: Path) -> None:
@@ -180,7 +210,7 @@ def test_a_dng_libraw_reads_gets_its_embedded_preview(tmp_path: Path) -> None:
         assert (raw.sizes.raw_width, raw.sizes.raw_height) == (256, 192)
         assert raw.extract_thumb().format == rawpy.ThumbFormat.JPEG
     with path.open("rb") as file:
-        through_libraw = _from_rawpy(file, "image/x-adobe-dng", None)
+        through_libraw = from_rawpy(file, "image/x-adobe-dng", None)
     for got in (extract(path), through_libraw):
         assert (got.mime, got.thumbnail_source) == ("image/x-adobe-dng", "raw-preview")
         assert near(colour_of(got.thumbnail), (200, 0, 0))
@@ -234,10 +264,13 @@ def hostile_movies(folder: Path) -> dict[str, Path]:
 def test_hostile_movies_import_with_a_placeholder_and_a_reason(tmp_path: Path) -> None:
     files = hostile_movies(tmp_path / "hostile")
     for name, path in files.items():
-        got = extract(path)
-        assert got.thumbnail, name
+        started = time.monotonic()
+        got = extract(path)  # the import's own path: the real child process
+        assert time.monotonic() - started < 10, name  # far inside the 30 s hard timeout
+        assert got.thumbnail and got.reason, name
         if name == "corrupt-frames.mp4":  # the first keyframe is whole: a strip, damage noted
-            assert got.thumbnail_source in ("keyframe", "placeholder")
+            assert got.thumbnail_source == "keyframe"
+            assert "damaged keyframe skipped" in got.reason
             continue
         if name == "huge-duration.mp4":  # the lie is not believed; the real frames still are
             assert got.thumbnail_source == "keyframe"
@@ -249,6 +282,51 @@ def test_hostile_movies_import_with_a_placeholder_and_a_reason(tmp_path: Path) -
         summary = import_paths(card, [tmp_path / "hostile"], now=1.0)
     assert {Path(r.path).name for r in summary.rejected} == {"zero.mp4"}  # 0 bytes: refused
     assert len(summary.imported) == len(files) - 1
+
+
+def test_an_import_stops_a_movie_walk_at_its_deadline_and_kills_it_at_its_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the import path and its real child process: a movie that would keep the
+    decoder busy past the walk's deadline gives what it found with the reason; one whose
+    child outlives the hard timeout is killed, a placeholder with the reason; neither stops
+    the import, and each ends within its bound."""
+    from storage import thumbnails
+
+    folder = tmp_path / "in"
+    movie_samples.write_movie(folder / "intra.mp4", seconds=20, size=(640, 360), gop_s=0.04)
+    monkeypatch.setattr(thumbnails, "MOVIE_SETTINGS", StripSettings(deadline_s=0.3, probe_s=0))
+    with Card.create(tmp_path / "card", device_id="e" * 64, name="cam", capacity=10**9) as card:
+        started = time.monotonic()
+        [walked] = import_paths(card, [folder], now=1.0).imported
+        walk_s = time.monotonic() - started
+        assert (walked.thumbnail_source, walked.reason) == (
+            "keyframe", "stopped at the 0.3 s deadline")
+        assert 0 < len(card.strip(walked.image_id)) < 20
+        monkeypatch.setattr(thumbnails, "MOVIE_TIMEOUT_S", 0.01)
+        (folder / "intra.mp4").rename(folder / "again.mp4")
+        with (folder / "again.mp4").open("ab") as file:
+            file.write(b"\0")  # another picture (another hash), the same movie
+        started = time.monotonic()
+        [killed] = import_paths(card, [folder], now=2.0).imported
+        kill_s = time.monotonic() - started
+    assert killed.thumbnail_source == "placeholder"
+    assert killed.reason == "the decoder did not finish within 0.01 s and was stopped"
+    assert walk_s < 15 and kill_s < 5  # the child's start-up, the bound, the hashing
+
+
+def test_a_read_that_never_returns_is_killed_at_the_hard_timeout(tmp_path: Path) -> None:
+    """A real FFmpeg in the real child blocked for ever (a FIFO nobody writes: open() never
+    returns, so FFmpeg's own timeout never runs): the kill is what ends it."""
+    from storage.movie_process import extract_movie_isolated
+    from storage.movies import MovieUnusable
+
+    fifo = tmp_path / "stuck.mp4"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(MovieUnusable, match=r"did not finish within 2 s and was stopped"):
+        extract_movie_isolated(fifo, hard_timeout_s=2.0)
+    assert time.monotonic() - started < 6
 
 
 def test_a_movie_that_never_ends_is_stopped_by_the_deadline_and_the_packet_bound(
@@ -305,7 +383,8 @@ def test_a_decoder_that_hangs_or_crashes_is_only_a_reason(tmp_path: Path) -> Non
     """Extraction runs in a child process: one that never returns is killed at the hard
     timeout, one that dies by a signal (a crash inside FFmpeg) is reported, and the caller
     goes on either way."""
-    from storage.movies import MovieUnusable, extract_movie_isolated
+    from storage.movie_process import extract_movie_isolated
+    from storage.movies import MovieUnusable
 
     path = movie_samples.write_movie(tmp_path / "clip.mp4", seconds=2)
     hang = [sys.executable, "-c", "import time; time.sleep(60)"]
