@@ -54,10 +54,10 @@ class ImportRejected(StoreError):
     """One file could not be imported (unreadable, empty, not a regular file); the rest go on."""
 
 
+class InvalidMarks(StoreError, ValueError):
+    """A mark or colour label was refused (out of range, too long, control characters)."""
+
+
 class MovieUnusable(StoreError):
     """A movie gives no strip (damaged, hostile, or no decoder); the message is the reason
     shown with its placeholder, and the movie itself is still imported."""
-
-
-class InvalidMarks(StoreError, ValueError):
-    """A mark or colour label was refused (out of range, too long, control characters)."""
