@@ -29,9 +29,10 @@ from typing import Any
 import trio
 
 from mesh.deliver_servers import DeliveryError, Target, open_session, put_small
+from mesh.errors import MeshError
 from mesh.runtime import Runtime
 from protocol.errors import CammeshError
-from storage.delivery_journal import Delivery, DeliveryJournal, State
+from storage.delivery_journal import Delivery, DeliveryJournal, DeliveryState
 from storage.export import split_name
 from storage.marks import Marks
 
@@ -69,7 +70,7 @@ class Copy:
                 else f"JPEG copies, {self.long_edge} px long edge, quality {self.quality}")
 
 
-class Stopped(Exception):
+class Stopped(MeshError):
     """The desk is stopping: the upload under way stops at the next block."""
 
 
@@ -253,7 +254,7 @@ class Deliverer:
         try:
             there = session.size(remote)
             if there is not None:
-                if delivery.state is State.SENDING and there == size:
+                if delivery.state is DeliveryState.SENDING and there == size:
                     return  # renamed into place just before the desk stopped
                 raise DeliveryError(f"a file {remote!r} that is not this picture is already "
                                     "on the server; move it away there")
@@ -313,8 +314,8 @@ class Deliverer:
         """The queue as the desk page shows it: newest first, with each one's reason."""
         now = time.time()
         entries = self.journal.entries(self.target.key)
-        waiting = [e for e in entries if e.state is not State.DELIVERED]
-        done = [e for e in entries if e.state is State.DELIVERED]
+        waiting = [e for e in entries if e.state is not DeliveryState.DELIVERED]
+        done = [e for e in entries if e.state is DeliveryState.DELIVERED]
         active = self.active
         rows = []
         for entry in (waiting + done[::-1])[:SHOWN]:
@@ -322,7 +323,7 @@ class Deliverer:
                 "image_id": entry.image_id, "name": entry.remote_name, "state": entry.state.value,
                 "size": entry.size, "sent": entry.sent, "attempts": entry.attempts,
                 "error": entry.error, "delivered_at": entry.delivered_at,
-                "retry_in": (None if entry.state is State.DELIVERED or entry.attempts == 0
+                "retry_in": (None if entry.state is DeliveryState.DELIVERED or entry.attempts == 0
                              else max(0.0, round(entry.next_try_at - now, 1))),
             }
             if active is not None and active["image_id"] == entry.image_id:

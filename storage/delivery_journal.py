@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
-class State(StrEnum):
+class DeliveryState(StrEnum):
     QUEUED = "queued"  # chosen (tagged, or rated enough); nothing sent yet
     SENDING = "sending"  # the upload began; ``sent`` bytes are on the server
     DELIVERED = "delivered"  # complete under its final name on the server
@@ -49,7 +49,7 @@ class Delivery:
     image_id: str
     target: str
     remote_name: str
-    state: State
+    state: DeliveryState
     size: int | None
     sent: int
     attempts: int
@@ -80,7 +80,7 @@ class DeliveryJournal:
             self._db.close()
 
     def _row(self, row: sqlite3.Row) -> Delivery:
-        return Delivery(**{**dict(row), "state": State(row["state"])})
+        return Delivery(**{**dict(row), "state": DeliveryState(row["state"])})
 
     def queue(self, image_id: str, target: str, name: str, now: float) -> bool:
         """Queue ``image_id`` for ``target`` under ``name`` (made unique among the target's

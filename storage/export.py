@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from protocol.store import ImageRecord
+from storage.errors import StoreError
 
 TEMPLATE_FIELDS: Final = {
     "date": "capture date, YYYYMMDD (the camera's clock when EXIF has it, else UTC)",
@@ -32,7 +33,7 @@ _UNSAFE = re.compile(r"[^\w.\-]+")
 _EXIF_TIME = re.compile(r"(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})")
 
 
-class TemplateError(ValueError):
+class TemplateError(StoreError, ValueError):
     """A rename template names a field that does not exist."""
 
 

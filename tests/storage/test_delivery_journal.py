@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.delivery_journal import DeliveryJournal, State
+from storage.delivery_journal import DeliveryJournal, DeliveryState
 
 T = "ftp://u@h:21/in"
 
@@ -30,9 +30,9 @@ def test_progress_failures_and_delivery_survive_reopening(tmp_path: Path) -> Non
     j.close()
     j = DeliveryJournal.beside(tmp_path)
     a = j.get("a" * 64, T)
-    assert (a.state, a.sent, a.size, a.attempts, a.error) == (State.SENDING, 40, 100, 1, "nobody answers")
+    assert (a.state, a.sent, a.size, a.attempts, a.error) == (DeliveryState.SENDING, 40, 100, 1, "nobody answers")
     assert j.due(T, 10.0) is None and j.due(T, 50.0).image_id == "a" * 64
-    assert j.get("b" * 64, T).state is State.DELIVERED
+    assert j.get("b" * 64, T).state is DeliveryState.DELIVERED
     assert not j.queue("b" * 64, T, "b.jpg", 99.0)  # delivered: never queued again
     assert j.next_due_at(T) == 50.0
     j.close()
