@@ -103,8 +103,11 @@ class _Finder(ast.NodeVisitor):
 def sites() -> dict[str, Site]:
     """Every check and refusal site in protocol/, by key."""
     out: dict[str, Site] = {}
-    for path in sorted(PROTOCOL.glob("*.py")):
-        finder = _Finder(f"protocol.{path.stem}")
+    # Every module, in sub-packages too: a conversation split into a package of machines
+    # (issue 15) must not take its checks out of the table unseen.
+    for path in sorted(PROTOCOL.rglob("*.py")):
+        dotted = ".".join(path.relative_to(PROTOCOL.parent).with_suffix("").parts)
+        finder = _Finder(dotted.removesuffix(".__init__"))
         finder.visit(ast.parse(path.read_text(), str(path)))
         for site in finder.found:
             assert site.key not in out, f"{site.key} found twice ({out[site.key]}, {site})"

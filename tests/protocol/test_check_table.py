@@ -6,6 +6,8 @@ import ast
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 from tests.protocol.check_sites import sites
 from tests.protocol.checks import TABLE
 from tests.protocol.test_checks import GUARDED, LIES, site_of
@@ -57,3 +59,23 @@ def test_notes_say_why_a_site_is_reached_only_in_a_way_of_its_own() -> None:
     for key, reached in TABLE.items():
         if reached.note:
             assert reached.note.split(":")[0] in ("shadowed", "unreachable", "backstop"), key
+
+
+def test_a_check_in_a_sub_package_of_protocol_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.protocol import check_sites
+
+    package = tmp_path / "protocol" / "owner"
+    package.mkdir(parents=True)
+    (package / "machine.py").write_text(
+        "class Owner:\n"
+        "    def on_stored(self, ok):\n"
+        "        if not ok:\n"
+        "            raise RemoteProtocolError('early', code='premature-stored')\n"
+    )
+    monkeypatch.setattr(check_sites, "PROTOCOL", tmp_path / "protocol")
+    found = check_sites.sites()
+    assert list(found) == ["premature-stored@Owner.on_stored"]
+    assert found["premature-stored@Owner.on_stored"].module == "protocol.owner.machine"
+    assert found["premature-stored@Owner.on_stored"].guarded
