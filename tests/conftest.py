@@ -32,6 +32,11 @@ settings.register_profile("dev", max_examples=30, deadline=None, print_blob=True
 # examples, so a mutant's verdict is the same on every run and a survivor costs seconds.
 # Tests that name their own max_examples are capped to it too (see pytest_collection_modifyitems).
 MUTATION_EXAMPLES = 8
+# A mutant that makes a loop endless (``t.offset = length``) must cost a test's time-out, not
+# mutmut's (15 times the summed duration of every test reaching the function: nine minutes for
+# the scheduler's ``_step``).  The slowest fast test takes 5 s; "thread" ends the whole process,
+# since Hypothesis would catch the "signal" method's exception and shrink on, unwatched.
+MUTATION_TEST_TIMEOUT = 30
 settings.register_profile(
     "mutation",
     derandomize=True,
@@ -45,10 +50,13 @@ settings.load_profile(os.environ.get("CAMMESH_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under the mutation profile, cap every test's own max_examples to the profile's."""
+    """Under the mutation profile, cap every test's own max_examples to the profile's, and
+    its time to MUTATION_TEST_TIMEOUT (a hang is a mutant found, and found quickly)."""
     if os.environ.get("CAMMESH_PROFILE") != "mutation":
         return
     for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(MUTATION_TEST_TIMEOUT, method="thread"))
         test = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
         own = getattr(test, "_hypothesis_internal_use_settings", None)
         if own is not None and own.max_examples > MUTATION_EXAMPLES:
