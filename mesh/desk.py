@@ -7,7 +7,7 @@ originals are separate URLs read from the card through ``Runtime.call``.
 
 Routes: ``GET /`` and ``/static/*``; ``GET /api/tiles?offset=&limit=`` (newest
 first); ``GET /api/events?since=V`` (SSE); ``GET /api/ftp`` (the node's FTP cameras);
-``GET /thumb/ID``; ``GET /original/ID``
+``GET /thumb/ID``; ``GET /strip/ID/K`` (mesh/desk_strips.py); ``GET /original/ID``
 (``?download=1``); ``POST /api/request {"ids", "max_side", "quality"}``;
 ``POST /api/refuse {"ids"}``; the editor's marks, labels, caption templates and
 code replacements (mesh/desk_marks.py).  Other parts add routes of their own to
@@ -33,6 +33,7 @@ from hypercorn.trio import serve
 from mesh.desk_board import FINISHED, REREAD, Board, Facts, image_of, read_facts
 from mesh.desk_marks import ROUTES as MARKS_ROUTES
 from mesh.desk_marks import DeskMarks
+from mesh.desk_strips import route as strip_route
 from mesh.errors import HttpError
 from mesh.runtime import Runtime
 from protocol import events as ev
@@ -75,7 +76,7 @@ class Desk:
         self.changed = trio.Event()
         self._reread_send, self._reread = trio.open_memory_channel[str](math.inf)
         self.marks = DeskMarks(self, codes=codes)
-        self.routes: list[Route] = []  # tried in order before a 404 (export, delivery, ...)
+        self.routes: list[Route] = [strip_route(self)]  # tried before a 404 (strips, export...)
 
     def reread(self, ids: list[str]) -> None:
         """Read these pictures' facts from the card again; pages get them in the next batch."""

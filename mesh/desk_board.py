@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.desk_strips import Point, parts_in, strip_json
 from protocol import events as ev
-from protocol.store import DispersalState, TransferState, Where
+from protocol.store import DispersalState, Incoming, TransferState, Where
 from storage.card import Card
 from storage.marks import DEFAULT_COLOR_LABELS, Marks
 
@@ -27,6 +28,7 @@ SHOWN_METADATA = (
     "focal_length", "width", "height", "capture_time_text",
     "photographer", "ftp_account",  # an FTP camera's account names them (mesh/ftp.py)
     "pair",  # a RAW and its JPEG share it (storage/pairs.py)
+    "duration",  # a movie's, in seconds (its strip shows it, FIG. 15A)
 )
 
 
@@ -64,6 +66,8 @@ class Facts:
     held_for: str | None  # owner, when this card holds the original for it
     smaller: int | None = None  # bytes of the smaller copy this card keeps (FIG. 10, S64-S65)
     marks: Marks = NO_MARKS  # the editor's rating, colour class, tag and captions (issue 19)
+    strip: tuple[Point, ...] = ()  # a movie's strip frames (FIG. 15A), mesh/desk_strips.py
+    partial: int = 0  # bytes of its original already on the card from an earlier stream
 
 
 def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Facts]:
@@ -85,6 +89,9 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
     out = []
     for r in records:
         decision = decided.get(r.image_id, TransferState.UNTRANSMITTED)
+        movie = r.mime.startswith("video/")
+        strip = tuple(card.strip_points(r.image_id)) if movie else ()
+        partial = card.partial_offset(r.image_id, Incoming.ORIGINAL) if strip and r.where is Where.ABSENT else 0
         out.append(
             Facts(
                 image_id=r.image_id, origin=r.origin, seq=r.seq, name=r.name, size=r.size,
@@ -93,7 +100,7 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
                 where=r.where, thumbnail_at=r.thumbnail_at, original_at=r.original_at,
                 decision=decision, holders=tuple(holders.get(r.image_id, ())),
                 held_for=held.get(r.image_id), smaller=smaller.get(r.image_id),
-                marks=marks.get(r.image_id, NO_MARKS),
+                marks=marks.get(r.image_id, NO_MARKS), strip=strip, partial=partial,
             )
         )
     return out
@@ -105,6 +112,14 @@ class Tile:
     version: int
     progress: tuple[str, int, int] | None = None  # (peer, done, total) of an incoming stream
     note: str = ""  # the last refusal or failure reason, for the tooltip
+    bytes_in: int = 0  # of its original on the card: the last progress, else the card's partial
+
+    def strip_in(self) -> int:
+        """How many of a movie's strip frames have their part on the card (FIG. 15B)."""
+        f = self.facts
+        if f.where is Where.LOCAL:
+            return len(f.strip)
+        return parts_in(f.strip, self.bytes_in, f.size)
 
     def mark(self, me: str) -> str:
         f = self.facts
@@ -150,10 +165,12 @@ class Board:
         for f in facts:
             tile = self.tiles.get(f.image_id)
             if tile is None:
-                self.tiles[f.image_id] = Tile(f, self._touch(f.image_id))
+                self.tiles[f.image_id] = Tile(f, self._touch(f.image_id), bytes_in=f.partial)
                 new.append(f)
             elif tile.facts != f:
                 tile.facts = f
+                if tile.progress is None:  # no stream says more than the card
+                    tile.bytes_in = f.partial
                 if f.where is not Where.ABSENT:
                     tile.progress = None
                 tile.version = self._touch(f.image_id)
@@ -171,6 +188,7 @@ class Board:
         if tile is not None:
             # Kept at 100% until the stream's end is reported (verified, stored): see FINISHED.
             tile.progress = (peer, done, total)
+            tile.bytes_in = done
             tile.version = self._touch(image_id)
 
     def stopped(self, image_id: str, note: str = "") -> None:
@@ -225,6 +243,7 @@ class Board:
             "smaller": f.smaller,
             "note": tile.note,
             "marks": f.marks.as_json(),
+            "strip": strip_json(f.strip, tile.strip_in()),
             "v": tile.version,
         }
 
@@ -259,7 +278,7 @@ def _newest_first(tile: Tile) -> tuple[float, str, int]:
 
 # Events after which a tile's facts must be read again from the card.
 REREAD = (
-    ev.ThumbnailArrived, ev.OriginalArrived, ev.TransferRefused, ev.RequestPending,
+    ev.ThumbnailArrived, ev.StripArrived, ev.OriginalArrived, ev.TransferRefused, ev.RequestPending,
     ev.Dispersed, ev.HeldStored, ev.Released, ev.Collected, ev.CollectFailed,
 )
 

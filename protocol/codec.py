@@ -48,7 +48,7 @@ _LENGTH = struct.Struct(">I")
 # the frame itself holds (and text is bounded long before the message checks run).
 _MAX_STR_BYTES: Final = 4 * Limits.MAX_TEXT  # UTF-8 needs at most 4 bytes a character
 _MAX_BIN: Final = max(Limits.MAX_CHUNK, Limits.MAX_THUMBNAIL)
-_MAX_ARRAY: Final = Limits.MAX_CAPABILITIES
+_MAX_ARRAY: Final = max(Limits.MAX_CAPABILITIES, Limits.MAX_STRIP_FRAMES)
 _MAX_MAP: Final = max(Limits.MAX_ORIGINS, Limits.MAX_METADATA_KEYS)
 
 # Bytes a decoder may hold before the reader drains it: far more than a pump feeds at once.

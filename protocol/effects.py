@@ -62,6 +62,15 @@ class QueueThumbnail:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueStrip:
+    """Queue the movie's strip to the peer on the thumbnail lane; its original waits for it."""
+
+    peer_id: str
+    image_id: str
+    capture_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ThumbnailKnown:
     """The peer holds the picture's thumbnail: originals of it may go without one first."""
 
@@ -128,7 +137,10 @@ class Emit:
     event: NodeEvent
 
 
-Effect = Send | Expect | Cancel | Hurry | QueueThumbnail | ThumbnailKnown | Greeted | Ready | Tell | Emit
+Effect = (
+    Send | Expect | Cancel | Hurry | QueueThumbnail | QueueStrip | ThumbnailKnown | Greeted | Ready
+    | Tell | Emit
+)
 
 
 class Outbox:

@@ -61,6 +61,15 @@ class ThumbnailArrived(NodeEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class StripArrived(NodeEvent):
+    """A movie's strip of ``frames`` thumbnails is on our card (FIG. 15A), before its bytes."""
+
+    peer: str
+    image_id: str
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
 class TransferProgress(NodeEvent):
     """Bytes of an incoming original now durable (``done`` of ``total``)."""
 

@@ -43,6 +43,9 @@ class Limits:
     MAX_ORIGINAL: Final = 4 * 1024**3  # 4 GiB: a long movie clip
     MAX_WRAPPED_KEY: Final = 1024
     MAX_SIDE: Final = 16384
+    MAX_STRIP_FRAMES: Final = 48  # a movie's strip (FIG. 15A), poster first
+    MAX_STRIP_JPEG: Final = 64 * 1024  # one strip frame (160 px: 4-8 KiB)
+    MAX_STRIP_BYTES: Final = 640 * 1024  # a whole strip, inside one frame of MAX_FRAME
 
 
 class Role(enum.StrEnum):
@@ -194,6 +197,45 @@ class ThumbnailOffer(Message):
     wrapped_key: Annotated[bytes, Meta(min_length=1, max_length=Limits.MAX_WRAPPED_KEY)] | None = (
         None  # per-picture key wrapped for the receiver (FIG. 20)
     )
+
+
+STRIP_KINDS: Final = frozenset({"interval", "scene"})
+
+
+@dataclass(frozen=True, slots=True)
+class Strip(Message):
+    """A movie's strip of keyframe thumbnails (FIG. 15A), en bloc, right behind its offer.
+
+    Frame k is ``times[k]`` seconds into the movie, playable from byte ``offsets[k]`` of the
+    original (None: the container does not say), chosen as ``kinds[k]`` ("interval" or
+    "scene"); ``jpegs[k]`` is its picture.  The first frame is the poster.  Sent only to a
+    peer whose Hello names the ``strip`` capability, ahead of any byte of the movie.
+    """
+
+    TAG: ClassVar[str] = "strip"
+    image_id: Hex64
+    times: Annotated[
+        tuple[Annotated[float, Meta(ge=0, le=sys.float_info.max)], ...],
+        Meta(max_length=Limits.MAX_STRIP_FRAMES),
+    ]
+    offsets: Annotated[tuple[Offset | None, ...], Meta(max_length=Limits.MAX_STRIP_FRAMES)]
+    kinds: Annotated[tuple[Annotated[str, Meta(max_length=16)], ...], Meta(max_length=Limits.MAX_STRIP_FRAMES)]
+    jpegs: Annotated[
+        tuple[Annotated[bytes, Meta(min_length=1, max_length=Limits.MAX_STRIP_JPEG)], ...],
+        Meta(max_length=Limits.MAX_STRIP_FRAMES),
+    ]
+
+    def check_relations(self) -> None:
+        name = type(self).__name__
+        n = len(self.times)
+        if not n or not len(self.offsets) == len(self.kinds) == len(self.jpegs) == n:
+            raise _fail(name, "times", "times, offsets, kinds and jpegs must be as long, at least 1")
+        if any(later < earlier for earlier, later in zip(self.times, self.times[1:], strict=False)):
+            raise _fail(name, "times", "must be in time order")
+        if not STRIP_KINDS.issuperset(self.kinds):
+            raise _fail(name, "kinds", f"each must be one of {sorted(STRIP_KINDS)}")
+        if sum(len(j) for j in self.jpegs) > Limits.MAX_STRIP_BYTES:
+            raise _fail(name, "jpegs", f"must hold at most {Limits.MAX_STRIP_BYTES} bytes in all")
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +432,7 @@ MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
     Pong,
     Goodbye,
     Error,
+    Strip,
 )
 
 BY_TAG: Final[Mapping[str, type[Message]]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

@@ -30,6 +30,7 @@ from protocol.effects import (
     LinkReady,
     Notice,
     Offered,
+    QueueStrip,
     QueueThumbnail,
     Ready,
     Send,
@@ -61,20 +62,20 @@ from protocol.messages import (
     Release,
     RequestOriginal,
     Stored,
+    Strip,
     ThumbnailOffer,
     TransferFailed,
 )
 from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
-from protocol.scheduler import (
-    Scheduler,
-)
+from protocol.scheduler import Scheduler, SendStrip
 from protocol.store import (
     Decision,
     Store,
     Where,
 )
+from protocol.strips import Strips
 from protocol.sync import Sync
 
 __all__ = ["Node", "NodeConfig", "PeerView", "Policy"]
@@ -94,7 +95,8 @@ class Node:
         self.links: dict[str, Link] = {}
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
-        self.sync = Sync(store, config, self.links)
+        self.strips = Strips(store, config, self.links)
+        self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
         self.keepalive = Keepalive(config, self.links)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
@@ -156,6 +158,8 @@ class Node:
             link = self.links[effect.peer_id]
             if isinstance(effect, Send):
                 link.scheduler.send_control(effect.message)
+            elif isinstance(effect, QueueStrip):
+                link.scheduler.queue_strip(effect.image_id, effect.capture_time)
             elif isinstance(effect, QueueThumbnail):
                 link.scheduler.queue_thumbnail(effect.image_id, effect.capture_time)
             elif isinstance(effect, ThumbnailKnown):
@@ -265,9 +269,12 @@ class Node:
         if not link.scheduler.has_work():
             return None  # the common case when a runtime polls an idle link
         while (item := link.scheduler.pop()) is not None:
-            msg = serving.render(self, link, item, now)
+            msg = (self.strips.render(item.image_id) if isinstance(item, SendStrip)
+                   else serving.render(self, link, item, now))
             if msg is None:
                 continue
+            if isinstance(msg, ThumbnailOffer):  # a movie's strip goes right behind its offer
+                self.apply(self.strips.offer_sent(link, msg))
             data = link.conn.send(msg)
             link.bytes_out += len(data)
             return data
@@ -434,6 +441,7 @@ class Node:
             Hello: lambda link, msg, now: self.apply(self.sync.on_hello(link, msg)),
             Catalog: self._on_catalog,
             ThumbnailOffer: self._on_thumbnail,
+            Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
             RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
             RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
             TransferFailed: self._on_failed,

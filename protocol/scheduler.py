@@ -10,7 +10,8 @@ The scheduler holds *what* to send, never payload bytes it would have to
 read: the node reads each chunk from the card when the runtime pulls a frame.
 Structural rule: an original's header never leaves before that picture's
 thumbnail went out on this link (or the peer is known to hold it), whatever
-the lane (FIG. 24: the thumbnail precedes the original).
+the lane (FIG. 24: the thumbnail precedes the original), nor before a movie's
+strip queued behind its thumbnail went out (FIG. 15A: the whole strip first).
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ class SendThumbnail:
 
 
 @dataclass(frozen=True, slots=True)
+class SendStrip:
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class SendHeader:
     transfer: Transfer
 
@@ -100,7 +106,7 @@ class SendComplete:
     transfer: Transfer
 
 
-Outgoing = SendMessage | SendThumbnail | SendHeader | SendChunk | SendComplete
+Outgoing = SendMessage | SendThumbnail | SendHeader | SendChunk | SendComplete  # what serving renders
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +134,10 @@ class Scheduler:
     enforce_thumbnail_first: bool = True
     on_work: Callable[[], None] | None = None  # told whenever work is queued (Node's busy set)
     _control: deque[Message] = field(default_factory=deque)
-    _thumb_heap: list[tuple[float, int, str]] = field(default_factory=list)
+    # (-capture time, -order, image id, is a strip): thumbnails and movies' strips, one lane
+    _thumb_heap: list[tuple[float, int, str, bool]] = field(default_factory=list)
     _thumb_queued: dict[str, int] = field(default_factory=dict)
+    _strip_queued: dict[str, int] = field(default_factory=dict)
     _thumb_known: set[str] = field(default_factory=set)
     _lanes: dict[Lane, list[Transfer]] = field(
         default_factory=lambda: {lane: [] for lane in Lane}
@@ -163,7 +171,19 @@ class Scheduler:
         n = next(self._counter)
         self._thumb_queued[image_id] = n
         key = capture_time if capture_time is not None else float("-inf")
-        heapq.heappush(self._thumb_heap, (-key, -n, image_id))
+        heapq.heappush(self._thumb_heap, (-key, -n, image_id, False))
+        if self.on_work is not None:
+            self.on_work()
+
+    def queue_strip(self, image_id: str, capture_time: float | None) -> None:
+        """Queue a movie's strip on the thumbnail lane, as its thumbnail went: it goes next
+        but for newer thumbnails, and the movie's original waits until it went (FIG. 15A)."""
+        if image_id in self._strip_queued:
+            return
+        n = next(self._counter)
+        self._strip_queued[image_id] = n
+        key = capture_time if capture_time is not None else float("-inf")
+        heapq.heappush(self._thumb_heap, (-key, -n, image_id, True))
         if self.on_work is not None:
             self.on_work()
 
@@ -226,7 +246,7 @@ class Scheduler:
 
     # --- pulling ----------------------------------------------------------------
 
-    def pop(self) -> Outgoing | None:
+    def pop(self) -> Outgoing | SendStrip | None:
         """The next frame's worth of work, or None when nothing can go now."""
         if self._control:
             return SendMessage(self._control.popleft())
@@ -237,9 +257,14 @@ class Scheduler:
         thumb = self._pop_thumbnail()
         return thumb if thumb is not None else self._pop_transfer()
 
-    def _pop_thumbnail(self) -> SendThumbnail | None:
+    def _pop_thumbnail(self) -> SendThumbnail | SendStrip | None:
         while self._thumb_heap:
-            _, neg_n, image_id = heapq.heappop(self._thumb_heap)
+            _, neg_n, image_id, strip = heapq.heappop(self._thumb_heap)
+            if strip:
+                if self._strip_queued.get(image_id) == -neg_n:
+                    del self._strip_queued[image_id]
+                    return SendStrip(image_id)
+                continue
             if self._thumb_queued.get(image_id) == -neg_n:
                 del self._thumb_queued[image_id]
                 self._thumb_known.add(image_id)
@@ -256,8 +281,10 @@ class Scheduler:
 
     def _step(self, t: Transfer) -> SendHeader | SendChunk | SendComplete | None:
         if not t.header_sent:
-            if self.enforce_thumbnail_first and t.image_id not in self._thumb_known:
-                return None  # structural: the thumbnail goes first on this link
+            if self.enforce_thumbnail_first and (
+                t.image_id not in self._thumb_known or t.image_id in self._strip_queued
+            ):
+                return None  # structural: the thumbnail (and a movie's strip) go first
             t.header_sent = True
             return SendHeader(t)
         if t.offset < t.size:
@@ -279,7 +306,7 @@ class Scheduler:
 
     def has_work(self) -> bool:
         """True if ``pop()`` might return something now (cheap, may be optimistic)."""
-        return bool(self._control or self._thumb_queued or self._by_key)
+        return bool(self._control or self._thumb_queued or self._strip_queued or self._by_key)
 
     def lengths(self) -> QueueLengths:
         return QueueLengths(

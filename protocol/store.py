@@ -12,9 +12,9 @@ from a peer are never used as paths.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from protocol.errors import CammeshError
 from protocol.messages import MetadataValue
@@ -321,4 +321,36 @@ class Store(Protocol):
 
     def clear_decision(self, image_id: str) -> None:
         """Forget our user's decision (done with; nothing happens if there is none)."""
+        ...
+
+
+# --- movie strips (FIG. 15-16), beside the contract ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StripFrame:
+    """One thumbnail of a movie's strip: when it is, where it is playable from, why chosen.
+
+    ``offset`` is the byte offset in the movie file of the keyframe packet (None when the
+    container does not say); ``kind`` is "interval" or "scene"."""
+
+    time: float
+    offset: int | None
+    kind: str
+    jpeg: bytes
+
+
+@runtime_checkable
+class StripShelf(Protocol):
+    """A store that also keeps movies' strips (``storage.card.Card``; the simulator's does not).
+
+    A node whose store is one names the ``strip`` capability in its Hello and sends and
+    keeps strips (protocol/strips.py); with any other store it does neither."""
+
+    def strip(self, image_id: str) -> list[StripFrame]:
+        """The strip kept for a picture, poster first; [] for a still or an unknown picture."""
+        ...
+
+    def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
+        """Keep ``strip`` for a picture the catalog lists (replacing one kept before)."""
         ...

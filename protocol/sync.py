@@ -51,8 +51,16 @@ _PEER_HOLDS = frozenset(
 class Sync:
     """Hello, Catalog and thumbnails of one node (see the module's table)."""
 
-    def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: NodeConfig,
+        links: Mapping[str, Link],
+        *,
+        capabilities: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
+        self.capabilities = capabilities  # what our Hello names (protocol/strips.py: "strip")
         self.config = config
         self.links = links  # read only: a link is written through effects
         self.device_id = store.device_id
@@ -78,7 +86,7 @@ class Sync:
                 name=self.config.name,
                 role=self.config.role,
                 version=PROTOCOL_VERSION,
-                capabilities=(),
+                capabilities=self.capabilities,
                 capacity=usage.capacity,
                 free=usage.free,
             ),

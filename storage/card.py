@@ -295,6 +295,8 @@ class Card(CardMarks):
             raise NotFound(f"picture {image_id[:12]} is not in the catalog; its thumbnail must come first")
         self._catalog.set_strip(image_id, strip)
 
+    # Each strip frame's (time, byte offset, kind), without the JPEGs (the desk's marks).
+    strip_points = _from_catalog(Catalog.strip_points)
     # Per image id that has a strip, the number of its frames.
     strip_lengths = _from_catalog(Catalog.strip_lengths)
 

@@ -209,6 +209,14 @@ class Catalog:
         )
         return [StripFrame(r["time"], r["byte_offset"], r["kind"], bytes(r["jpeg"])) for r in rows]
 
+    def strip_points(self, image_id: str) -> list[tuple[float, int | None, str]]:
+        """Each strip frame's (time, byte offset, kind), poster first, without its JPEG."""
+        rows = self._all(
+            "SELECT time, byte_offset, kind FROM strip_frames WHERE image_id = ?"
+            " ORDER BY position", (image_id,),
+        )
+        return [(float(r["time"]), r["byte_offset"], str(r["kind"])) for r in rows]
+
     def strip_lengths(self) -> dict[str, int]:
         """Per image id that has a strip, how many frames it has."""
         return {r["image_id"]: int(r["n"]) for r in self._all(

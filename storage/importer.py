@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from protocol.messages import MetadataValue
 from storage.card import Card, Extraction
 from storage.errors import CardFull, ImportRejected, StoreError
-from storage.movies import StripFrame
+from storage.movies import MOVIE_SUFFIXES, StripFrame
 from storage.pairs import PAIR_KEY, pair_key
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ def files_under(paths: Iterable[Path], *, card: Path) -> Iterator[tuple[Path, st
 def _refusal(path: Path, mode: int) -> str | None:
     if not stat.S_ISREG(mode):
         return "not a regular file (a device, pipe or socket)"  # reading a pipe could block forever
-    if os.stat(path).st_size == 0:
-        return "empty file (0 bytes): there is no picture in it"
+    if os.stat(path).st_size == 0 and path.suffix.lower() not in MOVIE_SUFFIXES:
+        return "empty file (0 bytes): there is no picture in it"  # an empty movie: a placeholder
     if path.name.startswith("._"):
         return "a macOS resource fork (._ file), not a picture"
     return None

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from protocol.store import StripFrame as StripFrame  # sent by the protocol as kept here
 from storage.errors import MovieUnusable
 
 if TYPE_CHECKING:  # Pillow loads when a movie is read, not with the card at start-up
@@ -40,19 +41,6 @@ MAX_HELD: Final = 512  # keyframe packets held undecoded between two probes
 MAX_HELD_BYTES: Final = 64 * 1024 * 1024  # ... and their bytes (all-intra 4K is ~2 MB a frame)
 QUALITY: Final = 80
 _TINY: Final = (32, 18)
-
-
-@dataclass(frozen=True, slots=True)
-class StripFrame:
-    """One thumbnail of a movie's strip: when it is, where it is playable from, why chosen.
-
-    ``offset`` is the byte offset in the movie file of the keyframe packet (None when the
-    container does not say); ``kind`` is "interval" or "scene"."""
-
-    time: float
-    offset: int | None
-    kind: str
-    jpeg: bytes
 
 
 @dataclass(frozen=True, slots=True)

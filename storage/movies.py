@@ -41,13 +41,20 @@ if TYPE_CHECKING:
     from storage.metadata import MetadataValue
 
 __all__ = [
-    "MEDIA_HINT", "POSTER_SIDE", "STRIP_SIDE", "Movie", "MovieUnusable", "StripFrame",
+    "EMPTY_MOVIE", "MEDIA_HINT", "MOVIE_SUFFIXES", "POSTER_SIDE", "STRIP_SIDE", "Movie", "MovieUnusable", "StripFrame",
     "StripSettings", "extract_movie", "proxy_of",
 ]
 
 MAX_DURATION_S: Final = 24 * 3600.0  # cameras split files long before a day
 MAX_PIXELS: Final = 8192 * 8192
 MEDIA_HINT: Final = "install cammesh[media] to see movie strips"
+# A movie file's name, for the one file whose bytes cannot say it is one: an empty one (a
+# recording cut off as it began).  Every other file's type comes from its bytes.
+MOVIE_SUFFIXES: Final = {
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+    ".mts": "video/mp2t", ".m2ts": "video/mp2t", ".ts": "video/mp2t",
+}
+EMPTY_MOVIE: Final = "empty movie file (0 bytes): nothing was recorded into it"
 # Given to the demuxer's stream probe: without it, opening an H.264 file decodes its first
 # frames (seven, to guess the reordering delay): 0.4 s of a 4K file, more than the strip.
 _OPEN_OPTIONS: Final = {"skip_frame": "nonkey"}

@@ -18,7 +18,7 @@ from typing import BinaryIO, Final
 from storage.errors import MovieUnusable
 from storage.metadata import Exif, Tiff, merged, read_exif
 from storage.movie_process import HARD_TIMEOUT_S, extract_movie_isolated
-from storage.movies import MEDIA_HINT, StripSettings
+from storage.movies import EMPTY_MOVIE, MEDIA_HINT, MOVIE_SUFFIXES, StripSettings
 from storage.previews import (
     DECODABLE_SOF,
     HEAD_BYTES,
@@ -53,6 +53,8 @@ def extract(path: Path, *, use_embedded: bool = True) -> Extracted:
     with path.open("rb") as file:
         head = file.read(HEAD_BYTES)
         mime = mime_of(head)
+        if not head and path.suffix.lower() in MOVIE_SUFFIXES:  # its name is all it has
+            return placeholder(MOVIE_SUFFIXES[path.suffix.lower()], EMPTY_MOVIE)
         try:
             return _extract(path, file, head, mime, use_embedded)
         except Exception as exc:  # a hostile file must never stop an import (DESIGN.md)

@@ -251,6 +251,7 @@ function fillTile(el, t) {
   dl.href = `/original/${t.id}?download=1`;
   el.querySelector(".refuse").hidden = ok || ["refused", "dispersed", "held", "smaller"].includes(t.mark);
   el.querySelector("input").checked = desk.selected.has(t.id);
+  if (window.fillStrip) window.fillStrip(el, t); // desk_strips.js: a movie's strip and its marks
 }
 
 // --- data -------------------------------------------------------------------------------------

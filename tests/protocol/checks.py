@@ -28,6 +28,7 @@ C = "tests/protocol/test_checks.py::test_each_check_refuses_its_lie"
 R = "tests/protocol/test_refusals.py"
 CODEC = "tests/protocol/test_codec.py"
 CONN = "tests/protocol/test_connection.py"
+S = "tests/protocol/test_machine_strips.py"
 LYING = "tests/sim/test_lying.py::test_a_liar_is_cut_off_for_every_lie_it_tells"
 
 TABLE: dict[str, Reached] = {
@@ -78,6 +79,13 @@ TABLE: dict[str, Reached] = {
     ),
     "catalog@Sync.on_thumbnail": Reached(f"{C}[catalog@Sync.on_thumbnail]"),
     "catalog@Sync.on_thumbnail#2": Reached(f"{C}[catalog@Sync.on_thumbnail#2]"),
+    # --- movies' strips (FIG. 15A) --------------------------------------------------------------
+    "unexpected@Strips.on_strip": Reached(
+        f"{S}::test_a_strip_to_a_device_that_named_no_strip_capability_is_refused"),
+    "catalog@Strips.on_strip": Reached(f"{S}::test_a_strip_before_its_offer_is_refused"),
+    "catalog@Strips.on_strip#2": Reached(f"{S}::test_a_strip_for_a_still_is_refused"),
+    "bad-offset@Strips.on_strip": Reached(
+        f"{S}::test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused"),
     # --- incoming streams (transfers) -----------------------------------------------------------
     "unexpected-transfer@on_header": Reached(f"{C}[unexpected-transfer@on_header]", sim=LYING),
     "wrong-destination@on_header": Reached(f"{C}[wrong-destination@on_header]"),

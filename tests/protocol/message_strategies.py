@@ -30,6 +30,7 @@ from protocol.messages import (
     RequestOriginal,
     Role,
     Stored,
+    Strip,
     ThumbnailOffer,
     TransferFailed,
 )
@@ -59,6 +60,19 @@ metadata_values = (
 metadata = st.dictionaries(
     st.text(min_size=1, max_size=64), metadata_values, max_size=Limits.MAX_METADATA_KEYS
 )
+
+def _strip(n: int) -> st.SearchStrategy[Message]:
+    return st.builds(
+        Strip,
+        image_id=ids,
+        times=st.lists(st.floats(0, 1e6), min_size=n, max_size=n).map(lambda t: tuple(sorted(t))),
+        offsets=st.lists(st.none() | offsets, min_size=n, max_size=n).map(tuple),
+        kinds=st.lists(st.sampled_from(["interval", "scene"]), min_size=n, max_size=n).map(tuple),
+        jpegs=st.lists(st.binary(min_size=1, max_size=512), min_size=n, max_size=n).map(tuple),
+    )
+
+
+strips = st.integers(1, 6).flatmap(_strip)
 
 hellos = st.builds(
     Hello,
@@ -125,6 +139,7 @@ STRATEGIES: Mapping[type[Message], st.SearchStrategy[Message]] = {
     Pong: st.builds(Pong, nonce=st.integers(0, 2**63 - 1)),
     Goodbye: st.builds(Goodbye, reason=text(Limits.MAX_TEXT)),
     Error: st.builds(Error, code=text(64), message=text(Limits.MAX_TEXT)),
+    Strip: strips,
 }
 
 assert set(STRATEGIES) == set(MESSAGE_TYPES), "every message type needs a strategy"

@@ -208,4 +208,11 @@ def _sample_messages(rng: random.Random) -> list[Message]:
         m.Pong(nonce=0),
         m.Goodbye(reason="shutting down"),
         m.Error(code="bad-field", message="thumbnail too large"),
+        m.Strip(
+            image_id=ident,
+            times=(0.0, 10.0, 12.5),
+            offsets=(48, None, 2**32),
+            kinds=("interval", "interval", "scene"),
+            jpegs=(rng.randbytes(200), rng.randbytes(100), rng.randbytes(50)),
+        ),
     ]

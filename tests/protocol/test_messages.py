@@ -34,6 +34,7 @@ from protocol.messages import (
     RequestOriginal,
     Role,
     Stored,
+    Strip,
     ThumbnailOffer,
     TransferFailed,
     describe,
@@ -81,6 +82,10 @@ VALID: dict[type[Message], dict[str, Any]] = {
     Pong: dict(nonce=2**63 - 1),
     Goodbye: dict(reason=""),
     Error: dict(code="bad-field", message="x"),
+    Strip: dict(
+        image_id=A, times=(0.0, 10.0), offsets=(48, None), kinds=("interval", "scene"),
+        jpegs=(b"\xff\xd8a", b"\xff\xd8b"),
+    ),
 }
 
 BAD_IDS = ["", "a" * 63, "a" * 65, A.upper(), "g" * 64, A.encode(), None, 7]
@@ -100,6 +105,15 @@ BAD: list[tuple[type[Message], str, object]] = [
     (Hello, "capabilities", ("c",) * (Limits.MAX_CAPABILITIES + 1)),
     (Hello, "capabilities", ("c" * 65,)),
     (Hello, "capabilities", (1,)),
+    (Strip, "times", (0.0, float("nan"))),
+    (Strip, "times", (-1.0, 0.0)),
+    (Strip, "times", [0.0, 1.0]),
+    (Strip, "offsets", (-1, 0)),
+    (Strip, "offsets", (0, Limits.MAX_ORIGINAL + 1)),
+    (Strip, "kinds", ("k" * 17, "scene")),
+    (Strip, "jpegs", (b"", b"j")),
+    (Strip, "jpegs", (b"j" * (Limits.MAX_STRIP_JPEG + 1), b"j")),
+    (Strip, "jpegs", ("text", b"j")),
     (Hello, "capacity", -1),
     (Hello, "free", 2**62 + 1),
     (Catalog, "seen", {"bad": 1}),

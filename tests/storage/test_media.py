@@ -280,8 +280,11 @@ def test_hostile_movies_import_with_a_placeholder_and_a_reason(tmp_path: Path) -
         assert got.reason, name
     with Card.create(tmp_path / "card", device_id="c" * 64, name="cam", capacity=10**9) as card:
         summary = import_paths(card, [tmp_path / "hostile"], now=1.0)
-    assert {Path(r.path).name for r in summary.rejected} == {"zero.mp4"}  # 0 bytes: refused
-    assert len(summary.imported) == len(files) - 1
+        assert not summary.rejected  # a zero-length movie too: a placeholder and its reason
+        assert len(summary.imported) == len(files)
+        empty = next(r for r in card.images() if r.size == 0)
+    assert empty.mime == "video/mp4" and empty.thumbnail
+    assert extract(files["zero.mp4"]).reason == "empty movie file (0 bytes): nothing was recorded into it"
 
 
 def test_an_import_stops_a_movie_walk_at_its_deadline_and_kills_it_at_its_timeout(
