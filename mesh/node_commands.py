@@ -275,28 +275,6 @@ async def _live(controller: Any, console: Console) -> None:
             await trio.sleep(0.5)
 
 
-# --- the card commands, when a node holds the card -------------------------------------------
-
-
-def ls_via_node(card: Path, *, as_json: bool) -> int:
-    """``cammesh ls`` on a card a running node holds: the node lists it."""
-    answer = ask(card, {"op": "ls"})
-    images = answer["images"]
-    if as_json:
-        print(json.dumps(images, indent=1))
-        return 0
-    table = _table(title=f"{len(images)} pictures, {format_size(answer['used'])} used, "
-                        f"{format_size(answer['free'])} free (from the running node)")
-    for column in ("id", "name", "size", "original", "thumbnail at", "original at"):
-        table.add_column(column)
-    for image in images:
-        table.add_row(image["image_id"][:12], image["name"], format_size(image["size"]),
-                      image["where"], _when(image["thumbnail_at"]) or "here",
-                      _when(image["original_at"]) or "-")
-    _console(highlight=False).print(table)
-    return 0
-
-
 def _when(seconds: float | None) -> str:
     import datetime
 
@@ -325,13 +303,21 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    console = _console()
+    from mesh.device_names import shown
+
+    console = _console(highlight=False)
+    names = answer.get("names", {})
     console.print(f"[bold]{answer['name']}[/] ({answer['role']}, {answer['short_id']}) on port {answer['port']}")
     console.print(f"card: {format_size(answer['used'])} used of {format_size(answer['capacity'])}, "
                   f"{format_size(answer['free'])} free")
+    smaller = answer.get("smaller") or {}
+    if smaller.get("count"):
+        console.print(f"smaller copies (reduced, not originals): {smaller['count']} "
+                      f"({format_size(smaller['bytes'])}), {smaller['kept']} kept after "
+                      "their original arrives")
     for peer, link in answer["links"].items():
-        console.print(f"  {short_id_of(peer)}: in {format_size(link['bytes_in'])}, "
-                      f"out {format_size(link['bytes_out'])}")
+        console.print(f"  {shown(names, peer)}: in {format_size(link['bytes_in'])}, "
+                      f"out {format_size(link['bytes_out'])}", markup=False)
     ftp = answer.get("ftp")
     if ftp:
         console.print(f"FTP for cameras on port {ftp['port']}:")
@@ -391,9 +377,13 @@ def add_request(subparsers: Subparsers) -> None:
 
 
 def run_request(args: argparse.Namespace) -> int:
+    from mesh.control import check_smaller_request
+
+    check_smaller_request(args.max_side, args.quality)  # before asking: one clear line
     answer = ask(args.card, {"op": "request", "id": args.id, "max_side": args.max_side,
                              "quality": args.quality})
-    print(f"requested {answer['id'][:12]}")
+    smaller = args.max_side is not None or args.quality is not None
+    print(f"requested {'a smaller copy of ' if smaller else ''}{answer['id'][:12]}")
     return 0
 
 

@@ -47,7 +47,7 @@ class CardSmaller:
     def smaller_details(self) -> dict[str, SmallerCopy]:
         """Every smaller copy with its size, arrival time and whether it is kept on purpose."""
         with self._guard():
-            return {r["image_id"]: _copy(r) for r in self._catalog.smaller_rows()}
+            return smaller_details(self._catalog)
 
     def read_smaller(self, image_id: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes of the smaller copy kept for ``image_id``; NotFound if none is."""
@@ -70,6 +70,11 @@ class CardSmaller:
             drop_superseded(self._catalog, self._folder, self._room, image_id)
             row = self._catalog.smaller_row(image_id)
             return None if row is None else _copy(row)
+
+
+def smaller_details(catalog: Catalog) -> dict[str, SmallerCopy]:
+    """Every smaller copy a catalog lists (also read by ``cammesh ls`` beside a running node)."""
+    return {r["image_id"]: _copy(r) for r in catalog.smaller_rows()}
 
 
 def drop_superseded(catalog: Catalog, folder: CardFolder, room: RoomLedger, image_id: str) -> int:
