@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mesh.cli import Register
     from protocol.store import DispersionEntry, HeldRecord, ImageRecord, Usage
     from storage.card import Card
+    from storage.card_smaller import SmallerCopy
     from storage.importer import ImportSummary
     from storage.marks import Stamped
 
@@ -224,15 +225,23 @@ def add_ls(subparsers: Subparsers) -> None:
 def as_json(record: ImageRecord, thumbnail_source: str | None,
             holders: list[DispersionEntry] | None = None,
             marks: Mapping[str, Stamped] | None = None,
-            labels: Mapping[int, str] | None = None) -> dict[str, Any]:
-    from mesh.control import image_json
+            labels: Mapping[int, str] | None = None,
+            smaller: SmallerCopy | None = None,
+            names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    from mesh.control import image_json, smaller_json
+    from mesh.device_names import shown
     from storage.marks import DEFAULT_COLOR_LABELS, marks_of
 
     shown_marks = marks_of(marks or {})
+    names = names or {}
     return {
         **image_json(record, thumbnail_source),
+        "origin_name": shown(names, record.origin),
+        # A reduced copy received instead of (or kept beside) the original (FIG. 10, S64-S65).
+        "smaller": smaller_json(smaller),
         # The dispersion list's entries for this picture: who holds (or is getting) it.
-        "holders": [{"holder": e.holder, "state": e.state.value, "updated_at": e.updated_at}
+        "holders": [{"holder": e.holder, "holder_name": shown(names, e.holder),
+                     "state": e.state.value, "updated_at": e.updated_at}
                     for e in holders or ()],
         # The editor's marks (issue 19), each field's last change as (time, device id).
         "marks": shown_marks.as_json(),
@@ -243,8 +252,11 @@ def as_json(record: ImageRecord, thumbnail_source: str | None,
     }
 
 
-def held_json(record: HeldRecord) -> dict[str, Any]:
-    return {"image_id": record.image_id, "owner": record.owner, "size": record.size,
+def held_json(record: HeldRecord, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    from mesh.device_names import shown
+
+    return {"image_id": record.image_id, "owner": record.owner,
+            "owner_name": shown(names or {}, record.owner), "size": record.size,
             "stored_at": record.stored_at}
 
 
@@ -259,11 +271,15 @@ class Listing:
     usage: Usage | None  # None when a running node holds the card
     marks: dict[str, dict[str, Stamped]] = field(default_factory=dict)  # image id -> field -> mark
     labels: dict[int, str] = field(default_factory=dict)  # colour class -> label
+    smaller: dict[str, SmallerCopy] = field(default_factory=dict)  # smaller copies received
+    names: dict[str, str] = field(default_factory=dict)  # device id -> shown name (issue 17)
 
 
 def read_listing(card_dir: Path) -> Listing:
     """Open the card; when a running node holds it, read a consistent snapshot of its catalog."""
+    from mesh.device_names import card_names
     from storage.card import Card
+    from storage.card_smaller import smaller_details
     from storage.catalog import CATALOG_NAME, Catalog
     from storage.errors import CardBusy
     from storage.marks import labels_of
@@ -272,19 +288,40 @@ def read_listing(card_dir: Path) -> Listing:
         with Card.open(card_dir) as card:
             return Listing(card.images(), card.thumbnail_sources(), card.dispersion_list(),
                            card.held_originals(), card.usage(), card.all_stamped_marks(),
-                           card.color_labels())
+                           card.color_labels(), card.smaller_details(),
+                           card_names(card_dir, me=card.device_id, my_name=card.name))
     except CardBusy:
         pass
     # SQLite in WAL mode lets this reader see the last commit while the node keeps writing.
     catalog = Catalog(card_dir / CATALOG_NAME)
     try:
         with catalog.transaction():
+            settings = catalog.settings()
             return Listing(catalog.images(), catalog.thumbnail_sources(),
                            catalog.dispersion_list(), catalog.held_originals(), None,
                            catalog.all_stamped_marks(), labels_of(
-                               (n, str(s.value)) for n, s in catalog.color_labels().items()))
+                               (n, str(s.value)) for n, s in catalog.color_labels().items()),
+                           smaller_details(catalog),
+                           card_names(card_dir, me=settings["device_id"], my_name=settings["name"]))
     finally:
         catalog.close()
+
+
+def where_text(record: ImageRecord, holders: list[DispersionEntry], smaller: SmallerCopy | None,
+               names: Mapping[str, str]) -> str:
+    """The `original` cell of `ls`: where it is, who holds it (by name), and a smaller copy."""
+    from mesh.device_names import shown
+    from storage.sizes import format_size
+
+    where = record.where.value
+    if holders:
+        where += " → " + ", ".join(shown(names, e.holder) + ("" if e.state.value == "stored"
+                                                            else f" ({e.state.value})")
+                                   for e in holders)
+    if smaller is not None:
+        kept = ", kept" if smaller.kept else ""
+        where += f" · smaller copy ({format_size(smaller.size)}{kept})"
+    return where
 
 
 def run_ls(args: argparse.Namespace) -> int:
@@ -292,7 +329,6 @@ def run_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from mesh.identity import short_id_of
     from storage.sizes import format_size
 
     listing = read_listing(args.card)
@@ -304,7 +340,8 @@ def run_ls(args: argparse.Namespace) -> int:
     records = listing.records
     if args.json:
         json.dump([as_json(r, listing.sources.get(r.image_id), by_image.get(r.image_id),
-                           listing.marks.get(r.image_id), listing.labels)
+                           listing.marks.get(r.image_id), listing.labels,
+                           listing.smaller.get(r.image_id), listing.names)
                    for r in records], sys.stdout, indent=1)
         print()
         return 0
@@ -315,12 +352,8 @@ def run_ls(args: argparse.Namespace) -> int:
     for column in ("id", "name", "size", "captured", "original", "thumbnail at", "original at"):
         table.add_column(column, no_wrap=column != "name", min_width=12 if column == "name" else None)
     for r in records:
-        where = r.where.value
-        if by_image.get(r.image_id):
-            holders = ", ".join(f"{short_id_of(e.holder)}" + ("" if e.state.value == "stored"
-                                                             else f" ({e.state.value})")
-                                for e in by_image[r.image_id])
-            where = f"{where} → {holders}"
+        where = where_text(r, by_image.get(r.image_id, []), listing.smaller.get(r.image_id),
+                           listing.names)
         table.add_row(
             r.image_id[:12], Text(shown(r.name)), format_size(r.size), when(r.capture_time),
             Text(where), when(r.thumbnail_at) if r.thumbnail_at else "here", when(r.original_at),
@@ -332,12 +365,13 @@ def run_ls(args: argparse.Namespace) -> int:
 def print_held(listing: Listing, as_json_out: bool) -> int:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    from mesh.identity import short_id_of
+    from mesh.device_names import shown
     from storage.sizes import format_size
 
     if as_json_out:
-        json.dump([held_json(h) for h in listing.held], sys.stdout, indent=1)
+        json.dump([held_json(h, listing.names) for h in listing.held], sys.stdout, indent=1)
         print()
         return 0
     total = sum(h.size for h in listing.held)
@@ -346,7 +380,8 @@ def print_held(listing: Listing, as_json_out: bool) -> int:
     for column in ("id", "owner", "size", "stored"):
         table.add_column(column, no_wrap=True)
     for h in listing.held:
-        table.add_row(h.image_id[:12], short_id_of(h.owner), format_size(h.size), when(h.stored_at))
+        table.add_row(h.image_id[:12], Text(shown(listing.names, h.owner)), format_size(h.size),
+                      when(h.stored_at))
     console().print(table)
     return 0
 
@@ -358,6 +393,48 @@ def console() -> Console:
     if not out.is_terminal:  # piped or captured: no terminal width to fit, so do not squeeze
         out = Console(highlight=False, width=160)
     return out
+
+
+# --- keep ------------------------------------------------------------------------------
+
+
+def add_keep(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "keep", help="keep a picture's smaller copy after its original arrives",
+        description="A smaller copy stands in for an original that is not here yet and is "
+        "dropped once the original arrives; keep one on purpose (e.g. for a web gallery) with "
+        "this, or let it go again with --no.  Works with or without a running node.")
+    p.add_argument("card", type=Path, metavar="CARD")
+    p.add_argument("id", metavar="ID", help="picture id or a unique prefix")
+    p.add_argument("--no", dest="keep", action="store_false",
+                   help="do not keep it: dropped once (or, if already, now that) the original is here")
+    p.set_defaults(run=run_keep)
+
+
+def run_keep(args: argparse.Namespace) -> int:
+    from mesh.control import NodeNotRunning, ask
+    from mesh.errors import MeshError
+    from storage.card import Card
+    from storage.errors import CardBusy
+
+    try:
+        answer = ask(args.card, {"op": "keep", "id": args.id, "keep": args.keep})
+        image_id, copy = answer["id"], answer["smaller"]
+    except NodeNotRunning:
+        try:
+            with Card.open(args.card) as card:
+                image_id = card.resolve(args.id)
+                kept = card.keep_smaller(image_id, args.keep)
+                copy = None if kept is None else {"kept": kept.kept}
+        except CardBusy as exc:  # a node started meanwhile
+            raise MeshError(f"{exc}; try again") from exc
+    if copy is None:
+        print(f"dropped the smaller copy of {image_id[:12]}: its original is here")
+    elif copy["kept"]:
+        print(f"keeping the smaller copy of {image_id[:12]} after its original arrives")
+    else:
+        print(f"the smaller copy of {image_id[:12]} goes once its original arrives")
+    return 0
 
 
 # --- thumb -----------------------------------------------------------------------------
@@ -388,4 +465,4 @@ def run_thumb(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Register] = [add_init, add_import, add_ls, add_thumb]
+COMMANDS: list[Register] = [add_init, add_import, add_ls, add_keep, add_thumb]

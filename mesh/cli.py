@@ -27,7 +27,7 @@ BAD_INPUT = 2  # exit code for a bad card, size, id or path
 # The modules whose ``COMMANDS`` lists make up the command line, in --help order, with the
 # commands each registers (tests/mesh/test_startup.py holds the two in step).
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "mesh.card_commands": ("init", "import", "ls", "thumb"),
+    "mesh.card_commands": ("init", "import", "ls", "keep", "thumb"),
     "mesh.pairing_commands": ("mesh",),
     "mesh.node_commands": ("node", "status", "peers", "request", "refuse", "get", "collect",
                            "repair"),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import trio
 
     from protocol.store import ImageRecord
+    from storage.card_smaller import SmallerCopy
 
 log = logging.getLogger("cammesh.control")
 
@@ -62,6 +63,34 @@ def image_json(record: ImageRecord, thumbnail_source: str | None = None) -> dict
         "thumbnail_source": thumbnail_source,
         "wrapped_key": record.wrapped_key is not None,
     }
+
+
+def check_smaller_request(max_side: object, quality: object) -> tuple[int | None, int | None]:
+    """A smaller copy's long edge and JPEG quality as the user gave them (None or "": not
+    given); MeshError saying what is allowed otherwise (FIG. 10, S64-S65)."""
+    from protocol.messages import Limits
+    from storage.smaller import DEFAULT_QUALITY
+
+    def whole(value: object, lo: int, hi: int, what: str) -> int | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if type(value) is not int or not lo <= value <= hi:
+            raise MeshError(f"{what} from {lo} to {hi}: {value!r} is not one")
+        return value
+
+    side = whole(max_side, 16, Limits.MAX_SIDE,
+                 "the long edge must be a whole number of pixels (empty: the original size)")
+    q = whole(quality, 1, 100, f"the JPEG quality must be a whole number (empty: {DEFAULT_QUALITY})")
+    return side, q
+
+
+def smaller_json(copy: SmallerCopy | None) -> dict[str, Any] | None:
+    """A smaller copy on the card, as listings show it: null when there is none (issue 17)."""
+    if copy is None:
+        return None
+    return {"size": copy.size, "stored_at": copy.stored_at, "kept": copy.kept}
 
 
 async def serve_control(

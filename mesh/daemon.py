@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from mesh.control import Note, image_json, serve_control
+from mesh.control import Note, check_smaller_request, image_json, serve_control, smaller_json
 from mesh.errors import MeshError, ReadOutError
 from mesh.identity import short_id_of
 from mesh.runtime import Address, Runtime
@@ -77,6 +77,7 @@ class Controller:
         rt = self.runtime
         usage = await rt.call(rt.card.usage)
         status = await rt.call(rt.node.status)
+        smaller = list((await rt.call(rt.card.smaller_details)).values())
         return {
             "device_id": rt.identity.device_id,
             "short_id": rt.identity.short_id,
@@ -88,6 +89,11 @@ class Controller:
             "reserved": usage.reserved,
             "free": usage.free,
             "node": jsonable(status),
+            # Reduced copies received instead of originals (FIG. 10, S64-S65; issue 17).
+            "smaller": {"count": len(smaller), "bytes": sum(c.size for c in smaller),
+                        "kept": sum(c.kept for c in smaller)},
+            # Device id -> the name a person reads, with the short id only where two collide.
+            "names": self.names(),
             "links": {
                 peer: {"bytes_in": link.bytes_in, "bytes_out": link.bytes_out, "since": link.since}
                 for peer, link in rt.links.items()
@@ -102,6 +108,15 @@ class Controller:
             "ftp": None if self.ftp is None else {"port": self.ftp.port,
                                                   "cameras": self.ftp.status()},
         }
+
+    def names(self) -> dict[str, str]:
+        from mesh.device_names import shown_names
+
+        rt = self.runtime
+        names = {rt.identity.device_id: rt.config.name}
+        for pin in getattr(rt.membership(), "peers", ()):
+            names[pin.device_id] = pin.name
+        return shown_names(names)
 
     async def op_peers(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
         rt = self.runtime
@@ -125,8 +140,10 @@ class Controller:
         records = await self.runtime.call(card.images)
         sources = await self.runtime.call(card.thumbnail_sources)
         usage = await self.runtime.call(card.usage)
+        smaller = await self.runtime.call(card.smaller_details)
         return {
-            "images": [image_json(r, sources.get(r.image_id)) for r in records],
+            "images": [{**image_json(r, sources.get(r.image_id)),
+                        "smaller": smaller_json(smaller.get(r.image_id))} for r in records],
             "used": usage.used,
             "free": usage.free,
         }
@@ -149,10 +166,17 @@ class Controller:
 
     async def op_request(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
         rt = self.runtime
+        max_side, quality = check_smaller_request(request.get("max_side"), request.get("quality"))
         image_id = await self._resolve(request)
-        max_side, quality = request.get("max_side"), request.get("quality")
         await rt.call(rt.node.request, image_id, rt.now(), max_side=max_side, quality=quality)
         return {"id": image_id}
+
+    async def op_keep(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
+        """Keep a smaller copy after its original arrives, or (``keep`` false) let it go."""
+        rt = self.runtime
+        image_id = await self._resolve(request)
+        kept = await rt.call(rt.card.keep_smaller, image_id, bool(request.get("keep", True)))
+        return {"id": image_id, "smaller": smaller_json(kept)}
 
     async def op_refuse(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
         rt = self.runtime

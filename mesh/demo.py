@@ -157,7 +157,7 @@ async def _story(folder: Path, plan: Plan, console: Console) -> dict[str, str]:
             "alpha": NodeConfig(name="alpha", role=Role.CAMERA, high_water=FILL_MARK,
                                 default_policy=Policy.REQUESTED),
             "bravo": NodeConfig(name="bravo", role=Role.CAMERA, default_policy=Policy.ALL),
-            "desk": NodeConfig(name="desk", role=Role.DESK, default_policy=Policy.THUMBNAILS),
+            "desk": NodeConfig(name="desk", role=Role.DESK, default_policy=Policy.REQUESTED),
         }
         devices = {
             name: DemoDevice(name, folder / name, card, Runtime(

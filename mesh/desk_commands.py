@@ -38,12 +38,15 @@ def add_desk(subparsers: Subparsers) -> None:
         help="run a desk: every camera's thumbnails on a live web page",
         description="Run this card as a device (like `cammesh node`) and show every camera's "
         "thumbnails, newest first, on a local web page: request originals first, refuse the "
-        "ones not needed, ask for smaller copies, open and download what arrived.",
+        "ones not needed, ask for smaller copies, open and download what arrived. "
+        "By default the desk pulls what an editor expects: every thumbnail, and only the "
+        "originals (or smaller copies) asked for here (--policy '*=requested'); "
+        "--policy '*=all' mirrors every original in the background as well.",
     )
     p.add_argument("card", type=Path, nargs="?", metavar="CARD", help="the desk's card folder")
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="where to serve the page (default 127.0.0.1:8080; port 0: any free one)")
-    add_device_options(p, listen_flag="--node-listen")
+    add_device_options(p, listen_flag="--node-listen", default_policy="requested")
     p.add_argument("--demo", action="store_true",
                    help="no CARD: make a desk and two cameras in a temporary folder and run them")
     p.add_argument("--screenshot", type=Path, metavar="PNG",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from storage.card import Card
 
 Subparsers = Any
-POLICIES = ("thumbnails", "requested", "all")
+POLICIES = ("requested", "all")  # "thumbnails", the old word for "requested", is still taken
 
 
 def _card_arg(p: argparse.ArgumentParser) -> None:
@@ -62,13 +62,25 @@ def add_node(subparsers: Subparsers) -> None:
     p.set_defaults(run=run_node_command)
 
 
-def parse_policies(items: list[str], members: list[str]) -> tuple[str, dict[str, str]]:
-    """``PEER=POLICY`` items to (default policy, {device id: policy}); MeshError when unclear."""
-    default, per_peer = "all", {}
+def parse_policies(items: list[str], members: list[str], *,
+                   default: str = "all") -> tuple[str, dict[str, str]]:
+    """``PEER=POLICY`` items to (default policy, {device id: policy}); MeshError when unclear.
+
+    The old word ``thumbnails`` is taken as ``requested`` (what it always did), with a warning
+    on stderr."""
+    from protocol.config import OLD_POLICY_WORDS
+
+    per_peer = {}
     for item in items:
         who, sep, policy = item.partition("=")
-        if not sep or policy not in POLICIES:
+        if not sep or (policy not in POLICIES and policy not in OLD_POLICY_WORDS):
             raise MeshError(f"--policy {item!r}: use PEER=POLICY with POLICY one of {', '.join(POLICIES)}")
+        if policy in OLD_POLICY_WORDS:
+            new = OLD_POLICY_WORDS[policy].value
+            print(f"warning: --policy {item!r}: {policy!r} is the old word for {new!r} "
+                  f"(thumbnails always travel; originals only when asked for): write {who}={new}",
+                  file=sys.stderr, flush=True)
+            policy = new
         if who == "*":
             default = policy
             continue
@@ -96,8 +108,11 @@ def _logging(args: argparse.Namespace, live: Console | None) -> None:
     root.handlers[:] = [handler]
 
 
-def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
-    """The options of a running device, shared by `cammesh node` and `cammesh desk`."""
+def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str,
+                       default_policy: str = "all") -> None:
+    """The options of a running device, shared by `cammesh node` and `cammesh desk` (whose
+    editor wants thumbnails and the originals asked for: ``default_policy="requested"``)."""
+    p.set_defaults(default_policy=default_policy)
     p.add_argument(listen_flag, dest="node_listen", default="0.0.0.0:0", metavar="HOST:PORT",
                    help="where to accept peers (default: every address, any free port)")
     p.add_argument("--interface", metavar="IP", help="advertise by mDNS on this address only")
@@ -114,8 +129,11 @@ def add_device_options(p: argparse.ArgumentParser, *, listen_flag: str) -> None:
                    "written elsewhere), or auto (the default: poll on network and FUSE "
                    "filesystems or where notifications cannot be set up, else notify)")
     p.add_argument("--policy", action="append", default=[], metavar="PEER=POLICY",
-                   help="what to pull from PEER (an id prefix, or * for everyone): thumbnails, "
-                   "requested or all (default: all); repeatable")
+                   help="which originals to pull from PEER (an id prefix, or * for everyone); "
+                   "thumbnails and metadata always come first: 'requested' pulls only the "
+                   "originals (or smaller copies) asked for here (`cammesh request`, the desk's "
+                   "Transfer), 'all' also mirrors every other original in the background "
+                   f"(default: {default_policy}); repeatable, e.g. --policy '*=all'")
     p.add_argument("--rate", metavar="SIZE", help="limit sending to SIZE per second per peer, e.g. 5MB")
     p.add_argument("--high-water", type=float, default=0.9, metavar="FRACTION",
                    help="disperse originals to peers above this fraction of capacity (default 0.9)")
@@ -185,7 +203,8 @@ def build_runtime(args: argparse.Namespace, card: Card) -> Runtime:
     except ValueError as exc:
         raise MeshError(str(exc)) from exc
     members = load_membership(args.card)
-    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers])
+    default, per_peer = parse_policies(args.policy, [p.device_id for p in members.peers],
+                                       default=getattr(args, "default_policy", "all"))
     config = NodeConfig(
         name=card.name,
         role=Role(card.role),
@@ -256,28 +275,6 @@ async def _live(controller: Any, console: Console) -> None:
             await trio.sleep(0.5)
 
 
-# --- the card commands, when a node holds the card -------------------------------------------
-
-
-def ls_via_node(card: Path, *, as_json: bool) -> int:
-    """``cammesh ls`` on a card a running node holds: the node lists it."""
-    answer = ask(card, {"op": "ls"})
-    images = answer["images"]
-    if as_json:
-        print(json.dumps(images, indent=1))
-        return 0
-    table = _table(title=f"{len(images)} pictures, {format_size(answer['used'])} used, "
-                        f"{format_size(answer['free'])} free (from the running node)")
-    for column in ("id", "name", "size", "original", "thumbnail at", "original at"):
-        table.add_column(column)
-    for image in images:
-        table.add_row(image["image_id"][:12], image["name"], format_size(image["size"]),
-                      image["where"], _when(image["thumbnail_at"]) or "here",
-                      _when(image["original_at"]) or "-")
-    _console(highlight=False).print(table)
-    return 0
-
-
 def _when(seconds: float | None) -> str:
     import datetime
 
@@ -306,13 +303,21 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    console = _console()
+    from mesh.device_names import shown
+
+    console = _console(highlight=False)
+    names = answer.get("names", {})
     console.print(f"[bold]{answer['name']}[/] ({answer['role']}, {answer['short_id']}) on port {answer['port']}")
     console.print(f"card: {format_size(answer['used'])} used of {format_size(answer['capacity'])}, "
                   f"{format_size(answer['free'])} free")
+    smaller = answer.get("smaller") or {}
+    if smaller.get("count"):
+        console.print(f"smaller copies (reduced, not originals): {smaller['count']} "
+                      f"({format_size(smaller['bytes'])}), {smaller['kept']} kept after "
+                      "their original arrives")
     for peer, link in answer["links"].items():
-        console.print(f"  {short_id_of(peer)}: in {format_size(link['bytes_in'])}, "
-                      f"out {format_size(link['bytes_out'])}")
+        console.print(f"  {shown(names, peer)}: in {format_size(link['bytes_in'])}, "
+                      f"out {format_size(link['bytes_out'])}", markup=False)
     ftp = answer.get("ftp")
     if ftp:
         console.print(f"FTP for cameras on port {ftp['port']}:")
@@ -372,9 +377,13 @@ def add_request(subparsers: Subparsers) -> None:
 
 
 def run_request(args: argparse.Namespace) -> int:
+    from mesh.control import check_smaller_request
+
+    check_smaller_request(args.max_side, args.quality)  # before asking: one clear line
     answer = ask(args.card, {"op": "request", "id": args.id, "max_side": args.max_side,
                              "quality": args.quality})
-    print(f"requested {answer['id'][:12]}")
+    smaller = args.max_side is not None or args.quality is not None
+    print(f"requested {'a smaller copy of ' if smaller else ''}{answer['id'][:12]}")
     return 0
 
 

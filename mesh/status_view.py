@@ -15,16 +15,18 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from mesh.identity import short_id_of
+from mesh.device_names import shown, shown_names
 from storage.sizes import format_size
 
 
 def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None) -> RenderableType:
-    """The screen for one ``{"op": "status"}`` answer."""
-    names = dict(names or {})
+    """The screen for one ``{"op": "status"}`` answer; devices by name, with the short id only
+    where two share a name (mesh/device_names.py)."""
+    raw = dict(names or {})
     for peer in status.get("peers", []):
         if peer.get("name"):
-            names[peer["peer_id"]] = peer["name"]
+            raw.setdefault(peer["peer_id"], peer["name"])
+    names = {**shown_names(raw), **status.get("names", {})}
     head = Text.assemble(
         (f"{status['name']}", "bold"),
         f" ({status['role']}, {status['short_id']}) on port {status['port']}  ·  card ",
@@ -36,7 +38,7 @@ def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None
         f"pictures: {node.get('images_local', 0)} here, {node.get('images_absent', 0)} thumbnail "
         f"only, {node.get('images_dispersed', 0)} dispersed; holding {node.get('held', 0)} "
         f"for others; {node.get('pulls_waiting', 0)} pulls and "
-        f"{node.get('requests_waiting', 0)} requests waiting",
+        f"{node.get('requests_waiting', 0)} requests waiting{_smaller(status.get('smaller'))}",
         style="dim",
     )
     peers = Table(box=box.SIMPLE_HEAD, title="peers", title_justify="left", expand=False)
@@ -45,9 +47,9 @@ def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None
         peers.add_column(column, justify="left" if column in ("peer", "state") else "right")
     for peer in status.get("peers", []):
         q = peer.get("queues", {})
-        label = f"{peer.get('name') or '?'} ({peer.get('short_id') or short_id_of(peer['peer_id'])})"
+        label = shown(names, peer["peer_id"])
         peers.add_row(
-            label,
+            Text(label),
             "ready" if peer.get("ready") else "greeting",
             str(q.get("thumbnails", 0)),
             str(q.get("urgent", 0)),
@@ -67,13 +69,22 @@ def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None
         bars.add_column(width=30)
         bars.add_column(justify="right")
         for item in incoming:
-            who = names.get(item["peer"], short_id_of(item["peer"]))
+            who = shown(names, item["peer"])
             total = max(1, int(item["total"]))
+            what = "a smaller copy" if item["purpose"] == "smaller" else item["purpose"]
             bars.add_row(
-                f"{item['image_id'][:12]} ({item['purpose']}) from {who}",
+                Text(f"{item['image_id'][:12]} ({what}) from {who}"),
                 ProgressBar(total=total, completed=int(item["done"]), width=30),
                 f"{format_size(item['done'])} / {format_size(item['total'])}",
             )
         parts.append(Text("originals coming in", style="bold"))
         parts.append(bars)
     return Group(*parts)
+
+
+def _smaller(counts: dict[str, int] | None) -> str:
+    """The smaller copies on the card, said to be reduced copies, not originals."""
+    if not counts or not counts.get("count"):
+        return ""
+    return (f"; {counts['count']} smaller copies (reduced, not originals: "
+            f"{format_size(counts['bytes'])}, {counts['kept']} kept)")

@@ -16,11 +16,24 @@ PLANTED_BUGS = frozenset(
 
 
 class Policy(enum.StrEnum):
-    """What the receiver pulls from a peer: the policy is always the receiver's."""
+    """What the receiver pulls from a peer: the policy is always the receiver's.
 
-    THUMBNAILS = "thumbnails"  # thumbnails only; originals never pulled automatically
-    REQUESTED = "requested"  # only originals the user asks for
+    Thumbnails and metadata always travel, ahead of originals, under either word; the
+    policy says only which originals follow (FIG. 10: "requested only" or every one).
+    """
+
+    REQUESTED = "requested"  # only the originals (or smaller copies) our user asks for
     ALL = "all"  # every original, in the background, while the card is below high water
+    # The old word: it meant what "requested" means (thumbnails travel under both), so it
+    # is an alias of it; mesh/ warns where a user still writes it (OLD_POLICY_WORDS).
+    THUMBNAILS = "requested"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Policy | None:
+        return OLD_POLICY_WORDS.get(value) if isinstance(value, str) else None
+
+
+OLD_POLICY_WORDS: Mapping[str, Policy] = {"thumbnails": Policy.REQUESTED}
 
 
 @dataclass(frozen=True, slots=True)

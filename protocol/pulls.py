@@ -1,11 +1,13 @@
 """The originals we pull from our peers (FIG. 10, FIG. 13B): the user's requests and refusals,
-and the background pulls a peer's policy (``Policy.ALL``) asks for.
+and the background pulls a peer's policy (``Policy.ALL``) asks for; under ``Policy.REQUESTED``
+(the patent's "requested only") an original comes only when our user asks for it.
 
 One ABSENT original is, for this machine, in one state at a time:
 
   state    input                                      next state
   -------  -----------------------------------------  ---------------------------------
   IDLE     thumbnail seen, policy ALL, not refused    QUEUED (ASKED if a source is free)
+  IDLE     thumbnail seen, policy REQUESTED           IDLE (only our user's request pulls)
   IDLE     the user's request                         WANTED (ASKED if a source is ready)
   QUEUED   a source with a free slot and room         ASKED (background)
   QUEUED   the user's request                         WANTED, or ASKED (urgent)
@@ -217,9 +219,19 @@ class Pulls:
         if (
             record is not None
             and record.where is Where.ABSENT
+            and self._pulled_from_any(image_id, record.origin)
             and not self._refused(image_id)
         ):
             self._queue_pull(image_id, record.origin)
+
+    def _pulled_from_any(self, image_id: str, origin: str) -> bool:
+        """Whether our policy pulls this original from its origin or from an offerer of it:
+        under REQUESTED nothing waits in the background queue (it would be counted as a
+        pull waiting, and never sent)."""
+        policy_for = self.config.policy_for
+        return policy_for(origin) is Policy.ALL or any(
+            policy_for(peer_id) is Policy.ALL for peer_id in self._offers.get(image_id, ())
+        )
 
     def _queue_pull(self, image_id: str, origin: str) -> None:
         self._pulls[image_id] = None

@@ -309,6 +309,8 @@ class MemoryStore:
                 return  # we had it already: the copy just received is dropped
             self._originals[image_id] = data
             self._catalog.put(dataclasses.replace(record, where=Where.LOCAL, original_at=now))
+            copy = self._smaller.pop(image_id, None)  # the original is here: its stand-in goes
+            self._room.give(0 if copy is None else len(copy))
         elif kind is Incoming.HELD:
             assert owner is not None
             self.unreserve(image_id)

@@ -13,6 +13,7 @@ hands each call to the part that owns it:
     storage.sealed_form  picture keys, and the sealed form holders get (issue 7)
     storage.settings     name, role, capacity and reserve;  storage.catalog: the SQLite catalog
     storage.card_marks   the editor's marks and colour labels (issue 19)
+    storage.card_smaller smaller copies from peers, dropped once the original is here (issue 17)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from protocol.store import (
     Where,
 )
 from storage.card_marks import CardMarks
+from storage.card_smaller import CardSmaller
 from storage.catalog import Catalog
 from storage.errors import (
     AmbiguousId,
@@ -101,7 +103,7 @@ def _from_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Conc
     return _locked(call)
 
 
-class Card(CardMarks):
+class Card(CardMarks, CardSmaller):
     """A card folder opened for use; create with ``Card.create``, open with ``Card.open``."""
 
     def __init__(self, path: Path, catalog: Catalog) -> None:
@@ -345,19 +347,6 @@ class Card(CardMarks):
     def smaller_copy(self, image_id: str, max_side: int | None, quality: int | None) -> bytes:
         record = self._local(image_id)
         return smaller_jpeg(self._folder.original_file(image_id), record.name, max_side, quality)
-
-    # --- smaller copies received from peers (FIG. 10, S64-S65) ---------------------------
-    @_locked
-    def smaller_copies(self) -> dict[str, int]:
-        """The smaller copies this card keeps, finished and verified: image id -> size in bytes."""
-        return self._catalog.smaller()
-
-    @_locked
-    def read_smaller(self, image_id: str, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes of the smaller copy kept for ``image_id``; NotFound if none is."""
-        if image_id not in self._catalog.smaller():
-            raise NotFound(f"this card keeps no smaller copy of {image_id[:12]}")
-        return read_range(self._folder.smaller / image_id, offset, length)
 
     @_locked
     def free_original(self, image_id: str, now: float) -> None:

@@ -394,11 +394,24 @@ class Catalog:
     def smaller(self) -> dict[str, int]:
         return {r["image_id"]: int(r["size"]) for r in self._all("SELECT image_id, size FROM smaller")}
 
+    def smaller_rows(self) -> list[sqlite3.Row]:
+        """Every smaller copy: image_id, size, stored_at, kept."""
+        return self._all("SELECT image_id, size, stored_at, kept FROM smaller ORDER BY image_id")
+
+    def smaller_row(self, image_id: str) -> sqlite3.Row | None:
+        return self._one("SELECT image_id, size, stored_at, kept FROM smaller WHERE image_id = ?",
+                         (image_id,))
+
     def insert_smaller(self, image_id: str, size: int, stored_at: float) -> None:
+        # A new copy of another size replaces the old one; the user's choice to keep it stays.
         self._run(
-            "INSERT OR REPLACE INTO smaller (image_id, size, stored_at) VALUES (?, ?, ?)",
+            "INSERT INTO smaller (image_id, size, stored_at) VALUES (?, ?, ?) ON CONFLICT "
+            "(image_id) DO UPDATE SET size = excluded.size, stored_at = excluded.stored_at",
             (image_id, size, stored_at),
         )
+
+    def set_smaller_kept(self, image_id: str, kept: bool) -> None:
+        self._run("UPDATE smaller SET kept = ? WHERE image_id = ?", (int(kept), image_id))
 
     def delete_smaller(self, image_id: str) -> None:
         self._run("DELETE FROM smaller WHERE image_id = ?", (image_id,))

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 from protocol.fields import checker
 from protocol.messages import Limits, MetadataItem, MetadataValue
 from protocol.store import ImageRecord, Where
+from storage.card_smaller import drop_superseded
 from storage.catalog import Catalog
 from storage.errors import CardFull, ImportRejected
 from storage.files import CHUNK, CardFolder, hash_file, unlink
@@ -212,6 +213,7 @@ class Intake:
             self._folder.place(temp, final)
             self._catalog.set_where(digest, Where.LOCAL, original_at=now)
             self._room.take(size)
+            drop_superseded(self._catalog, self._folder, self._room, digest)
             record = self._catalog.image(digest)
             assert record is not None
             return record, False

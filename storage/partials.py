@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from protocol.store import HeldRecord, ImageRecord, Incoming, Where
+from storage.card_smaller import drop_superseded
 from storage.catalog import Catalog
 from storage.errors import HashMismatch, NotFound, StoreError
 from storage.files import CHUNK, CardFolder, fsync_dir, hash_file, unlink
@@ -214,6 +215,7 @@ class IncomingPartials:
             with self._catalog.transaction():
                 self._catalog.delete_partial(image_id, kind)
                 self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
+            drop_superseded(self._catalog, self._folder, self._room, image_id)
         elif kind is Incoming.HELD:
             assert owner is not None
             old = self._catalog.held(image_id)
@@ -259,3 +261,4 @@ class IncomingPartials:
             self._catalog.set_where(image_id, Where.LOCAL, original_at=now)
         unlink(path)
         self._room.take(size - length)
+        drop_superseded(self._catalog, self._folder, self._room, image_id)

@@ -124,4 +124,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         device TEXT NOT NULL
     );
     """,
+    # 6: a smaller copy is dropped once its original is here, unless the user keeps it
+    # (issue 17); copies received before this step were never kept on purpose.
+    """
+    ALTER TABLE smaller ADD COLUMN kept INTEGER NOT NULL DEFAULT 0 CHECK (kept IN (0, 1));
+    """,
 )

@@ -213,6 +213,25 @@ def test_a_smaller_copy_received_counts_against_capacity(make_store: MakeStore) 
     assert got is not None and got.where is Where.ABSENT
 
 
+def test_a_smaller_copy_goes_once_its_original_arrives(make_store: MakeStore) -> None:
+    """Issue 17: the copy stood in for the original; once the original is here it is dropped
+    (the card also keeps one on purpose: tests/storage/test_smaller_copies.py)."""
+    store = make_store()
+    record = peer_record(DATA)
+    store.add_thumbnail(record, 1.0)
+    small = b"a smaller jpeg" * 5
+    write_all(store, record.image_id, Incoming.SMALLER, small)
+    store.finish_partial(record.image_id, Incoming.SMALLER, sha(small), 3.0)
+    write_all(store, record.image_id, Incoming.ORIGINAL, DATA)
+    store.finish_partial(record.image_id, Incoming.ORIGINAL, sha(DATA), 4.0)
+    assert store.usage().used == len(DATA)
+    smaller = getattr(store, "smaller_bytes", None)  # the twin's reader
+    if smaller is not None:
+        assert smaller(record.image_id) is None
+    else:
+        assert store.smaller_copies() == {}
+
+
 # --- reservations and held originals ---------------------------------------------------------
 
 
