@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from protocol.events import NodeEvent
 from protocol.messages import Hello, Message, Purpose
-from protocol.peer import Expected
+from protocol.peer import Expected, Link
+from protocol.scheduler import Transfer
+from protocol.store import ImageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,30 @@ class ThumbnailKnown:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueOriginal:
+    """Queue a stream of an original (or its sealed form) to the peer, on its lane."""
+
+    peer_id: str
+    transfer: Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineMoved:
+    """A machine may want an earlier tick: the node asks every machine for its deadline afresh."""
+
+
+def thumbnail_first(link: Link, record: ImageRecord | None, image_id: str) -> Effect | None:
+    """What makes sure the peer has (or is about to get) the thumbnail before original bytes."""
+    step = link.thumbnail_step(record, image_id)
+    if step == "known":
+        return ThumbnailKnown(link.peer_id, image_id)
+    if step == "queue":
+        assert record is not None
+        return QueueThumbnail(link.peer_id, image_id, record.capture_time)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class Greeted:
     """The peer's Hello: who it is and the room it advertises."""
 
@@ -120,7 +146,18 @@ class LinkReady:
     peer_id: str
 
 
-Notice = Offered | ThumbnailSeen | LinkReady
+@dataclass(frozen=True, slots=True)
+class RepairRelay:
+    """A new holder accepted a repair: relay to it, from offset, the sealed copy another holder
+    STORED (from dispersal, to the collections: our card has no copy)."""
+
+    peer_id: str
+    record: ImageRecord
+    offset: int
+    now: float
+
+
+Notice = Offered | ThumbnailSeen | LinkReady | RepairRelay
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +175,8 @@ class Emit:
 
 
 Effect = (
-    Send | Expect | Cancel | Hurry | QueueThumbnail | QueueStrip | ThumbnailKnown | Greeted | Ready
-    | Tell | Emit
+    Send | Expect | Cancel | Hurry | QueueThumbnail | QueueStrip | ThumbnailKnown | QueueOriginal
+    | Greeted | Ready | DeadlineMoved | Tell | Emit
 )
 
 

@@ -5,9 +5,8 @@ time, with ``now`` as an argument, and pulls outgoing frames per peer with
 ``next_frame``.  Notifications come out of ``events()``.  See
 docs/ARCHITECTURE.md ("The node") and DESIGN.md ("One picture's journey").
 
-This module holds the links, the catalog exchange, thumbnails, requests and
-refusals, and the incoming streams; dispersal lives in protocol.dispersal,
-read-out and collection in protocol.readout.
+This module holds the links and routes between the sub-machines, each of which owns
+one conversation (docs/ARCHITECTURE.md, "Inside the node"); read-outs are not one yet.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.effects import (
     Cancel,
+    DeadlineMoved,
     Effect,
     Emit,
     Expect,
@@ -29,9 +29,11 @@ from protocol.effects import (
     LinkReady,
     Notice,
     Offered,
+    QueueOriginal,
     QueueStrip,
     QueueThumbnail,
     Ready,
+    RepairRelay,
     Send,
     Tell,
     ThumbnailKnown,
@@ -106,11 +108,14 @@ class Node:
             Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
             LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
             ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
+            RepairRelay: lambda n: self.readouts.relay(
+                self.links[n.peer_id], n.record, Purpose.DISPERSE, n.offset, n.now),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
-        self.dispersal = self.parts.dispersal(self)
+        self.dispersal = self.parts.dispersal(store, config, self.links)
+        self.holding = self.parts.holding(store, config, self.links)
         self.readouts = ReadOuts(self)
         self._handlers = self._routing()
         self._resume()
@@ -138,9 +143,6 @@ class Node:
     def emit(self, event: ev.NodeEvent) -> None:
         self._events.append(event)
 
-    def ready_links(self) -> list[Link]:
-        return [link for link in self.links.values() if link.ready]
-
     def ready_link(self, peer_id: str) -> Link | None:
         link = self.links.get(peer_id)
         return link if link is not None and link.ready else None
@@ -158,9 +160,14 @@ class Node:
             if isinstance(effect, Tell):
                 self.apply(self._routes[type(effect.notice)](effect.notice) or [])
                 continue
+            if isinstance(effect, DeadlineMoved):
+                self._deadline_stale = True
+                continue
             link = self.links[effect.peer_id]
             if isinstance(effect, Send):
                 link.scheduler.send_control(effect.message)
+            elif isinstance(effect, QueueOriginal):
+                link.scheduler.add_transfer(effect.transfer)
             elif isinstance(effect, QueueStrip):
                 link.scheduler.queue_strip(effect.image_id, effect.capture_time)
             elif isinstance(effect, QueueThumbnail):
@@ -228,7 +235,7 @@ class Node:
         self.pulls.link_gone(peer_id)
         self.keepalive.gone(peer_id)
         self.readouts.link_gone(link, reason)
-        self.dispersal.link_gone(link)
+        self.dispersal.link_gone(peer_id)
         self.emit(ev.PeerGone(peer_id, reason))
         self.pump_requests(now)
 
@@ -290,7 +297,7 @@ class Node:
         self.apply(self.sync.captured(record))
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
-        self.dispersal.maybe_disperse(now)
+        self.apply(self.dispersal.maybe_disperse(now))
 
     def request(
         self, image_id: str, now: float, *, max_side: int | None = None, quality: int | None = None
@@ -339,12 +346,12 @@ class Node:
         STORED it (so ``replicas`` >= 2 loses nothing) to a new one (Repaired); one it
         was the only holder of stays listed, with RepairFailed saying so.
         """
-        self.dispersal.repair(holder_id, now)
+        self.apply(self.dispersal.repair(holder_id, self.name_of(holder_id), now))
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
         self.apply(self.keepalive.tick(now))
-        self.dispersal.maybe_disperse(now)
+        self.apply(self.dispersal.maybe_disperse(now))
         self.readouts.tick(now)
         self.pump_requests(now)
         self._deadline_stale = True
@@ -365,11 +372,8 @@ class Node:
         self._deadline_stale = True
 
     def _compute_deadline(self) -> float | None:
-        best = self.keepalive.next_deadline()
-        for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
-            if retry is not None and (best is None or retry < best):
-                best = retry
-        return best
+        wanted = (self.keepalive.next_deadline(), self.dispersal.next_retry(), self.readouts.next_deadline())
+        return min((when for when in wanted if when is not None), default=None)
 
     def sending_peers(self) -> list[str]:
         """Peers ``next_frame`` may have something for now, sorted (poll only these).
@@ -399,10 +403,8 @@ class Node:
         return out
 
     def peers(self) -> Mapping[str, PeerView]:
-        return {
-            peer_id: view_of(link, self.keepalive.last_heard(peer_id))
-            for peer_id, link in self.links.items()
-        }
+        return {peer: view_of(link, self.keepalive.last_heard(peer), free=self.dispersal.room_of(peer))
+                for peer, link in self.links.items()}
 
     def status(self) -> dict[str, int]:
         """Counts for a status view (walks the catalog: not for hot paths)."""
@@ -417,7 +419,7 @@ class Node:
             held_bytes=sum(h.size for h in held),
             dispersion_entries=sum(1 for _ in self.store.dispersion_list()),
             peers=len(self.links),
-            peers_ready=len(self.ready_links()),
+            peers_ready=sum(1 for link in self.links.values() if link.ready),
             capacity=usage.capacity,
             used=usage.used,
             reserved=usage.reserved,
@@ -448,11 +450,11 @@ class Node:
             OriginalHeader: lambda link, msg, now: transfers.on_header(self, link, msg),
             Chunk: lambda link, msg, now: transfers.on_chunk(self, link, msg, now),
             OriginalComplete: lambda link, msg, now: transfers.on_complete(self, link, msg, now),
-            DisperseRequest: self.dispersal.on_request,
-            DisperseAccept: self.dispersal.on_accept,
-            DisperseReject: self.dispersal.on_reject,
-            Stored: self.dispersal.on_stored,
-            Release: lambda link, msg, now: self.dispersal.on_release(link, msg),
+            DisperseRequest: lambda link, msg, now: self.apply(self.holding.on_request(link.peer_id, msg)),
+            DisperseAccept: lambda link, msg, now: self.apply(self.dispersal.on_accept(link.peer_id, msg, now)),
+            DisperseReject: lambda link, msg, now: self.apply(self.dispersal.on_reject(link.peer_id, msg, now)),
+            Stored: lambda link, msg, now: self.apply(self.dispersal.on_stored(link.peer_id, msg, now)),
+            Release: lambda link, msg, now: self.apply(self.holding.on_release(link.peer_id, msg)),
             Collect: lambda link, msg, now: self.readouts.on_collect(link, msg),
             ReadOut: self.readouts.on_readout,
             Ping: lambda link, msg, now: link.scheduler.send_control(Pong(msg.nonce)),
@@ -466,7 +468,7 @@ class Node:
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
-        self.dispersal.link_ready(link, now)
+        self.apply(self.dispersal.link_ready(link.peer_id, now))
         self.readouts.link_ready(link, now)
         self.pump_requests(now)
 

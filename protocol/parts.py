@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.dispersal import Dispersal
+from protocol.holding import Holding
 from protocol.scheduler import Scheduler
 
 
@@ -20,3 +21,4 @@ class Parts:
 
     scheduler: type[Scheduler] = Scheduler
     dispersal: type[Dispersal] = Dispersal
+    holding: type[Holding] = Holding

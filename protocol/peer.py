@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from protocol.connection import Connection
 from protocol.messages import Error, Hello, Purpose, Role
@@ -82,17 +83,26 @@ class Link:
 
     def ensure_thumbnail(self, record: ImageRecord | None, image_id: str) -> None:
         """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
+        step = self.thumbnail_step(record, image_id)
+        if step == "known":
+            self.scheduler.mark_thumbnail_known(image_id)
+        elif step == "queue" and record is not None:
+            self.scheduler.queue_thumbnail(image_id, record.capture_time)
+
+    def thumbnail_step(
+        self, record: ImageRecord | None, image_id: str
+    ) -> Literal["none", "known", "queue"]:
+        """Before original bytes: nothing to do, the peer knows the thumbnail, or queue it."""
         sched = self.scheduler
         if sched.thumbnail_known(image_id) or sched.thumbnail_queued(image_id):
-            return
+            return "none"
         if record is None:
             # We hold bytes without a catalog row (a held original): the peer named the
             # picture itself, so it knows it; we have no thumbnail to send first.
-            sched.mark_thumbnail_known(image_id)
-        elif record.origin == self.peer_id or self.has_seen(record.origin, record.seq):
-            sched.mark_thumbnail_known(image_id)
-        else:
-            sched.queue_thumbnail(image_id, record.capture_time)
+            return "known"
+        if record.origin == self.peer_id or self.has_seen(record.origin, record.seq):
+            return "known"
+        return "queue"
 
     @property
     def is_desk(self) -> bool:
@@ -127,7 +137,8 @@ class PeerView:
     bytes_out: int
 
 
-def view_of(link: Link, last_heard: float) -> PeerView:
+def view_of(link: Link, last_heard: float, *, free: int) -> PeerView:
+    """``free``: the room the peer has for us as dispersal reckons it (its word, less our asks)."""
     return PeerView(
         peer_id=link.peer_id,
         name=link.hello.name if link.hello else None,
@@ -137,7 +148,7 @@ def view_of(link: Link, last_heard: float) -> PeerView:
         their_state=link.conn.their_state.value,
         connected_at=link.connected_at,
         last_heard=last_heard,
-        advertised_free=link.free,
+        advertised_free=free,
         queues=link.scheduler.lengths(),
         streams_in=len(link.streams),
         bytes_in=link.bytes_in,

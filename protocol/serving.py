@@ -142,7 +142,7 @@ def render(node: Node, link: Link, item: Outgoing, now: float) -> Message | None
     """The message for one piece of scheduler work, reading payload bytes only now."""
     if isinstance(item, SendMessage):
         if isinstance(item.message, Release):
-            node.dispersal.release_sent(link, item.message.image_id)
+            node.dispersal.release_sent(link.peer_id, item.message.image_id)
         return item.message
     if isinstance(item, SendThumbnail):
         return thumbnail_offer(node, link, item.image_id)
@@ -217,4 +217,4 @@ def sent(node: Node, link: Link, t: Transfer, now: float) -> None:
         node.store.set_transfer_state(link.peer_id, t.image_id, TransferState.ORIGINAL_SENT)
     node.emit(ev.OriginalSent(link.peer_id, t.image_id, t.purpose))
     if t.purpose is Purpose.DISPERSE and node.config.bug("free-before-stored"):
-        node.dispersal.planted_free_before_stored(link, t.image_id, now)
+        node.apply(node.dispersal.planted_free_before_stored(link.peer_id, t.image_id, now))

@@ -173,6 +173,6 @@ def on_complete(node: Node, link: Link, msg: OriginalComplete, now: float) -> No
         node.emit(ev.OriginalArrived(link.peer_id, msg.image_id, msg.purpose))
         node.pump_requests(now)
     elif msg.purpose is Purpose.DISPERSE:
-        node.dispersal.held_complete(link, msg, now)
+        node.apply(node.holding.held_complete(link.peer_id, msg.image_id, msg.digest))
     else:
         node.readouts.stream_complete(link, stream, now)

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from protocol.config import PLANTED_BUGS
-from protocol.dispersal import Dispersal
+from protocol.holding import Holding
 from protocol.messages import DisperseRequest
 from protocol.parts import Parts
 from protocol.peer import Link
@@ -31,7 +31,7 @@ class ChunkBeforeThumbnail(Scheduler):
         return True
 
 
-class AcceptPastCapacity(Dispersal):
+class AcceptPastCapacity(Holding):
     """"accept-past-capacity": a holder accepts every request, checking and reserving no room."""
 
     def _take_room(self, link: Link, msg: DisperseRequest) -> bool:
@@ -41,7 +41,7 @@ class AcceptPastCapacity(Dispersal):
 # bug name -> the part it replaces and the class it plants there
 PLANTED: Mapping[str, tuple[str, type]] = {
     "chunk-before-thumbnail": ("scheduler", ChunkBeforeThumbnail),
-    "accept-past-capacity": ("dispersal", AcceptPastCapacity),
+    "accept-past-capacity": ("holding", AcceptPastCapacity),
 }
 # Still a switch inside protocol/ (NodeConfig.planted_bugs, config.bug) until it moves here.
 SWITCHED = PLANTED_BUGS - set(PLANTED)
