@@ -14,31 +14,50 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from protocol import events as ev
-from protocol import serving, transfers
+from protocol import serving
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import Dispersal
 from protocol.effects import (
     Cancel,
+    Closed,
+    CollectedBytes,
+    CollectionIn,
+    CollectionLost,
+    Drop,
     Effect,
     Emit,
     Expect,
     Greeted,
+    HeldIn,
     LinkReady,
     Notice,
     Offered,
+    Opened,
+    OursAgain,
+    Promote,
+    PullOver,
+    PullsMayGo,
+    QueueOriginal,
     QueueStrip,
     QueueThumbnail,
+    ReadOutIn,
+    ReadOutLost,
     Ready,
+    Rearm,
     Send,
+    Settled,
     Tell,
     ThumbnailKnown,
     ThumbnailSeen,
+    Unqueue,
+    Wake,
 )
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.inbound import Inbound
 from protocol.keepalive import Keepalive
 from protocol.messages import (
     Catalog,
@@ -80,6 +99,10 @@ from protocol.sync import Sync
 
 __all__ = ["Node", "NodeConfig", "PeerView", "Policy"]
 
+class _Machine(Protocol):
+    def take(self) -> list[Effect]: ...
+
+
 # What a peer asks us for; each queues an answer (the flood check counts after these).
 _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
 
@@ -98,11 +121,26 @@ class Node:
         self.strips = Strips(store, config, self.links)
         self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
         self.keepalive = Keepalive(config, self.links)
+        self.inbound = Inbound(store, config, self.links)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
             Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
             LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
             ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
+            PullOver: lambda n: self.pulls.finished(n.peer_id, n.image_id),
+            PullsMayGo: lambda n: self.pulls.pump(n.now),
+            OursAgain: self._ours_again,
+            HeldIn: lambda n: self.dispersal.held_complete(
+                self.links[n.peer_id], OriginalComplete(n.image_id, Purpose.DISPERSE, n.digest),
+                n.now),
+            ReadOutIn: lambda n: self.readouts.done(n.image_id, n.digest),
+            ReadOutLost: lambda n: self.readouts.failed(n.image_id, n.reason),
+            CollectedBytes: lambda n: self.readouts.stream_chunk(
+                self.links[n.peer_id], n.image_id, n.data),
+            CollectionIn: lambda n: self.readouts.stream_complete(
+                self.links[n.peer_id], n.image_id, n.offset, n.now),
+            CollectionLost: lambda n: self.readouts.collect_failed(
+                self.links[n.peer_id], n.image_id, n.reason),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
@@ -155,6 +193,12 @@ class Node:
             if isinstance(effect, Tell):
                 self.apply(self._routes[type(effect.notice)](effect.notice) or [])
                 continue
+            if isinstance(effect, Rearm):
+                self._deadline_stale = True
+                continue
+            if isinstance(effect, Wake):
+                self.wake(effect.peer_id)
+                continue
             link = self.links[effect.peer_id]
             if isinstance(effect, Send):
                 link.scheduler.send_control(effect.message)
@@ -173,6 +217,26 @@ class Node:
                 link.expect(effect.expected)
             elif isinstance(effect, Cancel):
                 link.cancel(effect.image_id, effect.purpose)
+            elif isinstance(effect, QueueOriginal):
+                link.ensure_thumbnail(effect.record, effect.transfer.image_id)
+                link.scheduler.add_transfer(effect.transfer)
+            elif isinstance(effect, Promote):
+                link.scheduler.promote(effect.image_id, effect.purpose, effect.lane)
+            elif isinstance(effect, Drop):
+                link.scheduler.drop(effect.image_id, effect.purpose)
+            elif isinstance(effect, Unqueue):
+                link.scheduler.refuse(effect.image_id)
+            elif isinstance(effect, Opened):
+                stream = effect.stream
+                link.streams[(stream.expected.image_id, stream.expected.purpose)] = stream
+            elif isinstance(effect, Closed):
+                key = (effect.image_id, effect.purpose)
+                del link.streams[key]
+                del link.expected[key]
+                if effect.crossed:
+                    link.cancelled.add(key)
+            elif isinstance(effect, Settled):
+                link.cancelled.discard((effect.image_id, effect.purpose))
             else:
                 link.expected[(effect.image_id, effect.purpose)].urgent = True
 
@@ -445,9 +509,12 @@ class Node:
             RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
             RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
             TransferFailed: self._on_failed,
-            OriginalHeader: lambda link, msg, now: transfers.on_header(self, link, msg),
-            Chunk: lambda link, msg, now: transfers.on_chunk(self, link, msg, now),
-            OriginalComplete: lambda link, msg, now: transfers.on_complete(self, link, msg, now),
+            OriginalHeader: lambda link, msg, now: self._run(
+                self.inbound, lambda: self.inbound.on_header(link, msg)),
+            Chunk: lambda link, msg, now: self._run(
+                self.inbound, lambda: self.inbound.on_chunk(link, msg)),
+            OriginalComplete: lambda link, msg, now: self._run(
+                self.inbound, lambda: self.inbound.on_complete(link, msg, now)),
             DisperseRequest: self.dispersal.on_request,
             DisperseAccept: self.dispersal.on_accept,
             DisperseReject: self.dispersal.on_reject,
@@ -460,6 +527,20 @@ class Node:
             Goodbye: self._on_goodbye,
             Error: self._on_goodbye,
         }
+
+    def _run(self, machine: _Machine, call: Callable[[], list[Effect]]) -> None:
+        """Apply what ``call`` asks for; when it refuses the peer, what it asked for first."""
+        try:
+            effects = call()
+        except RemoteProtocolError:
+            self.apply(machine.take())
+            raise
+        self.apply(effects)
+
+    def _ours_again(self, notice: OursAgain) -> None:
+        record = self.store.image(notice.image_id)
+        if record is not None:
+            self.dispersal.note_local(record)
 
     def _on_goodbye(self, link: Link, msg: Goodbye | Error, now: float) -> None:
         link.closing = True  # the runtime closes the link; we send nothing more

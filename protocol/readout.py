@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 from protocol import events as ev
 from protocol import room
 from protocol.errors import RemoteProtocolError
-from protocol.messages import Collect, OriginalHeader, Purpose, ReadOut, Release, TransferFailed
-from protocol.peer import Expected, Link, Stream, holder_rank
+from protocol.messages import Collect, Purpose, ReadOut, Release, TransferFailed
+from protocol.peer import Expected, Link, holder_rank
 from protocol.scheduler import Lane, Source, Transfer
 from protocol.sealing import SEALED_RECORD, SealingError
 from protocol.store import (
@@ -469,14 +469,7 @@ class ReadOuts:
 
     # --- the COLLECT and READOUT streams we receive -------------------------------------------
 
-    def stream_opened(self, link: Link, msg: OriginalHeader) -> None:
-        """Nothing to do until bytes arrive; relays already sent their own headers."""
-
-    def stream_chunk(self, link: Link, stream: Stream, offset: int, data: bytes) -> None:
-        image_id, purpose = stream.expected.image_id, stream.expected.purpose
-        if purpose is Purpose.READOUT:
-            self.node.emit(ev.ReadOutChunk(image_id, offset, data))
-            return
+    def stream_chunk(self, link: Link, image_id: str, data: bytes) -> None:
         collection = self._collections.get(image_id)
         if collection is None or collection.home or collection.holder != link.peer_id:
             return
@@ -517,12 +510,8 @@ class ReadOuts:
             transfer.available = len(transfer.payload or b"")
             self.node.wake(peer_id)
 
-    def stream_complete(self, link: Link, stream: Stream, now: float) -> None:
+    def stream_complete(self, link: Link, image_id: str, offset: int, now: float) -> None:
         node = self.node
-        image_id, purpose = stream.expected.image_id, stream.expected.purpose
-        if purpose is Purpose.READOUT:
-            self.done(image_id, stream.digest)
-            return
         collection = self._collections.get(image_id)
         if collection is None:
             return
@@ -530,7 +519,7 @@ class ReadOuts:
             self._open(link, collection, last=True)
         if (
             not collection.home
-            and stream.expected.offset != 0  # resumed from a second holder: hash it all
+            and offset != 0  # resumed from a second holder: hash it all
             and hashlib.sha256(collection.payload).hexdigest() != image_id
         ):
             collection.tried.add(collection.holder)
@@ -568,13 +557,6 @@ class ReadOuts:
                 self._serve(peer, record, image_id, purpose, offset, Source.ORIGINAL)
         if collection.local_readout and record is not None:
             self._emit_local(image_id, record.size, held=False)
-
-    def stream_failed(self, link: Link, stream: Stream, reason: str) -> None:
-        image_id, purpose = stream.expected.image_id, stream.expected.purpose
-        if purpose is Purpose.READOUT:
-            self.failed(image_id, reason)
-        else:
-            self.collect_failed(link, image_id, reason)
 
     def collect_failed(self, link: Link, image_id: str, reason: str) -> None:
         """The holder could not (or did not) send it back: everyone waiting hears why."""
