@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from protocol import events as ev
-from protocol import serving
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import Dispersal
@@ -27,6 +26,7 @@ from protocol.effects import (
     CollectedBytes,
     CollectionIn,
     CollectionLost,
+    DisperseSent,
     Drop,
     Effect,
     Emit,
@@ -48,6 +48,9 @@ from protocol.effects import (
     ReadOutLost,
     Ready,
     Rearm,
+    Relay,
+    RelayRefused,
+    ReleaseSent,
     Send,
     Settled,
     Tell,
@@ -89,6 +92,7 @@ from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
 from protocol.scheduler import Scheduler, SendStrip
+from protocol.serving import Serving
 from protocol.store import (
     Decision,
     Store,
@@ -122,6 +126,7 @@ class Node:
         self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
         self.keepalive = Keepalive(config, self.links)
         self.inbound = Inbound(store, config, self.links)
+        self.serving = Serving(store, config, self.links)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
             Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
@@ -141,6 +146,12 @@ class Node:
                 self.links[n.peer_id], n.image_id, n.offset, n.now),
             CollectionLost: lambda n: self.readouts.collect_failed(
                 self.links[n.peer_id], n.image_id, n.reason),
+            Relay: self._relay,
+            RelayRefused: lambda n: self.readouts.drop_relay(
+                self.links[n.peer_id], n.image_id, n.purpose),
+            ReleaseSent: lambda n: self.dispersal.release_sent(self.links[n.peer_id], n.image_id),
+            DisperseSent: lambda n: self.dispersal.planted_free_before_stored(
+                self.links[n.peer_id], n.image_id, n.now),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
@@ -333,8 +344,12 @@ class Node:
         if not link.scheduler.has_work():
             return None  # the common case when a runtime polls an idle link
         while (item := link.scheduler.pop()) is not None:
-            msg = (self.strips.render(item.image_id) if isinstance(item, SendStrip)
-                   else serving.render(self, link, item, now))
+            msg: Message | None
+            if isinstance(item, SendStrip):
+                msg = self.strips.render(item.image_id)
+            else:
+                msg = self.serving.render(link, item, now)
+                self.apply(self.serving.take())
             if msg is None:
                 continue
             if isinstance(msg, ThumbnailOffer):  # a movie's strip goes right behind its offer
@@ -506,8 +521,9 @@ class Node:
             Catalog: self._on_catalog,
             ThumbnailOffer: self._on_thumbnail,
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
-            RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
-            RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
+            RequestOriginal: lambda link, msg, now: self._run(
+                self.serving, lambda: self.serving.on_request(link, msg, now)),
+            RefuseOriginal: lambda link, msg, now: self.apply(self.serving.on_refuse(link, msg)),
             TransferFailed: self._on_failed,
             OriginalHeader: lambda link, msg, now: self._run(
                 self.inbound, lambda: self.inbound.on_header(link, msg)),
@@ -536,6 +552,12 @@ class Node:
             self.apply(machine.take())
             raise
         self.apply(effects)
+
+    def _relay(self, notice: Relay) -> None:
+        record = self.store.image(notice.image_id)
+        assert record is not None  # serving saw it a moment ago
+        self.readouts.relay(self.links[notice.peer_id], record, notice.purpose, notice.offset,
+                            notice.now)
 
     def _ours_again(self, notice: OursAgain) -> None:
         record = self.store.image(notice.image_id)

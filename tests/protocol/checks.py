@@ -100,7 +100,7 @@ TABLE: dict[str, Reached] = {
     "hash-mismatch@Inbound.on_complete": Reached(f"{C}[hash-mismatch@Inbound.on_complete]", sim=LYING),
     "hash-mismatch@Inbound.on_complete#2": Reached(f"{C}[hash-mismatch@Inbound.on_complete#2]", sim=LYING),
     # --- serving and read-out -----------------------------------------------------------------
-    "bad-offset@on_request": Reached(f"{C}[bad-offset@on_request]"),
+    "bad-offset@Serving.on_request": Reached(f"{C}[bad-offset@Serving.on_request]"),
     "bad-offset@ReadOuts._serve": Reached(f"{C}[bad-offset@ReadOuts._serve]"),
     "bad-offset@ReadOuts.relay": Reached(f"{C}[bad-offset@ReadOuts.relay]"),
     "bad-offset@ReadOuts.relay#2": Reached(
@@ -137,12 +137,12 @@ TABLE: dict[str, Reached] = {
         f"{R}::test_readers_of_a_relay_hear_why_when_its_holder_goes"),
     "refuse:TransferFailed@ReadOuts.collect_failed#2": Reached(
         f"{R}::test_an_owner_reading_out_collects_then_serves_waiting_readers_or_tells_them"),
-    "refuse:TransferFailed@on_request": Reached(
+    "refuse:TransferFailed@Serving.on_request": Reached(
         f"{R}::test_a_request_for_a_picture_never_had_is_refused"),
-    "refuse:TransferFailed@on_request#2": Reached(
+    "refuse:TransferFailed@Serving.on_request#2": Reached(
         f"{R}::test_a_background_pull_of_a_dispersed_original_is_refused_not_collected"),
-    "refuse:TransferFailed@serve_smaller": Reached(
+    "refuse:TransferFailed@Serving._serve_smaller": Reached(
         f"{R}::test_a_smaller_copy_that_cannot_be_made_is_refused_with_the_reason"),
-    "refuse:TransferFailed@render": Reached(
+    "refuse:TransferFailed@Serving.render": Reached(
         f"{R}::test_an_original_freed_while_queued_turns_into_a_refusal_not_stale_bytes"),
 }

@@ -355,7 +355,7 @@ LIES: dict[str, tuple[Callable[[], str | None], str]] = {
     "hash-mismatch@Inbound.on_complete#2": (provoke_hash_mismatch_stored, "hash-mismatch"),
     "too-many-requests@Node.receive_data": (provoke_too_many_requests, "too-many-requests"),
     "catalog@Sync.on_thumbnail": (provoke_catalog_ours, "catalog"),
-    "bad-offset@on_request": (provoke_bad_offset_request, "bad-offset"),
+    "bad-offset@Serving.on_request": (provoke_bad_offset_request, "bad-offset"),
     "bad-offset@ReadOuts._serve": (provoke_bad_offset_readout, "bad-offset"),
     "bad-offset@ReadOuts.relay": (provoke_bad_offset_relay, "bad-offset"),
     "hash-mismatch@ReadOuts._open": (provoke_hash_mismatch_relay, "hash-mismatch"),
