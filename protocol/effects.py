@@ -224,7 +224,7 @@ class PullsMayGo:
 class OursAgain:
     """One of our originals is on our card again (to dispersal: a candidate once more)."""
 
-    image_id: str
+    record: ImageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +328,16 @@ class CollectForReader:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeFromCard:
+    """A reader that waited for a collection home is served from the card now (to serving)."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReadOutServed:
     """A collection for our user's read-out is complete (to the read-outs: done, or read the
     original from the card when ``home``)."""
@@ -339,7 +349,7 @@ class ReadOutServed:
 Notice = (
     Offered | ThumbnailSeen | LinkReady | PullOver | PullsMayGo | OursAgain | HeldIn
     | ReleaseSent | DisperseSent | Relay | RelayRefused | CollectedBytes | CollectionIn
-    | CollectionLost | ReadOutIn | ReadOutLost | CollectForReader | ReadOutServed
+    | CollectionLost | ReadOutIn | ReadOutLost | CollectForReader | ServeFromCard | ReadOutServed
 )
 
 

@@ -101,7 +101,7 @@ class Inbound:
         """What was asked for before a check refused the peer (the node applies it first)."""
         return self._out.take()
 
-    def on_header(self, link: Link, msg: OriginalHeader) -> list[Effect]:
+    def on_header(self, link: Link, msg: OriginalHeader, now: float) -> list[Effect]:
         key = (msg.image_id, msg.purpose)
         expected = link.expected.get(key)
         if expected is None:
@@ -149,7 +149,7 @@ class Inbound:
         hasher = hashlib.sha256() if expected.kind is None else None
         return [Opened(link.peer_id, Stream(expected, msg.size, msg.digest, msg.offset, hasher))]
 
-    def on_chunk(self, link: Link, msg: Chunk) -> list[Effect]:
+    def on_chunk(self, link: Link, msg: Chunk, now: float) -> list[Effect]:
         key = (msg.image_id, msg.purpose)
         stream = link.streams.get(key)
         if stream is None:
@@ -254,7 +254,7 @@ class Inbound:
             if kind is Incoming.ORIGINAL or kind is Incoming.SEALED:
                 record = self.store.image(msg.image_id)
                 if record is not None and record.origin == self.store.device_id:
-                    out.tell(OursAgain(msg.image_id))  # one of ours, home again
+                    out.tell(OursAgain(record))  # one of ours, home again
         if msg.purpose in (Purpose.SYNC, Purpose.SMALLER):
             out.tell(PullOver(link.peer_id, msg.image_id))
             out.emit(ev.OriginalArrived(link.peer_id, msg.image_id, msg.purpose))

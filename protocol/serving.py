@@ -10,14 +10,17 @@ purpose) stream to one peer is, for this machine, in one state at a time:
   NONE     request, the original (or a smaller copy) here QUEUED (its thumbnail first)
   NONE     urgent request for one of ours, dispersed      NONE (collections relay it)
   NONE     request for what we cannot serve               NONE (TransferFailed)
+  NONE     ReadOut, Collect: a copy here for that peer    QUEUED (read-outs urgent)
+  NONE     ReadOut, Collect: no copy to serve             NONE (TransferFailed, or relayed)
   QUEUED   the same request again                         QUEUED (moved up, if more urgent)
   QUEUED   refusal ("not necessary", FIG. 13B)            NONE
   QUEUED   a chunk pulled, the card cannot read it        NONE (TransferFailed, not bytes)
   QUEUED   its completion pulled                          NONE (OriginalSent)
 
-``TRANSITIONS`` is that table, ``state_of`` reads it off a link.  Peers' Collect
-and ReadOut are answered by protocol.collections and protocol.readout; their
-streams are rendered here like any other.  Card reads and writes are direct;
+``TRANSITIONS`` is that table, ``state_of`` reads it off a link.  A peer's ReadOut
+(claims 8, 9) and a holder's Collect (claims 10, 20) are answered here too, from
+the card or what we hold; one of our own dispersed originals is relayed by
+protocol.collections (``Relay``).  Card reads and writes are direct;
 everything for a link or another machine is returned as effects.
 """
 
@@ -40,16 +43,19 @@ from protocol.effects import (
     Relay,
     RelayRefused,
     ReleaseSent,
+    ServeFromCard,
     Unqueue,
 )
 from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     Chunk,
+    Collect,
     Limits,
     Message,
     OriginalComplete,
     OriginalHeader,
     Purpose,
+    ReadOut,
     RefuseOriginal,
     Release,
     RequestOriginal,
@@ -83,6 +89,10 @@ NONE, QUEUED = ServeState.NONE, ServeState.QUEUED
 TRANSITIONS: Final[Mapping[tuple[ServeState, str], frozenset[ServeState]]] = {
     (NONE, "request"): frozenset({QUEUED, NONE}),  # NONE: relayed, or refused
     (QUEUED, "request"): frozenset({QUEUED}),
+    (NONE, "read-out"): frozenset({QUEUED, NONE}),
+    (QUEUED, "read-out"): frozenset({QUEUED}),
+    (NONE, "collect"): frozenset({QUEUED, NONE}),
+    (QUEUED, "collect"): frozenset({QUEUED}),
     (NONE, "refuse"): frozenset({NONE}),
     (QUEUED, "refuse"): frozenset({NONE}),
     (QUEUED, "pull"): frozenset({QUEUED, NONE}),  # NONE: completed, or the card failed
@@ -154,6 +164,74 @@ class Serving:
             out.send(peer, TransferFailed(msg.image_id, purpose,
                                           "this device does not have that original"))
         return out.take()
+
+    def on_readout(self, link: Link, msg: ReadOut, now: float) -> list[Effect]:
+        """Any device may ask for a picture wherever it is (claims 8, 9, 18, 19)."""
+        record = self.store.image(msg.image_id)
+        held = self.store.held(msg.image_id)
+        if held is not None and held.digest != msg.image_id:
+            held = None  # sealed for its owner: only the owner can open it
+        if record is not None and record.where is Where.LOCAL:
+            self._serve(link, record, msg.image_id, Purpose.READOUT, msg.offset, Source.ORIGINAL)
+        elif held is not None:
+            self._serve(link, record, msg.image_id, Purpose.READOUT, msg.offset, Source.HELD)
+        elif (
+            record is not None
+            and record.where is Where.DISPERSED
+            and record.origin == self.store.device_id
+        ):
+            self._out.tell(Relay(link.peer_id, msg.image_id, Purpose.READOUT, msg.offset, now))
+        else:
+            self._out.send(link.peer_id, TransferFailed(
+                msg.image_id, Purpose.READOUT,
+                "this device has no copy of that original; ask its owner",
+            ))
+        return self._out.take()
+
+    def on_collect(self, link: Link, msg: Collect, now: float) -> list[Effect]:
+        """Holder side (claims 10, 20): send a held original back to its owner, as held.
+
+        Only the held copy answers: the owner waits for the sealed bytes it sent, so a
+        plain copy this device has for itself would be refused as the wrong digest.
+        """
+        held = self.store.held(msg.image_id)
+        record = self.store.image(msg.image_id)
+        if held is not None and held.owner == link.peer_id:
+            self._serve(link, record, msg.image_id, Purpose.COLLECT, msg.offset, Source.HELD)
+        else:
+            self._out.send(link.peer_id, TransferFailed(
+                msg.image_id, Purpose.COLLECT, "this device holds no copy of it"))
+        return self._out.take()
+
+    def serve_from_card(self, notice: ServeFromCard) -> list[Effect]:
+        """A reader that waited for a collection home: the original is on the card now."""
+        record = self.store.image(notice.image_id)
+        self._serve(self.links[notice.peer_id], record, notice.image_id, notice.purpose,
+                    notice.offset, Source.ORIGINAL)
+        return self._out.take()
+
+    def _serve(
+        self,
+        link: Link,
+        record: ImageRecord | None,
+        image_id: str,
+        purpose: Purpose,
+        offset: int,
+        source: Source,
+    ) -> None:
+        held = self.store.held(image_id) if source is Source.HELD else None
+        size = held.size if held is not None else (record.size if record is not None else 0)
+        owner = held.owner if held is not None else (record.origin if record else link.peer_id)
+        if offset > size:
+            raise RemoteProtocolError(
+                f"asked for {image_id[:12]} from offset {offset}, past its {size} bytes",
+                code="bad-offset",
+            )
+        self._out.add(QueueOriginal(link.peer_id, Transfer(
+            image_id=image_id, purpose=purpose, lane=lane_for(purpose), size=size,
+            digest=held.digest if held is not None else image_id, offset=offset,
+            destination=link.peer_id, owner=owner, source=source,
+        ), record))
 
     def _serve_smaller(
         self, link: Link, record: ImageRecord, msg: RequestOriginal, lane: Lane

@@ -101,14 +101,14 @@ TABLE: dict[str, Reached] = {
     "hash-mismatch@Inbound.on_complete#2": Reached(f"{C}[hash-mismatch@Inbound.on_complete#2]", sim=LYING),
     # --- serving and read-out -----------------------------------------------------------------
     "bad-offset@Serving.on_request": Reached(f"{C}[bad-offset@Serving.on_request]"),
-    "bad-offset@ReadOuts._serve": Reached(f"{C}[bad-offset@ReadOuts._serve]"),
-    "bad-offset@ReadOuts.relay": Reached(f"{C}[bad-offset@ReadOuts.relay]"),
-    "bad-offset@ReadOuts.relay#2": Reached(
+    "bad-offset@Serving._serve": Reached(f"{C}[bad-offset@Serving._serve]"),
+    "bad-offset@Collections.relay": Reached(f"{C}[bad-offset@Collections.relay]"),
+    "bad-offset@Collections.relay#2": Reached(
         f"{C}[bad-accept@Dispersal.on_accept (offset)]",
         note="shadowed: a repair's relay starts at an accept's offset, and on_accept refuses "
         "an offset past the sealed size (bad-accept) before relaying",
     ),
-    "hash-mismatch@ReadOuts._open": Reached(f"{C}[hash-mismatch@ReadOuts._open]"),
+    "hash-mismatch@Collections._open": Reached(f"{C}[hash-mismatch@Collections._open]"),
     # --- dispersal ------------------------------------------------------------------------------
     "bad-accept@Dispersal.on_accept": Reached(f"{C}[bad-accept@Dispersal.on_accept]", sim=LYING),
     "bad-digest@Dispersal.on_stored": Reached(f"{C}[bad-digest@Dispersal.on_stored]", sim=LYING),
@@ -127,15 +127,15 @@ TABLE: dict[str, Reached] = {
     ),
     "refuse:DisperseReject@Dispersal._reject": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
-    "refuse:TransferFailed@ReadOuts.on_readout": Reached(
+    "refuse:TransferFailed@Serving.on_readout": Reached(
         f"{R}::test_a_read_out_of_a_picture_without_a_copy_here_is_refused"),
-    "refuse:TransferFailed@ReadOuts.relay": Reached(
+    "refuse:TransferFailed@Collections.relay": Reached(
         f"{R}::test_a_read_out_of_a_dispersed_original_whose_holder_is_away_is_refused_naming_it"),
-    "refuse:TransferFailed@ReadOuts.on_collect": Reached(
+    "refuse:TransferFailed@Serving.on_collect": Reached(
         f"{R}::test_a_collection_of_what_is_not_held_is_refused"),
-    "refuse:TransferFailed@ReadOuts.collect_failed": Reached(
+    "refuse:TransferFailed@Collections._lost": Reached(
         f"{R}::test_readers_of_a_relay_hear_why_when_its_holder_goes"),
-    "refuse:TransferFailed@ReadOuts.collect_failed#2": Reached(
+    "refuse:TransferFailed@Collections._lost#2": Reached(
         f"{R}::test_an_owner_reading_out_collects_then_serves_waiting_readers_or_tells_them"),
     "refuse:TransferFailed@Serving.on_request": Reached(
         f"{R}::test_a_request_for_a_picture_never_had_is_refused"),

@@ -95,11 +95,11 @@ class Rig:
                                          digest=IMAGE, offset=0, destination=US, owner=CAM)
         fields.update(changes)
         msg = OriginalHeader(**fields)  # type: ignore[arg-type]
-        return self.step(purpose, "header", lambda: self.inbound.on_header(self.link, msg))
+        return self.step(purpose, "header", lambda: self.inbound.on_header(self.link, msg, NOW))
 
     def chunk(self, purpose: Purpose, offset: int, data: bytes) -> list[Effect]:
         msg = Chunk(IMAGE, purpose, offset, data)
-        return self.step(purpose, "chunk", lambda: self.inbound.on_chunk(self.link, msg))
+        return self.step(purpose, "chunk", lambda: self.inbound.on_chunk(self.link, msg, NOW))
 
     def complete(self, purpose: Purpose, digest: str = IMAGE) -> list[Effect]:
         msg = OriginalComplete(IMAGE, purpose, digest)
@@ -182,7 +182,7 @@ def test_our_own_original_home_again_is_told_to_dispersal() -> None:
     rig.store.add_thumbnail(record(origin=US), NOW)
     rig.expect(Purpose.COLLECT, Incoming.ORIGINAL)
     out = rig.whole(Purpose.COLLECT)
-    assert told(out) == [OursAgain(IMAGE), CollectionIn(CAM, IMAGE, 0, NOW)]
+    assert told(out) == [OursAgain(rig.store.image(IMAGE)), CollectionIn(CAM, IMAGE, 0, NOW)]  # type: ignore[arg-type]
 
 
 def test_a_held_original_is_stored_for_its_owner_and_told_to_dispersal() -> None:
@@ -265,12 +265,12 @@ def test_streams_nobody_asked_for_and_chunks_out_of_place_cut_the_peer_off() -> 
     with pytest.raises(RemoteProtocolError, match="nobody asked for"):
         rig.header(Purpose.SYNC)
     with pytest.raises(RemoteProtocolError) as raised:
-        rig.inbound.on_chunk(rig.link, Chunk(IMAGE, Purpose.SYNC, 0, b"x"))
+        rig.inbound.on_chunk(rig.link, Chunk(IMAGE, Purpose.SYNC, 0, b"x"), NOW)
     assert raised.value.code == "unexpected-chunk"
     rig.expect(Purpose.SYNC, Incoming.ORIGINAL)
     rig.header(Purpose.SYNC)
     with pytest.raises(RemoteProtocolError) as raised:
-        rig.inbound.on_chunk(rig.link, Chunk(IMAGE, Purpose.SYNC, 10, b"x"))
+        rig.inbound.on_chunk(rig.link, Chunk(IMAGE, Purpose.SYNC, 10, b"x"), NOW)
     assert raised.value.code == "bad-offset"
     with pytest.raises(RemoteProtocolError) as raised:
         rig.inbound.on_complete(rig.link, OriginalComplete(IMAGE, Purpose.SYNC, IMAGE), NOW)

@@ -32,9 +32,11 @@ from protocol.effects import (
 from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     Chunk,
+    Collect,
     OriginalComplete,
     OriginalHeader,
     Purpose,
+    ReadOut,
     RefuseOriginal,
     Release,
     RequestOriginal,
@@ -43,9 +45,17 @@ from protocol.messages import (
     TransferFailed,
 )
 from protocol.peer import Link
-from protocol.scheduler import Lane, Scheduler, SendChunk, SendComplete, SendHeader, SendThumbnail
+from protocol.scheduler import (
+    Lane,
+    Scheduler,
+    SendChunk,
+    SendComplete,
+    SendHeader,
+    SendThumbnail,
+    Source,
+)
 from protocol.serving import TRANSITIONS, ServeState, Serving, state_of
-from protocol.store import DispersalState, TransferState, Where
+from protocol.store import DispersalState, Incoming, TransferState, Where
 from sim.memstore import MemoryStore
 
 CAM = hashlib.sha256(b"camera").hexdigest()
@@ -253,3 +263,41 @@ def test_a_thumbnail_offer_is_remembered_as_sent_and_carries_a_wrapped_key_only_
     keyed.link.scheduler.queue_thumbnail(keyed.image_id, NOW)
     [offer] = keyed.frames()
     assert isinstance(offer, ThumbnailOffer) and offer.wrapped_key == b"wrapped for desk key"
+
+
+def test_a_peer_s_read_out_of_a_local_original_is_queued_urgent_and_past_its_end_refused() -> None:
+    rig = Rig()
+    msg = ReadOut(rig.image_id, 0)
+    out = rig.step(rig.image_id, Purpose.READOUT, "read-out",
+                   lambda: rig.serving.on_readout(rig.link, msg, NOW))
+    [queued] = [e for e in out if isinstance(e, QueueOriginal)]
+    assert queued.transfer.lane is Lane.URGENT and queued.transfer.size == len(DATA)
+    with pytest.raises(RemoteProtocolError) as raised:
+        rig.serving.on_readout(rig.link, ReadOut(rig.image_id, len(DATA) + 1), NOW)
+    assert raised.value.code == "bad-offset"
+
+
+def test_a_read_out_of_what_we_have_no_copy_of_is_refused_and_of_ours_dispersed_relayed() -> None:
+    rig = Rig()
+    out = rig.serving.on_readout(rig.link, ReadOut(NOBODY, 0), NOW)
+    assert [type(m) for m in sends(out)] == [TransferFailed]
+    dispersed(rig)
+    out = rig.serving.on_readout(rig.link, ReadOut(rig.image_id, 3), NOW)
+    assert [e.notice for e in out if isinstance(e, Tell)] == [
+        Relay(DESK, rig.image_id, Purpose.READOUT, 3, NOW)]
+
+
+def test_a_collect_is_served_from_what_we_hold_for_that_owner_only() -> None:
+    rig = Rig()
+    held = hashlib.sha256(b"sealed bytes").hexdigest()
+    rig.store.reserve(held, 12)
+    rig.store.write_partial(held, Incoming.HELD, 0, b"sealed bytes")
+    rig.store.finish_partial(held, Incoming.HELD, held, NOW, owner=DESK)
+    out = rig.step(held, Purpose.COLLECT, "collect",
+                   lambda: rig.serving.on_collect(rig.link, Collect(held, 0), NOW))
+    [queued] = [e for e in out if isinstance(e, QueueOriginal)]
+    assert queued.transfer.source is Source.HELD and queued.transfer.lane is Lane.DISPERSAL
+    # Our own original is no held copy: a Collect for it is refused.
+    out = rig.serving.on_collect(rig.link, Collect(rig.image_id, 0), NOW)
+    assert sends(out) == [TransferFailed(rig.image_id, Purpose.COLLECT,
+                                         "this device holds no copy of it")]
