@@ -246,16 +246,6 @@ class ReleaseSent:
 
 
 @dataclass(frozen=True, slots=True)
-class DisperseSent:
-    """Our dispersal stream's last frame to the peer is going out (to dispersal; only the
-    planted bug "free-before-stored" acts on it)."""
-
-    peer_id: str
-    image_id: str
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
 class Relay:
     """Serve the peer one of our dispersed originals by collecting it (to collections).
     ``purpose`` DISPERSE: a repair, the holder's sealed bytes go on as they come."""
@@ -348,7 +338,7 @@ class ReadOutServed:
 
 Notice = (
     Offered | ThumbnailSeen | LinkReady | PullOver | PullsMayGo | OursAgain | HeldIn
-    | ReleaseSent | DisperseSent | Relay | RelayRefused | CollectedBytes | CollectionIn
+    | ReleaseSent | Relay | RelayRefused | CollectedBytes | CollectionIn
     | CollectionLost | ReadOutIn | ReadOutLost | CollectForReader | ServeFromCard | ReadOutServed
 )
 

@@ -22,7 +22,6 @@ from protocol import events as ev
 from protocol.collections import Collections
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
-from protocol.dispersal import Dispersal
 from protocol.effects import Effect, Emit, Notice, Ready, Rearm, Tell, Wake
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.inbound import Inbound
@@ -54,11 +53,10 @@ from protocol.messages import (
     ThumbnailOffer,
     TransferFailed,
 )
+from protocol.parts import Parts
 from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
-from protocol.readout import ReadOuts
-from protocol.scheduler import Scheduler, SendStrip
-from protocol.serving import Serving
+from protocol.scheduler import SendStrip
 from protocol.store import Decision, Store, Where
 from protocol.strips import Strips
 from protocol.sync import Sync
@@ -73,11 +71,14 @@ _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
 class Node:
     """A device's protocol brain; single-threaded, never reads a clock (``now`` comes in)."""
 
-    def __init__(self, store: Store, config: NodeConfig, rng: random.Random) -> None:
+    def __init__(
+        self, store: Store, config: NodeConfig, rng: random.Random, *, parts: Parts | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.rng = rng
         self.device_id = store.device_id
+        self.parts = Parts() if parts is None else parts  # a test may plant one (sim/planted.py)
         self.links: dict[str, Link] = {}
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
@@ -85,10 +86,11 @@ class Node:
         self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
         self.keepalive = Keepalive(config, self.links)
         self.inbound = Inbound(store, config, self.links)
-        self.serving = Serving(store, config, self.links)
-        self.dispersal = Dispersal(self)
+        self.serving = self.parts.serving(store, config, self.links)
+        self.dispersal = self.parts.dispersal(self)
         self.collections = Collections(store, config, self.links, self.sync.names)
-        self.readouts = ReadOuts(store, config, self.links, self.sync.names, self.pulls.offerers)
+        self.readouts = self.parts.readouts(store, config, self.links, self.sync.names,
+                                            self.pulls.offerers)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
             fx.Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
@@ -111,8 +113,6 @@ class Node:
             fx.RelayRefused: lambda n: self.collections.drop_relay(n.peer_id, n.image_id, n.purpose),
             fx.ServeFromCard: self._via(self.serving.take, self.serving.serve_from_card),
             fx.ReleaseSent: lambda n: self.dispersal.release_sent(self.links[n.peer_id], n.image_id),
-            fx.DisperseSent: lambda n: self.dispersal.planted_free_before_stored(
-                self.links[n.peer_id], n.image_id, n.now),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
@@ -188,11 +188,8 @@ class Node:
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
         busy = self._busy
-        sched = Scheduler(
-            chunk_size=self.config.chunk_size,
-            # PLANTED BUG "chunk-before-thumbnail" is switched on here (see Scheduler.pop).
-            enforce_thumbnail_first=not self.config.bug("chunk-before-thumbnail"),
-            on_work=lambda: busy.add(peer_id),
+        sched = self.parts.scheduler(
+            chunk_size=self.config.chunk_size, on_work=lambda: busy.add(peer_id)
         )
         link = Link(
             peer_id=peer_id,

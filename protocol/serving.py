@@ -34,7 +34,6 @@ from typing import Final
 from protocol import events as ev
 from protocol.config import NodeConfig
 from protocol.effects import (
-    DisperseSent,
     Drop,
     Effect,
     Outbox,
@@ -328,5 +327,3 @@ class Serving:
         if t.purpose is Purpose.SYNC:
             self.store.set_transfer_state(link.peer_id, t.image_id, TransferState.ORIGINAL_SENT)
         self._out.emit(ev.OriginalSent(link.peer_id, t.image_id, t.purpose))
-        if t.purpose is Purpose.DISPERSE and self.config.bug("free-before-stored"):
-            self._out.tell(DisperseSent(link.peer_id, t.image_id, now))
