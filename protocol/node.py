@@ -65,6 +65,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
 )
 from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
@@ -442,6 +443,7 @@ class Node:
             Catalog: self._on_catalog,
             ThumbnailOffer: self._on_thumbnail,
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
+            WantStrips: lambda link, msg, now: self.apply(self.strips.on_want_strips(link, msg)),
             RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
             RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
             TransferFailed: self._on_failed,
@@ -466,6 +468,7 @@ class Node:
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
+        self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
         self.dispersal.link_ready(link, now)
         self.readouts.link_ready(link, now)
         self.pump_requests(now)

@@ -425,3 +425,26 @@ def test_a_transport_stream_without_an_index_gets_its_strip(
     assert (got.mime, got.thumbnail_source) == ("video/mp2t", "keyframe")
     assert [f.kind for f in got.strip] == ["interval", "scene"]
     assert all(f.offset is not None and f.offset % packet == 0 for f in got.strip)
+
+
+def test_a_card_lists_other_devices_movies_whose_strip_never_came(tmp_path: Path) -> None:
+    """protocol.store.StripShelf.strips_missing: what a desk asks for when a link is back."""
+    from protocol.store import ImageRecord, Where
+    from storage.movies import StripFrame
+
+    peer = "b" * 64
+
+    def offered(image_id: str, seq: int, mime: str, metadata: dict[str, object]) -> None:
+        card.add_thumbnail(ImageRecord(image_id, peer, seq, "C0001.MP4", 10_000, mime, None,
+                                       metadata, b"poster", Where.ABSENT), float(seq))
+
+    with Card.create(tmp_path / "card", device_id="d" * 64, name="desk",
+                     capacity=10**9) as card:
+        offered("1" * 64, 1, "video/mp4", {"strip_frames": 3, "duration": 12.0})
+        offered("2" * 64, 2, "video/quicktime", {"strip_frames": 2})
+        offered("3" * 64, 3, "video/mp4", {"duration": 4.0})  # no strip was made for it
+        offered("4" * 64, 4, "image/jpeg", {"strip_frames": 3})  # a still is no movie
+        card.add_local(b"our own picture", name="a.jpg", now=9.0)
+        assert card.strips_missing() == ["2" * 64, "1" * 64]  # the newest first
+        card.set_strip("2" * 64, [StripFrame(0.0, 48, "interval", b"\xff\xd8p")])
+        assert card.strips_missing() == ["1" * 64]
