@@ -9,7 +9,7 @@ Holders are blind (issue 7): an original leaves sealed with its own key
 digests on the wire are the sealed form's, and we free our copy only for that digest.
 Repair: a holder gone for good (``repair``) leaves the list where another copy exists,
 and each dispersed original then short of ``replicas`` holders is copied to a new
-holder, relayed from one that STORED it (told to the collections: ``RepairRelay``).
+holder, relayed from one that STORED it (told to the collections: ``Relay``).
 
 One (picture, holder) entry of our dispersion list is in one state at a time:
 
@@ -17,7 +17,7 @@ One (picture, holder) entry of our dispersion list is in one state at a time:
   ----------  -------------------------------------------  ----------  --------------------------
   NONE        a look above the mark picks this holder      REQUESTED   DisperseRequest
   REQUESTED   DisperseAccept reserving the sealed size     ACCEPTED    DispersalAccepted; the stream
-              (a repair's: the relay from another holder)              (Tell RepairRelay)
+              (a repair's: the relay from another holder)              (Tell Relay)
   REQUESTED   DisperseReject                               NONE        skip it retry_s; DispersalRejected
   ACCEPTED    Stored with our digest, our stream done      STORED      Dispersed once ``replicas`` STORED
   REQUESTED   its link is back                             REQUESTED   DisperseRequest (Release: not LOCAL)
@@ -52,14 +52,7 @@ from typing import Concatenate, Final, ParamSpec, TypeVar
 from protocol import events as ev
 from protocol import room
 from protocol.config import NodeConfig
-from protocol.effects import (
-    DeadlineMoved,
-    Effect,
-    Outbox,
-    QueueOriginal,
-    RepairRelay,
-    thumbnail_first,
-)
+from protocol.effects import Effect, Outbox, QueueOriginal, Rearm, Relay
 from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     DisperseAccept,
@@ -69,7 +62,7 @@ from protocol.messages import (
     Release,
     Stored,
 )
-from protocol.peer import Link, holder_rank
+from protocol.peer import Link, holder_rank, stored_holders
 from protocol.scheduler import Lane, Source, Transfer
 from protocol.sealing import sealed_size
 from protocol.store import DispersalState, DispersionEntry, ImageRecord, NotFound, Store, Where
@@ -244,8 +237,7 @@ class Dispersal:
             record is not None
             and record.where is Where.DISPERSED
             and msg.image_id in self._repairs
-            and any(self._ready(e.holder) for e in store.dispersion(msg.image_id)
-                    if e.state is DispersalState.STORED)
+            and any(self._ready(h) for h in stored_holders(store, msg.image_id))
         )
         if (
             entry is None
@@ -267,11 +259,8 @@ class Dispersal:
         self._out.emit(ev.DispersalAccepted(msg.image_id, peer_id, msg.reservation))
         if repair:
             # Our card has no copy: relay one holder's bytes to the new one as they come.
-            self._out.tell(RepairRelay(peer_id, record, msg.offset, now))
+            self._out.tell(Relay(peer_id, msg.image_id, Purpose.DISPERSE, msg.offset, now))
             return self._out.take()
-        thumbnail = thumbnail_first(self.links[peer_id], record, msg.image_id)
-        if thumbnail is not None:
-            self._out.add(thumbnail)
         form = store.sealed_form(msg.image_id)  # the key is durable before a sealed byte goes
         transfer = Transfer(
             image_id=msg.image_id,
@@ -284,7 +273,7 @@ class Dispersal:
             owner=self.device_id,
             source=Source.SEALED,
         )
-        self._out.add(QueueOriginal(peer_id, transfer))
+        self._out.add(QueueOriginal(peer_id, transfer, record))  # its thumbnail goes first
         return self._out.take()
 
     @_news
@@ -295,7 +284,7 @@ class Dispersal:
             return self._out.take()
         self.store.remove_dispersion(msg.image_id, peer_id)
         self._rejected[(msg.image_id, peer_id)] = now + self.config.retry_s
-        self._out.add(DeadlineMoved())
+        self._out.add(Rearm())
         self._out.emit(ev.DispersalRejected(msg.image_id, peer_id, msg.reason))
         return self.maybe_disperse(now)  # claims 7, 17: on to the next candidate
 
@@ -331,12 +320,6 @@ class Dispersal:
             if record is not None and record.where is Where.DISPERSED:
                 self._out.emit(ev.Repaired(msg.image_id, peer_id))
         self._free_if_enough(msg.image_id, now)
-        return self._out.take()
-
-    def planted_free_before_stored(self, peer_id: str, image_id: str, now: float) -> list[Effect]:
-        """PLANTED BUG "free-before-stored": free as soon as the stream is sent."""
-        self.store.set_dispersion(image_id, peer_id, DispersalState.STORED, now)
-        self._free_if_enough(image_id, now)
         return self._out.take()
 
     @_news

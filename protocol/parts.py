@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from protocol.dispersal import Dispersal
 from protocol.holding import Holding
+from protocol.readout import ReadOuts
 from protocol.scheduler import Scheduler
+from protocol.serving import Serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +24,5 @@ class Parts:
     scheduler: type[Scheduler] = Scheduler
     dispersal: type[Dispersal] = Dispersal
     holding: type[Holding] = Holding
+    serving: type[Serving] = Serving
+    readouts: type[ReadOuts] = ReadOuts

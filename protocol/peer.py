@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from protocol.connection import Connection
 from protocol.messages import Error, Hello, Purpose, Role
 from protocol.scheduler import QueueLengths, Scheduler
-from protocol.store import ImageRecord, Incoming
+from protocol.store import DispersalState, ImageRecord, Incoming, Store
 
 
 @dataclass(slots=True, eq=False)
@@ -83,26 +82,17 @@ class Link:
 
     def ensure_thumbnail(self, record: ImageRecord | None, image_id: str) -> None:
         """Make sure the peer has (or is about to get) the thumbnail before any original bytes."""
-        step = self.thumbnail_step(record, image_id)
-        if step == "known":
-            self.scheduler.mark_thumbnail_known(image_id)
-        elif step == "queue" and record is not None:
-            self.scheduler.queue_thumbnail(image_id, record.capture_time)
-
-    def thumbnail_step(
-        self, record: ImageRecord | None, image_id: str
-    ) -> Literal["none", "known", "queue"]:
-        """Before original bytes: nothing to do, the peer knows the thumbnail, or queue it."""
         sched = self.scheduler
         if sched.thumbnail_known(image_id) or sched.thumbnail_queued(image_id):
-            return "none"
+            return
         if record is None:
             # We hold bytes without a catalog row (a held original): the peer named the
             # picture itself, so it knows it; we have no thumbnail to send first.
-            return "known"
-        if record.origin == self.peer_id or self.has_seen(record.origin, record.seq):
-            return "known"
-        return "queue"
+            sched.mark_thumbnail_known(image_id)
+        elif record.origin == self.peer_id or self.has_seen(record.origin, record.seq):
+            sched.mark_thumbnail_known(image_id)
+        else:
+            sched.queue_thumbnail(image_id, record.capture_time)
 
     @property
     def is_desk(self) -> bool:
@@ -116,6 +106,18 @@ class Link:
 def holder_rank(image_id: str, peer_id: str) -> str:
     """A stable per-picture order of holders, so a picture's holders can be found again."""
     return hashlib.sha256((image_id + peer_id).encode()).hexdigest()
+
+
+def stored_holders(store: Store, image_id: str) -> list[str]:
+    """Holders that confirmed storing one of our originals, in its stable holder order."""
+    holders = [e.holder for e in store.dispersion(image_id) if e.state is DispersalState.STORED]
+    holders.sort(key=lambda h: holder_rank(image_id, h))
+    return holders
+
+
+def name_in(names: Mapping[str, str], peer_id: str) -> str:
+    """A device's name from its Hello, or the start of its id when none was heard."""
+    return names.get(peer_id, peer_id[:12])
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,11 @@ from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
 from protocol.dispersal import NONE, TRANSITIONS, Dispersal
 from protocol.effects import (
-    DeadlineMoved,
     Effect,
     Emit,
     QueueOriginal,
-    QueueThumbnail,
-    RepairRelay,
+    Rearm,
+    Relay,
     Send,
     Tell,
 )
@@ -143,10 +142,9 @@ def test_an_accept_streams_the_sealed_original_behind_its_thumbnail() -> None:
     out = rig.accept(oldest.image_id, H1)
     form = rig.store.sealed_form(oldest.image_id)
     assert events(out) == [ev.DispersalAccepted(oldest.image_id, H1, sealed_size(SIZE))]
-    thumb = [i for i, e in enumerate(out) if isinstance(e, QueueThumbnail)]
-    [queue] = [i for i, e in enumerate(out) if isinstance(e, QueueOriginal)]
-    assert thumb and thumb[0] < queue  # the holder has not seen the thumbnail: it goes first
-    transfer = out[queue].transfer  # type: ignore[union-attr]
+    [queue] = [e for e in out if isinstance(e, QueueOriginal)]
+    assert queue.record == oldest  # its thumbnail goes first (protocol/link_effects.py)
+    transfer = queue.transfer
     assert (transfer.purpose, transfer.lane, transfer.source) == (
         Purpose.DISPERSE, Lane.DISPERSAL, Source.SEALED)
     assert (transfer.size, transfer.digest, transfer.destination, transfer.owner) == (
@@ -204,7 +202,7 @@ def test_a_reject_skips_that_holder_for_retry_s_and_asks_the_next() -> None:
     reject = DisperseReject(oldest.image_id, "full", 1234)
     out = rig.step(oldest.image_id, first, "reject",
                    lambda: rig.dispersal.on_reject(first, reject, NOW))
-    assert DeadlineMoved() in out
+    assert Rearm() in out
     assert events(out)[0] == ev.DispersalRejected(oldest.image_id, first, "full")
     assert sends(out) == [(second, ask_of(oldest))]
     assert rig.dispersal.room_of(first) == 1234
@@ -253,7 +251,7 @@ def test_a_lost_holder_is_replaced_by_a_relay_from_the_other_copy() -> None:
     out = rig.step(image_id, H1, "holder-lost", lambda: rig.dispersal.repair(H1, "h1", NOW))
     assert sends(out) == [(H3, ask_of(rig.pictures[0]))]
     out = rig.accept(image_id, H3)
-    assert Tell(RepairRelay(H3, rig.store.image(image_id), 0, NOW)) in out  # type: ignore[arg-type]
+    assert Tell(Relay(H3, image_id, Purpose.DISPERSE, 0, NOW)) in out
     assert not any(isinstance(e, QueueOriginal) for e in out)  # our card has no copy to send
     digest = rig.store.sealed_form(image_id).digest
     out = rig.dispersal.on_stored(H3, Stored(image_id, digest), NOW)
