@@ -13,7 +13,6 @@ import signal
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +55,6 @@ def sha256(path: Path) -> str:
         while chunk := file.read(BLOCK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def start(nodes: list[NodeProcess], card: Path, *extra: str) -> NodeProcess:

@@ -197,25 +197,22 @@ def _receive(desk: Device, mesh: Mesh, msg: Strip) -> None:
     desk.node.apply(desk.node.strips.on_strip(link, msg))
 
 
-def test_a_strip_to_a_device_that_named_no_strip_capability_is_refused() -> None:
-    mesh, desk, image_id = _desk_with_offer(shelf=False)
-    with pytest.raises(RemoteProtocolError, match="capability") as info:
-        _receive(desk, mesh, _strip_for(image_id))
-    assert info.value.code == "unexpected"
-
-
-def test_a_strip_before_its_offer_is_refused() -> None:
-    mesh, desk, _ = _desk_with_offer()
-    with pytest.raises(RemoteProtocolError, match="offer never came") as info:
-        _receive(desk, mesh, _strip_for("b" * 64))
-    assert info.value.code == "catalog"
-
-
-def test_a_strip_for_a_still_is_refused() -> None:
-    mesh, desk, image_id = _desk_with_offer("image/jpeg")
-    with pytest.raises(RemoteProtocolError, match="not a movie") as info:
-        _receive(desk, mesh, _strip_for(image_id))
-    assert info.value.code == "catalog"
+@pytest.mark.parametrize(
+    ("mime", "shelf", "offered", "match", "code"),
+    [
+        pytest.param("video/mp4", False, True, "capability", "unexpected", id="no-capability"),
+        pytest.param("video/mp4", True, False, "offer never came", "catalog", id="before-offer"),
+        pytest.param("image/jpeg", True, True, "not a movie", "catalog", id="a-still"),
+    ],
+)
+def test_a_strip_the_desk_cannot_take_is_refused(
+    mime: str, shelf: bool, offered: bool, match: str, code: str
+) -> None:
+    """To a device that named no strip capability, before its offer, or for a still."""
+    mesh, desk, image_id = _desk_with_offer(mime, shelf=shelf)
+    with pytest.raises(RemoteProtocolError, match=match) as info:
+        _receive(desk, mesh, _strip_for(image_id if offered else "b" * 64))
+    assert info.value.code == code
 
 
 def test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused() -> None:
