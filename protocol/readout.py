@@ -149,8 +149,11 @@ class ReadOuts:
         if held is not None and record is not None and wrapped is not None \
                 and self._open_held(record, held.size, wrapped):
             return
+        sealed_here = held is not None and held.digest != image_id  # and it did not open
         if record is None:
-            self.failed(image_id, "no picture with that id is known here")
+            unknown = "no picture with that id is known here"
+            self.failed(image_id, _sealed_without_key(node.name_of(held.owner))
+                        if held is not None and sealed_here else unknown)
             return
         if record.origin == node.device_id and record.where is Where.DISPERSED:
             existing = self._collections.get(image_id)
@@ -174,9 +177,11 @@ class ReadOuts:
                 )
                 link.scheduler.send_control(ReadOut(image_id, 0))
                 return
+        owner = node.name_of(record.origin)
         self.failed(
             image_id,
-            f"its owner {node.name_of(record.origin)} is not connected; try again when it is",
+            _sealed_without_key(owner) if sealed_here
+            else f"its owner {owner} is not connected; try again when it is",
         )
 
     def _emit_local(self, image_id: str, size: int, *, held: bool) -> None:
@@ -613,6 +618,12 @@ class ReadOuts:
             else:
                 collection.relays = [(p, t) for p, t in collection.relays if p != link.peer_id]
                 collection.waiting = [w for w in collection.waiting if w[0] != link.peer_id]
+
+
+def _sealed_without_key(owner: str) -> str:
+    """Why a copy held here does not read out: it is sealed for its owner, who is away."""
+    return (f"this device holds it only sealed for its owner {owner}, with no key to open it; "
+            f"{owner} is not connected: try again when it is")
 
 
 def _lane(purpose: Purpose) -> Lane:
