@@ -264,7 +264,8 @@ function fillTile(el, t) {
     `${formatSize(t.size)} · ${cameraName(t.origin)}${paired ? " · RAW+JPEG" : ""}`;
   el.querySelector(".exposure").textContent = exposureLine(t.meta);
   el.querySelector(".metering").textContent = "metering: " + (t.meta.metering_mode || "unknown");
-  el.querySelector(".where").textContent = whereText(t);
+  const where = el.querySelector(".where");
+  where.textContent = where.title = whereText(t); // the whole line, where the tile cuts it
   const ok = hasOriginal(t);
   el.querySelector(".open").hidden = !ok || Boolean(t.smaller); // room for Keep: the thumbnail opens it
   const dl = el.querySelector(".download");
