@@ -117,6 +117,7 @@ class Node:
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
+        self._background_held = False  # see hold_background
         self._handlers = self._routing()
         self._resume()
 
@@ -190,6 +191,7 @@ class Node:
             key_recipient=key_recipient,
         )
         self.links[peer_id] = link
+        sched.background_held = self._background_held
         self.keepalive.connected(peer_id, now)
         self._deadline_stale = True
         self.apply(self.sync.connected(peer_id))
@@ -276,6 +278,17 @@ class Node:
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
         self.apply(self.dispersal.maybe_disperse(now))
+
+    def hold_background(self, held: bool) -> None:
+        """Hold back (or let go again) the originals peers pull only by their policy 'all'
+        (the background lane); thumbnails, requested originals, dispersal and control go
+        on.  The runtime holds them while a camera uploads into this node (mesh/ftp.py): a
+        peer's mirror must not take the processor an upload and its import need."""
+        self._background_held = held
+        for peer_id, link in self.links.items():
+            link.scheduler.background_held = held
+            if not held and link.scheduler.has_work():
+                self._busy.add(peer_id)
 
     def request(
         self, image_id: str, now: float, *, max_side: int | None = None, quality: int | None = None
