@@ -280,10 +280,9 @@ class Node:
         self.apply(self.dispersal.maybe_disperse(now))
 
     def hold_background(self, held: bool) -> None:
-        """Hold back (or let go again) the originals peers pull only by their policy 'all'
-        (the background lane); thumbnails, requested originals, dispersal and control go
-        on.  The runtime holds them while a camera uploads into this node (mesh/ftp.py): a
-        peer's mirror must not take the processor an upload and its import need."""
+        """Hold back (or let go) the originals peers pull only by policy 'all' (the background
+        lane) while a camera uploads into this node (mesh/ftp.py): a peer's mirror must not
+        take the processor the upload needs; thumbnails, requests and dispersal go on."""
         self._background_held = held
         for peer_id, link in self.links.items():
             link.scheduler.background_held = held
