@@ -76,7 +76,7 @@ class Node:
         self, store: Store, config: NodeConfig, rng: random.Random, *, parts: Parts | None = None
     ) -> None:
         self.store = store
-        self.config = config
+        self._config = config
         self.rng = rng
         self.device_id = store.device_id
         self.parts = Parts() if parts is None else parts  # a test may plant one (sim/planted.py)
@@ -121,6 +121,18 @@ class Node:
         self._handlers = self._routing()
         self._resume()
 
+    @property
+    def config(self) -> NodeConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: NodeConfig) -> None:
+        """A config changed at run time (the runtime's set_high_water) reaches every machine."""
+        self._config = self.pulls.config = self.strips.config = self.sync.config = config
+        self.keepalive.config = self.inbound.config = self.serving.config = config
+        self.dispersal.config = self.holding.config = self.collections.config = config
+        self.readouts.config = config
+
     def _resume(self) -> None:
         """After a (re)start: our user's requests and collections outlive the process."""
         for decision in self.store.decisions():
@@ -131,11 +143,8 @@ class Node:
                 continue
             if record.origin == self.device_id and record.where is Where.DISPERSED:
                 self.collections.resume_home(record.image_id)
-            elif (
-                record.where is Where.ABSENT
-                and decision.max_side is None
-                and decision.quality is None
-            ):
+            elif (record.where is Where.ABSENT
+                  and decision.max_side is None and decision.quality is None):
                 self.pulls.resume_wanted(record.image_id)
         self.dispersal.resume()
 
@@ -180,16 +189,10 @@ class Node:
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
         busy = self._busy
-        sched = self.parts.scheduler(
-            chunk_size=self.config.chunk_size, on_work=lambda: busy.add(peer_id)
-        )
-        link = Link(
-            peer_id=peer_id,
-            conn=Connection(self.device_id, expected_peer=peer_id),
-            scheduler=sched,
-            connected_at=now,
-            key_recipient=key_recipient,
-        )
+        sched = self.parts.scheduler(chunk_size=self.config.chunk_size,
+                                     on_work=lambda: busy.add(peer_id))
+        link = Link(peer_id=peer_id, conn=Connection(self.device_id, expected_peer=peer_id),
+                    scheduler=sched, connected_at=now, key_recipient=key_recipient)
         self.links[peer_id] = link
         sched.background_held = self._background_held
         self.keepalive.connected(peer_id, now)
@@ -297,12 +300,8 @@ class Node:
         smaller = max_side is not None or quality is not None
         if record is not None and record.where is Where.LOCAL and not smaller:
             return  # already here
-        if (
-            record is not None
-            and record.origin == self.device_id
-            and record.where is Where.DISPERSED
-            and not smaller
-        ):
+        if (record is not None and record.origin == self.device_id
+                and record.where is Where.DISPERSED and not smaller):
             self.emit(ev.Decided(image_id, Decision.REQUESTED))
             self.apply(self.collections.collect([image_id], now))  # ours, wanted here: home
             return
