@@ -264,7 +264,8 @@ class Node:
                 msg = self.strips.render(item.image_id)
             else:
                 msg = self.serving.render(link, item, now)
-                self.apply(self.serving.take())
+                if effects := self.serving.take():  # most frames ask for nothing else
+                    self.apply(effects)
             if msg is None:
                 continue
             if isinstance(msg, ThumbnailOffer):  # a movie's strip goes right behind its offer
@@ -464,7 +465,8 @@ class Node:
             except RemoteProtocolError:
                 self.apply(take())
                 raise
-            self.apply(effects)
+            if effects:
+                self.apply(effects)
         return handle
 
     def _on_goodbye(self, link: Link, msg: Goodbye | Error, now: float) -> None:
