@@ -52,6 +52,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
 )
 from protocol.parts import Parts
 from protocol.peer import Link, PeerView, view_of
@@ -437,6 +438,7 @@ class Node:
             Catalog: self._on_catalog,
             ThumbnailOffer: self._via(self.sync.take, self.sync.on_thumbnail),
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
+            WantStrips: lambda link, msg, now: self.apply(self.strips.on_want_strips(link, msg)),
             RequestOriginal: self._via(self.serving.take, self.serving.on_request),
             RefuseOriginal: lambda link, msg, now: self.apply(self.serving.on_refuse(link, msg)),
             TransferFailed: self._on_failed,
@@ -474,6 +476,7 @@ class Node:
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
+        self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
         self.dispersal.link_ready(link, now)
         self.apply(self.collections.link_ready(link, now))
         self.apply(self.readouts.link_ready(link, now))
