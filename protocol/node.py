@@ -265,8 +265,7 @@ class Node:
                 msg = self.strips.render(item.image_id)
             else:
                 msg = self.serving.render(link, item, now)
-                if effects := self.serving.take():  # most frames ask for nothing else
-                    self.apply(effects)
+                self.apply(self.serving.take())
             if msg is None:
                 continue
             if isinstance(msg, ThumbnailOffer):  # a movie's strip goes right behind its offer
@@ -467,8 +466,7 @@ class Node:
             except RemoteProtocolError:
                 self.apply(take())
                 raise
-            if effects:
-                self.apply(effects)
+            self.apply(effects)
         return handle
 
     def _on_goodbye(self, link: Link, msg: Goodbye | Error, now: float) -> None:
