@@ -5,9 +5,7 @@ time, with ``now`` as an argument, and pulls outgoing frames per peer with
 ``next_frame``.  Notifications come out of ``events()``.  See
 docs/ARCHITECTURE.md ("The node") and DESIGN.md ("One picture's journey").
 
-This module holds the links, the catalog exchange, thumbnails, requests and
-refusals, and the incoming streams; dispersal lives in protocol.dispersal,
-read-out and collection in protocol.readout.
+It holds the links and routes between the sub-machines (ARCHITECTURE.md, "Inside the node").
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ from protocol.effects import (
 )
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.keepalive import Keepalive
+from protocol.marks import SharedMarks
 from protocol.messages import (
     Catalog,
     Chunk,
@@ -70,11 +69,7 @@ from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
 from protocol.scheduler import Scheduler, SendStrip
-from protocol.store import (
-    Decision,
-    Store,
-    Where,
-)
+from protocol.store import Decision, Store, Where
 from protocol.strips import Strips
 from protocol.sync import Sync
 
@@ -96,7 +91,9 @@ class Node:
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
         self.strips = Strips(store, config, self.links)
-        self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
+        self.marks = SharedMarks(store, config, self.links)
+        capabilities = self.strips.capabilities + self.marks.capabilities
+        self.sync = Sync(store, config, self.links, capabilities=capabilities)
         self.keepalive = Keepalive(config, self.links)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
@@ -315,6 +312,10 @@ class Node:
         """The user does not need this original ("not necessary", FIG. 13B)."""
         self.apply(self.pulls.refuse(image_id, now))
 
+    def marked(self, image_id: str, now: float) -> None:
+        """Our user changed this picture's marks (the card holds them): they go to every peer."""
+        self.apply(self.marks.marked(image_id))
+
     def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> None:
         """Hand out the original as ReadOutChunk... ReadOutDone events, wherever it is.
 
@@ -442,6 +443,7 @@ class Node:
             Catalog: self._on_catalog,
             ThumbnailOffer: self._on_thumbnail,
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
+            **self.marks.routes(self.apply),  # MarksDigest, Marked
             RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
             RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
             TransferFailed: self._on_failed,
@@ -466,6 +468,7 @@ class Node:
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
+        self.apply(self.marks.link_ready(link))
         self.dispersal.link_ready(link, now)
         self.readouts.link_ready(link, now)
         self.pump_requests(now)

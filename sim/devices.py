@@ -138,6 +138,7 @@ def make_config(
     planted_bugs: frozenset[str],
     replicas: int = 1,
     sealer: Sealer | None = None,
+    share_marks: bool = False,
 ) -> NodeConfig:
     """A node's settings in the simulator; ``policy`` is what it pulls from every peer."""
     return NodeConfig(
@@ -149,4 +150,5 @@ def make_config(
         chunk_size=chunk_size,
         planted_bugs=planted_bugs,
         sealer=sealer,
+        share_marks=share_marks,
     )
