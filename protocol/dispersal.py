@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from protocol import events as ev
 from protocol import room
+from protocol.effects import Relay, Tell
 from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     DisperseAccept,
@@ -36,7 +37,7 @@ from protocol.messages import (
     Release,
     Stored,
 )
-from protocol.peer import Expected, Link, holder_rank
+from protocol.peer import Expected, Link, holder_rank, stored_holders
 from protocol.scheduler import Lane, Source, Transfer
 from protocol.sealing import sealed_size
 from protocol.store import (
@@ -303,7 +304,7 @@ class Dispersal:
             record is not None
             and record.where is Where.DISPERSED
             and msg.image_id in self._repairs
-            and any(self.node.ready_link(h) for h in self.node.readouts.stored_holders(msg.image_id))
+            and any(self.node.ready_link(h) for h in stored_holders(self.node.store, msg.image_id))
         )
         if record is None or (record.where is not Where.LOCAL and not repair):
             link.scheduler.send_control(Release(msg.image_id))
@@ -321,7 +322,8 @@ class Dispersal:
         self.node.emit(ev.DispersalAccepted(msg.image_id, link.peer_id, msg.reservation))
         if repair:
             # Our card has no copy: relay one holder's bytes to the new one as they come.
-            self.node.readouts.relay(link, record, Purpose.DISPERSE, msg.offset, now)
+            relay = Relay(link.peer_id, msg.image_id, Purpose.DISPERSE, msg.offset, now)
+            self.node.apply([Tell(relay)])
             return
         link.ensure_thumbnail(record, msg.image_id)
         form = store.sealed_form(msg.image_id)  # the key is durable before a sealed byte goes
@@ -397,11 +399,6 @@ class Dispersal:
             store.free_original(image_id, now)
             self.node.emit(ev.Dispersed(image_id, holders))
 
-    def planted_free_before_stored(self, link: Link, image_id: str, now: float) -> None:
-        """PLANTED BUG "free-before-stored": free as soon as the stream is sent."""
-        self.node.store.set_dispersion(image_id, link.peer_id, DispersalState.STORED, now)
-        self._free_if_enough(image_id, now)
-
     def release_sent(self, link: Link, image_id: str) -> None:
         """Our Release is on the wire: the holder's entry leaves the list."""
         entry = self._entry(image_id, link.peer_id)
@@ -424,31 +421,8 @@ class Dispersal:
         if held is not None:
             link.scheduler.send_control(Stored(msg.image_id, held.digest))
             return
-        if self.node.config.bug("accept-past-capacity"):
-            # PLANTED BUG "accept-past-capacity": no room check, no reservation.
-            pass
-        else:
-            usage = store.usage()
-            already = store.partial_offset(msg.image_id, Incoming.HELD)
-            if msg.size - already > room.below_mark(usage, self.node.config.high_water):
-                self._reject(link, msg, "my card is above its high-water mark")
-                return
-            # One peer may not take every holder's room: its held and reserved bytes stay
-            # under its share of the card (issue 7, per-peer limits).
-            share = room.peer_share(usage.capacity, self.node.config.max_share_per_peer)
-            taken = sum(h.size for h in store.held_originals() if h.owner == link.peer_id)
-            taken += sum(
-                e.size or 0 for (_, purpose), e in link.expected.items()
-                if purpose is Purpose.DISPERSE
-            )
-            if taken + msg.size > share:
-                self._reject(link, msg, f"you already hold {taken} bytes, your share of my card")
-                return
-            try:
-                store.reserve(msg.image_id, msg.size)
-            except CardFull:
-                self._reject(link, msg, "my card has no room for it")
-                return
+        if not self._take_room(link, msg):
+            return
         offset = store.partial_offset(msg.image_id, Incoming.HELD)
         link.expect(
             Expected(
@@ -461,6 +435,32 @@ class Dispersal:
             ),
         )
         link.scheduler.send_control(DisperseAccept(msg.image_id, msg.size, offset))
+
+    def _take_room(self, link: Link, msg: DisperseRequest) -> bool:
+        """Reserve the room ``msg`` asks for, or reject it saying why (claims 6, 7)."""
+        store = self.node.store
+        usage = store.usage()
+        already = store.partial_offset(msg.image_id, Incoming.HELD)
+        if msg.size - already > room.below_mark(usage, self.node.config.high_water):
+            self._reject(link, msg, "my card is above its high-water mark")
+            return False
+        # One peer may not take every holder's room: its held and reserved bytes stay
+        # under its share of the card (issue 7, per-peer limits).
+        share = room.peer_share(usage.capacity, self.node.config.max_share_per_peer)
+        taken = sum(h.size for h in store.held_originals() if h.owner == link.peer_id)
+        taken += sum(
+            e.size or 0 for (_, purpose), e in link.expected.items()
+            if purpose is Purpose.DISPERSE
+        )
+        if taken + msg.size > share:
+            self._reject(link, msg, f"you already hold {taken} bytes, your share of my card")
+            return False
+        try:
+            store.reserve(msg.image_id, msg.size)
+        except CardFull:
+            self._reject(link, msg, "my card has no room for it")
+            return False
+        return True
 
     def _reject(self, link: Link, msg: DisperseRequest, reason: str) -> None:
         free = self.node.store.usage().free

@@ -49,7 +49,7 @@ class Transfer:
     """One original on its way to this peer; mutable, owned by the scheduler.
 
     ``available`` caps what may be sent so far (a relayed read-out grows as the
-    holder's chunks arrive); ``sealed`` says the completion may go out.
+    holder's chunks arrive); ``may_complete`` says the completion may go out.
     """
 
     image_id: str
@@ -63,7 +63,7 @@ class Transfer:
     source: Source
     payload: bytearray | None = None
     available: int = -1  # -1: everything up to size
-    sealed: bool = True
+    may_complete: bool = True  # False: a relay's completion waits for the verified whole
     header_sent: bool = False
 
     @property
@@ -123,15 +123,9 @@ class QueueLengths:
 
 @dataclass(slots=True)
 class Scheduler:
-    """Per-connection outgoing queue; ``pop()`` yields one frame's worth of work at a time.
-
-    ``enforce_thumbnail_first=False`` exists only for the planted bug
-    "chunk-before-thumbnail" (sim suite, issue 6): it lets originals overtake
-    thumbnails and skips the structural check.
-    """
+    """Per-connection outgoing queue; ``pop()`` yields one frame's worth of work at a time."""
 
     chunk_size: int = Limits.DEFAULT_CHUNK
-    enforce_thumbnail_first: bool = True
     on_work: Callable[[], None] | None = None  # told whenever work is queued (Node's busy set)
     _control: deque[Message] = field(default_factory=deque)
     # (-capture time, -order, image id, is a strip): thumbnails and movies' strips, one lane
@@ -250,12 +244,16 @@ class Scheduler:
         """The next frame's worth of work, or None when nothing can go now."""
         if self._control:
             return SendMessage(self._control.popleft())
-        # PLANTED BUG "chunk-before-thumbnail": originals overtake thumbnails.
-        if not self.enforce_thumbnail_first:
-            step = self._pop_transfer()
-            return step if step is not None else self._pop_thumbnail()
+        return self._pop_lanes()
+
+    def _pop_lanes(self) -> Outgoing | SendStrip | None:
+        """Thumbnails (and movies' strips) before any original (DESIGN.md, "Thumbnails first")."""
         thumb = self._pop_thumbnail()
         return thumb if thumb is not None else self._pop_transfer()
+
+    def _may_start(self, t: Transfer) -> bool:
+        """Structural: an original's header waits for its thumbnail (and a movie's strip)."""
+        return t.image_id in self._thumb_known and t.image_id not in self._strip_queued
 
     def _pop_thumbnail(self) -> SendThumbnail | SendStrip | None:
         while self._thumb_heap:
@@ -281,10 +279,8 @@ class Scheduler:
 
     def _step(self, t: Transfer) -> SendHeader | SendChunk | SendComplete | None:
         if not t.header_sent:
-            if self.enforce_thumbnail_first and (
-                t.image_id not in self._thumb_known or t.image_id in self._strip_queued
-            ):
-                return None  # structural: the thumbnail (and a movie's strip) go first
+            if not self._may_start(t):
+                return None  # the thumbnail (and a movie's strip) go first
             t.header_sent = True
             return SendHeader(t)
         if t.offset < t.size:
@@ -295,7 +291,7 @@ class Scheduler:
             step = SendChunk(t, t.offset, length)
             t.offset += length
             return step
-        if not t.sealed:
+        if not t.may_complete:
             return None  # all bytes sent, but the relayed digest is not verified yet
         self.drop(t.image_id, t.purpose)
         return SendComplete(t)

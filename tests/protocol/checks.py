@@ -93,28 +93,28 @@ TABLE: dict[str, Reached] = {
     "unexpected@SharedMarks.on_digest": Reached(f"{M}::test_a_second_marks_digest_on_one_link_is_refused"),
     "bad-marks@SharedMarks.on_marked": Reached(f"{M}::test_a_mark_the_card_cannot_keep_is_refused"),
     # --- incoming streams (transfers) -----------------------------------------------------------
-    "unexpected-transfer@on_header": Reached(f"{C}[unexpected-transfer@on_header]", sim=LYING),
-    "wrong-destination@on_header": Reached(f"{C}[wrong-destination@on_header]"),
-    "bad-digest@on_header": Reached(f"{C}[bad-digest@on_header]"),
-    "bad-size@on_header": Reached(f"{C}[bad-size@on_header]", sim=LYING),
-    "bad-owner@on_header": Reached(f"{C}[bad-owner@on_header]"),
-    "bad-offset@on_header": Reached(f"{C}[bad-offset@on_header]"),
-    "unexpected-chunk@on_chunk": Reached(f"{C}[unexpected-chunk@on_chunk]", sim=LYING),
-    "bad-offset@on_chunk": Reached(f"{C}[bad-offset@on_chunk]", sim=LYING),
-    "unexpected-complete@on_complete": Reached(f"{C}[unexpected-complete@on_complete]", sim=LYING),
-    "bad-complete@on_complete": Reached(f"{C}[bad-complete@on_complete]", sim=LYING),
-    "hash-mismatch@on_complete": Reached(f"{C}[hash-mismatch@on_complete]", sim=LYING),
-    "hash-mismatch@on_complete#2": Reached(f"{C}[hash-mismatch@on_complete#2]", sim=LYING),
+    "unexpected-transfer@Inbound.on_header": Reached(f"{C}[unexpected-transfer@Inbound.on_header]", sim=LYING),
+    "wrong-destination@Inbound.on_header": Reached(f"{C}[wrong-destination@Inbound.on_header]"),
+    "bad-digest@Inbound.on_header": Reached(f"{C}[bad-digest@Inbound.on_header]"),
+    "bad-size@Inbound.on_header": Reached(f"{C}[bad-size@Inbound.on_header]", sim=LYING),
+    "bad-owner@Inbound.on_header": Reached(f"{C}[bad-owner@Inbound.on_header]"),
+    "bad-offset@Inbound.on_header": Reached(f"{C}[bad-offset@Inbound.on_header]"),
+    "unexpected-chunk@Inbound.on_chunk": Reached(f"{C}[unexpected-chunk@Inbound.on_chunk]", sim=LYING),
+    "bad-offset@Inbound.on_chunk": Reached(f"{C}[bad-offset@Inbound.on_chunk]", sim=LYING),
+    "unexpected-complete@Inbound.on_complete": Reached(f"{C}[unexpected-complete@Inbound.on_complete]", sim=LYING),
+    "bad-complete@Inbound.on_complete": Reached(f"{C}[bad-complete@Inbound.on_complete]", sim=LYING),
+    "hash-mismatch@Inbound.on_complete": Reached(f"{C}[hash-mismatch@Inbound.on_complete]", sim=LYING),
+    "hash-mismatch@Inbound.on_complete#2": Reached(f"{C}[hash-mismatch@Inbound.on_complete#2]", sim=LYING),
     # --- serving and read-out -----------------------------------------------------------------
-    "bad-offset@on_request": Reached(f"{C}[bad-offset@on_request]"),
-    "bad-offset@ReadOuts._serve": Reached(f"{C}[bad-offset@ReadOuts._serve]"),
-    "bad-offset@ReadOuts.relay": Reached(f"{C}[bad-offset@ReadOuts.relay]"),
-    "bad-offset@ReadOuts.relay#2": Reached(
+    "bad-offset@Serving.on_request": Reached(f"{C}[bad-offset@Serving.on_request]"),
+    "bad-offset@Serving._serve": Reached(f"{C}[bad-offset@Serving._serve]"),
+    "bad-offset@Collections.relay": Reached(f"{C}[bad-offset@Collections.relay]"),
+    "bad-offset@Collections.relay#2": Reached(
         f"{C}[bad-accept@Dispersal.on_accept (offset)]",
         note="shadowed: a repair's relay starts at an accept's offset, and on_accept refuses "
         "an offset past the sealed size (bad-accept) before relaying",
     ),
-    "hash-mismatch@ReadOuts._open": Reached(f"{C}[hash-mismatch@ReadOuts._open]"),
+    "hash-mismatch@Collections._open": Reached(f"{C}[hash-mismatch@Collections._open]"),
     # --- dispersal ------------------------------------------------------------------------------
     "bad-accept@Dispersal.on_accept": Reached(f"{C}[bad-accept@Dispersal.on_accept]", sim=LYING),
     "bad-digest@Dispersal.on_stored": Reached(f"{C}[bad-digest@Dispersal.on_stored]", sim=LYING),
@@ -122,33 +122,33 @@ TABLE: dict[str, Reached] = {
         f"{C}[premature-stored@Dispersal.on_stored]", sim=LYING),
     "bad-owner@Dispersal.on_request": Reached(f"{C}[bad-owner@Dispersal.on_request]"),
     # --- refusals ---------------------------------------------------------------------------------
-    "refuse:_reject@Dispersal.on_request": Reached(
+    "refuse:_reject@Dispersal._take_room": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
-    "refuse:_reject@Dispersal.on_request#2": Reached(
+    "refuse:_reject@Dispersal._take_room#2": Reached(
         f"{R}::test_a_holder_rejects_a_peer_past_its_share_of_the_card"),
-    "refuse:_reject@Dispersal.on_request#3": Reached(
+    "refuse:_reject@Dispersal._take_room#3": Reached(
         "tests/contract/test_store_contract.py::test_reserve_promises_room_and_unreserve_gives_it_back",
         note="backstop: Store.reserve refuses only what the high-water check above it let "
         "through, which a store keeping its contract never does",
     ),
     "refuse:DisperseReject@Dispersal._reject": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
-    "refuse:TransferFailed@ReadOuts.on_readout": Reached(
+    "refuse:TransferFailed@Serving.on_readout": Reached(
         f"{R}::test_a_read_out_of_a_picture_without_a_copy_here_is_refused"),
-    "refuse:TransferFailed@ReadOuts.relay": Reached(
+    "refuse:TransferFailed@Collections.relay": Reached(
         f"{R}::test_a_read_out_of_a_dispersed_original_whose_holder_is_away_is_refused_naming_it"),
-    "refuse:TransferFailed@ReadOuts.on_collect": Reached(
+    "refuse:TransferFailed@Serving.on_collect": Reached(
         f"{R}::test_a_collection_of_what_is_not_held_is_refused"),
-    "refuse:TransferFailed@ReadOuts.collect_failed": Reached(
+    "refuse:TransferFailed@Collections._lost": Reached(
         f"{R}::test_readers_of_a_relay_hear_why_when_its_holder_goes"),
-    "refuse:TransferFailed@ReadOuts.collect_failed#2": Reached(
+    "refuse:TransferFailed@Collections._lost#2": Reached(
         f"{R}::test_an_owner_reading_out_collects_then_serves_waiting_readers_or_tells_them"),
-    "refuse:TransferFailed@on_request": Reached(
+    "refuse:TransferFailed@Serving.on_request": Reached(
         f"{R}::test_a_request_for_a_picture_never_had_is_refused"),
-    "refuse:TransferFailed@on_request#2": Reached(
+    "refuse:TransferFailed@Serving.on_request#2": Reached(
         f"{R}::test_a_background_pull_of_a_dispersed_original_is_refused_not_collected"),
-    "refuse:TransferFailed@serve_smaller": Reached(
+    "refuse:TransferFailed@Serving._serve_smaller": Reached(
         f"{R}::test_a_smaller_copy_that_cannot_be_made_is_refused_with_the_reason"),
-    "refuse:TransferFailed@render": Reached(
+    "refuse:TransferFailed@Serving.render": Reached(
         f"{R}::test_an_original_freed_while_queued_turns_into_a_refusal_not_stale_bytes"),
 }

@@ -18,7 +18,9 @@ from protocol.codec import FrameDecoder
 from protocol.config import NodeConfig, Policy
 from protocol.messages import Chunk, Message, OriginalHeader, Role, ThumbnailOffer
 from protocol.node import Node
+from protocol.parts import Parts
 from protocol.store import StoreError
+from sim import planted
 from sim.memstore import MemoryStore
 
 EPOCH = 1_700_000_000.0
@@ -34,6 +36,7 @@ class Device:
     store: MemoryStore
     node: Node
     config: NodeConfig
+    parts: Parts
     events: list[ev.NodeEvent] = field(default_factory=list)
 
     @property
@@ -74,9 +77,11 @@ class Mesh:
         **options: object,
     ) -> Device:
         store = MemoryStore(device_id(name), capacity)
+        bugs: frozenset[str] = options.pop("planted_bugs", frozenset())  # type: ignore[assignment]
+        parts = planted.parts_for(bugs)
         config = NodeConfig(name=name, role=role, default_policy=policy, **options)  # type: ignore[arg-type]
-        node = Node(store, config, random.Random(name))
-        dev = Device(name, store, node, config)
+        node = Node(store, config, random.Random(name), parts=parts)
+        dev = Device(name, store, node, config, parts)
         self.devices[name] = dev
         return dev
 
@@ -86,7 +91,7 @@ class Mesh:
         for a, b in list(self.links):
             if name in (a, b):
                 self.links.discard((a, b))
-        dev.node = Node(dev.store, dev.config, random.Random(name + "again"))
+        dev.node = Node(dev.store, dev.config, random.Random(name + "again"), parts=dev.parts)
         return dev
 
     def call(self, dev: Device, fn: Callable[[], object]) -> None:

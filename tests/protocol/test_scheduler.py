@@ -22,6 +22,7 @@ from protocol.scheduler import (
     Source,
     Transfer,
 )
+from sim.planted import ChunkBeforeThumbnail
 
 PEER = "b" * 64
 CHUNK = Limits.MIN_CHUNK
@@ -184,7 +185,7 @@ def test_the_header_waits_for_the_thumbnail_whatever_the_lane() -> None:
 
 
 def test_the_planted_bug_lets_chunks_overtake_thumbnails() -> None:
-    sched = Scheduler(chunk_size=CHUNK, enforce_thumbnail_first=False)
+    sched = ChunkBeforeThumbnail(chunk_size=CHUNK)
     sched.queue_thumbnail(IDS[0], 1.0)
     sched.add_transfer(transfer(0, Lane.URGENT))
     assert isinstance(sched.pop(), SendHeader)
@@ -211,15 +212,15 @@ def test_resume_from_an_offset_and_a_relay_waits_for_bytes() -> None:
     t = transfer(3, Lane.URGENT)
     t.offset = CHUNK + 1
     t.available = CHUNK + 1
-    t.sealed = False
+    t.may_complete = False
     sched.add_transfer(t)
     assert isinstance(sched.pop(), SendHeader)
     assert sched.pop() is None  # no bytes from the holder yet
     t.available = t.size
     items = drain(sched)
     assert [type(i) for i in items] == [SendChunk] * 3  # 2 * CHUNK + 6 bytes left
-    assert sched.pop() is None  # not sealed: the digest was not verified yet
-    t.sealed = True
+    assert sched.pop() is None  # may not complete: the digest was not verified yet
+    t.may_complete = True
     assert isinstance(sched.pop(), SendComplete)
 
 
