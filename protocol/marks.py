@@ -17,6 +17,9 @@ One picture's marks, one link, for this machine:
                                            a Marked of them to every other ready peer naming
                                            "marks" (FIG. 21, as thumbnails are relayed)
 
+A picture our marks make a select (tagged, or rated a star or more) is told to the pulls
+(``Selected``), which pull its original before the rest (a camera's tagged frames first).
+
 The merge is commutative, associative and idempotent, and a device relays only what changed
 it, so marks made on two desks while they were apart agree once any path joins them again,
 and no newer mark is lost.  A node names ``marks`` in its Hello when ``NodeConfig.share_marks``
@@ -33,11 +36,11 @@ from typing import Any
 
 from protocol import events as ev
 from protocol.config import NodeConfig
-from protocol.effects import Effect, Outbox
+from protocol.effects import Effect, Outbox, Selected
 from protocol.errors import RemoteProtocolError
 from protocol.messages import MARK_FIELDS, Limits, Marked, MarksDigest, Message
 from protocol.peer import Link
-from protocol.store import Stamped, StampedMarks, Store, StoreError, canonical_mark
+from protocol.store import Stamped, StampedMarks, Store, StoreError, canonical_mark, selected
 
 CAPABILITY = "marks"
 
@@ -133,7 +136,10 @@ class SharedMarks:
 
     def marked(self, image_id: str) -> list[Effect]:
         """Our user changed the marks of ``image_id`` (the card holds them): they go to every peer."""
-        msg = marked_message(image_id, self.store.stamped_marks(image_id))
+        stamped = self.store.stamped_marks(image_id)
+        if selected(stamped):
+            self._out.tell(Selected(image_id))
+        msg = marked_message(image_id, stamped)
         if msg is not None:
             for link in self.links.values():
                 if link.ready and self.takes_marks(link):
@@ -179,6 +185,8 @@ class SharedMarks:
         if relay is None:
             return self._out.take()  # nothing newer than ours: nothing to tell anyone
         self._out.emit(ev.MarksArrived(link.peer_id, msg.image_id, relay.fields))
+        if selected(self.store.stamped_marks(msg.image_id)):
+            self._out.tell(Selected(msg.image_id))
         for other in self.links.values():
             if other is not link and other.ready and self.takes_marks(other):
                 self._out.send(other.peer_id, relay)

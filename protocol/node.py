@@ -98,6 +98,7 @@ class Node:
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
             fx.Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
             fx.LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
+            fx.Selected: lambda n: self.pulls.selected(n.image_id),
             fx.ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
             fx.PullOver: lambda n: self.pulls.finished(n.peer_id, n.image_id),
             fx.PullsMayGo: lambda n: self.pulls.pump(n.now),

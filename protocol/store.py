@@ -184,6 +184,14 @@ StampedMarks = Mapping[str, Stamped]
 """A picture's marks as they travel: field name -> its last change (unset fields absent)."""
 
 
+def selected(stamped: StampedMarks) -> bool:
+    """An editor's select: tagged, or rated one star or more (its original is pulled first)."""
+    tagged, rating = stamped.get("tagged"), stamped.get("rating")
+    return (tagged is not None and tagged.value is True) or (
+        rating is not None and type(rating.value) is int and rating.value >= 1
+    )
+
+
 class Store(Protocol):
     """What the node logic may ask of a card.  Every call is durable on return."""
 

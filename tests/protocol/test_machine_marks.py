@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from protocol import events as ev
+from protocol.config import Policy
 from protocol.errors import RemoteProtocolError
 from protocol.marks import CAPABILITY, bucket_of, digest, marked_message
 from protocol.messages import Limits, Marked, MarksDigest, Role
@@ -227,3 +228,30 @@ def test_without_the_once_a_link_check_a_repeated_digest_queues_every_mark_again
     _inject(mesh, "desk-a", "cam", MarksDigest(b""))
     _inject(mesh, "desk-a", "cam", MarksDigest(b""))
     assert cam.node.links[mesh.devices["desk-a"].id].scheduler.waiting() == before + 2
+
+
+def _requests(mesh: Mesh, src: str, dst: str) -> list[str]:
+    return [m.image_id for m in mesh.between(src, dst) if m.TAG == "request"]  # type: ignore[attr-defined]
+
+
+def test_a_desk_pulls_the_originals_its_editors_selected_first() -> None:
+    """Tagged or rated pictures' originals come first (issue 19), whichever desk marked them."""
+    mesh = Mesh()
+    mesh.add("cam", share_marks=True)
+    mesh.add("desk", role=Role.DESK, share_marks=True, max_outstanding_requests=1)
+    mesh.add("other", role=Role.DESK, share_marks=True, policy=Policy.REQUESTED)
+    mesh.connect("cam", "other")
+    ids = [mesh.capture("cam") for _ in range(5)]
+    mesh.pump()
+    mark(mesh, "other", ids[0], tagged=True)  # another desk's editor tags the oldest
+    mark(mesh, "other", ids[1], rating=0)  # no star: not a select
+    mesh.pump()
+    mesh.connect("cam", "desk")
+    # Thumbnails come newest first: the newest's original is asked for as it lands; the
+    # oldest's thumbnail is the last (its marks came before it, with the digest).
+    mesh.pump(until=lambda d: d.dst == "desk" and d.msg.TAG == "thumb"
+              and d.msg.image_id == ids[0])  # type: ignore[attr-defined]
+    mark(mesh, "desk", ids[2], rating=2)  # this desk rates one while the first is on its way
+    mesh.pump()
+    asked = [ids.index(i) for i in _requests(mesh, "desk", "cam")]
+    assert asked == [4, 2, 0, 3, 1], asked
