@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from protocol import events as ev
 from protocol.config import NodeConfig
@@ -44,9 +44,12 @@ from protocol.store import Stamped, StampedMarks, Store, StoreError, canonical_m
 
 CAPABILITY = "marks"
 
+BUCKETS: Final = 256  # an image id's first byte
+BUCKET_HASH: Final = Limits.MARK_DIGEST // BUCKETS  # bytes of each bucket's hash
+
 Route = Callable[[Link, Any, float], None]  # as the node's routing table holds them
 
-_EMPTY_BUCKET = bytes(Limits.MARK_BUCKET_HASH)
+_EMPTY_BUCKET = bytes(BUCKET_HASH)
 
 
 def bucket_of(image_id: str) -> int:
@@ -71,14 +74,14 @@ def digest(marks: Mapping[str, StampedMarks]) -> bytes:
             value, at = canonical_mark(mark.value), float(mark.at)
             hashers[bucket].update(f"{image_id}\0{name}\0{value}\0{at!r}\0{mark.device}\n".encode())
     return b"".join(
-        hashers[n].digest()[: Limits.MARK_BUCKET_HASH] if n in hashers else _EMPTY_BUCKET
-        for n in range(Limits.MARK_BUCKETS)
+        hashers[n].digest()[: BUCKET_HASH] if n in hashers else _EMPTY_BUCKET
+        for n in range(BUCKETS)
     )
 
 
 def _at(buckets: bytes, n: int) -> bytes:
     """Bucket ``n``'s hash in a digest (an empty digest: every bucket empty)."""
-    step = Limits.MARK_BUCKET_HASH
+    step = BUCKET_HASH
     return buckets[n * step : (n + 1) * step] if buckets else _EMPTY_BUCKET
 
 
@@ -160,7 +163,7 @@ class SharedMarks:
         if ours == msg.buckets:
             return self._out.take()
 
-        differ = {n for n in range(Limits.MARK_BUCKETS) if _at(ours, n) != _at(msg.buckets, n)}
+        differ = {n for n in range(BUCKETS) if _at(ours, n) != _at(msg.buckets, n)}
         for image_id in sorted(mine):
             if bucket_of(image_id) in differ and (out := marked_message(image_id, mine[image_id])):
                 self._out.send(link.peer_id, out)

@@ -49,8 +49,8 @@ class Limits:
     MAX_CAPTION: Final = 2000  # an editor's caption, in characters (storage.marks.MAX_TEXT)
     MAX_MARK_TEXT: Final = 256  # a headline, credit or keyword (storage.marks.MAX_SHORT_TEXT)
     MAX_KEYWORDS: Final = 64  # keywords on one picture (storage.marks.MAX_KEYWORDS)
-    MARK_BUCKETS: Final = 256  # a marks digest: one bucket per first byte of the image id
-    MARK_BUCKET_HASH: Final = 8  # bytes of each bucket's hash
+    MARK_DIGEST: Final = 256 * 8  # a MarksDigest: 256 buckets (an id's first byte) of 8 bytes
+    MAX_WANTED_STRIPS: Final = 48  # movies one WantStrips names (more: another message)
 
 
 class Role(enum.StrEnum):
@@ -243,70 +243,70 @@ class Strip(Message):
             raise _fail(name, "jpegs", f"must hold at most {Limits.MAX_STRIP_BYTES} bytes in all")
 
 
-# The editor's marks (issue 19) and what each field may hold; storage.marks checks the text.
+# The editor's marks (issue 19): what each field may hold (storage.marks checks the text).
 MARK_FIELDS: Final = ("rating", "color", "tagged", "caption", "headline", "credit", "keywords")
-Keyword = Annotated[str, Meta(min_length=1, max_length=Limits.MAX_MARK_TEXT)]
-MarkItem = (
-    Annotated[str, Meta(max_length=Limits.MAX_CAPTION)]
-    | Annotated[int, Meta(ge=0, le=8)]
-    | bool
-    | Annotated[tuple[Keyword, ...], Meta(max_length=Limits.MAX_KEYWORDS)]
-    | None
-)
 _MARK_KINDS: Final[Mapping[str, tuple[type, ...]]] = {
     "rating": (int, type(None)), "color": (int, type(None)), "tagged": (bool,),
     "caption": (str,), "headline": (str,), "credit": (str,), "keywords": (tuple,),
 }
 _MARK_RANGES: Final[Mapping[str, range]] = {"rating": range(0, 6), "color": range(1, 9)}
-_FieldsOf = Annotated[tuple[Annotated[str, Meta(max_length=16)], ...], Meta(max_length=len(MARK_FIELDS))]
+Keyword = Annotated[str, Meta(min_length=1, max_length=Limits.MAX_MARK_TEXT)]
+MarkItem = (Annotated[str, Meta(max_length=Limits.MAX_CAPTION)] | Annotated[int, Meta(ge=0, le=8)]
+            | bool | Annotated[tuple[Keyword, ...], Meta(max_length=Limits.MAX_KEYWORDS)] | None)
+_PER_FIELD: Final = Meta(max_length=len(MARK_FIELDS))
+DIGEST_BYTES: Final = Limits.MARK_DIGEST
 
 
 @dataclass(frozen=True, slots=True)
 class Marked(Message):
-    """An editor's marks on one picture, per field the value and the stamp of its last change.
-
-    Field k is ``fields[k]`` (a name of ``MARK_FIELDS``, each at most once), set to
-    ``values[k]`` at ``times[k]`` by device ``devices[k]``; the receiver keeps, per field,
-    the greatest (time, device id, value) (last writer wins, docs/ARCHITECTURE.md).  Sent
-    only to a peer whose Hello names the ``marks`` capability.
-    """
+    """An editor's marks on one picture: field k is ``fields[k]`` (of ``MARK_FIELDS``, once),
+    set to ``values[k]`` at ``times[k]`` by ``devices[k]`` (protocol/marks.py)."""
 
     TAG: ClassVar[str] = "marked"
     image_id: Hex64
-    fields: _FieldsOf
-    values: Annotated[tuple[MarkItem, ...], Meta(max_length=len(MARK_FIELDS))]
-    times: Annotated[tuple[Finite, ...], Meta(max_length=len(MARK_FIELDS))]
-    devices: Annotated[tuple[Hex64, ...], Meta(max_length=len(MARK_FIELDS))]
+    fields: Annotated[tuple[Annotated[str, Meta(max_length=16)], ...], _PER_FIELD]
+    values: Annotated[tuple[MarkItem, ...], _PER_FIELD]
+    times: Annotated[tuple[Finite, ...], _PER_FIELD]
+    devices: Annotated[tuple[Hex64, ...], _PER_FIELD]
 
     def check_relations(self) -> None:
-        name = type(self).__name__
-        n = len(self.fields)
+        name, n = type(self).__name__, len(self.fields)
         if not n or not len(self.values) == len(self.times) == len(self.devices) == n:
             raise _fail(name, "fields", "fields, values, times and devices must be as long, at least 1")
         if len(set(self.fields)) != n or not set(self.fields) <= set(MARK_FIELDS):
             raise _fail(name, "fields", f"each must be one of {list(MARK_FIELDS)}, once")
         for mark, value in zip(self.fields, self.values, strict=True):
-            kinds, allowed = _MARK_KINDS[mark], _MARK_RANGES.get(mark)
-            if type(value) not in kinds or (allowed is not None and value is not None
-                                            and value not in allowed):
+            allowed = _MARK_RANGES.get(mark)
+            if type(value) not in _MARK_KINDS[mark] or (
+                allowed is not None and value is not None and value not in allowed
+            ) or (mark in ("headline", "credit") and len(value) > Limits.MAX_MARK_TEXT):  # type: ignore[arg-type]
                 raise _fail(name, "values", f"{value!r} is not a {mark} mark")
-            if mark in ("headline", "credit") and len(value) > Limits.MAX_MARK_TEXT:  # type: ignore[arg-type]
-                raise _fail(name, "values", f"a {mark} is at most {Limits.MAX_MARK_TEXT} characters")
 
 
 @dataclass(frozen=True, slots=True)
 class MarksDigest(Message):
-    """What marks I hold, in ``Limits.MARK_BUCKETS`` buckets by the image id's first byte:
-    each bucket's hash of its stamped marks (protocol/marks.py), or no bytes when I hold
-    none.  The peer answers with ``Marked`` for every picture of each bucket that differs."""
+    """The marks I hold: per bucket of image ids (their first byte) a hash of its stamped
+    marks, or no bytes when I hold none (protocol/marks.py)."""
 
     TAG: ClassVar[str] = "marks"
-    buckets: Annotated[bytes, Meta(max_length=Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH)]
+    buckets: Annotated[bytes, Meta(max_length=DIGEST_BYTES)]
 
     def check_relations(self) -> None:
-        if len(self.buckets) not in (0, Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH):
-            raise _fail(type(self).__name__, "buckets",
-                        f"must be 0 or {Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH} bytes")
+        if len(self.buckets) not in (0, DIGEST_BYTES):
+            raise _fail(type(self).__name__, "buckets", f"must be 0 or {DIGEST_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class WantStrips(Message):
+    """The movies whose strip never reached me (a link broke between offer and strip): send
+    me each one you keep.  Sent only to a peer whose Hello names ``want-strips``."""
+
+    TAG: ClassVar[str] = "want-strips"
+    image_ids: Annotated[tuple[Hex64, ...], Meta(max_length=Limits.MAX_WANTED_STRIPS)]
+
+    def check_relations(self) -> None:
+        if not self.image_ids:
+            raise _fail(type(self).__name__, "image_ids", "must name at least 1 movie")
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,29 +483,9 @@ class Error(Message):
 
 
 MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
-    Hello,
-    Catalog,
-    ThumbnailOffer,
-    RequestOriginal,
-    RefuseOriginal,
-    OriginalHeader,
-    Chunk,
-    OriginalComplete,
-    TransferFailed,
-    DisperseRequest,
-    DisperseAccept,
-    DisperseReject,
-    Stored,
-    Collect,
-    ReadOut,
-    Release,
-    Ping,
-    Pong,
-    Goodbye,
-    Error,
-    Strip,
-    Marked,
-    MarksDigest,
+    Hello, Catalog, ThumbnailOffer, RequestOriginal, RefuseOriginal, OriginalHeader, Chunk,
+    OriginalComplete, TransferFailed, DisperseRequest, DisperseAccept, DisperseReject, Stored,
+    Collect, ReadOut, Release, Ping, Pong, Goodbye, Error, Strip, Marked, MarksDigest, WantStrips,
 )
 
 BY_TAG: Final[Mapping[str, type[Message]]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

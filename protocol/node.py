@@ -53,6 +53,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
 )
 from protocol.parts import Parts
 from protocol.peer import Link, PeerView, view_of
@@ -367,11 +368,9 @@ class Node:
         self._deadline_stale = True
 
     def _compute_deadline(self) -> float | None:
-        best = self.keepalive.next_deadline()
-        for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
-            if retry is not None and (best is None or retry < best):
-                best = retry
-        return best
+        due = (self.keepalive.next_deadline(), self.dispersal.next_retry(),
+               self.readouts.next_deadline())
+        return min((d for d in due if d is not None), default=None)
 
     def sending_peers(self) -> list[str]:
         """Peers ``next_frame`` may have something for now, sorted (poll only these).
@@ -436,6 +435,7 @@ class Node:
             ThumbnailOffer: self._via(self.sync.take, self.sync.on_thumbnail),
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
             **self.marks.routes(self.apply),  # MarksDigest, Marked
+            WantStrips: lambda link, msg, now: self.apply(self.strips.on_want_strips(link, msg)),
             RequestOriginal: self._via(self.serving.take, self.serving.on_request),
             RefuseOriginal: lambda link, msg, now: self.apply(self.serving.on_refuse(link, msg)),
             TransferFailed: self._on_failed,
@@ -473,6 +473,7 @@ class Node:
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
         self.apply(self.marks.link_ready(link))
+        self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
         self.dispersal.link_ready(link, now)
         self.apply(self.collections.link_ready(link, now))
         self.apply(self.readouts.link_ready(link, now))

@@ -36,6 +36,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
 )
 
 ids = st.binary(min_size=32, max_size=32).map(bytes.hex)
@@ -105,8 +106,8 @@ marks = st.lists(st.sampled_from(MARK_FIELDS), min_size=1, unique=True).flatmap(
 marks_digests = st.builds(
     MarksDigest,
     buckets=st.just(b"")
-    | st.binary(min_size=Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH,
-                max_size=Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH),
+    | st.binary(min_size=Limits.MARK_DIGEST,
+                max_size=Limits.MARK_DIGEST),
 )
 
 hellos = st.builds(
@@ -177,6 +178,7 @@ STRATEGIES: Mapping[type[Message], st.SearchStrategy[Message]] = {
     Strip: strips,
     Marked: marks,
     MarksDigest: marks_digests,
+    WantStrips: st.builds(WantStrips, image_ids=st.lists(ids, min_size=1, max_size=4).map(tuple)),
 }
 
 assert set(STRATEGIES) == set(MESSAGE_TYPES), "every message type needs a strategy"

@@ -222,5 +222,6 @@ def _sample_messages(rng: random.Random) -> list[Message]:
             times=(1.0, 2.5, 1e9, -3.0, 0.0),
             devices=(ident,) * 5,
         ),
-        m.MarksDigest(buckets=rng.randbytes(m.Limits.MARK_BUCKETS * m.Limits.MARK_BUCKET_HASH)),
+        m.MarksDigest(buckets=rng.randbytes(m.Limits.MARK_DIGEST)),
+        m.WantStrips(image_ids=(ident,) * Limits.MAX_WANTED_STRIPS),
     ]

@@ -11,7 +11,7 @@ import pytest
 from protocol import events as ev
 from protocol.config import Policy
 from protocol.errors import RemoteProtocolError
-from protocol.marks import CAPABILITY, bucket_of, digest, marked_message
+from protocol.marks import BUCKET_HASH, BUCKETS, CAPABILITY, bucket_of, digest, marked_message
 from protocol.messages import Limits, Marked, MarksDigest, Role
 from protocol.store import Stamped
 from sim.memstore import MemoryStore
@@ -195,11 +195,11 @@ def test_the_digest_tells_buckets_apart_and_is_the_same_for_the_same_marks() -> 
     left = {one: {"rating": Stamped(3, 1.0, dev)}, two: {"tagged": Stamped(True, 2.0, dev)}}
     right = {two: {"tagged": Stamped(True, 2.0, dev)}, one: {"rating": Stamped(3, 1.0, dev)}}
     assert digest(left) == digest(right)
-    assert len(digest(left)) == Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH
+    assert len(digest(left)) == Limits.MARK_DIGEST
     assert digest({}) == digest({one: {}}) == b""
     changed = digest({**left, one: {"rating": Stamped(3, 1.5, dev)}})
-    step = Limits.MARK_BUCKET_HASH
-    differ = [n for n in range(Limits.MARK_BUCKETS)
+    step = BUCKET_HASH
+    differ = [n for n in range(BUCKETS)
               if changed[n * step:(n + 1) * step] != digest(left)[n * step:(n + 1) * step]]
     assert differ == [bucket_of(one)] == [0]
 

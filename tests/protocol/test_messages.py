@@ -39,6 +39,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
     describe,
 )
 from tests.protocol.message_strategies import messages
@@ -92,7 +93,8 @@ VALID: dict[type[Message], dict[str, Any]] = {
         image_id=A, fields=("rating", "keywords", "color"), values=(4, ("sport", "final"), None),
         times=(1.5, 2.0, 3.0), devices=(A, A, A),
     ),
-    MarksDigest: dict(buckets=bytes(Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH)),
+    MarksDigest: dict(buckets=bytes(Limits.MARK_DIGEST)),
+    WantStrips: dict(image_ids=(A,)),
 }
 
 BAD_IDS = ["", "a" * 63, "a" * 65, A.upper(), "g" * 64, A.encode(), None, 7]
@@ -133,7 +135,10 @@ BAD: list[tuple[type[Message], str, object]] = [
     (Marked, "times", (1.0, float("nan"), 2.0)),
     (Marked, "devices", (A, A, "x")),
     (MarksDigest, "buckets", b"short"),
-    (MarksDigest, "buckets", bytes(Limits.MARK_BUCKETS * Limits.MARK_BUCKET_HASH + 8)),
+    (MarksDigest, "buckets", bytes(Limits.MARK_DIGEST + 8)),
+    (WantStrips, "image_ids", ()),
+    (WantStrips, "image_ids", ("a" * 63,)),
+    (WantStrips, "image_ids", (A,) * (Limits.MAX_WANTED_STRIPS + 1)),
     (Hello, "capacity", -1),
     (Hello, "free", 2**62 + 1),
     (Catalog, "seen", {"bad": 1}),
