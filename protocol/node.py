@@ -8,7 +8,7 @@ docs/ARCHITECTURE.md ("The node") and DESIGN.md ("One picture's journey").
 The node holds the links and routes: each message a peer sends goes to the
 sub-machine that owns it (``_routing``), and each notice one machine tells
 another to the one that hears it (``_routes``); see docs/ARCHITECTURE.md
-("Inside the node").  Dispersal still takes the node (protocol.dispersal).
+("Inside the node").
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Node:
         self, store: Store, config: NodeConfig, rng: random.Random, *, parts: Parts | None = None
     ) -> None:
         self.store = store
-        self.config = config
+        self._config = config
         self.rng = rng
         self.device_id = store.device_id
         self.parts = Parts() if parts is None else parts  # a test may plant one (sim/planted.py)
@@ -91,7 +91,8 @@ class Node:
         self.keepalive = Keepalive(config, self.links)
         self.inbound = Inbound(store, config, self.links)
         self.serving = self.parts.serving(store, config, self.links)
-        self.dispersal = self.parts.dispersal(self)
+        self.dispersal = self.parts.dispersal(store, config, self.links)
+        self.holding = self.parts.holding(store, config, self.links)
         self.collections = Collections(store, config, self.links, self.sync.names)
         self.readouts = self.parts.readouts(store, config, self.links, self.sync.names,
                                             self.pulls.offerers)
@@ -104,9 +105,7 @@ class Node:
             fx.PullOver: lambda n: self.pulls.finished(n.peer_id, n.image_id),
             fx.PullsMayGo: lambda n: self.pulls.pump(n.now),
             fx.OursAgain: lambda n: self.dispersal.note_local(n.record),
-            fx.HeldIn: lambda n: self.dispersal.held_complete(
-                self.links[n.peer_id], OriginalComplete(n.image_id, Purpose.DISPERSE, n.digest),
-                n.now),
+            fx.HeldIn: lambda n: self.holding.held_complete(n.peer_id, n.image_id, n.digest),
             fx.ReadOutIn: lambda n: self.readouts.done(n.image_id, n.digest),
             fx.ReadOutLost: lambda n: self.readouts.failed(n.image_id, n.reason),
             fx.ReadOutServed: lambda n: self.readouts.served(n.image_id, home=n.home),
@@ -117,13 +116,26 @@ class Node:
             fx.Relay: self._via(self.collections.take, self.collections.relay_for),
             fx.RelayRefused: lambda n: self.collections.drop_relay(n.peer_id, n.image_id, n.purpose),
             fx.ServeFromCard: self._via(self.serving.take, self.serving.serve_from_card),
-            fx.ReleaseSent: lambda n: self.dispersal.release_sent(self.links[n.peer_id], n.image_id),
+            fx.ReleaseSent: lambda n: self.dispersal.release_sent(n.peer_id, n.image_id),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
+        self._background_held = False  # see hold_background
         self._handlers = self._routing()
         self._resume()
+
+    @property
+    def config(self) -> NodeConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: NodeConfig) -> None:
+        """A config changed at run time (the runtime's set_high_water) reaches every machine."""
+        self._config = self.pulls.config = self.strips.config = self.sync.config = config
+        self.keepalive.config = self.inbound.config = self.serving.config = config
+        self.dispersal.config = self.holding.config = self.collections.config = config
+        self.readouts.config = self.marks.config = config
 
     def _resume(self) -> None:
         """After a (re)start: our user's requests and collections outlive the process."""
@@ -135,25 +147,13 @@ class Node:
                 continue
             if record.origin == self.device_id and record.where is Where.DISPERSED:
                 self.collections.resume_home(record.image_id)
-            elif (
-                record.where is Where.ABSENT
-                and decision.max_side is None
-                and decision.quality is None
-            ):
+            elif (record.where is Where.ABSENT
+                  and decision.max_side is None and decision.quality is None):
                 self.pulls.resume_wanted(record.image_id)
         self.dispersal.resume()
 
-    # --- helpers shared with protocol.dispersal ----------------------------------------
-
     def emit(self, event: ev.NodeEvent) -> None:
         self._events.append(event)
-
-    def ready_links(self) -> list[Link]:
-        return [link for link in self.links.values() if link.ready]
-
-    def ready_link(self, peer_id: str) -> Link | None:
-        link = self.links.get(peer_id)
-        return link if link is not None and link.ready else None
 
     def apply(self, effects: list[Effect]) -> None:
         """Carry out a machine's effects (protocol.effects), in the order it asked for them."""
@@ -193,17 +193,12 @@ class Node:
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
         busy = self._busy
-        sched = self.parts.scheduler(
-            chunk_size=self.config.chunk_size, on_work=lambda: busy.add(peer_id)
-        )
-        link = Link(
-            peer_id=peer_id,
-            conn=Connection(self.device_id, expected_peer=peer_id),
-            scheduler=sched,
-            connected_at=now,
-            key_recipient=key_recipient,
-        )
+        sched = self.parts.scheduler(chunk_size=self.config.chunk_size,
+                                     on_work=lambda: busy.add(peer_id))
+        link = Link(peer_id=peer_id, conn=Connection(self.device_id, expected_peer=peer_id),
+                    scheduler=sched, connected_at=now, key_recipient=key_recipient)
         self.links[peer_id] = link
+        sched.background_held = self._background_held
         self.keepalive.connected(peer_id, now)
         self._deadline_stale = True
         self.apply(self.sync.connected(peer_id))
@@ -223,7 +218,7 @@ class Node:
         self.pulls.link_gone(peer_id)
         self.keepalive.gone(peer_id)
         self.apply(self.collections.link_gone(peer_id, reason))
-        self.dispersal.link_gone(link)
+        self.dispersal.link_gone(peer_id)
         self.emit(ev.PeerGone(peer_id, reason))
         self.pump_requests(now)
 
@@ -289,7 +284,17 @@ class Node:
         self.apply(self.sync.captured(record))
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
-        self.dispersal.maybe_disperse(now)
+        self.apply(self.dispersal.maybe_disperse(now))
+
+    def hold_background(self, held: bool) -> None:
+        """Hold back (or let go) the originals peers pull only by policy 'all' (the background
+        lane) while a camera uploads into this node (mesh/ftp.py): a peer's mirror must not
+        take the processor the upload needs; thumbnails, requests and dispersal go on."""
+        self._background_held = held
+        for peer_id, link in self.links.items():
+            link.scheduler.background_held = held
+            if not held and link.scheduler.has_work():
+                self._busy.add(peer_id)
 
     def request(
         self, image_id: str, now: float, *, max_side: int | None = None, quality: int | None = None
@@ -299,12 +304,8 @@ class Node:
         smaller = max_side is not None or quality is not None
         if record is not None and record.where is Where.LOCAL and not smaller:
             return  # already here
-        if (
-            record is not None
-            and record.origin == self.device_id
-            and record.where is Where.DISPERSED
-            and not smaller
-        ):
+        if (record is not None and record.origin == self.device_id
+                and record.where is Where.DISPERSED and not smaller):
             self.emit(ev.Decided(image_id, Decision.REQUESTED))
             self.apply(self.collections.collect([image_id], now))  # ours, wanted here: home
             return
@@ -342,12 +343,12 @@ class Node:
         STORED it (so ``replicas`` >= 2 loses nothing) to a new one (Repaired); one it
         was the only holder of stays listed, with RepairFailed saying so.
         """
-        self.dispersal.repair(holder_id, now)
+        self.apply(self.dispersal.repair(holder_id, self.name_of(holder_id), now))
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
         self.apply(self.keepalive.tick(now))
-        self.dispersal.maybe_disperse(now)
+        self.apply(self.dispersal.maybe_disperse(now))
         self.apply(self.readouts.tick(now))
         self.pump_requests(now)
         self._deadline_stale = True
@@ -362,10 +363,6 @@ class Node:
             self._deadline = self._compute_deadline()
             self._deadline_stale = False
         return self._deadline
-
-    def deadline_changed(self) -> None:
-        """Something may now want an earlier tick: compute next_deadline afresh."""
-        self._deadline_stale = True
 
     def _compute_deadline(self) -> float | None:
         due = (self.keepalive.next_deadline(), self.dispersal.next_retry(),
@@ -400,7 +397,8 @@ class Node:
         return out
 
     def peers(self) -> Mapping[str, PeerView]:
-        return {p: view_of(link, self.keepalive.last_heard(p)) for p, link in self.links.items()}
+        return {peer: view_of(link, self.keepalive.last_heard(peer), free=self.dispersal.room_of(peer))
+                for peer, link in self.links.items()}
 
     def status(self) -> dict[str, int]:
         """Counts for a status view (walks the catalog: not for hot paths)."""
@@ -413,7 +411,7 @@ class Node:
         counts.update(
             held=len(held), held_bytes=sum(h.size for h in held),
             dispersion_entries=sum(1 for _ in self.store.dispersion_list()),
-            peers=len(self.links), peers_ready=len(self.ready_links()),
+            peers=len(self.links), peers_ready=sum(1 for link in self.links.values() if link.ready),
             capacity=usage.capacity, used=usage.used, reserved=usage.reserved, free=usage.free,
             pulls_waiting=pulls_waiting, requests_waiting=requests_waiting,
         )
@@ -442,11 +440,11 @@ class Node:
             OriginalHeader: self._via(self.inbound.take, self.inbound.on_header),
             Chunk: self._via(self.inbound.take, self.inbound.on_chunk),
             OriginalComplete: self._via(self.inbound.take, self.inbound.on_complete),
-            DisperseRequest: self.dispersal.on_request,
-            DisperseAccept: self.dispersal.on_accept,
-            DisperseReject: self.dispersal.on_reject,
-            Stored: self.dispersal.on_stored,
-            Release: lambda link, msg, now: self.dispersal.on_release(link, msg),
+            DisperseRequest: lambda link, msg, now: self.apply(self.holding.on_request(link.peer_id, msg)),
+            DisperseAccept: lambda link, msg, now: self.apply(self.dispersal.on_accept(link.peer_id, msg, now)),
+            DisperseReject: lambda link, msg, now: self.apply(self.dispersal.on_reject(link.peer_id, msg, now)),
+            Stored: lambda link, msg, now: self.apply(self.dispersal.on_stored(link.peer_id, msg, now)),
+            Release: lambda link, msg, now: self.apply(self.holding.on_release(link.peer_id, msg)),
             Collect: self._via(self.serving.take, self.serving.on_collect),
             ReadOut: self._via(self.serving.take, self.serving.on_readout),
             Ping: lambda link, msg, now: link.scheduler.send_control(Pong(msg.nonce)),
@@ -474,7 +472,7 @@ class Node:
         self.apply(self.sync.on_catalog(link, msg))
         self.apply(self.marks.link_ready(link))
         self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
-        self.dispersal.link_ready(link, now)
+        self.apply(self.dispersal.link_ready(link.peer_id, now))
         self.apply(self.collections.link_ready(link, now))
         self.apply(self.readouts.link_ready(link, now))
         self.pump_requests(now)
