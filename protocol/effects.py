@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from protocol.config import NodeConfig
 from protocol.events import NodeEvent
 from protocol.messages import Hello, Message, Purpose
-from protocol.peer import Expected, Stream
+from protocol.peer import Expected, Link, Stream
 from protocol.scheduler import Lane, Transfer
-from protocol.store import ImageRecord
+from protocol.store import ImageRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,3 +396,18 @@ class Outbox:
     def take(self) -> list[Effect]:
         out, self._effects = self._effects, []
         return out
+
+
+class Machine:
+    """What every sub-machine of the node is built from: the card, the settings, the links
+    (read only: a link is written through effects), and an outbox for its effects."""
+
+    def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
+        self.store = store
+        self.config = config
+        self.links = links
+        self._out = Outbox()
+
+    def take(self) -> list[Effect]:
+        """What it asked for before a check refused the peer (the node applies it first)."""
+        return self._out.take()
