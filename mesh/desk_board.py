@@ -336,6 +336,7 @@ def _newest_first(tile: Tile) -> tuple[float, str, int]:
 REREAD = (
     ev.ThumbnailArrived, ev.StripArrived, ev.OriginalArrived, ev.TransferRefused, ev.RequestPending,
     ev.Dispersed, ev.HeldStored, ev.Released, ev.Collected, ev.CollectFailed,
+    ev.MarksArrived,  # another desk's marks (issue 19, protocol/marks.py)
 )
 
 

@@ -200,6 +200,13 @@ class ThumbnailSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class Selected:
+    """Marks made the picture a select, tagged or rated (to the pulls: its original first)."""
+
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinkReady:
     """The peer's catalog arrived (to the pulls: it may serve what it failed to)."""
 
@@ -341,6 +348,7 @@ Notice = (
     Offered | ThumbnailSeen | LinkReady | PullOver | PullsMayGo | OursAgain | HeldIn
     | ReleaseSent | Relay | RelayRefused | CollectedBytes | CollectionIn
     | CollectionLost | ReadOutIn | ReadOutLost | CollectForReader | ServeFromCard | ReadOutServed
+    | Selected
 )
 
 
