@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from protocol import events as ev
 from protocol.config import NodeConfig
-from protocol.effects import Effect, Outbox, Selected
+from protocol.effects import Effect, Machine, Selected
 from protocol.errors import RemoteProtocolError
 from protocol.messages import MARK_FIELDS, Limits, Marked, MarksDigest, Message
 from protocol.peer import Link
@@ -99,15 +99,12 @@ def marked_message(image_id: str, stamped: StampedMarks) -> Marked | None:
     )
 
 
-class SharedMarks:
+class SharedMarks(Machine):
     """Carries the editor's marks between devices (see the module's table)."""
 
     def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
-        self.store = store
-        self.config = config
-        self.links = links  # read only: a link is written through effects
+        super().__init__(store, config, links)
         self._answered: dict[str, Link] = {}  # peer -> the link on which we answered its digest
-        self._out = Outbox()
 
     @property
     def capabilities(self) -> tuple[str, ...]:
