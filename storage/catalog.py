@@ -414,11 +414,9 @@ class Catalog:
 
     def insert_smaller(self, image_id: str, size: int, stored_at: float) -> None:
         # A new copy of another size replaces the old one; the user's choice to keep it stays.
-        self._run(
-            "INSERT INTO smaller (image_id, size, stored_at) VALUES (?, ?, ?) ON CONFLICT "
-            "(image_id) DO UPDATE SET size = excluded.size, stored_at = excluded.stored_at",
-            (image_id, size, stored_at),
-        )
+        self._run("INSERT INTO smaller (image_id, size, stored_at) VALUES (?, ?, ?) ON CONFLICT "
+                  "(image_id) DO UPDATE SET size = excluded.size, stored_at = excluded.stored_at",
+                  (image_id, size, stored_at))
 
     def set_smaller_kept(self, image_id: str, kept: bool) -> None:
         self._run("UPDATE smaller SET kept = ? WHERE image_id = ?", (int(kept), image_id))
@@ -464,9 +462,8 @@ class Catalog:
 
     # --- the editor's marks (storage.marks), per field with the stamp of its last change ---
     def stamped_marks(self, image_id: str) -> dict[str, Stamped]:
-        return {r["field"]: _stamped(r) for r in self._all(
-            "SELECT * FROM marks WHERE image_id = ?", (image_id,)
-        )}
+        return {r["field"]: _stamped(r)
+                for r in self._all("SELECT * FROM marks WHERE image_id = ?", (image_id,))}
 
     def all_stamped_marks(self) -> dict[str, dict[str, Stamped]]:
         """Every picture's stamped marks, for the desk's board and ``cammesh ls``."""
@@ -490,10 +487,8 @@ class Catalog:
                 for r in self._all("SELECT * FROM color_labels")}
 
     def put_color_label(self, number: int, label: Stamped) -> None:
-        self._run(
-            "INSERT OR REPLACE INTO color_labels (class, label, changed_at, device)"
-            " VALUES (?, ?, ?, ?)", (number, label.value, label.at, label.device),
-        )
+        self._run("INSERT OR REPLACE INTO color_labels (class, label, changed_at, device)"
+                  " VALUES (?, ?, ?, ?)", (number, label.value, label.at, label.device))
 
 
 def _stamped(row: sqlite3.Row) -> Stamped:
