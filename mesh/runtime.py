@@ -37,6 +37,7 @@ from protocol.config import NodeConfig
 from protocol.errors import CammeshError
 from protocol.messages import MetadataValue, Role
 from protocol.node import Node
+from protocol.outcomes import Failed
 from storage.card import Card
 from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
 from storage.sealing import Sealing
@@ -448,9 +449,11 @@ class Runtime:
             if isinstance(event, wanted) and event.image_id == image_id:
                 send.send_nowait(event)
 
-        unsubscribe = self.subscribe(listener)
+        unsubscribe = self.subscribe(listener)  # the bytes come as events, from this call on
         try:
-            await self.call(self.node.read_out, image_id, self.now(), wait_s=wait_s)
+            outcome = await self.call(self.node.read_out, image_id, self.now(), wait_s=wait_s)
+            if isinstance(outcome, Failed):  # said by the call: no event need be waited for
+                raise ReadOutError(outcome.reason)
             async with receive:
                 async for event in receive:
                     if isinstance(event, ev.ReadOutChunk):

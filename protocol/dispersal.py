@@ -40,7 +40,7 @@ from protocol.peer import Expected, Link, holder_rank
 from protocol.scheduler import Lane, Source, Transfer
 from protocol.sealing import sealed_size
 from protocol.store import (
-    CardFull,
+    CardFullError,
     DispersalState,
     DispersionEntry,
     ImageRecord,
@@ -446,7 +446,7 @@ class Dispersal:
                 return
             try:
                 store.reserve(msg.image_id, msg.size)
-            except CardFull:
+            except CardFullError:
                 self._reject(link, msg, "my card has no room for it")
                 return
         offset = store.partial_offset(msg.image_id, Incoming.HELD)

@@ -16,7 +16,7 @@ from protocol import events as ev
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Chunk, OriginalComplete, OriginalHeader, Purpose, RefuseOriginal
 from protocol.peer import Link, Stream
-from protocol.store import CardFull, HashMismatch, Incoming
+from protocol.store import CardFullError, HashMismatch, Incoming
 
 if TYPE_CHECKING:
     from protocol.node import Node
@@ -95,7 +95,7 @@ def on_chunk(node: Node, link: Link, msg: Chunk, now: float) -> None:
     else:
         try:
             node.store.write_partial(msg.image_id, kind, msg.offset, data)
-        except CardFull as exc:
+        except CardFullError as exc:
             abandon(node, link, stream, str(exc))
             return
     stream.next_offset += len(data)

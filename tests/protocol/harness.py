@@ -12,6 +12,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from protocol import events as ev
 from protocol.codec import FrameDecoder
@@ -22,6 +23,7 @@ from protocol.store import StoreError
 from sim.memstore import MemoryStore
 
 EPOCH = 1_700_000_000.0
+T = TypeVar("T")
 
 
 def device_id(name: str) -> str:
@@ -29,7 +31,7 @@ def device_id(name: str) -> str:
 
 
 @dataclass
-class Device:
+class MemoryDevice:
     name: str
     store: MemoryStore
     node: Node
@@ -45,20 +47,20 @@ class Device:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Delivered:
     src: str
     dst: str
     msg: Message
 
 
-class Mesh:
+class MemoryMesh:
     """A few devices, their links, a clock you advance, and a log of every message delivered."""
 
     def __init__(self) -> None:
         self.now = EPOCH
-        self.devices: dict[str, Device] = {}
+        self.devices: dict[str, MemoryDevice] = {}
         self.links: set[tuple[str, str]] = set()  # directed: (src name, dst name)
-        self.log: list[Delivery] = []
+        self.log: list[Delivered] = []
         self._taps: dict[tuple[str, str], FrameDecoder] = {}
         self._captures = 0
 
@@ -72,15 +74,15 @@ class Mesh:
         capacity: int = 64 * 1024 * 1024,
         policy: Policy = Policy.ALL,
         **options: object,
-    ) -> Device:
+    ) -> MemoryDevice:
         store = MemoryStore(device_id(name), capacity)
         config = NodeConfig(name=name, role=role, default_policy=policy, **options)  # type: ignore[arg-type]
         node = Node(store, config, random.Random(name))
-        dev = Device(name, store, node, config)
+        dev = MemoryDevice(name, store, node, config)
         self.devices[name] = dev
         return dev
 
-    def restart(self, name: str) -> Device:
+    def restart(self, name: str) -> MemoryDevice:
         """A fresh Node on the same card (volatile state lost); links must be reconnected."""
         dev = self.devices[name]
         for a, b in list(self.links):
@@ -89,9 +91,11 @@ class Mesh:
         dev.node = Node(dev.store, dev.config, random.Random(name + "again"))
         return dev
 
-    def call(self, dev: Device, fn: Callable[[], object]) -> None:
-        fn()
+    def call(self, dev: MemoryDevice, fn: Callable[[], T]) -> T:
+        """Run one node input and keep its events; returns what the input returned."""
+        result = fn()
         dev.events.extend(dev.node.events())
+        return result
 
     def connect(self, a: str, b: str, *, wrap_for_b: bytes | None = None) -> None:
         """Join ``a`` and ``b``; ``wrap_for_b``: b's X25519 key, to which a wraps its keys."""
@@ -134,7 +138,7 @@ class Mesh:
 
     # --- moving bytes ------------------------------------------------------------------
 
-    def step(self, until: Callable[[Delivery], bool] | None = None) -> int:
+    def step(self, until: Callable[[Delivered], bool] | None = None) -> int:
         """One round: at most one frame per live direction; stops early once ``until`` holds.
 
         Returns frames moved, or -1 when it stopped for ``until``.
@@ -156,7 +160,7 @@ class Mesh:
             tap.feed(frame)
             seen = len(self.log)
             while (msg := tap.next_message()) is not None:
-                self.log.append(Delivery(a, b, msg))
+                self.log.append(Delivered(a, b, msg))
             # Deliver in two slices: the node must accept any split of the stream.
             cut = len(frame) // 2
             for part in (frame[:cut], frame[cut:]):
@@ -167,7 +171,7 @@ class Mesh:
         return moved
 
     def pump(
-        self, *, until: Callable[[Delivery], bool] | None = None, max_rounds: int = 100_000
+        self, *, until: Callable[[Delivered], bool] | None = None, max_rounds: int = 100_000
     ) -> None:
         """Move frames until quiet, or until a delivered message satisfies ``until``."""
         for _ in range(max_rounds):
@@ -189,7 +193,7 @@ class Mesh:
         return out
 
 
-def thumbnail_first(log: Iterable[Delivery]) -> bool:
+def thumbnail_first(log: Iterable[Delivered]) -> bool:
     """No original's header or chunk reaches a device before that device had its thumbnail.
 
     A device "has" a thumbnail it received on any link, or of a picture it owns.

@@ -29,7 +29,7 @@ from protocol.scheduler import (
 from protocol.store import NotFound, StripFrame
 from protocol.strips import CAPABILITY, strip_message
 from sim.memstore import MemoryStore
-from tests.protocol.harness import Device, Mesh
+from tests.protocol.harness import MemoryDevice, MemoryMesh
 
 FRAMES = [
     StripFrame(0.0, 48, "interval", b"\xff\xd8poster"),
@@ -54,7 +54,7 @@ class ShelfStore(MemoryStore):
         self.strips[image_id] = list(strip)
 
 
-def shelved(mesh: Mesh, name: str, **options: object) -> Device:
+def shelved(mesh: MemoryMesh, name: str, **options: object) -> MemoryDevice:
     """A device of ``mesh`` whose card keeps strips."""
     dev = mesh.add(name, **options)  # type: ignore[arg-type]
     dev.store = ShelfStore(dev.id, 1 << 30)
@@ -62,7 +62,7 @@ def shelved(mesh: Mesh, name: str, **options: object) -> Device:
     return dev
 
 
-def movie(mesh: Mesh, name: str, *, size: int = 600_000, mime: str = "video/mp4") -> str:
+def movie(mesh: MemoryMesh, name: str, *, size: int = 600_000, mime: str = "video/mp4") -> str:
     """A movie on ``name``'s card with its strip, announced to its node; its image id."""
     dev = mesh.devices[name]
     data = random.Random(name).randbytes(size)
@@ -77,7 +77,7 @@ def movie(mesh: Mesh, name: str, *, size: int = 600_000, mime: str = "video/mp4"
 
 
 def test_the_whole_strip_arrives_right_behind_the_offer_before_the_movie_s_first_byte() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.ALL)
     mesh.connect("cam", "desk")
@@ -93,7 +93,7 @@ def test_the_whole_strip_arrives_right_behind_the_offer_before_the_movie_s_first
 
 
 def test_a_peer_that_keeps_no_strips_is_sent_none_and_its_hello_is_unchanged() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     mesh.add("desk", role=Role.DESK, policy=Policy.ALL)  # the simulator's store: no strips
     mesh.connect("cam", "desk")
@@ -107,7 +107,7 @@ def test_a_peer_that_keeps_no_strips_is_sent_none_and_its_hello_is_unchanged() -
 
 def test_a_desk_relays_the_strip_with_the_offer_to_its_other_peers() -> None:
     """FIG. 21: a desk passes thumbnails on; a movie's strip goes on with its offer."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     viewer = shelved(mesh, "viewer", role=Role.DESK, policy=Policy.THUMBNAILS)
@@ -171,8 +171,8 @@ def test_a_strip_message_checks_its_fields_against_each_other(
 # --- the checks of a received strip (tests/protocol/checks.py names these) ----------------------
 
 
-def _desk_with_offer(mime: str = "video/mp4", *, shelf: bool = True) -> tuple[Mesh, Device, str]:
-    mesh = Mesh()
+def _desk_with_offer(mime: str = "video/mp4", *, shelf: bool = True) -> tuple[MemoryMesh, MemoryDevice, str]:
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = (shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS) if shelf
             else mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS))
@@ -187,7 +187,7 @@ def _strip_for(image_id: str, offsets: tuple[int | None, ...] = (0, 10, 20)) -> 
                  kinds=("interval",) * 3, jpegs=(b"a", b"b", b"c"))
 
 
-def _receive(desk: Device, mesh: Mesh, msg: Strip) -> None:
+def _receive(desk: MemoryDevice, mesh: MemoryMesh, msg: Strip) -> None:
     link = desk.node.links[mesh.devices["cam"].id]
     desk.node.apply(desk.node.strips.on_strip(link, msg))
 
