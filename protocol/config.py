@@ -10,6 +10,9 @@ from protocol.errors import LocalProtocolError
 from protocol.messages import Limits, Role, check_text
 from protocol.sealing import Sealer
 
+# The bugs the simulator's suite plants to prove it catches them (tests/sim/test_planted_bugs.py).
+# Each is a subclass in sim/planted.py handed to the Node as one of its ``Parts``; the ones
+# sim.planted.SWITCHED names are still switches here (``planted_bugs``, ``bug``) until they move.
 PLANTED_BUGS = frozenset(
     {"free-before-stored", "chunk-before-thumbnail", "accept-past-capacity", "stale-readout"}
 )

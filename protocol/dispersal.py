@@ -424,31 +424,8 @@ class Dispersal:
         if held is not None:
             link.scheduler.send_control(Stored(msg.image_id, held.digest))
             return
-        if self.node.config.bug("accept-past-capacity"):
-            # PLANTED BUG "accept-past-capacity": no room check, no reservation.
-            pass
-        else:
-            usage = store.usage()
-            already = store.partial_offset(msg.image_id, Incoming.HELD)
-            if msg.size - already > room.below_mark(usage, self.node.config.high_water):
-                self._reject(link, msg, "my card is above its high-water mark")
-                return
-            # One peer may not take every holder's room: its held and reserved bytes stay
-            # under its share of the card (issue 7, per-peer limits).
-            share = room.peer_share(usage.capacity, self.node.config.max_share_per_peer)
-            taken = sum(h.size for h in store.held_originals() if h.owner == link.peer_id)
-            taken += sum(
-                e.size or 0 for (_, purpose), e in link.expected.items()
-                if purpose is Purpose.DISPERSE
-            )
-            if taken + msg.size > share:
-                self._reject(link, msg, f"you already hold {taken} bytes, your share of my card")
-                return
-            try:
-                store.reserve(msg.image_id, msg.size)
-            except CardFullError:
-                self._reject(link, msg, "my card has no room for it")
-                return
+        if not self._take_room(link, msg):
+            return
         offset = store.partial_offset(msg.image_id, Incoming.HELD)
         link.expect(
             Expected(
@@ -461,6 +438,32 @@ class Dispersal:
             ),
         )
         link.scheduler.send_control(DisperseAccept(msg.image_id, msg.size, offset))
+
+    def _take_room(self, link: Link, msg: DisperseRequest) -> bool:
+        """Reserve the room ``msg`` asks for, or reject it saying why (claims 6, 7)."""
+        store = self.node.store
+        usage = store.usage()
+        already = store.partial_offset(msg.image_id, Incoming.HELD)
+        if msg.size - already > room.below_mark(usage, self.node.config.high_water):
+            self._reject(link, msg, "my card is above its high-water mark")
+            return False
+        # One peer may not take every holder's room: its held and reserved bytes stay
+        # under its share of the card (issue 7, per-peer limits).
+        share = room.peer_share(usage.capacity, self.node.config.max_share_per_peer)
+        taken = sum(h.size for h in store.held_originals() if h.owner == link.peer_id)
+        taken += sum(
+            e.size or 0 for (_, purpose), e in link.expected.items()
+            if purpose is Purpose.DISPERSE
+        )
+        if taken + msg.size > share:
+            self._reject(link, msg, f"you already hold {taken} bytes, your share of my card")
+            return False
+        try:
+            store.reserve(msg.image_id, msg.size)
+        except CardFullError:
+            self._reject(link, msg, "my card has no room for it")
+            return False
+        return True
 
     def _reject(self, link: Link, msg: DisperseRequest, reason: str) -> None:
         free = self.node.store.usage().free

@@ -20,7 +20,6 @@ from protocol import events as ev
 from protocol import outcomes, serving, transfers
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
-from protocol.dispersal import Dispersal
 from protocol.effects import (
     Cancel,
     Effect,
@@ -66,10 +65,11 @@ from protocol.messages import (
     ThumbnailOffer,
     TransferFailed,
 )
+from protocol.parts import Parts
 from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.readout import ReadOuts
-from protocol.scheduler import Scheduler, SendStrip
+from protocol.scheduler import SendStrip
 from protocol.store import (
     Decision,
     Store,
@@ -87,11 +87,14 @@ _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
 class Node:
     """A device's protocol brain; single-threaded, never reads a clock (``now`` comes in)."""
 
-    def __init__(self, store: Store, config: NodeConfig, rng: random.Random) -> None:
+    def __init__(
+        self, store: Store, config: NodeConfig, rng: random.Random, *, parts: Parts | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.rng = rng
         self.device_id = store.device_id
+        self.parts = Parts() if parts is None else parts  # a test may plant one (sim/planted.py)
         self.links: dict[str, Link] = {}
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
@@ -107,7 +110,7 @@ class Node:
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
-        self.dispersal = Dispersal(self)
+        self.dispersal = self.parts.dispersal(self)
         self.readouts = ReadOuts(self)
         self._handlers = self._routing()
         self._resume()
@@ -195,11 +198,8 @@ class Node:
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
         busy = self._busy
-        sched = Scheduler(
-            chunk_size=self.config.chunk_size,
-            # PLANTED BUG "chunk-before-thumbnail" is switched on here (see Scheduler.pop).
-            enforce_thumbnail_first=not self.config.bug("chunk-before-thumbnail"),
-            on_work=lambda: busy.add(peer_id),
+        sched = self.parts.scheduler(
+            chunk_size=self.config.chunk_size, on_work=lambda: busy.add(peer_id)
         )
         link = Link(
             peer_id=peer_id,

@@ -123,15 +123,9 @@ class QueueLengths:
 
 @dataclass(slots=True)
 class Scheduler:
-    """Per-connection outgoing queue; ``pop()`` yields one frame's worth of work at a time.
-
-    ``enforce_thumbnail_first=False`` exists only for the planted bug
-    "chunk-before-thumbnail" (sim suite, issue 6): it lets originals overtake
-    thumbnails and skips the structural check.
-    """
+    """Per-connection outgoing queue; ``pop()`` yields one frame's worth of work at a time."""
 
     chunk_size: int = Limits.DEFAULT_CHUNK
-    enforce_thumbnail_first: bool = True
     on_work: Callable[[], None] | None = None  # told whenever work is queued (Node's busy set)
     _control: deque[Message] = field(default_factory=deque)
     # (-capture time, -order, image id, is a strip): thumbnails and movies' strips, one lane
@@ -250,12 +244,16 @@ class Scheduler:
         """The next frame's worth of work, or None when nothing can go now."""
         if self._control:
             return SendMessage(self._control.popleft())
-        # PLANTED BUG "chunk-before-thumbnail": originals overtake thumbnails.
-        if not self.enforce_thumbnail_first:
-            step = self._pop_transfer()
-            return step if step is not None else self._pop_thumbnail()
+        return self._pop_lanes()
+
+    def _pop_lanes(self) -> Outgoing | SendStrip | None:
+        """Thumbnails (and movies' strips) before any original (DESIGN.md, "Thumbnails first")."""
         thumb = self._pop_thumbnail()
         return thumb if thumb is not None else self._pop_transfer()
+
+    def _may_start(self, t: Transfer) -> bool:
+        """Structural: an original's header waits for its thumbnail (and a movie's strip)."""
+        return t.image_id in self._thumb_known and t.image_id not in self._strip_queued
 
     def _pop_thumbnail(self) -> SendThumbnail | SendStrip | None:
         while self._thumb_heap:
@@ -281,10 +279,8 @@ class Scheduler:
 
     def _step(self, t: Transfer) -> SendHeader | SendChunk | SendComplete | None:
         if not t.header_sent:
-            if self.enforce_thumbnail_first and (
-                t.image_id not in self._thumb_known or t.image_id in self._strip_queued
-            ):
-                return None  # structural: the thumbnail (and a movie's strip) go first
+            if not self._may_start(t):
+                return None  # the thumbnail (and a movie's strip) go first
             t.header_sent = True
             return SendHeader(t)
         if t.offset < t.size:

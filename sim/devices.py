@@ -16,6 +16,7 @@ from typing import Any
 from protocol.config import NodeConfig, Policy
 from protocol.messages import Role
 from protocol.node import Node
+from protocol.parts import Parts
 from protocol.sealing import Sealer
 from protocol.store import ImageRecord, Incoming
 from sim.memstore import MemoryStore
@@ -97,6 +98,7 @@ class Device:
     rng: random.Random
     skew: float
     drift: float
+    parts: Parts = field(default_factory=Parts)  # the planted bugs' classes (sim/planted.py)
     node: Node | None = None
     up: bool = True
     discoverable: bool = True
@@ -124,6 +126,7 @@ class Device:
             self.store,
             self.config,
             rng=random.Random(f"{self.device_id}:{self.incarnation}:{self.rng.random()}"),
+            parts=self.parts,
         )
         self.up = True
 

@@ -28,7 +28,7 @@ from typing import Any
 from protocol import events as ev
 from protocol.messages import Role
 from protocol.store import CardFullError
-from sim import faults, invariants, keys
+from sim import faults, invariants, keys, planted
 from sim.agenda import CAPTURE, CONNECT, HEAL, REAPPEAR, RESTART, STEP, TICK, Agenda
 from sim.devices import AuditedStore, Device, device_id_for, make_config
 from sim.links import NetworkLink, make_link
@@ -81,6 +81,7 @@ class World:
         # Public: the fault catalogue (sim/faults.py) sets and clears it; can_connect reads it.
         self.partition: int | None = None
         n = scenario.devices()
+        parts = planted.parts_for(planted_bugs)
         self.devices: list[Device] = []
         for i in range(n):
             role = Role.CAMERA if i < scenario.cameras else Role.DESK
@@ -93,7 +94,7 @@ class World:
                 chunk_size=scenario.chunk_size,
                 high_water=scenario.high_water,
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
-                planted_bugs=planted_bugs,
+                planted_bugs=planted_bugs & planted.SWITCHED,
                 replicas=scenario.replicas,
                 sealer=keys.sealer_for(scenario.seed, i) if scenario.wrap_keys else None,
             )
@@ -108,6 +109,7 @@ class World:
                     rng=random.Random(f"device:{scenario.seed}:{i}"),
                     skew=self.rng.uniform(-scenario.skew, scenario.skew),
                     drift=self.rng.uniform(-1e-4, 1e-4),
+                    parts=parts,
                 )
             )
         self.index_of = {d.device_id: d.index for d in self.devices}

@@ -116,11 +116,11 @@ TABLE: dict[str, Reached] = {
         f"{C}[premature-stored@Dispersal.on_stored]", sim=LYING),
     "bad-owner@Dispersal.on_request": Reached(f"{C}[bad-owner@Dispersal.on_request]"),
     # --- refusals ---------------------------------------------------------------------------------
-    "refuse:_reject@Dispersal.on_request": Reached(
+    "refuse:_reject@Dispersal._take_room": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
-    "refuse:_reject@Dispersal.on_request#2": Reached(
+    "refuse:_reject@Dispersal._take_room#2": Reached(
         f"{R}::test_a_holder_rejects_a_peer_past_its_share_of_the_card"),
-    "refuse:_reject@Dispersal.on_request#3": Reached(
+    "refuse:_reject@Dispersal._take_room#3": Reached(
         "tests/contract/test_store_contract.py::test_reserve_promises_room_and_unreserve_gives_it_back",
         note="backstop: Store.reserve refuses only what the high-water check above it let "
         "through, which a store keeping its contract never does",

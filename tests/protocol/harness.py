@@ -19,7 +19,9 @@ from protocol.codec import FrameDecoder
 from protocol.config import NodeConfig, Policy
 from protocol.messages import Chunk, Message, OriginalHeader, Role, ThumbnailOffer
 from protocol.node import Node
+from protocol.parts import Parts
 from protocol.store import StoreError
+from sim import planted
 from sim.memstore import MemoryStore
 
 EPOCH = 1_700_000_000.0
@@ -36,6 +38,7 @@ class MemoryDevice:
     store: MemoryStore
     node: Node
     config: NodeConfig
+    parts: Parts
     events: list[ev.NodeEvent] = field(default_factory=list)
 
     @property
@@ -76,9 +79,12 @@ class MemoryMesh:
         **options: object,
     ) -> MemoryDevice:
         store = MemoryStore(device_id(name), capacity)
+        bugs: frozenset[str] = options.pop("planted_bugs", frozenset())  # type: ignore[assignment]
+        parts = planted.parts_for(bugs)
+        options["planted_bugs"] = bugs & planted.SWITCHED
         config = NodeConfig(name=name, role=role, default_policy=policy, **options)  # type: ignore[arg-type]
-        node = Node(store, config, random.Random(name))
-        dev = MemoryDevice(name, store, node, config)
+        node = Node(store, config, random.Random(name), parts=parts)
+        dev = MemoryDevice(name, store, node, config, parts)
         self.devices[name] = dev
         return dev
 
@@ -88,7 +94,7 @@ class MemoryMesh:
         for a, b in list(self.links):
             if name in (a, b):
                 self.links.discard((a, b))
-        dev.node = Node(dev.store, dev.config, random.Random(name + "again"))
+        dev.node = Node(dev.store, dev.config, random.Random(name + "again"), parts=dev.parts)
         return dev
 
     def call(self, dev: MemoryDevice, fn: Callable[[], T]) -> T:

@@ -35,6 +35,7 @@ from protocol.messages import (
 )
 from protocol.node import Node
 from protocol.store import DispersalState, Incoming, TransferState, Where
+from sim import planted
 from sim.memstore import MemoryStore
 from tests.protocol.harness import Delivered, MemoryMesh, device_id, thumbnail_first
 
@@ -378,7 +379,9 @@ def camera_with_picture(**options: object) -> tuple[Node, MemoryStore, str]:
     store = MemoryStore(device_id("cam"), 10_000_000)
     data = random.Random(1).randbytes(SIZE)
     record = store.add_local(data, name="a.jpg", now=0.0, capture_time=0.0)
-    node = Node(store, NodeConfig(name="cam", role=Role.CAMERA, **options), random.Random(1))  # type: ignore[arg-type]
+    bugs: frozenset[str] = options.pop("planted_bugs", frozenset())  # type: ignore[assignment]
+    config = NodeConfig(name="cam", role=Role.CAMERA, planted_bugs=bugs & planted.SWITCHED, **options)  # type: ignore[arg-type]
+    node = Node(store, config, random.Random(1), parts=planted.parts_for(bugs))
     return node, store, record.image_id
 
 

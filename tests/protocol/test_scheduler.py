@@ -22,6 +22,7 @@ from protocol.scheduler import (
     Source,
     Transfer,
 )
+from sim.planted import ChunkBeforeThumbnail
 
 PEER = "b" * 64
 CHUNK = Limits.MIN_CHUNK
@@ -184,7 +185,7 @@ def test_the_header_waits_for_the_thumbnail_whatever_the_lane() -> None:
 
 
 def test_the_planted_bug_lets_chunks_overtake_thumbnails() -> None:
-    sched = Scheduler(chunk_size=CHUNK, enforce_thumbnail_first=False)
+    sched = ChunkBeforeThumbnail(chunk_size=CHUNK)
     sched.queue_thumbnail(IDS[0], 1.0)
     sched.add_transfer(transfer(0, Lane.URGENT))
     assert isinstance(sched.pop(), SendHeader)
