@@ -10,9 +10,9 @@ from protocol.errors import LocalProtocolError
 from protocol.messages import Limits, Role, check_text
 from protocol.sealing import Sealer
 
-# The bugs the simulator's suite plants to prove it catches them (tests/sim/test_planted_bugs.py).
-# Each is a subclass in sim/planted.py handed to the Node as one of its ``Parts``; the ones
-# sim.planted.SWITCHED names are still switches here (``planted_bugs``, ``bug``) until they move.
+# The names of the bugs the simulator's suite plants to prove it catches them
+# (tests/sim/test_planted_bugs.py).  Each is a subclass in sim/planted.py handed to the Node
+# as one of its ``Parts``: no switch for one is left in protocol/.
 PLANTED_BUGS = frozenset(
     {"free-before-stored", "chunk-before-thumbnail", "accept-past-capacity", "stale-readout"}
 )
@@ -41,7 +41,7 @@ OLD_POLICY_WORDS: Mapping[str, Policy] = {"thumbnails": Policy.REQUESTED}
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
-    """Keyword options with defaults; ``planted_bugs`` is for the simulator's suite only."""
+    """Keyword options with defaults."""
 
     name: str
     role: Role
@@ -57,7 +57,6 @@ class NodeConfig:
     max_peer_backlog: int = 4096  # answers queued for a peer that keeps asking without reading
     retry_s: float = 30.0  # how long a rejected holder is skipped for a picture
     readout_retry_s: float = 5.0  # how often a waiting read-out is tried again
-    planted_bugs: frozenset[str] = frozenset()
     # Wraps picture keys for the desks the runtime names (Node.connected) and unwraps
     # those sent to us; None: no key ever travels with a thumbnail (issue 7, FIG. 20).
     sealer: Sealer | None = field(default=None, compare=False)
@@ -84,16 +83,6 @@ class NodeConfig:
             raise LocalProtocolError("max_peer_backlog must be at least 16", code="config")
         if self.max_outstanding_requests < 1:
             raise LocalProtocolError("max_outstanding_requests must be at least 1", code="config")
-        unknown = self.planted_bugs - PLANTED_BUGS
-        if unknown:
-            raise LocalProtocolError(
-                f"unknown planted bugs {sorted(unknown)}; known: {sorted(PLANTED_BUGS)}",
-                code="config",
-            )
 
     def policy_for(self, peer_id: str) -> Policy:
         return self.policies.get(peer_id, self.default_policy)
-
-    def bug(self, name: str) -> bool:
-        """True when the simulator planted this bug; every use is one marked place."""
-        return name in self.planted_bugs

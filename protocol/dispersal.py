@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from protocol import events as ev
 from protocol import room
+from protocol.effects import Relay, Tell
 from protocol.errors import RemoteProtocolError
 from protocol.messages import (
     DisperseAccept,
@@ -36,7 +37,7 @@ from protocol.messages import (
     Release,
     Stored,
 )
-from protocol.peer import Expected, Link, holder_rank
+from protocol.peer import Expected, Link, holder_rank, stored_holders
 from protocol.scheduler import Lane, Source, Transfer
 from protocol.sealing import sealed_size
 from protocol.store import (
@@ -303,7 +304,7 @@ class Dispersal:
             record is not None
             and record.where is Where.DISPERSED
             and msg.image_id in self._repairs
-            and any(self.node.ready_link(h) for h in self.node.readouts.stored_holders(msg.image_id))
+            and any(self.node.ready_link(h) for h in stored_holders(self.node.store, msg.image_id))
         )
         if record is None or (record.where is not Where.LOCAL and not repair):
             link.scheduler.send_control(Release(msg.image_id))
@@ -321,7 +322,8 @@ class Dispersal:
         self.node.emit(ev.DispersalAccepted(msg.image_id, link.peer_id, msg.reservation))
         if repair:
             # Our card has no copy: relay one holder's bytes to the new one as they come.
-            self.node.readouts.relay(link, record, Purpose.DISPERSE, msg.offset, now)
+            relay = Relay(link.peer_id, msg.image_id, Purpose.DISPERSE, msg.offset, now)
+            self.node.apply([Tell(relay)])
             return
         link.ensure_thumbnail(record, msg.image_id)
         form = store.sealed_form(msg.image_id)  # the key is durable before a sealed byte goes
@@ -396,11 +398,6 @@ class Dispersal:
         if len(holders) >= self.node.config.replicas:
             store.free_original(image_id, now)
             self.node.emit(ev.Dispersed(image_id, holders))
-
-    def planted_free_before_stored(self, link: Link, image_id: str, now: float) -> None:
-        """PLANTED BUG "free-before-stored": free as soon as the stream is sent."""
-        self.node.store.set_dispersion(image_id, link.peer_id, DispersalState.STORED, now)
-        self._free_if_enough(image_id, now)
 
     def release_sent(self, link: Link, image_id: str) -> None:
         """Our Release is on the wire: the holder's entry leaves the list."""

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from protocol.events import NodeEvent
 from protocol.messages import Hello, Message, Purpose
-from protocol.peer import Expected
+from protocol.peer import Expected, Stream
+from protocol.scheduler import Lane, Transfer
+from protocol.store import ImageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,89 @@ class Ready:
     catalog: Mapping[str, int]
 
 
+# --- originals out and in (serving, inbound, collections, read-outs) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOriginal:
+    """Queue an original's stream to the peer; its thumbnail first, unless the peer has it.
+
+    A relay's ``transfer`` stays its collection's: it grows it in place (``available``,
+    ``may_complete``) and asks for ``Wake``.
+    """
+
+    peer_id: str
+    transfer: Transfer
+    record: ImageRecord | None  # the picture's row, for the thumbnail (None: a held original)
+
+
+@dataclass(frozen=True, slots=True)
+class Promote:
+    """A stream queued to the peer moves up to ``lane`` (a repeat of a request, more urgent)."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+    lane: Lane
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Take one stream queued to the peer out of its queue (failed, or its source went)."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class Unqueue:
+    """The peer refused the picture (FIG. 13B): its queued sync and smaller copies leave."""
+
+    peer_id: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A relay to the peer grew without being queued anew: it may have a frame to pull."""
+
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A stream's header passed its checks: its chunks are awaited (``Link.streams``)."""
+
+    peer_id: str
+    stream: Stream
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A stream is whole: neither it nor our ask of it is kept.  ``crossed``: a repeat of it
+    may be on its way (our urgent ask crossed its completion), to be ignored as cancelled."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+    crossed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A cancelled stream's completion came: nothing more of it is on its way."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class Rearm:
+    """A machine's next deadline may now be earlier: ``Node.next_deadline`` asks afresh."""
+
+
 # --- notices: what one machine tells another (Node routes each by its type) ------------------
 
 
@@ -120,7 +205,142 @@ class LinkReady:
     peer_id: str
 
 
-Notice = Offered | ThumbnailSeen | LinkReady
+@dataclass(frozen=True, slots=True)
+class PullOver:
+    """A pulled original arrived or was given up (to the pulls: its slot is free)."""
+
+    peer_id: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PullsMayGo:
+    """A slot or room came free (to the pulls: send what waits)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class OursAgain:
+    """One of our originals is on our card again (to dispersal: a candidate once more)."""
+
+    record: ImageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class HeldIn:
+    """An original we hold for the peer is durable and verified (to dispersal: STORED)."""
+
+    peer_id: str
+    image_id: str
+    digest: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSent:
+    """Our Release to the peer is on the wire (to dispersal: its entry leaves the list)."""
+
+    peer_id: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Serve the peer one of our dispersed originals by collecting it (to collections).
+    ``purpose`` DISPERSE: a repair, the holder's sealed bytes go on as they come."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+    offset: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRefused:
+    """The peer refused what we relay to it (to collections: it leaves the relay)."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedBytes:
+    """Bytes of a collection came from the holder (to collections: opened, relayed)."""
+
+    peer_id: str
+    image_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionIn:
+    """A collection's stream completed (to collections). ``offset``: where it started."""
+
+    peer_id: str
+    image_id: str
+    offset: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionLost:
+    """A collection from the peer failed (to collections: another holder, or everyone hears)."""
+
+    peer_id: str
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutIn:
+    """Our user's read-out stream completed with ``digest`` (to the read-outs)."""
+
+    image_id: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutLost:
+    """Our user's read-out cannot go now (to the read-outs: it waits or fails, naming why)."""
+
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CollectForReader:
+    """Our user reads out one of our dispersed originals (to collections: collect it)."""
+
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServeFromCard:
+    """A reader that waited for a collection home is served from the card now (to serving)."""
+
+    peer_id: str
+    image_id: str
+    purpose: Purpose
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutServed:
+    """A collection for our user's read-out is complete (to the read-outs: done, or read the
+    original from the card when ``home``)."""
+
+    image_id: str
+    home: bool
+
+
+Notice = (
+    Offered | ThumbnailSeen | LinkReady | PullOver | PullsMayGo | OursAgain | HeldIn
+    | ReleaseSent | Relay | RelayRefused | CollectedBytes | CollectionIn
+    | CollectionLost | ReadOutIn | ReadOutLost | CollectForReader | ServeFromCard | ReadOutServed
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +360,7 @@ class Emit:
 Effect = (
     Send | Expect | Cancel | Hurry | QueueThumbnail | QueueStrip | ThumbnailKnown | Greeted | Ready
     | Tell | Emit
+    | QueueOriginal | Promote | Drop | Unqueue | Wake | Opened | Closed | Settled | Rearm
 )
 
 

@@ -46,6 +46,7 @@ class Limits:
     MAX_STRIP_FRAMES: Final = 48  # a movie's strip (FIG. 15A), poster first
     MAX_STRIP_JPEG: Final = 64 * 1024  # one strip frame (160 px: 4-8 KiB)
     MAX_STRIP_BYTES: Final = 640 * 1024  # a whole strip, inside one frame of MAX_FRAME
+    MAX_WANTED_STRIPS: Final = 48  # movies one WantStrips names (more: another message)
 
 
 class Role(enum.StrEnum):
@@ -236,6 +237,19 @@ class Strip(Message):
             raise _fail(name, "kinds", f"each must be one of {sorted(STRIP_KINDS)}")
         if sum(len(j) for j in self.jpegs) > Limits.MAX_STRIP_BYTES:
             raise _fail(name, "jpegs", f"must hold at most {Limits.MAX_STRIP_BYTES} bytes in all")
+
+
+@dataclass(frozen=True, slots=True)
+class WantStrips(Message):
+    """The movies whose strip never reached me (a link broke between offer and strip): send
+    me each one you keep.  Sent only to a peer whose Hello names ``want-strips``."""
+
+    TAG: ClassVar[str] = "want-strips"
+    image_ids: Annotated[tuple[Hex64, ...], Meta(max_length=Limits.MAX_WANTED_STRIPS)]
+
+    def check_relations(self) -> None:
+        if not self.image_ids:
+            raise _fail(type(self).__name__, "image_ids", "must name at least 1 movie")
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +447,7 @@ MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
     Goodbye,
     Error,
     Strip,
+    WantStrips,
 )
 
 BY_TAG: Final[Mapping[str, type[Message]]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

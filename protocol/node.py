@@ -5,9 +5,10 @@ time, with ``now`` as an argument, and pulls outgoing frames per peer with
 ``next_frame``.  Notifications come out of ``events()``.  See
 docs/ARCHITECTURE.md ("The node") and DESIGN.md ("One picture's journey").
 
-This module holds the links, the catalog exchange, thumbnails, requests and
-refusals, and the incoming streams; dispersal lives in protocol.dispersal,
-read-out and collection in protocol.readout.
+The node holds the links and routes: each message a peer sends goes to the
+sub-machine that owns it (``_routing``), and each notice one machine tells
+another to the one that hears it (``_routes``); see docs/ARCHITECTURE.md
+("Inside the node").  Dispersal still takes the node (protocol.dispersal).
 """
 
 from __future__ import annotations
@@ -16,29 +17,17 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from protocol import effects as fx
 from protocol import events as ev
-from protocol import outcomes, serving, transfers
+from protocol import outcomes
+from protocol.collections import Collections
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
-from protocol.effects import (
-    Cancel,
-    Effect,
-    Emit,
-    Expect,
-    Greeted,
-    LinkReady,
-    Notice,
-    Offered,
-    QueueStrip,
-    QueueThumbnail,
-    Ready,
-    Send,
-    Tell,
-    ThumbnailKnown,
-    ThumbnailSeen,
-)
+from protocol.effects import Effect, Emit, Notice, Ready, Rearm, Tell, Wake
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.inbound import Inbound
 from protocol.keepalive import Keepalive
+from protocol.link_effects import carry_out
 from protocol.messages import (
     Catalog,
     Chunk,
@@ -64,21 +53,18 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
 )
 from protocol.parts import Parts
 from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
-from protocol.readout import ReadOuts
 from protocol.scheduler import SendStrip
-from protocol.store import (
-    Decision,
-    Store,
-    Where,
-)
+from protocol.store import Decision, Store, Where
 from protocol.strips import Strips
 from protocol.sync import Sync
 
 __all__ = ["Node", "NodeConfig", "PeerView", "Policy"]
+
 
 # What a peer asks us for; each queues an answer (the flood check counts after these).
 _ASKS = (RequestOriginal, Collect, ReadOut, DisperseRequest, Ping)
@@ -101,17 +87,38 @@ class Node:
         self.strips = Strips(store, config, self.links)
         self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
         self.keepalive = Keepalive(config, self.links)
+        self.inbound = Inbound(store, config, self.links)
+        self.serving = self.parts.serving(store, config, self.links)
+        self.dispersal = self.parts.dispersal(self)
+        self.collections = Collections(store, config, self.links, self.sync.names)
+        self.readouts = self.parts.readouts(store, config, self.links, self.sync.names,
+                                            self.pulls.offerers)
         # Who hears each notice one machine tells another (protocol.effects.Tell).
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
-            Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
-            LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
-            ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
+            fx.Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
+            fx.LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
+            fx.ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
+            fx.PullOver: lambda n: self.pulls.finished(n.peer_id, n.image_id),
+            fx.PullsMayGo: lambda n: self.pulls.pump(n.now),
+            fx.OursAgain: lambda n: self.dispersal.note_local(n.record),
+            fx.HeldIn: lambda n: self.dispersal.held_complete(
+                self.links[n.peer_id], OriginalComplete(n.image_id, Purpose.DISPERSE, n.digest),
+                n.now),
+            fx.ReadOutIn: lambda n: self.readouts.done(n.image_id, n.digest),
+            fx.ReadOutLost: lambda n: self.readouts.failed(n.image_id, n.reason),
+            fx.ReadOutServed: lambda n: self.readouts.served(n.image_id, home=n.home),
+            fx.CollectForReader: lambda n: self.collections.read_for_user(n.image_id),
+            fx.CollectedBytes: self._via(self.collections.take, self.collections.stream_chunk),
+            fx.CollectionIn: self._via(self.collections.take, self.collections.stream_complete),
+            fx.CollectionLost: lambda n: self.collections.collect_failed(n.image_id, n.reason),
+            fx.Relay: self._via(self.collections.take, self.collections.relay_for),
+            fx.RelayRefused: lambda n: self.collections.drop_relay(n.peer_id, n.image_id, n.purpose),
+            fx.ServeFromCard: self._via(self.serving.take, self.serving.serve_from_card),
+            fx.ReleaseSent: lambda n: self.dispersal.release_sent(self.links[n.peer_id], n.image_id),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
-        self.dispersal = self.parts.dispersal(self)
-        self.readouts = ReadOuts(self)
         self._handlers = self._routing()
         self._resume()
 
@@ -124,7 +131,7 @@ class Node:
             if record is None:
                 continue
             if record.origin == self.device_id and record.where is Where.DISPERSED:
-                self.readouts.resume_home(record.image_id)
+                self.collections.resume_home(record.image_id)
             elif (
                 record.where is Where.ABSENT
                 and decision.max_side is None
@@ -133,7 +140,7 @@ class Node:
                 self.pulls.resume_wanted(record.image_id)
         self.dispersal.resume()
 
-    # --- helpers shared with protocol.dispersal and protocol.readout -------------------
+    # --- helpers shared with protocol.dispersal ----------------------------------------
 
     def emit(self, event: ev.NodeEvent) -> None:
         self._events.append(event)
@@ -145,10 +152,6 @@ class Node:
         link = self.links.get(peer_id)
         return link if link is not None and link.ready else None
 
-    def offerers(self, image_id: str) -> set[str]:
-        """Peers that offered this picture's original (has_original), connected or not."""
-        return self.pulls.offerers(image_id)
-
     def apply(self, effects: list[Effect]) -> None:
         """Carry out a machine's effects (protocol.effects), in the order it asked for them."""
         for effect in effects:
@@ -158,26 +161,15 @@ class Node:
             if isinstance(effect, Tell):
                 self.apply(self._routes[type(effect.notice)](effect.notice) or [])
                 continue
-            link = self.links[effect.peer_id]
-            if isinstance(effect, Send):
-                link.scheduler.send_control(effect.message)
-            elif isinstance(effect, QueueStrip):
-                link.scheduler.queue_strip(effect.image_id, effect.capture_time)
-            elif isinstance(effect, QueueThumbnail):
-                link.scheduler.queue_thumbnail(effect.image_id, effect.capture_time)
-            elif isinstance(effect, ThumbnailKnown):
-                link.scheduler.mark_thumbnail_known(effect.image_id)
-            elif isinstance(effect, Greeted):
-                link.hello, link.free = effect.hello, effect.hello.free
-            elif isinstance(effect, Ready):
-                link.catalog, link.ready = effect.catalog, True
+            if isinstance(effect, Rearm):
+                self._deadline_stale = True
+                continue
+            if isinstance(effect, Wake):
+                self.wake(effect.peer_id)
+                continue
+            if isinstance(effect, Ready):
                 self._deadline_stale = True  # it now pings
-            elif isinstance(effect, Expect):
-                link.expect(effect.expected)
-            elif isinstance(effect, Cancel):
-                link.cancel(effect.image_id, effect.purpose)
-            else:
-                link.expected[(effect.image_id, effect.purpose)].urgent = True
+            carry_out(self.links[effect.peer_id], effect)
 
     @property
     def names(self) -> Mapping[str, str]:
@@ -222,12 +214,12 @@ class Node:
             if purpose in (Purpose.SYNC, Purpose.SMALLER):
                 self.pulls.stream_lost(image_id, expected)
             elif purpose is Purpose.READOUT:
-                self.readouts.failed(
+                self.apply(self.readouts.failed(
                     image_id, f"{self.name_of(peer_id)} went away during the read-out: {reason}"
-                )
+                ))
         self.pulls.link_gone(peer_id)
         self.keepalive.gone(peer_id)
-        self.readouts.link_gone(link, reason)
+        self.apply(self.collections.link_gone(peer_id, reason))
         self.dispersal.link_gone(link)
         self.emit(ev.PeerGone(peer_id, reason))
         self.pump_requests(now)
@@ -269,8 +261,12 @@ class Node:
         if not link.scheduler.has_work():
             return None  # the common case when a runtime polls an idle link
         while (item := link.scheduler.pop()) is not None:
-            msg = (self.strips.render(item.image_id) if isinstance(item, SendStrip)
-                   else serving.render(self, link, item, now))
+            msg: Message | None
+            if isinstance(item, SendStrip):
+                msg = self.strips.render(item.image_id)
+            else:
+                msg = self.serving.render(link, item, now)
+                self.apply(self.serving.take())
             if msg is None:
                 continue
             if isinstance(msg, ThumbnailOffer):  # a movie's strip goes right behind its offer
@@ -331,7 +327,7 @@ class Node:
         HandedOut, ReadingOut (the bytes follow), Pending or Failed (protocol/outcomes.py).
         """
         mark = len(self._events)
-        self.readouts.read_out(image_id, now, wait_s=wait_s)
+        self.apply(self.readouts.read_out(image_id, now, wait_s=wait_s))
         return outcomes.read_out(image_id, self._events[mark:])
 
     def collect(self, image_ids: Iterable[str], now: float) -> list[outcomes.CollectOutcome]:
@@ -342,7 +338,7 @@ class Node:
         per id, in order.
         """
         ids, mark = list(image_ids), len(self._events)
-        self.readouts.collect(ids, now)
+        self.apply(self.collections.collect(ids, now))
         return outcomes.collected(ids, self._events[mark:], self.store)
 
     def repair(self, holder_id: str, now: float) -> outcomes.Repairing:
@@ -361,7 +357,7 @@ class Node:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
         self.apply(self.keepalive.tick(now))
         self.dispersal.maybe_disperse(now)
-        self.readouts.tick(now)
+        self.apply(self.readouts.tick(now))
         self.pump_requests(now)
         self._deadline_stale = True
 
@@ -456,43 +452,50 @@ class Node:
         return {
             Hello: lambda link, msg, now: self.apply(self.sync.on_hello(link, msg)),
             Catalog: self._on_catalog,
-            ThumbnailOffer: self._on_thumbnail,
+            ThumbnailOffer: self._via(self.sync.take, self.sync.on_thumbnail),
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
-            RequestOriginal: lambda link, msg, now: serving.on_request(self, link, msg, now),
-            RefuseOriginal: lambda link, msg, now: serving.on_refuse(self, link, msg),
+            WantStrips: lambda link, msg, now: self.apply(self.strips.on_want_strips(link, msg)),
+            RequestOriginal: self._via(self.serving.take, self.serving.on_request),
+            RefuseOriginal: lambda link, msg, now: self.apply(self.serving.on_refuse(link, msg)),
             TransferFailed: self._on_failed,
-            OriginalHeader: lambda link, msg, now: transfers.on_header(self, link, msg),
-            Chunk: lambda link, msg, now: transfers.on_chunk(self, link, msg, now),
-            OriginalComplete: lambda link, msg, now: transfers.on_complete(self, link, msg, now),
+            OriginalHeader: self._via(self.inbound.take, self.inbound.on_header),
+            Chunk: self._via(self.inbound.take, self.inbound.on_chunk),
+            OriginalComplete: self._via(self.inbound.take, self.inbound.on_complete),
             DisperseRequest: self.dispersal.on_request,
             DisperseAccept: self.dispersal.on_accept,
             DisperseReject: self.dispersal.on_reject,
             Stored: self.dispersal.on_stored,
             Release: lambda link, msg, now: self.dispersal.on_release(link, msg),
-            Collect: lambda link, msg, now: self.readouts.on_collect(link, msg),
-            ReadOut: self.readouts.on_readout,
+            Collect: self._via(self.serving.take, self.serving.on_collect),
+            ReadOut: self._via(self.serving.take, self.serving.on_readout),
             Ping: lambda link, msg, now: link.scheduler.send_control(Pong(msg.nonce)),
             Pong: lambda link, msg, now: None,  # liveness is any byte heard
             Goodbye: self._on_goodbye,
             Error: self._on_goodbye,
         }
 
+    def _via(self, take: Callable[[], list[Effect]], handler: Callable[..., list[Effect]]
+             ) -> Callable[..., None]:
+        """``handler``'s effects applied; when it refuses a peer, those it asked for first."""
+        def handle(*args: Any) -> None:
+            try:
+                effects = handler(*args)
+            except RemoteProtocolError:
+                self.apply(take())
+                raise
+            self.apply(effects)
+        return handle
+
     def _on_goodbye(self, link: Link, msg: Goodbye | Error, now: float) -> None:
         link.closing = True  # the runtime closes the link; we send nothing more
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
+        self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
         self.dispersal.link_ready(link, now)
-        self.readouts.link_ready(link, now)
+        self.apply(self.collections.link_ready(link, now))
+        self.apply(self.readouts.link_ready(link, now))
         self.pump_requests(now)
-
-    def _on_thumbnail(self, link: Link, msg: ThumbnailOffer, now: float) -> None:
-        try:
-            effects = self.sync.on_thumbnail(link, msg, now)
-        except RemoteProtocolError:
-            self.apply(self.sync.take())  # what it asked for before it refused the peer
-            raise
-        self.apply(effects)
 
     def pump_requests(self, now: float) -> None:
         """Send the user's waiting requests, then background pulls while there is room."""
@@ -506,8 +509,9 @@ class Node:
         self.pulls.failed(link.peer_id, msg.image_id, expected)
         self.emit(ev.TransferRefused(link.peer_id, msg.image_id, msg.purpose, msg.reason))
         if msg.purpose is Purpose.READOUT:
-            self.readouts.failed(msg.image_id, f"{self.name_of(link.peer_id)}: {msg.reason}")
+            self.apply(self.readouts.failed(
+                msg.image_id, f"{self.name_of(link.peer_id)}: {msg.reason}"))
         elif msg.purpose is Purpose.COLLECT:
-            self.readouts.collect_failed(link, msg.image_id, msg.reason)
+            self.apply(self.collections.collect_failed(msg.image_id, msg.reason))
         self.pump_requests(now)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.dispersal import Dispersal
+from protocol.readout import ReadOuts
 from protocol.scheduler import Scheduler
+from protocol.serving import Serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +22,5 @@ class Parts:
 
     scheduler: type[Scheduler] = Scheduler
     dispersal: type[Dispersal] = Dispersal
+    serving: type[Serving] = Serving
+    readouts: type[ReadOuts] = ReadOuts

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from protocol.connection import Connection
 from protocol.messages import Error, Hello, Purpose, Role
 from protocol.scheduler import QueueLengths, Scheduler
-from protocol.store import ImageRecord, Incoming
+from protocol.store import DispersalState, ImageRecord, Incoming, Store
 
 
 @dataclass(slots=True, eq=False)
@@ -106,6 +106,18 @@ class Link:
 def holder_rank(image_id: str, peer_id: str) -> str:
     """A stable per-picture order of holders, so a picture's holders can be found again."""
     return hashlib.sha256((image_id + peer_id).encode()).hexdigest()
+
+
+def stored_holders(store: Store, image_id: str) -> list[str]:
+    """Holders that confirmed storing one of our originals, in its stable holder order."""
+    holders = [e.holder for e in store.dispersion(image_id) if e.state is DispersalState.STORED]
+    holders.sort(key=lambda h: holder_rank(image_id, h))
+    return holders
+
+
+def name_in(names: Mapping[str, str], peer_id: str) -> str:
+    """A device's name from its Hello, or the start of its id when none was heard."""
+    return names.get(peer_id, peer_id[:12])
 
 
 @dataclass(frozen=True, slots=True)

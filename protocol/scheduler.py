@@ -49,7 +49,7 @@ class Transfer:
     """One original on its way to this peer; mutable, owned by the scheduler.
 
     ``available`` caps what may be sent so far (a relayed read-out grows as the
-    holder's chunks arrive); ``sealed`` says the completion may go out.
+    holder's chunks arrive); ``may_complete`` says the completion may go out.
     """
 
     image_id: str
@@ -63,7 +63,7 @@ class Transfer:
     source: Source
     payload: bytearray | None = None
     available: int = -1  # -1: everything up to size
-    sealed: bool = True
+    may_complete: bool = True  # False: a relay's completion waits for the verified whole
     header_sent: bool = False
 
     @property
@@ -291,7 +291,7 @@ class Scheduler:
             step = SendChunk(t, t.offset, length)
             t.offset += length
             return step
-        if not t.sealed:
+        if not t.may_complete:
             return None  # all bytes sent, but the relayed digest is not verified yet
         self.drop(t.image_id, t.purpose)
         return SendComplete(t)

@@ -354,3 +354,8 @@ class StripShelf(Protocol):
     def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
         """Keep ``strip`` for a picture the catalog lists (replacing one kept before)."""
         ...
+
+    def strips_missing(self) -> list[str]:
+        """Other devices' movies whose offer said they have a strip (metadata
+        ``strip_frames``) that this card keeps none of: a link broke before it came."""
+        ...

@@ -9,13 +9,21 @@ One movie, one link, for this machine:
   sent       the strip's turn on the lane    a Strip message, read from the card now (nothing
                                              kept: none when the strip is gone meanwhile)
   arrived    a peer's Strip                 checked against the offer it follows, kept on the
-                                             card, StripArrived; relayed to every other ready
-                                             peer naming "strip" that already has the offer
+                                             card, StripArrived; a strip new to us is relayed
+                                             to every other ready peer naming "strip" that
+                                             already has the offer (one we had: no relay, so
+                                             a ring of desks does not pass it round for ever)
+  missing    a link is ready, to a peer     WantStrips names the movies whose offer came but
+             naming "want-strips"           not their strip (a link broke between the two)
+  wanted     a peer's WantStrips            each named movie of ours or kept here is queued
+                                             as at "offered" (render sends it if we keep it)
 
 A node keeps strips only when its store is a ``StripShelf`` (the card; the simulator's
-store is not): it then names ``strip`` among its Hello's capabilities, and a peer sends
-strips only to a Hello that names it, so a device that cannot keep them is sent none and
-everything else on the wire is as it was.  A strip nobody may send us, or one that does not
+store is not): it then names ``strip`` and ``want-strips`` among its Hello's capabilities,
+and a peer sends strips only to a Hello that names ``strip`` and WantStrips only to one that
+names ``want-strips`` (a device of the build before it names only ``strip``, and would
+refuse the message), so a device that cannot keep them is sent none and everything else on
+the wire is as it was.  A strip nobody may send us, or one that does not
 fit the offer before it, is a RemoteProtocolError.
 """
 
@@ -27,11 +35,12 @@ from protocol import events as ev
 from protocol.config import NodeConfig
 from protocol.effects import Effect, Outbox, QueueStrip
 from protocol.errors import RemoteProtocolError
-from protocol.messages import Limits, Strip, ThumbnailOffer
+from protocol.messages import Limits, Strip, ThumbnailOffer, WantStrips
 from protocol.peer import Link
 from protocol.store import Store, StripFrame, StripShelf
 
 CAPABILITY = "strip"
+WANT = "want-strips"  # the peer answers WantStrips (this build on)
 
 
 def has_strip(offer: ThumbnailOffer) -> bool:
@@ -75,11 +84,15 @@ class Strips:
     @property
     def capabilities(self) -> tuple[str, ...]:
         """What our Hello names: ``strip`` when this card can keep strips."""
-        return (CAPABILITY,) if self.shelf is not None else ()
+        return (CAPABILITY, WANT) if self.shelf is not None else ()
 
     @staticmethod
     def takes_strips(link: Link) -> bool:
         return link.hello is not None and CAPABILITY in link.hello.capabilities
+
+    @staticmethod
+    def answers_wants(link: Link) -> bool:
+        return link.hello is not None and WANT in link.hello.capabilities
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -87,6 +100,31 @@ class Strips:
         """Our ``offer`` is leaving: a movie's strip goes right behind it."""
         if self.shelf is not None and has_strip(offer) and self.takes_strips(link):
             self._out.add(QueueStrip(link.peer_id, offer.image_id, offer.capture_time))
+        return self._out.take()
+
+    def link_ready(self, link: Link) -> list[Effect]:
+        """Catalogs exchanged: ask the peer for every strip whose offer came without it."""
+        if self.shelf is not None and self.takes_strips(link) and self.answers_wants(link):
+            missing = self.shelf.strips_missing()
+            step = Limits.MAX_WANTED_STRIPS
+            for start in range(0, len(missing), step):
+                wanted = WantStrips(image_ids=tuple(missing[start : start + step]))
+                self._out.send(link.peer_id, wanted)
+        return self._out.take()
+
+    def on_want_strips(self, link: Link, msg: WantStrips) -> list[Effect]:
+        """A peer lacks these strips: each movie we know goes as if its offer had just left."""
+        if self.shelf is None or not self.takes_strips(link):
+            raise RemoteProtocolError(
+                f"WantStrips, but our Hello named no {WANT!r} capability or the peer's no "
+                f"{CAPABILITY!r}",
+                code="unexpected",
+            )
+        for image_id in dict.fromkeys(msg.image_ids):
+            record = self.store.image(image_id)
+            if record is not None and record.mime.startswith("video/") \
+                    and record.origin != link.peer_id:
+                self._out.add(QueueStrip(link.peer_id, image_id, record.capture_time))
         return self._out.take()
 
     def render(self, image_id: str) -> Strip | None:
@@ -124,6 +162,8 @@ class Strips:
             StripFrame(t, o, k, bytes(j))
             for t, o, k, j in zip(msg.times, msg.offsets, msg.kinds, msg.jpegs, strict=True)
         ]
+        if self.shelf.strip(msg.image_id) == frames:
+            return self._out.take()  # had it (two peers answered a WantStrips): no relay
         self.shelf.set_strip(msg.image_id, frames)
         self._out.emit(ev.StripArrived(link.peer_id, msg.image_id, len(frames)))
         for other in self.links.values():  # FIG. 21: the offer went on; so does its strip

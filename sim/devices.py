@@ -138,7 +138,6 @@ def make_config(
     chunk_size: int,
     high_water: float,
     policy: str,
-    planted_bugs: frozenset[str],
     replicas: int = 1,
     sealer: Sealer | None = None,
 ) -> NodeConfig:
@@ -150,6 +149,5 @@ def make_config(
         replicas=replicas,
         default_policy=Policy(policy),
         chunk_size=chunk_size,
-        planted_bugs=planted_bugs,
         sealer=sealer,
     )

@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from protocol import events as ev
 from protocol.config import PLANTED_BUGS
 from protocol.dispersal import Dispersal
-from protocol.messages import DisperseRequest
+from protocol.messages import DisperseRequest, Purpose
 from protocol.parts import Parts
 from protocol.peer import Link
+from protocol.readout import ReadOuts
 from protocol.scheduler import Outgoing, Scheduler, SendStrip, Transfer
+from protocol.serving import Serving
+from protocol.store import DispersalState, Where
 
 
 class ChunkBeforeThumbnail(Scheduler):
@@ -38,13 +42,40 @@ class AcceptPastCapacity(Dispersal):
         return True
 
 
+class StaleReadOut(ReadOuts):
+    """"stale-readout": a read-out from the card hands out only the first half of the original."""
+
+    def _extent(self, size: int) -> int:
+        return size // 2
+
+
+class FreeBeforeStored(Serving):
+    """"free-before-stored": the owner counts a holder as STORED, and may free its own copy,
+    as soon as the last frame of the dispersal stream leaves, before the holder said so."""
+
+    def _sent(self, link: Link, t: Transfer, now: float) -> None:
+        super()._sent(link, t, now)
+        if t.purpose is not Purpose.DISPERSE:
+            return
+        store = self.store
+        store.set_dispersion(t.image_id, link.peer_id, DispersalState.STORED, now)
+        record = store.image(t.image_id)
+        holders = tuple(
+            e.holder for e in store.dispersion(t.image_id) if e.state is DispersalState.STORED
+        )
+        if record is not None and record.where is Where.LOCAL \
+                and len(holders) >= self.config.replicas:
+            store.free_original(t.image_id, now)
+            self._out.emit(ev.Dispersed(t.image_id, holders))
+
+
 # bug name -> the part it replaces and the class it plants there
 PLANTED: Mapping[str, tuple[str, type]] = {
     "chunk-before-thumbnail": ("scheduler", ChunkBeforeThumbnail),
     "accept-past-capacity": ("dispersal", AcceptPastCapacity),
+    "stale-readout": ("readouts", StaleReadOut),
+    "free-before-stored": ("serving", FreeBeforeStored),
 }
-# Still a switch inside protocol/ (NodeConfig.planted_bugs, config.bug) until it moves here.
-SWITCHED = PLANTED_BUGS - set(PLANTED)
 
 
 def parts_for(bugs: frozenset[str]) -> Parts:

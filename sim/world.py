@@ -94,7 +94,6 @@ class World:
                 chunk_size=scenario.chunk_size,
                 high_water=scenario.high_water,
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
-                planted_bugs=planted_bugs & planted.SWITCHED,
                 replicas=scenario.replicas,
                 sealer=keys.sealer_for(scenario.seed, i) if scenario.wrap_keys else None,
             )

@@ -302,6 +302,11 @@ class Card(CardMarks, CardSmaller):
     # Per image id that has a strip, the number of its frames.
     strip_lengths = _from_catalog(SqliteCatalog.strip_lengths)
 
+    @_locked
+    def strips_missing(self) -> list[str]:
+        """Other devices' movies offered with a strip this card never got (StripShelf)."""
+        return self._catalog.strips_missing(self._device_id)
+
     # --- the catalog -------------------------------------------------------------------
     image = _from_catalog(SqliteCatalog.image)
     images = _from_catalog(SqliteCatalog.images)

@@ -217,6 +217,16 @@ class SqliteCatalog:
         )
         return [(float(r["time"]), r["byte_offset"], str(r["kind"])) for r in rows]
 
+    def strips_missing(self, device_id: str) -> list[str]:
+        """Movies of other origins than ``device_id`` whose metadata counts strip frames,
+        with none kept here; the newest thumbnail first."""
+        return [r["image_id"] for r in self._all(
+            "SELECT image_id FROM images WHERE mime LIKE 'video/%' AND origin != ?"
+            " AND json_extract(metadata, '$.strip_frames') > 0"
+            " AND image_id NOT IN (SELECT image_id FROM strip_frames)"
+            " ORDER BY thumbnail_at DESC, image_id", (device_id,),
+        )]
+
     def strip_lengths(self) -> dict[str, int]:
         """Per image id that has a strip, how many frames it has."""
         return {r["image_id"]: int(r["n"]) for r in self._all(

@@ -43,6 +43,8 @@ def write_movie(
     preset: str = "ultrafast",
     crf: int = 35,
     noise: int = 0,
+    bitrate_kbps: int | None = None,
+    keyframe_at_cuts: bool = True,
 ) -> Path:
     """A movie of solid colours, the colour changing at each time in ``cuts`` (seconds).
 
@@ -50,7 +52,10 @@ def write_movie(
     there), so a cut is a keyframe of its own.  ``textured`` pans a smooth random texture
     tinted by the scene's colour instead, so that every frame costs its decoder real work
     (benchmarks; needs numpy); ``noise`` adds fresh grain of that amplitude to each textured
-    frame, as a sensor does, so that predicted frames carry residuals too."""
+    frame, as a sensor does, so that predicted frames carry residuals too.  ``bitrate_kbps``
+    encodes at that constant rate (a camera's hardware encoder) instead of at ``crf``;
+    without ``keyframe_at_cuts`` the GOP is fixed, as some cameras' is, and a cut waits for the
+    next keyframe."""
     import av  # the media extra
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,13 +67,20 @@ def write_movie(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
         gop = max(1, round(gop_s * fps))
+        options = {"preset": preset, "crf": str(crf)}
+        rate = ""
+        if bitrate_kbps is not None:  # constant bitrate, as a camera's encoder writes
+            options = {"preset": preset}
+            rate = f":bitrate={bitrate_kbps}:vbv-maxrate={bitrate_kbps}" \
+                   f":vbv-bufsize={bitrate_kbps}"
+        scenecut = 40 if keyframe_at_cuts else 0
         if codec == "libx264":
-            stream.options = {"preset": preset, "crf": str(crf),
-                              "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=40"}
+            stream.options = {**options, "x264-params": f"keyint={gop}:min-keyint={gop}:"
+                                                        f"scenecut={scenecut}{rate}"}
         elif codec == "libx265":
-            stream.options = {"preset": preset, "crf": str(crf),
-                              "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=40:"
-                                             "log-level=none:open-gop=0"}
+            stream.options = {**options, "x265-params": f"keyint={gop}:min-keyint={gop}:"
+                                                        f"scenecut={scenecut}:log-level=none:"
+                                                        f"open-gop=0{rate}"}
         frames = []
         for rgb in COLOURS:
             frame = av.VideoFrame(width, height, "yuv420p")
@@ -85,7 +97,7 @@ def write_movie(
                 frame = frames[scene % len(frames)]
             frame.pts = index
             # A cut forces a keyframe, as a camera's encoder would place one.
-            frame.pict_type = av.video.frame.PictureType.I if any(
+            frame.pict_type = av.video.frame.PictureType.I if keyframe_at_cuts and any(
                 index == round(cut * fps) for cut in bounds) else av.video.frame.PictureType.NONE
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -8,8 +8,9 @@ a small picture (a 4K I-frame costs about a tenth of a second; nothing else come
 - when two probes' tiny images (32x18 RGB, mean absolute difference 0..1) differ by more than
   ``scene_threshold``, the held keyframes between them are searched for the first of the new
   scene: first the one the packets point at (a keyframe off the GOP's cadence, as an encoder
-  places at a cut, or whose size jumps), checked against the keyframe before it, and only if
-  that fails a bisection.  A cut costs one or two decodes instead of the whole gap.
+  places at a cut, or whose size jumps), checked against the keyframe before it unless the
+  encoder placed it off the cadence, and only if that fails a bisection.  A cut costs one
+  decode (two for a keyframe on the cadence) instead of the whole gap.
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def _cuts(walk: _Walk, before: _Seen, held: list[_Key], after: _Seen, threshold:
     start, first = before, 1
     while _difference(start.tiny, after.tiny) > threshold:
         suspect = max(range(first, len(keys)), key=lambda i: _surprise(keys, i, cadence))
-        if differs(suspect, start) and (suspect == first or not differs(suspect - 1, start)):
-            cut = suspect  # the packets were right: one or two decodes
+        if differs(suspect, start) and (suspect == first or _forced(keys, suspect, cadence)
+                                        or not differs(suspect - 1, start)):
+            cut = suspect  # the packets were right: one decode, two for a keyframe on cadence
         else:
             low, high = first, len(keys) - 1  # the last (``after``) differs: bisect for the first
             while low < high:
@@ -194,6 +196,13 @@ def _surprise(keys: list[_Key], index: int, cadence: float) -> float:
     early = 1.0 - gap / cadence if cadence > 0 else 0.0
     jump = abs(math.log((keys[index].size + 1) / (keys[index - 1].size + 1)))
     return early + jump
+
+
+def _forced(keys: list[_Key], index: int, cadence: float) -> bool:
+    """Keyframe ``index`` came a tenth of a GOP or more before its turn (a camera's GOP is
+    fixed): an encoder placed it at a cut (x264's and x265's scenecut, an editor's forced
+    keyframe), so the keyframe before it still shows the old scene; no decode proves it."""
+    return cadence > 0 and keys[index].at - keys[index - 1].at <= 0.9 * cadence
 
 
 def _after(at: float, every: float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -200,14 +201,22 @@ def test_a_partial_past_capacity_is_card_full_and_leaves_nothing(make_store: Mak
     assert store.usage().used == 300
 
 
-def test_a_smaller_copy_received_counts_against_capacity(make_store: MakeStore) -> None:
+SMALL = b"a smaller jpeg" * 5
+
+
+def with_smaller_copy(make_store: MakeStore) -> tuple[Any, ImageRecord]:
+    """A store holding a peer's thumbnail and a smaller copy (``SMALL``) of its original."""
     store = make_store()
     record = peer_record(DATA)
     store.add_thumbnail(record, 1.0)
-    small = b"a smaller jpeg" * 5
-    write_all(store, record.image_id, Incoming.SMALLER, small)
-    store.finish_partial(record.image_id, Incoming.SMALLER, sha(small), 3.0)
-    assert store.usage().used == len(small)
+    write_all(store, record.image_id, Incoming.SMALLER, SMALL)
+    store.finish_partial(record.image_id, Incoming.SMALLER, sha(SMALL), 3.0)
+    return store, record
+
+
+def test_a_smaller_copy_received_counts_against_capacity(make_store: MakeStore) -> None:
+    store, record = with_smaller_copy(make_store)
+    assert store.usage().used == len(SMALL)
     assert store.partial_offset(record.image_id, Incoming.SMALLER) == 0
     got = store.image(record.image_id)
     assert got is not None and got.where is Where.ABSENT
@@ -216,12 +225,7 @@ def test_a_smaller_copy_received_counts_against_capacity(make_store: MakeStore) 
 def test_a_smaller_copy_goes_once_its_original_arrives(make_store: MakeStore) -> None:
     """Issue 17: the copy stood in for the original; once the original is here it is dropped
     (the card also keeps one on purpose: tests/storage/test_smaller_copies.py)."""
-    store = make_store()
-    record = peer_record(DATA)
-    store.add_thumbnail(record, 1.0)
-    small = b"a smaller jpeg" * 5
-    write_all(store, record.image_id, Incoming.SMALLER, small)
-    store.finish_partial(record.image_id, Incoming.SMALLER, sha(small), 3.0)
+    store, record = with_smaller_copy(make_store)
     write_all(store, record.image_id, Incoming.ORIGINAL, DATA)
     store.finish_partial(record.image_id, Incoming.ORIGINAL, sha(DATA), 4.0)
     assert store.usage().used == len(DATA)

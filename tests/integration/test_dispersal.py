@@ -9,7 +9,6 @@ hold, read through `cammesh ls --json` / `--held` and, once the nodes stop, by o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.integration
 
 PICTURE_SIDE = 900  # about 400 kB each: big enough to take chunks, small enough to make fast
 THUMBNAILS_ONLY = ["--policy", "*=thumbnails"]  # originals move only by dispersal here
-
-
-@pytest.fixture
-def meshes() -> Iterator[list[ProcessMesh]]:
-    made: list[ProcessMesh] = []
-    yield made
-    for mesh in made:
-        mesh.stop_all()
 
 
 def settled(mesh: ProcessMesh, ids: dict[str, str], owner: str, limit: int,

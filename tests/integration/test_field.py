@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ from tests.integration.nodes import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def cards(tmp_path: Path, *names: str) -> list[Path]:

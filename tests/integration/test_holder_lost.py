@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ pytestmark = pytest.mark.integration
 
 PICTURE_SIDE = 900  # about 400 kB each
 THUMBNAILS_ONLY = ["--policy", "*=thumbnails"]  # originals move only by dispersal here
-
-
-@pytest.fixture
-def meshes() -> Iterator[list[ProcessMesh]]:
-    made: list[ProcessMesh] = []
-    yield made
-    for mesh in made:
-        mesh.stop_all()
 
 
 def dispersed_settled(mesh: ProcessMesh, owner: str, limit: int) -> bool:

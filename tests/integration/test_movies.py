@@ -12,7 +12,6 @@ import hashlib
 import signal
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,14 +53,6 @@ def sha256(path: Path) -> str:
         while chunk := file.read(BLOCK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def start(nodes: list[NodeProcess], card: Path, *extra: str) -> NodeProcess:

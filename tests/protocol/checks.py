@@ -80,35 +80,37 @@ TABLE: dict[str, Reached] = {
     "catalog@Sync.on_thumbnail": Reached(f"{C}[catalog@Sync.on_thumbnail]"),
     "catalog@Sync.on_thumbnail#2": Reached(f"{C}[catalog@Sync.on_thumbnail#2]"),
     # --- movies' strips (FIG. 15A) --------------------------------------------------------------
-    "unexpected@Strips.on_strip": Reached(
-        f"{S}::test_a_strip_to_a_device_that_named_no_strip_capability_is_refused"),
-    "catalog@Strips.on_strip": Reached(f"{S}::test_a_strip_before_its_offer_is_refused"),
-    "catalog@Strips.on_strip#2": Reached(f"{S}::test_a_strip_for_a_still_is_refused"),
+    # one parametrised test: [no-capability], [before-offer] and [a-still] in this order
+    "unexpected@Strips.on_strip": Reached(f"{S}::test_a_strip_the_desk_cannot_take_is_refused"),
+    "catalog@Strips.on_strip": Reached(f"{S}::test_a_strip_the_desk_cannot_take_is_refused"),
+    "catalog@Strips.on_strip#2": Reached(f"{S}::test_a_strip_the_desk_cannot_take_is_refused"),
     "bad-offset@Strips.on_strip": Reached(
         f"{S}::test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused"),
+    "unexpected@Strips.on_want_strips": Reached(
+        f"{S}::test_want_strips_to_a_device_that_named_no_want_strips_is_refused"),
     # --- incoming streams (transfers) -----------------------------------------------------------
-    "unexpected-transfer@on_header": Reached(f"{C}[unexpected-transfer@on_header]", sim=LYING),
-    "wrong-destination@on_header": Reached(f"{C}[wrong-destination@on_header]"),
-    "bad-digest@on_header": Reached(f"{C}[bad-digest@on_header]"),
-    "bad-size@on_header": Reached(f"{C}[bad-size@on_header]", sim=LYING),
-    "bad-owner@on_header": Reached(f"{C}[bad-owner@on_header]"),
-    "bad-offset@on_header": Reached(f"{C}[bad-offset@on_header]"),
-    "unexpected-chunk@on_chunk": Reached(f"{C}[unexpected-chunk@on_chunk]", sim=LYING),
-    "bad-offset@on_chunk": Reached(f"{C}[bad-offset@on_chunk]", sim=LYING),
-    "unexpected-complete@on_complete": Reached(f"{C}[unexpected-complete@on_complete]", sim=LYING),
-    "bad-complete@on_complete": Reached(f"{C}[bad-complete@on_complete]", sim=LYING),
-    "hash-mismatch@on_complete": Reached(f"{C}[hash-mismatch@on_complete]", sim=LYING),
-    "hash-mismatch@on_complete#2": Reached(f"{C}[hash-mismatch@on_complete#2]", sim=LYING),
+    "unexpected-transfer@Inbound.on_header": Reached(f"{C}[unexpected-transfer@Inbound.on_header]", sim=LYING),
+    "wrong-destination@Inbound.on_header": Reached(f"{C}[wrong-destination@Inbound.on_header]"),
+    "bad-digest@Inbound.on_header": Reached(f"{C}[bad-digest@Inbound.on_header]"),
+    "bad-size@Inbound.on_header": Reached(f"{C}[bad-size@Inbound.on_header]", sim=LYING),
+    "bad-owner@Inbound.on_header": Reached(f"{C}[bad-owner@Inbound.on_header]"),
+    "bad-offset@Inbound.on_header": Reached(f"{C}[bad-offset@Inbound.on_header]"),
+    "unexpected-chunk@Inbound.on_chunk": Reached(f"{C}[unexpected-chunk@Inbound.on_chunk]", sim=LYING),
+    "bad-offset@Inbound.on_chunk": Reached(f"{C}[bad-offset@Inbound.on_chunk]", sim=LYING),
+    "unexpected-complete@Inbound.on_complete": Reached(f"{C}[unexpected-complete@Inbound.on_complete]", sim=LYING),
+    "bad-complete@Inbound.on_complete": Reached(f"{C}[bad-complete@Inbound.on_complete]", sim=LYING),
+    "hash-mismatch@Inbound.on_complete": Reached(f"{C}[hash-mismatch@Inbound.on_complete]", sim=LYING),
+    "hash-mismatch@Inbound.on_complete#2": Reached(f"{C}[hash-mismatch@Inbound.on_complete#2]", sim=LYING),
     # --- serving and read-out -----------------------------------------------------------------
-    "bad-offset@on_request": Reached(f"{C}[bad-offset@on_request]"),
-    "bad-offset@ReadOuts._serve": Reached(f"{C}[bad-offset@ReadOuts._serve]"),
-    "bad-offset@ReadOuts.relay": Reached(f"{C}[bad-offset@ReadOuts.relay]"),
-    "bad-offset@ReadOuts.relay#2": Reached(
+    "bad-offset@Serving.on_request": Reached(f"{C}[bad-offset@Serving.on_request]"),
+    "bad-offset@Serving._serve": Reached(f"{C}[bad-offset@Serving._serve]"),
+    "bad-offset@Collections.relay": Reached(f"{C}[bad-offset@Collections.relay]"),
+    "bad-offset@Collections.relay#2": Reached(
         f"{C}[bad-accept@Dispersal.on_accept (offset)]",
         note="shadowed: a repair's relay starts at an accept's offset, and on_accept refuses "
         "an offset past the sealed size (bad-accept) before relaying",
     ),
-    "hash-mismatch@ReadOuts._open": Reached(f"{C}[hash-mismatch@ReadOuts._open]"),
+    "hash-mismatch@Collections._open": Reached(f"{C}[hash-mismatch@Collections._open]"),
     # --- dispersal ------------------------------------------------------------------------------
     "bad-accept@Dispersal.on_accept": Reached(f"{C}[bad-accept@Dispersal.on_accept]", sim=LYING),
     "bad-digest@Dispersal.on_stored": Reached(f"{C}[bad-digest@Dispersal.on_stored]", sim=LYING),
@@ -127,22 +129,22 @@ TABLE: dict[str, Reached] = {
     ),
     "refuse:DisperseReject@Dispersal._reject": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
-    "refuse:TransferFailed@ReadOuts.on_readout": Reached(
+    "refuse:TransferFailed@Serving.on_readout": Reached(
         f"{R}::test_a_read_out_of_a_picture_without_a_copy_here_is_refused"),
-    "refuse:TransferFailed@ReadOuts.relay": Reached(
+    "refuse:TransferFailed@Collections.relay": Reached(
         f"{R}::test_a_read_out_of_a_dispersed_original_whose_holder_is_away_is_refused_naming_it"),
-    "refuse:TransferFailed@ReadOuts.on_collect": Reached(
+    "refuse:TransferFailed@Serving.on_collect": Reached(
         f"{R}::test_a_collection_of_what_is_not_held_is_refused"),
-    "refuse:TransferFailed@ReadOuts.collect_failed": Reached(
+    "refuse:TransferFailed@Collections._lost": Reached(
         f"{R}::test_readers_of_a_relay_hear_why_when_its_holder_goes"),
-    "refuse:TransferFailed@ReadOuts.collect_failed#2": Reached(
+    "refuse:TransferFailed@Collections._lost#2": Reached(
         f"{R}::test_an_owner_reading_out_collects_then_serves_waiting_readers_or_tells_them"),
-    "refuse:TransferFailed@on_request": Reached(
+    "refuse:TransferFailed@Serving.on_request": Reached(
         f"{R}::test_a_request_for_a_picture_never_had_is_refused"),
-    "refuse:TransferFailed@on_request#2": Reached(
+    "refuse:TransferFailed@Serving.on_request#2": Reached(
         f"{R}::test_a_background_pull_of_a_dispersed_original_is_refused_not_collected"),
-    "refuse:TransferFailed@serve_smaller": Reached(
+    "refuse:TransferFailed@Serving._serve_smaller": Reached(
         f"{R}::test_a_smaller_copy_that_cannot_be_made_is_refused_with_the_reason"),
-    "refuse:TransferFailed@render": Reached(
+    "refuse:TransferFailed@Serving.render": Reached(
         f"{R}::test_an_original_freed_while_queued_turns_into_a_refusal_not_stale_bytes"),
 }

@@ -81,7 +81,6 @@ class MemoryMesh:
         store = MemoryStore(device_id(name), capacity)
         bugs: frozenset[str] = options.pop("planted_bugs", frozenset())  # type: ignore[assignment]
         parts = planted.parts_for(bugs)
-        options["planted_bugs"] = bugs & planted.SWITCHED
         config = NodeConfig(name=name, role=role, default_policy=policy, **options)  # type: ignore[arg-type]
         node = Node(store, config, random.Random(name), parts=parts)
         dev = MemoryDevice(name, store, node, config, parts)

@@ -33,6 +33,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
 )
 
 ids = st.binary(min_size=32, max_size=32).map(bytes.hex)
@@ -140,6 +141,7 @@ STRATEGIES: Mapping[type[Message], st.SearchStrategy[Message]] = {
     Goodbye: st.builds(Goodbye, reason=text(Limits.MAX_TEXT)),
     Error: st.builds(Error, code=text(64), message=text(Limits.MAX_TEXT)),
     Strip: strips,
+    WantStrips: st.builds(WantStrips, image_ids=st.lists(ids, min_size=1, max_size=4).map(tuple)),
 }
 
 assert set(STRATEGIES) == set(MESSAGE_TYPES), "every message type needs a strategy"

@@ -215,4 +215,5 @@ def _sample_messages(rng: random.Random) -> list[Message]:
             kinds=("interval", "interval", "scene"),
             jpegs=(rng.randbytes(200), rng.randbytes(100), rng.randbytes(50)),
         ),
+        m.WantStrips(image_ids=(ident,) * Limits.MAX_WANTED_STRIPS),
     ]

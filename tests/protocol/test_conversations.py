@@ -380,7 +380,7 @@ def camera_with_picture(**options: object) -> tuple[Node, MemoryStore, str]:
     data = random.Random(1).randbytes(SIZE)
     record = store.add_local(data, name="a.jpg", now=0.0, capture_time=0.0)
     bugs: frozenset[str] = options.pop("planted_bugs", frozenset())  # type: ignore[assignment]
-    config = NodeConfig(name="cam", role=Role.CAMERA, planted_bugs=bugs & planted.SWITCHED, **options)  # type: ignore[arg-type]
+    config = NodeConfig(name="cam", role=Role.CAMERA, **options)  # type: ignore[arg-type]
     node = Node(store, config, random.Random(1), parts=planted.parts_for(bugs))
     return node, store, record.image_id
 

@@ -15,7 +15,7 @@ import pytest
 from protocol import events as ev
 from protocol.config import Policy
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.messages import Limits, Purpose, Role, Strip
+from protocol.messages import Limits, Purpose, Role, Strip, WantStrips
 from protocol.node import Node
 from protocol.scheduler import (
     Lane,
@@ -27,7 +27,7 @@ from protocol.scheduler import (
     Transfer,
 )
 from protocol.store import NotFound, StripFrame
-from protocol.strips import CAPABILITY, strip_message
+from protocol.strips import CAPABILITY, WANT, strip_message
 from sim.memstore import MemoryStore
 from tests.protocol.harness import MemoryDevice, MemoryMesh
 
@@ -52,6 +52,11 @@ class ShelfStore(MemoryStore):
         if self.image(image_id) is None:
             raise NotFound(f"no picture {image_id[:12]}")
         self.strips[image_id] = list(strip)
+
+    def strips_missing(self) -> list[str]:
+        return [r.image_id for r in self.images()
+                if r.origin != self.device_id and r.mime.startswith("video/")
+                and r.metadata.get("strip_frames") and r.image_id not in self.strips]
 
 
 def shelved(mesh: MemoryMesh, name: str, **options: object) -> MemoryDevice:
@@ -89,7 +94,7 @@ def test_the_whole_strip_arrives_right_behind_the_offer_before_the_movie_s_first
     assert desk.store.strip(image_id) == FRAMES  # type: ignore[attr-defined]
     assert [e.frames for e in desk.of(ev.StripArrived)] == [3]  # type: ignore[attr-defined]
     hello = next(m for m in mesh.between("cam", "desk") if m.TAG == "hello")
-    assert hello.capabilities == (CAPABILITY,)  # type: ignore[attr-defined]
+    assert hello.capabilities == (CAPABILITY, WANT)  # type: ignore[attr-defined]
 
 
 def test_a_peer_that_keeps_no_strips_is_sent_none_and_its_hello_is_unchanged() -> None:
@@ -192,25 +197,22 @@ def _receive(desk: MemoryDevice, mesh: MemoryMesh, msg: Strip) -> None:
     desk.node.apply(desk.node.strips.on_strip(link, msg))
 
 
-def test_a_strip_to_a_device_that_named_no_strip_capability_is_refused() -> None:
-    mesh, desk, image_id = _desk_with_offer(shelf=False)
-    with pytest.raises(RemoteProtocolError, match="capability") as info:
-        _receive(desk, mesh, _strip_for(image_id))
-    assert info.value.code == "unexpected"
-
-
-def test_a_strip_before_its_offer_is_refused() -> None:
-    mesh, desk, _ = _desk_with_offer()
-    with pytest.raises(RemoteProtocolError, match="offer never came") as info:
-        _receive(desk, mesh, _strip_for("b" * 64))
-    assert info.value.code == "catalog"
-
-
-def test_a_strip_for_a_still_is_refused() -> None:
-    mesh, desk, image_id = _desk_with_offer("image/jpeg")
-    with pytest.raises(RemoteProtocolError, match="not a movie") as info:
-        _receive(desk, mesh, _strip_for(image_id))
-    assert info.value.code == "catalog"
+@pytest.mark.parametrize(
+    ("mime", "shelf", "offered", "match", "code"),
+    [
+        pytest.param("video/mp4", False, True, "capability", "unexpected", id="no-capability"),
+        pytest.param("video/mp4", True, False, "offer never came", "catalog", id="before-offer"),
+        pytest.param("image/jpeg", True, True, "not a movie", "catalog", id="a-still"),
+    ],
+)
+def test_a_strip_the_desk_cannot_take_is_refused(
+    mime: str, shelf: bool, offered: bool, match: str, code: str
+) -> None:
+    """To a device that named no strip capability, before its offer, or for a still."""
+    mesh, desk, image_id = _desk_with_offer(mime, shelf=shelf)
+    with pytest.raises(RemoteProtocolError, match=match) as info:
+        _receive(desk, mesh, _strip_for(image_id if offered else "b" * 64))
+    assert info.value.code == code
 
 
 def test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused() -> None:
@@ -219,3 +221,106 @@ def test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused() -> None:
         _receive(desk, mesh, _strip_for(image_id, (0, 10, 200_000)))
     assert info.value.code == "bad-offset"
     _receive(desk, mesh, _strip_for(image_id, (0, None, 199_999)))  # the last byte is still in it
+
+
+# --- a link that breaks between the offer and its strip ----------------------------------------
+
+
+def _offer_then_break(mesh: MemoryMesh, image_id_of: list[str]) -> None:
+    """The movie's offer reaches the desk; the link breaks before its strip goes."""
+    image_id_of.append(movie(mesh, "cam"))
+    mesh.pump(until=lambda d: d.msg.TAG == "thumb" and d.dst == "desk")
+    mesh.disconnect("cam", "desk")
+
+
+def test_a_strip_cut_off_after_its_offer_comes_when_the_link_is_back() -> None:
+    """Before, a strip queued behind an offer died with the link: the desk's catalog said it
+    had the offer, so nothing was ever sent again.  The desk now asks (WantStrips)."""
+    mesh = MemoryMesh()
+    shelved(mesh, "cam")
+    desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "desk")
+    ids: list[str] = []
+    _offer_then_break(mesh, ids)
+    image_id = ids[0]
+    assert mesh.kinds("cam", "desk", image_id) == ["thumb"]
+    assert desk.store.strips_missing() == [image_id]  # type: ignore[attr-defined]
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    wants = [m for m in mesh.between("desk", "cam") if m.TAG == "want-strips"]
+    assert [w.image_ids for w in wants] == [(image_id,)]  # type: ignore[attr-defined]
+    assert mesh.kinds("cam", "desk", image_id) == ["thumb", "strip"]  # the offer: not again
+    assert desk.store.strip(image_id) == FRAMES  # type: ignore[attr-defined]
+    assert desk.store.strips_missing() == []  # type: ignore[attr-defined]
+    mesh.disconnect("cam", "desk")  # and a later link asks for nothing
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    assert len([m for m in mesh.between("desk", "cam") if m.TAG == "want-strips"]) == 1
+
+
+def test_a_desk_restarted_after_the_break_still_asks_for_the_strip() -> None:
+    """What is missing is read from the card, not remembered by the node."""
+    mesh = MemoryMesh()
+    shelved(mesh, "cam")
+    desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "desk")
+    ids: list[str] = []
+    _offer_then_break(mesh, ids)
+    mesh.restart("desk")
+    mesh.connect("cam", "desk")
+    mesh.pump()
+    assert desk.store.strip(ids[0]) == FRAMES  # type: ignore[attr-defined]
+
+
+def test_a_desk_asks_another_peer_that_keeps_the_strip() -> None:
+    """The camera is away; a second desk that got the strip answers for it (FIG. 21)."""
+    mesh = MemoryMesh()
+    shelved(mesh, "cam")
+    desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
+    other = shelved(mesh, "other", role=Role.DESK, policy=Policy.THUMBNAILS)
+    mesh.connect("cam", "desk")
+    mesh.connect("cam", "other")
+    ids: list[str] = []
+    _offer_then_break(mesh, ids)
+    mesh.pump()
+    assert other.store.strip(ids[0]) == FRAMES  # type: ignore[attr-defined]
+    mesh.disconnect("cam", "other")
+    mesh.connect("desk", "other")
+    mesh.pump()
+    assert desk.store.strip(ids[0]) == FRAMES  # type: ignore[attr-defined]
+    assert mesh.kinds("other", "desk", ids[0])[-1] == "strip"
+
+
+def test_a_strip_is_relayed_once_round_a_ring_of_desks() -> None:
+    """A strip new to a desk goes on to its peers; one it already had goes nowhere (before,
+    every copy was relayed again, and three desks in a ring passed it round for ever)."""
+    mesh = MemoryMesh()
+    shelved(mesh, "cam")
+    for name in ("d1", "d2", "d3"):
+        shelved(mesh, name, role=Role.DESK, policy=Policy.THUMBNAILS)
+    mesh.connect("d1", "d2")
+    mesh.connect("d2", "d3")
+    mesh.connect("d3", "d1")
+    mesh.connect("cam", "d1")
+    image_id = movie(mesh, "cam")
+    mesh.pump(max_rounds=2_000)
+    strips = [d for d in mesh.log if d.msg.TAG == "strip"]
+    assert len(strips) <= 1 + 2 + 2  # cam -> d1; d1 -> d2, d3; d2 <-> d3 cross once
+    for name in ("d1", "d2", "d3"):
+        assert mesh.devices[name].store.strip(image_id) == FRAMES  # type: ignore[attr-defined]
+
+
+def test_want_strips_to_a_device_that_named_no_want_strips_is_refused() -> None:
+    mesh, desk, image_id = _desk_with_offer(shelf=False)
+    cam = mesh.devices["cam"]
+    link = cam.node.links[desk.id]
+    with pytest.raises(RemoteProtocolError, match="want-strips") as info:
+        cam.node.apply(cam.node.strips.on_want_strips(link, WantStrips(image_ids=(image_id,))))
+    assert info.value.code == "unexpected"
+
+
+def test_want_strips_for_unknown_pictures_or_stills_queues_nothing() -> None:
+    mesh, desk, image_id = _desk_with_offer("image/jpeg")
+    cam = mesh.devices["cam"]
+    link = cam.node.links[desk.id]
+    assert cam.node.strips.on_want_strips(link, WantStrips(image_ids=(image_id, "c" * 64))) == []

@@ -37,6 +37,7 @@ from protocol.messages import (
     Strip,
     ThumbnailOffer,
     TransferFailed,
+    WantStrips,
     describe,
 )
 from tests.protocol.message_strategies import messages
@@ -86,6 +87,7 @@ VALID: dict[type[Message], dict[str, Any]] = {
         image_id=A, times=(0.0, 10.0), offsets=(48, None), kinds=("interval", "scene"),
         jpegs=(b"\xff\xd8a", b"\xff\xd8b"),
     ),
+    WantStrips: dict(image_ids=(A,)),
 }
 
 BAD_IDS = ["", "a" * 63, "a" * 65, A.upper(), "g" * 64, A.encode(), None, 7]
@@ -114,6 +116,9 @@ BAD: list[tuple[type[Message], str, object]] = [
     (Strip, "jpegs", (b"", b"j")),
     (Strip, "jpegs", (b"j" * (Limits.MAX_STRIP_JPEG + 1), b"j")),
     (Strip, "jpegs", ("text", b"j")),
+    (WantStrips, "image_ids", ()),
+    (WantStrips, "image_ids", ("a" * 63,)),
+    (WantStrips, "image_ids", (A,) * (Limits.MAX_WANTED_STRIPS + 1)),
     (Hello, "capacity", -1),
     (Hello, "free", 2**62 + 1),
     (Catalog, "seen", {"bad": 1}),

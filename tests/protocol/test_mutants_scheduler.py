@@ -241,7 +241,7 @@ def test_a_relay_sends_only_what_the_holder_sent_so_far() -> None:
     sched.mark_thumbnail_known(IDS[0])
     t = transfer(0, size=3 * CHUNK)
     t.available = CHUNK + 5
-    t.sealed = False
+    t.may_complete = False
     assert t.sendable_to() == CHUNK + 5
     sched.add_transfer(t)
     items = drain(sched)
@@ -256,8 +256,8 @@ def test_a_relay_sends_only_what_the_holder_sent_so_far() -> None:
         (CHUNK + 5, CHUNK),
         (2 * CHUNK + 5, CHUNK - 5),
     ]
-    assert sched.pop() is None and sched.has_work()  # done, but not sealed
-    t.sealed = True
+    assert sched.pop() is None and sched.has_work()  # done, but may not complete yet
+    t.may_complete = True
     assert sched.pop() == SendComplete(t)
     everything = transfer(1, size=7)
     assert everything.sendable_to() == 7  # available -1: the whole original

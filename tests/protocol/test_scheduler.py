@@ -212,15 +212,15 @@ def test_resume_from_an_offset_and_a_relay_waits_for_bytes() -> None:
     t = transfer(3, Lane.URGENT)
     t.offset = CHUNK + 1
     t.available = CHUNK + 1
-    t.sealed = False
+    t.may_complete = False
     sched.add_transfer(t)
     assert isinstance(sched.pop(), SendHeader)
     assert sched.pop() is None  # no bytes from the holder yet
     t.available = t.size
     items = drain(sched)
     assert [type(i) for i in items] == [SendChunk] * 3  # 2 * CHUNK + 6 bytes left
-    assert sched.pop() is None  # not sealed: the digest was not verified yet
-    t.sealed = True
+    assert sched.pop() is None  # may not complete: the digest was not verified yet
+    t.may_complete = True
     assert isinstance(sched.pop(), SendComplete)
 
 

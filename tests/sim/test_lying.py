@@ -97,7 +97,7 @@ def test_a_liar_is_cut_off_for_every_lie_it_tells() -> None:
 def test_a_liars_changed_bytes_never_get_an_honest_holder_cut_off() -> None:
     """Found by the liar: a collection resumed from a second holder after the first sent a
     changed record was judged on the liar's bytes, and the honest holder was cut off
-    (fixed in protocol/readout.py ``_open`` and protocol/transfers.py ``on_complete``)."""
+    (fixed in protocol/collections.py ``_open`` and protocol/inbound.py ``on_complete``)."""
     scenario = sc.generate(
         5, cameras=3, pictures=20, desks=2, faults=("full", "readout", "breaks", "lying")
     )
@@ -137,7 +137,7 @@ CASES: dict[str, tuple[st.SearchStrategy[sc.Scenario], str, bool]] = {
         True,
     ),
     # Believed, a read-out answered with changed bytes hands the user a wrong picture.
-    "hash-mismatch@on_complete": (
+    "hash-mismatch@Inbound.on_complete": (
         lying_scenarios(kinds=(sc.READOUT,), lies=("corrupt-chunk",), max_pictures=3, min_steps=1),
         "readout",
         True,

@@ -19,9 +19,8 @@ from sim import planted
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocol"
 
 
-def test_every_planted_bug_is_a_part_or_still_a_named_switch() -> None:
-    assert set(planted.PLANTED) | planted.SWITCHED == PLANTED_BUGS
-    assert not set(planted.PLANTED) & planted.SWITCHED
+def test_every_planted_bug_is_a_part() -> None:
+    assert set(planted.PLANTED) == PLANTED_BUGS
 
 
 @pytest.mark.parametrize("bug", sorted(planted.PLANTED))
@@ -43,6 +42,5 @@ def test_parts_for_plants_the_one_part_a_bug_names(bug: str) -> None:
 
 def test_no_bug_no_planted_part_and_an_unknown_name_is_refused() -> None:
     assert planted.parts_for(frozenset()) == Parts()
-    assert planted.parts_for(planted.SWITCHED) == Parts()
     with pytest.raises(ValueError, match="unknown planted bugs"):
         planted.parts_for(frozenset({"no-such-bug"}))

@@ -90,11 +90,26 @@ def test_a_60s_1080p_movie_gets_interval_frames_and_exactly_its_three_scene_fram
 
 
 def test_the_strip_decodes_little_more_than_its_own_frames(movie_1080p: Path) -> None:
-    """Never a full decode: 32 keyframes in 60 s, of which the strip's nine and, per cut, at
-    most the keyframe before it (the cut keyframes come off the GOP cadence) are decoded."""
+    """Never a full decode: 32 keyframes in 60 s, of which the strip's nine and the last one
+    (a cut after the last probe) are decoded.  The encoder put each cut's keyframe off the GOP
+    cadence, which says the keyframe before it is of the old scene: that one is not decoded."""
     movie = extract_movie(movie_1080p)
     assert len(keyframes(movie_1080p)) == 32 and len(movie.strip) == 9
-    assert movie.keyframes_decoded <= len(movie.strip) + 3 + 1  # +1: the last keyframe
+    assert movie.keyframes_decoded == len(movie.strip) + 1
+
+
+def test_with_a_fixed_gop_a_cut_is_found_at_the_first_keyframe_after_it(tmp_path: Path) -> None:
+    """A camera whose GOP is fixed puts no keyframe at a cut: the scene frame is the first
+    keyframe of the new scene, found by decoding (the packets say nothing)."""
+    path = movie_samples.write_movie(tmp_path / "fixed.mp4", seconds=24, size=(320, 180),
+                                     gop_s=1.0, cuts=(4.5, 16.2), keyframe_at_cuts=False)
+    assert [t for t, _ in keyframes(path)] == [float(n) for n in range(24)]
+    movie = extract_movie(path)
+    assert [(f.time, f.kind) for f in movie.strip] == [
+        (0.0, "interval"), (5.0, "scene"), (10.0, "interval"), (17.0, "scene"),
+        (20.0, "interval")]
+    for frame, scene in zip(movie.strip, (0, 1, 1, 2, 2), strict=True):
+        assert near(colour_of(frame.jpeg), movie_samples.COLOURS[scene])
 
 
 def test_strip_times_are_the_keyframes_own_in_a_movie_with_b_frames(tmp_path: Path) -> None:
@@ -410,3 +425,26 @@ def test_a_transport_stream_without_an_index_gets_its_strip(
     assert (got.mime, got.thumbnail_source) == ("video/mp2t", "keyframe")
     assert [f.kind for f in got.strip] == ["interval", "scene"]
     assert all(f.offset is not None and f.offset % packet == 0 for f in got.strip)
+
+
+def test_a_card_lists_other_devices_movies_whose_strip_never_came(tmp_path: Path) -> None:
+    """protocol.store.StripShelf.strips_missing: what a desk asks for when a link is back."""
+    from protocol.store import ImageRecord, Where
+    from storage.movies import StripFrame
+
+    peer = "b" * 64
+
+    def offered(image_id: str, seq: int, mime: str, metadata: dict[str, object]) -> None:
+        card.add_thumbnail(ImageRecord(image_id, peer, seq, "C0001.MP4", 10_000, mime, None,
+                                       metadata, b"poster", Where.ABSENT), float(seq))
+
+    with Card.create(tmp_path / "card", device_id="d" * 64, name="desk",
+                     capacity=10**9) as card:
+        offered("1" * 64, 1, "video/mp4", {"strip_frames": 3, "duration": 12.0})
+        offered("2" * 64, 2, "video/quicktime", {"strip_frames": 2})
+        offered("3" * 64, 3, "video/mp4", {"duration": 4.0})  # no strip was made for it
+        offered("4" * 64, 4, "image/jpeg", {"strip_frames": 3})  # a still is no movie
+        card.add_local(b"our own picture", name="a.jpg", now=9.0)
+        assert card.strips_missing() == ["2" * 64, "1" * 64]  # the newest first
+        card.set_strip("2" * 64, [StripFrame(0.0, 48, "interval", b"\xff\xd8p")])
+        assert card.strips_missing() == ["1" * 64]

@@ -1,4 +1,4 @@
-"""Kill-tests for protocol/transfers.py's mutants (issue 14), through Nodes on a harness mesh.
+"""Kill-tests for protocol/inbound.py's mutants (issue 14), through Nodes on a harness mesh.
 
 ``abandon`` had no test in the fast suites at all: a card that fills while an
 original streams in (the user captured meanwhile).  The receiver must refuse
