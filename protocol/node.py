@@ -353,6 +353,15 @@ class Node:
         self.dispersal.repair(holder_id, now)
         return outcomes.repairing(holder_id, listed, self._events[mark:], self.store)
 
+    def reconfigure(self, config: NodeConfig) -> None:
+        """Use ``config`` from now on (a new high-water mark): every machine that was handed
+        the old config is handed this one."""
+        old, self.config = self.config, config
+        for part in vars(self).values():
+            if getattr(part, "config", None) is old:
+                part.config = config
+        self._deadline_stale = True
+
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
         self.apply(self.keepalive.tick(now))
