@@ -139,7 +139,7 @@ async def _has(card: Path, ids: set[str]) -> bool:
 async def test_a_bad_control_request_is_answered_and_the_node_keeps_running(
     tmp_path: Path,
 ) -> None:
-    async with two_nodes(tmp_path) as (ra, _):
+    async with two_nodes(tmp_path, network=MemoryNetwork()) as (ra, _):
         for request, reason in (
             ({"op": "request", "id": "ffff"}, "no picture"),
             ({"op": "nonsense"}, "unknown control request"),
@@ -220,6 +220,10 @@ async def test_the_high_water_mark_changes_for_the_runtime_and_its_node(tmp_path
         rt = runtime_for(path, card)
         await rt.set_high_water(0.5)
         assert rt.config.high_water == rt.node.config.high_water == 0.5
+        # Every machine of the node sees it (Node.reconfigure), not only the node itself.
+        held = [name for name, part in vars(rt.node).items()
+                if hasattr(part, "config") and part.config is not rt.node.config]
+        assert held == [], f"machines still on the old config: {held}"
         assert rt.config.name == "a"  # only the mark changed
         with pytest.raises(CammeshError, match="high_water"):
             await rt.set_high_water(1.5)
