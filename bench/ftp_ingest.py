@@ -6,8 +6,11 @@ pyftpdlib server (its stock handlers, no cammesh code) in a process of its own. 
 client (ftplib, explicit FTPS with PROT P unless ``--plain``, one control connection, the
 same block size) sends the same files to each, one after the other, as a camera sends a
 burst.  ``--repeats`` bursts (default 3), each of new pictures: bare, ours, the mesh
-left to go quiet (the desk has every original), bare again; before them, three small
-frames warm the mesh (a node's first import loads Pillow).
+left to go quiet, bare again; before them, three small frames warm the mesh (a node's
+first import loads Pillow).  The desk pulls originals as ``--desk-policy`` says:
+``requested`` (what `cammesh desk` does unless told otherwise: only thumbnails travel here)
+or ``all`` (every original follows its thumbnail, during the burst; quiet means the desk
+has them all).
 
 - ``thumbnail_after_upload_p50_ms`` / ``_p99_ms``: from each upload's completion (the
   client has the STOR's 226 reply) to the desk's ``ThumbnailArrived`` line for that
@@ -26,6 +29,7 @@ frames warm the mesh (a node's first import loads Pillow).
   two cores had to share, against what the bare server and its client needed.
 
     python bench/ftp_ingest.py [--count 20] [--repeats 3] [--size 24mp|small] [--plain]
+                               [--desk-policy requested|all]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,8 @@ P99_TARGET_MS = 150.0
 RATIO_TARGET = 0.90
 BLOCK = 256 * 1024  # the client's write size, the same against both servers
 WARM_UP = 3  # small frames sent before the bursts
+QUIET_S = 0.5  # after a burst, the mesh is quiet once it uses less than QUIET_CPU of a
+QUIET_CPU = 0.1  # core over QUIET_S
 
 BARE_SERVER = """
 import logging, sys
@@ -164,9 +171,23 @@ def first_events(node: Any, event: str) -> dict[str, float]:
     return seen
 
 
+def until_quiet(cpu_now: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Wait until our processes use less than ``QUIET_CPU`` of a core over ``QUIET_S``; the
+    processor seconds then."""
+    last = cpu_now()
+    for _ in range(int(600 / QUIET_S)):
+        time.sleep(QUIET_S)
+        now = cpu_now()
+        if sum(now.values()) - sum(last.values()) < QUIET_CPU * QUIET_S:
+            return now
+        last = now
+    raise AssertionError("the mesh did not go quiet within 600 s")
+
+
 def burst(mesh: FtpMesh, folder: Path, identity: Identity, pictures: list[Path], *, tls: bool,
-          name: str) -> dict[str, Any]:
-    """Bare, ours, quiet, bare: one burst's figures."""
+          name: str, pull_all: bool) -> dict[str, Any]:
+    """Bare, ours, quiet (with ``pull_all`` the desk has every original), bare: one burst's
+    figures."""
     ids = [picture_id(p) for p in pictures]
     cam = mesh.mesh["cam"].running.proc
     desk = mesh.mesh["desk"].running.proc
@@ -185,9 +206,10 @@ def burst(mesh: FtpMesh, folder: Path, identity: Identity, pictures: list[Path],
     seen = wait_until("every thumbnail at the desk", lambda: (
         found if set(ids) <= set(found := first_events(mesh.desk, "ThumbnailArrived"))
         else None), timeout=600, every=0.2)
-    wait_until("every original at the desk", lambda: set(ids) <= set(
-        first_events(mesh.desk, "OriginalArrived")), timeout=1200, every=0.5)
-    quiet = cpu_now()
+    if pull_all:
+        wait_until("every original at the desk", lambda: set(ids) <= set(
+            first_events(mesh.desk, "OriginalArrived")), timeout=1200, every=0.5)
+    quiet = until_quiet(cpu_now)
     bare_after, bare_cpu_after = bare_upload(folder, identity, pictures, tls=tls)
     captured = first_events(mesh.cam, "Captured")
     return {
@@ -217,7 +239,9 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     sets = [cached_pictures(args.size, args.count, seed=11 + n) for n in range(args.repeats)]
     paced = cached_pictures(args.size, args.count, seed=11 + args.repeats)  # new pictures
     paced_ids = [picture_id(p) for p in paced]
-    mesh = start_ftp_mesh(folder / "mesh", accounts={"bench": "Bench"}, host="127.0.0.1")
+    pull_all = args.desk_policy == "all"
+    mesh = start_ftp_mesh(folder / "mesh", accounts={"bench": "Bench"}, host="127.0.0.1",
+                          desk_args=("--policy", f"*={args.desk_policy}"))
     try:
         identity = Identity.load(mesh.mesh["cam"].card)
         # A node's first import loads Pillow and warms its threads and catalog; a few small
@@ -225,9 +249,11 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         warm = cached_pictures("small", WARM_UP, seed=99)
         upload(mesh.ftp_port, "bench", mesh.passwords["bench"], warm, tls=tls, folder="warm")
         warm_ids = {picture_id(p) for p in warm}
-        wait_until("the warm-up's originals at the desk", lambda: warm_ids <= set(
-            first_events(mesh.desk, "OriginalArrived")), timeout=300, every=0.3)
-        bursts = [burst(mesh, folder, identity, pictures, tls=tls, name=f"{DATED}-{n}")
+        wait_until("the warm-up's pictures at the desk", lambda: warm_ids <= set(
+            first_events(mesh.desk, "OriginalArrived" if pull_all else "ThumbnailArrived")),
+            timeout=300, every=0.3)
+        bursts = [burst(mesh, folder, identity, pictures, tls=tls, name=f"{DATED}-{n}",
+                        pull_all=pull_all)
                   for n, pictures in enumerate(sets)]
         # Beside the target: a burst at a camera's own pace (a wired Z9's FTP tops out near
         # 100 MB/s), where the node's import is not queued behind loopback.
@@ -253,6 +279,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "client": f"ftplib {'FTP_TLS (AUTH TLS, PROT P)' if tls else 'FTP (plain)'}, "
                   f"{BLOCK // 1024} KiB blocks, one session",
         "link": "loopback; the desk is a peer node over TLS",
+        "desk_policy": args.desk_policy,
         "warm_up": f"{WARM_UP} small frames before the bursts",
         "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": os.getloadavg()[0]},
         "thumbnail_after_upload_p50_ms": round(percentile(delays, 50), 1),
@@ -282,6 +309,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="bursts, each of new pictures")
     parser.add_argument("--size", default="24mp", choices=["24mp", "small"])
     parser.add_argument("--plain", action="store_true", help="plain FTP instead of FTPS")
+    parser.add_argument("--desk-policy", default="requested", choices=["requested", "all"],
+                        help="which originals the desk pulls: 'requested' (the default of "
+                        "`cammesh desk`: none here) or 'all' (every one, during the bursts)")
     parser.add_argument("--pace", type=float, default=100.0, metavar="MB/S",
                         help="the rate of the paced burst (reported beside the target)")
     args = parser.parse_args()

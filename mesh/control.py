@@ -23,7 +23,7 @@ from protocol.errors import CammeshError
 if TYPE_CHECKING:
     import trio
 
-    from protocol.store import ImageRecord
+    from protocol.store import ImageRecord, Store
     from storage.card_smaller import SmallerCopy
 
 log = logging.getLogger("cammesh.control")
@@ -84,6 +84,17 @@ def check_smaller_request(max_side: object, quality: object) -> tuple[int | None
                  "the long edge must be a whole number of pixels (empty: the original size)")
     q = whole(quality, 1, 100, f"the JPEG quality must be a whole number (empty: {DEFAULT_QUALITY})")
     return side, q
+
+
+def sealed_without_key(card: Store) -> int:
+    """How many originals the card holds sealed for their owners with no key wrapped for this
+    device: only their owners can read them out (issue 7; issue 17 has it said)."""
+    count = 0
+    for held in card.held_originals():
+        if held.digest != held.image_id:  # sealed: the bytes held are not the picture's
+            record = card.image(held.image_id)
+            count += record is None or record.wrapped_key is None
+    return count
 
 
 def smaller_json(copy: SmallerCopy | None) -> dict[str, Any] | None:

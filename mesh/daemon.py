@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from mesh.control import Note, check_smaller_request, image_json, serve_control, smaller_json
+from mesh.control import (
+    Note,
+    check_smaller_request,
+    image_json,
+    sealed_without_key,
+    serve_control,
+    smaller_json,
+)
 from mesh.errors import MeshError, ReadOutError
 from mesh.identity import short_id_of
 from mesh.runtime import Address, Runtime
@@ -102,6 +109,7 @@ class Controller:
             # Reduced copies received instead of originals (FIG. 10, S64-S65; issue 17).
             "smaller": {"count": len(smaller), "bytes": sum(c.size for c in smaller),
                         "kept": sum(c.kept for c in smaller)},
+            "sealed_without_key": await rt.call(sealed_without_key, rt.card),  # issue 17
             # Device id -> the name a person reads, with the short id only where two collide.
             "names": self.names(),
             "links": {

@@ -30,11 +30,12 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from mesh.control import check_smaller_request
 from mesh.desk_board import FINISHED, REREAD, Board, Facts, image_of, read_facts
 from mesh.desk_marks import ROUTES as MARKS_ROUTES
 from mesh.desk_marks import DeskMarks
 from mesh.desk_strips import route as strip_route
-from mesh.errors import HttpError
+from mesh.errors import HttpError, MeshError
 from mesh.runtime import Runtime
 from protocol import events as ev
 from protocol.messages import Limits
@@ -89,9 +90,9 @@ class Desk:
         """Load the board, then follow node events until cancelled."""
         rt = self.runtime
         board = self.board
-        board.names[rt.identity.device_id] = rt.config.name
+        board.name(rt.identity.device_id, rt.config.name)
         for pin in rt.membership().peers:
-            board.names[pin.device_id] = pin.name
+            board.name(pin.device_id, pin.name)
         board.connected.update(rt.links)
         unsubscribe = rt.subscribe(self._on_event)
         unsubscribe_captures = rt.subscribe_captures(self._reread_send.send_nowait)
@@ -123,11 +124,13 @@ class Desk:
         elif isinstance(event, ev.OriginalArrived):
             board.stopped(event.image_id)  # a smaller copy shows once the card is read again
         elif isinstance(event, ev.TransferRefused):
-            board.stopped(event.image_id, f"{board.names.get(event.peer, 'the peer')}: {event.reason}")
+            board.stopped(event.image_id, f"{board.shown(event.peer)}: {event.reason}")
+        elif isinstance(event, ev.RequestPending):  # why a reserved original waits (issue 17)
+            board.stopped(event.image_id, event.reason)
         elif isinstance(event, FINISHED):
             board.stopped(event.image_id)
         elif isinstance(event, ev.PeerReady):
-            board.names[event.peer] = event.hello.name
+            board.name(event.peer, event.hello.name)
             board.connected.add(event.peer)
         elif isinstance(event, ev.PeerGone):
             board.peer_gone(event.peer)
@@ -197,18 +200,19 @@ class Desk:
         elif method == "GET" and path.startswith("/thumb/"):
             await self.thumbnail(_image_id(path.removeprefix("/thumb/")), send)
         elif method == "GET" and path.startswith("/original/"):
-            await self.original(_image_id(path.removeprefix("/original/")), "download" in query, send)
+            await self.original(_image_id(path.removeprefix("/original/")), "download" in query,
+                                send, copy="copy" in query)
         elif method == "POST" and path in ("/api/request", "/api/refuse"):
             body = await _read_json(receive)
-            ids = body.get("ids")
-            if not isinstance(ids, list) or not ids:
-                raise HttpError(400, "name the pictures as a non-empty list of ids")
-            ids = [_image_id(i) for i in ids]
+            ids = _ids(body)
             if path == "/api/request":
                 await self.request(ids, body.get("max_side"), body.get("quality"))
             else:
                 await self.refuse(ids)
             await _send_json(send, {"ok": True, "ids": ids})
+        elif method == "POST" and path == "/api/keep":
+            body = await _read_json(receive)
+            await _send_json(send, await self.keep(_ids(body), body.get("keep", True)))
         elif (method, path) in MARKS_ROUTES:
             body = await _read_json(receive) if method == "POST" else {}
             await _send_json(send, await self.marks.answer(method, path, body))
@@ -282,15 +286,18 @@ class Desk:
         await _send_bytes(send, record.thumbnail, "image/jpeg",
                           extra=[(b"cache-control", b"public, max-age=31536000, immutable")])
 
-    async def original(self, image_id: str, download: bool, send: Send) -> None:
+    async def original(self, image_id: str, download: bool, send: Send, *, copy: bool = False) -> None:
+        """The original when it is here, else (or with ``copy``) the smaller copy the card
+        keeps (FIG. 10), named ``NAME-smaller.jpg`` so that it is never taken for the original."""
         rt = self.runtime
         record = await rt.call(rt.card.image, image_id)
         if record is None:
             raise HttpError(404, "no such picture on this desk")
-        # The original when it is here, else the smaller copy the card keeps (FIG. 10).
         size, read, mime, name = record.size, rt.card.read_original, record.mime, record.name
-        if record.where is not Where.LOCAL:
+        if copy or record.where is not Where.LOCAL:
             smaller = (await rt.call(rt.card.smaller_copies)).get(image_id)
+            if smaller is None and copy:
+                raise HttpError(404, "this desk keeps no smaller copy of that picture")
             if smaller is None:
                 raise HttpError(409, "its original has not arrived yet: select it and press Transfer")
             size, read, mime = smaller, rt.card.read_smaller, "image/jpeg"
@@ -317,11 +324,36 @@ class Desk:
     async def request(self, ids: list[str], max_side: object, quality: object) -> None:
         """FIG. 14A: these originals first, maybe as smaller copies (FIG. 10, S64-S65)."""
         rt = self.runtime
-        side = _opt_int(max_side, 16, Limits.MAX_SIDE, "max_side")
-        q = _opt_int(quality, 1, 100, "quality")
+        try:  # the very check and words of `cammesh request --max-side --quality`
+            side, q = check_smaller_request(max_side, quality)
+        except MeshError as exc:
+            raise HttpError(400, str(exc)) from exc
         for image_id in ids:
             await rt.call(rt.node.request, image_id, rt.now(), max_side=side, quality=q)
             self._reread_send.send_nowait(image_id)
+
+    async def keep(self, ids: list[str], keep: object) -> dict[str, Any]:
+        """Keep these smaller copies once their originals are here (or, ``keep`` false, let
+        them go then: at once where the original is here already), as `cammesh keep` does."""
+        if not isinstance(keep, bool):
+            raise HttpError(400, "keep is true (keep the copies) or false (let them go)")
+        rt = self.runtime
+        copies = await rt.call(rt.card.smaller_copies)
+        for image_id in ids:  # each checked before any is changed: all or nothing
+            if image_id not in copies:
+                tile = self.board.tiles.get(image_id)
+                raise HttpError(409, f"this desk has no smaller copy of "
+                                     f"{tile.facts.name if tile else image_id[:12]} to keep: "
+                                     "ask for one first (a long edge, then Transfer)")
+        kept = {}
+        for image_id in ids:
+            try:
+                copy = await rt.call(rt.card.keep_smaller, image_id, keep)
+            except StoreError as exc:  # its copy went meanwhile
+                raise HttpError(409, str(exc)) from exc
+            kept[image_id] = copy is not None and copy.kept
+            self._reread_send.send_nowait(image_id)
+        return {"ok": True, "kept": kept}
 
     async def refuse(self, ids: list[str]) -> None:
         """FIG. 13B: "not necessary": the original leaves the queue, a stream in flight stops."""
@@ -375,12 +407,11 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
-def _opt_int(value: object, lo: int, hi: int, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if type(value) is not int or not lo <= value <= hi:
-        raise HttpError(400, f"{name} must be a whole number from {lo} to {hi}")
-    return value
+def _ids(body: dict[str, Any]) -> list[str]:
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise HttpError(400, "name the pictures as a non-empty list of ids")
+    return [_image_id(i) for i in ids]
 
 
 def _image_id(value: object) -> str:

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mesh.desk_strips import Point, parts_in, strip_json
+from mesh.device_names import shown, shown_names
 from protocol import events as ev
-from protocol.store import DispersalState, Incoming, TransferState, Where
+from protocol.store import DispersalState, Incoming, StoreError, TransferState, Where
 from storage.card import Card
+from storage.card_smaller import SmallerCopy
 from storage.marks import DEFAULT_COLOR_LABELS, Marks
 
 NO_MARKS = Marks()
+COPY_HEAD = 256 * 1024  # at most this much of a smaller copy is read for its frame size
 
 # The information under a thumbnail (FIG. 17B, 18): EXIF keys as storage.metadata names them.
 SHOWN_METADATA = (
@@ -47,6 +50,21 @@ class Mark:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyFacts:
+    """A smaller copy on the card (FIG. 10, S64-S65): a reduced JPEG, never the original."""
+
+    size: int  # bytes
+    width: int | None  # pixels, from its frame header; None when it cannot be read
+    height: int | None
+    kept: bool  # kept on purpose: it stays once the original is here (issue 17)
+
+    def as_json(self) -> dict[str, Any]:
+        edge = None if self.width is None or self.height is None else max(self.width, self.height)
+        return {"size": self.size, "width": self.width, "height": self.height,
+                "long_edge": edge, "kept": self.kept}
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What the card says about one picture (no thumbnail bytes: the page fetches those apart)."""
 
@@ -64,7 +82,8 @@ class Facts:
     decision: TransferState  # our own user's request or refusal (Store.decision)
     holders: tuple[str, ...]  # dispersion-list holders that confirmed STORED
     held_for: str | None  # owner, when this card holds the original for it
-    smaller: int | None = None  # bytes of the smaller copy this card keeps (FIG. 10, S64-S65)
+    smaller: CopyFacts | None = None  # the smaller copy this card keeps (FIG. 10, S64-S65)
+    sealed: bool = False  # held sealed for its owner, and no key for it here (issue 7)
     marks: Marks = NO_MARKS  # the editor's rating, colour class, tag and captions (issue 19)
     strip: tuple[Point, ...] = ()  # a movie's strip frames (FIG. 15A), mesh/desk_strips.py
     partial: int = 0  # bytes of its original already on the card from an earlier stream
@@ -76,8 +95,8 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
         records = card.images()
     else:
         records = [r for r in (card.image(i) for i in dict.fromkeys(ids)) if r is not None]
-    held = {h.image_id: h.owner for h in card.held_originals()}
-    smaller = card.smaller_copies()
+    held = {h.image_id: h for h in card.held_originals()}
+    smaller = card.smaller_details()
     holders: dict[str, list[str]] = {}
     for entry in card.dispersion_list():
         if entry.state is DispersalState.STORED:
@@ -92,6 +111,8 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
         movie = r.mime.startswith("video/")
         strip = tuple(card.strip_points(r.image_id)) if movie else ()
         partial = card.partial_offset(r.image_id, Incoming.ORIGINAL) if strip and r.where is Where.ABSENT else 0
+        holding = held.get(r.image_id)
+        copy = smaller.get(r.image_id)
         out.append(
             Facts(
                 image_id=r.image_id, origin=r.origin, seq=r.seq, name=r.name, size=r.size,
@@ -99,11 +120,32 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
                 metadata={k: r.metadata[k] for k in SHOWN_METADATA if k in r.metadata},
                 where=r.where, thumbnail_at=r.thumbnail_at, original_at=r.original_at,
                 decision=decision, holders=tuple(holders.get(r.image_id, ())),
-                held_for=held.get(r.image_id), smaller=smaller.get(r.image_id),
+                held_for=None if holding is None else holding.owner,
+                smaller=None if copy is None else copy_facts(card, copy),
+                # Sealed (its digest is not the picture's) and no key wrapped for us with the
+                # thumbnail: only its owner can read it (protocol/readout.py says so too).
+                sealed=holding is not None and holding.digest != r.image_id
+                and r.wrapped_key is None,
                 marks=marks.get(r.image_id, NO_MARKS), strip=strip, partial=partial,
             )
         )
     return out
+
+
+def copy_facts(card: Card, copy: SmallerCopy) -> CopyFacts:
+    """A smaller copy with its pixel size, read from its JPEG frame header."""
+    from storage.previews import Unusable, jpeg_frame  # Pillow loads with it: not at start-up
+
+    frame = None
+    for length in (COPY_HEAD // 16, COPY_HEAD):  # the frame header follows EXIF and profile
+        try:
+            frame = jpeg_frame(card.read_smaller(copy.image_id, 0, length))
+        except (StoreError, Unusable):
+            break
+        if frame is not None:
+            break
+    width, height = (None, None) if frame is None else (frame.width, frame.height)
+    return CopyFacts(copy.size, width, height, copy.kept)
 
 
 @dataclass(slots=True)
@@ -148,10 +190,22 @@ class Board:
         self.epoch = secrets.token_hex(8)  # versions count from 0 again after a restart
         self.version = 0
         self.tiles: dict[str, Tile] = {}
-        self.names: dict[str, str] = {}  # device id -> name
+        self.names: dict[str, str] = {}  # device id -> its name, as its Hello or pin says
+        self._shown: dict[str, str] = {}  # device id -> what a person reads (shown_names)
         self.connected: set[str] = set()
         self.labels: dict[int, str] = dict(DEFAULT_COLOR_LABELS)  # colour class -> its label
         self._by_version: OrderedDict[str, None] = OrderedDict()  # ids, oldest change first
+
+    def name(self, device_id: str, name: str) -> None:
+        """A device's name, from its pin or its Hello."""
+        if self.names.get(device_id) != name:
+            self.names[device_id] = name
+            self._shown = shown_names(self.names)
+
+    def shown(self, device_id: str) -> str:
+        """A device as a person reads it: its name, with its short id only where two names
+        collide, or its short id alone when no name is known (mesh/device_names.py)."""
+        return shown(self._shown, device_id)
 
     def _touch(self, image_id: str) -> int:
         self.version += 1
@@ -173,6 +227,8 @@ class Board:
                     tile.bytes_in = f.partial
                 if f.where is not Where.ABSENT:
                     tile.progress = None
+                if f.where is Where.LOCAL:
+                    tile.note = ""  # here: why it was refused or waited no longer matters
                 tile.version = self._touch(f.image_id)
         return new
 
@@ -238,9 +294,10 @@ class Board:
             "meta": dict(f.metadata),
             "mark": tile.mark(self.me),
             "progress": None if tile.progress is None else [tile.progress[1], tile.progress[2]],
-            "holders": [self.names.get(h, h[:12]) for h in f.holders],
-            "held_for": None if f.held_for is None else self.names.get(f.held_for, f.held_for[:12]),
-            "smaller": f.smaller,
+            "holders": [self.shown(h) for h in f.holders],
+            "held_for": None if f.held_for is None else self.shown(f.held_for),
+            "sealed": f.sealed,
+            "smaller": None if f.smaller is None else f.smaller.as_json(),
             "note": tile.note,
             "marks": f.marks.as_json(),
             "strip": strip_json(f.strip, tile.strip_in()),
@@ -257,15 +314,15 @@ class Board:
         return {
             "version": self.version,
             "epoch": self.epoch,
-            "me": {"id": self.me, "name": self.names.get(self.me, self.me[:12])},
+            "me": {"id": self.me, "name": self.shown(self.me)},
             "total": len(self.tiles),
             "transferring": counts.get(Mark.TRANSFERRING, 0),
             "marks": counts,
             "labels": {str(n): text for n, text in sorted(self.labels.items())},
             "cameras": [
-                {"id": o, "name": self.names.get(o, o[:12]), "count": n,
+                {"id": o, "name": self.shown(o), "count": n,
                  "connected": o in self.connected, "me": o == self.me}
-                for o, n in sorted(origins.items(), key=lambda item: self.names.get(item[0], item[0]))
+                for o, n in sorted(origins.items(), key=lambda item: self.shown(item[0]).casefold())
             ],
         }
 

@@ -182,7 +182,7 @@ class Runtime:
             # Inside a call: the node never sees a config change halfway through one of its own.
             config = dataclasses.replace(self.config, high_water=fraction)
             self.config = config
-            self.node.reconfigure(config)
+            self.node.config = config  # every machine hears it (Node.config's setter)
 
         await self.call(change)
 

@@ -37,7 +37,7 @@ def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None
     counts = Text(
         f"pictures: {node.get('images_local', 0)} here, {node.get('images_absent', 0)} thumbnail "
         f"only, {node.get('images_dispersed', 0)} dispersed; holding {node.get('held', 0)} "
-        f"for others; {node.get('pulls_waiting', 0)} pulls and "
+        f"for others{_sealed(status.get('sealed_without_key'))}; {node.get('pulls_waiting', 0)} pulls and "
         f"{node.get('requests_waiting', 0)} requests waiting{_smaller(status.get('smaller'))}",
         style="dim",
     )
@@ -80,6 +80,11 @@ def render_status(status: dict[str, Any], *, names: dict[str, str] | None = None
         parts.append(Text("originals coming in", style="bold"))
         parts.append(bars)
     return Group(*parts)
+
+
+def _sealed(count: int | None) -> str:
+    """Held originals this device cannot open: it holds them, sealed, and has no key."""
+    return f" ({count} sealed, no key here: only their owners can read them)" if count else ""
 
 
 def _smaller(counts: dict[str, int] | None) -> str:

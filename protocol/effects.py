@@ -229,7 +229,7 @@ class OursAgain:
 
 @dataclass(frozen=True, slots=True)
 class HeldIn:
-    """An original we hold for the peer is durable and verified (to dispersal: STORED)."""
+    """An original we hold for the peer is durable and verified (to holding: STORED)."""
 
     peer_id: str
     image_id: str

@@ -8,7 +8,7 @@ docs/ARCHITECTURE.md ("The node") and DESIGN.md ("One picture's journey").
 The node holds the links and routes: each message a peer sends goes to the
 sub-machine that owns it (``_routing``), and each notice one machine tells
 another to the one that hears it (``_routes``); see docs/ARCHITECTURE.md
-("Inside the node").  Dispersal still takes the node (protocol.dispersal).
+("Inside the node").
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Node:
         self, store: Store, config: NodeConfig, rng: random.Random, *, parts: Parts | None = None
     ) -> None:
         self.store = store
-        self.config = config
+        self._config = config
         self.rng = rng
         self.device_id = store.device_id
         self.parts = Parts() if parts is None else parts  # a test may plant one (sim/planted.py)
@@ -89,7 +89,8 @@ class Node:
         self.keepalive = Keepalive(config, self.links)
         self.inbound = Inbound(store, config, self.links)
         self.serving = self.parts.serving(store, config, self.links)
-        self.dispersal = self.parts.dispersal(self)
+        self.dispersal = self.parts.dispersal(store, config, self.links)
+        self.holding = self.parts.holding(store, config, self.links)
         self.collections = Collections(store, config, self.links, self.sync.names)
         self.readouts = self.parts.readouts(store, config, self.links, self.sync.names,
                                             self.pulls.offerers)
@@ -101,9 +102,7 @@ class Node:
             fx.PullOver: lambda n: self.pulls.finished(n.peer_id, n.image_id),
             fx.PullsMayGo: lambda n: self.pulls.pump(n.now),
             fx.OursAgain: lambda n: self.dispersal.note_local(n.record),
-            fx.HeldIn: lambda n: self.dispersal.held_complete(
-                self.links[n.peer_id], OriginalComplete(n.image_id, Purpose.DISPERSE, n.digest),
-                n.now),
+            fx.HeldIn: lambda n: self.holding.held_complete(n.peer_id, n.image_id, n.digest),
             fx.ReadOutIn: lambda n: self.readouts.done(n.image_id, n.digest),
             fx.ReadOutLost: lambda n: self.readouts.failed(n.image_id, n.reason),
             fx.ReadOutServed: lambda n: self.readouts.served(n.image_id, home=n.home),
@@ -114,13 +113,26 @@ class Node:
             fx.Relay: self._via(self.collections.take, self.collections.relay_for),
             fx.RelayRefused: lambda n: self.collections.drop_relay(n.peer_id, n.image_id, n.purpose),
             fx.ServeFromCard: self._via(self.serving.take, self.serving.serve_from_card),
-            fx.ReleaseSent: lambda n: self.dispersal.release_sent(self.links[n.peer_id], n.image_id),
+            fx.ReleaseSent: lambda n: self.dispersal.release_sent(n.peer_id, n.image_id),
         }
         self._deadline: float | None = None
         self._deadline_stale = True
         self._busy: set[str] = set()  # peers that may have frames to send (see sending_peers)
+        self._background_held = False  # see hold_background
         self._handlers = self._routing()
         self._resume()
+
+    @property
+    def config(self) -> NodeConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: NodeConfig) -> None:
+        """A config changed at run time (the runtime's set_high_water) reaches every machine."""
+        self._config = self.pulls.config = self.strips.config = self.sync.config = config
+        self.keepalive.config = self.inbound.config = self.serving.config = config
+        self.dispersal.config = self.holding.config = self.collections.config = config
+        self.readouts.config = config
 
     def _resume(self) -> None:
         """After a (re)start: our user's requests and collections outlive the process."""
@@ -132,25 +144,13 @@ class Node:
                 continue
             if record.origin == self.device_id and record.where is Where.DISPERSED:
                 self.collections.resume_home(record.image_id)
-            elif (
-                record.where is Where.ABSENT
-                and decision.max_side is None
-                and decision.quality is None
-            ):
+            elif (record.where is Where.ABSENT
+                  and decision.max_side is None and decision.quality is None):
                 self.pulls.resume_wanted(record.image_id)
         self.dispersal.resume()
 
-    # --- helpers shared with protocol.dispersal ----------------------------------------
-
     def emit(self, event: ev.NodeEvent) -> None:
         self._events.append(event)
-
-    def ready_links(self) -> list[Link]:
-        return [link for link in self.links.values() if link.ready]
-
-    def ready_link(self, peer_id: str) -> Link | None:
-        link = self.links.get(peer_id)
-        return link if link is not None and link.ready else None
 
     def apply(self, effects: list[Effect]) -> None:
         """Carry out a machine's effects (protocol.effects), in the order it asked for them."""
@@ -190,17 +190,12 @@ class Node:
         if peer_id in self.links:
             self.disconnected(peer_id, now, "replaced by a new connection")
         busy = self._busy
-        sched = self.parts.scheduler(
-            chunk_size=self.config.chunk_size, on_work=lambda: busy.add(peer_id)
-        )
-        link = Link(
-            peer_id=peer_id,
-            conn=Connection(self.device_id, expected_peer=peer_id),
-            scheduler=sched,
-            connected_at=now,
-            key_recipient=key_recipient,
-        )
+        sched = self.parts.scheduler(chunk_size=self.config.chunk_size,
+                                     on_work=lambda: busy.add(peer_id))
+        link = Link(peer_id=peer_id, conn=Connection(self.device_id, expected_peer=peer_id),
+                    scheduler=sched, connected_at=now, key_recipient=key_recipient)
         self.links[peer_id] = link
+        sched.background_held = self._background_held
         self.keepalive.connected(peer_id, now)
         self._deadline_stale = True
         self.apply(self.sync.connected(peer_id))
@@ -220,7 +215,7 @@ class Node:
         self.pulls.link_gone(peer_id)
         self.keepalive.gone(peer_id)
         self.apply(self.collections.link_gone(peer_id, reason))
-        self.dispersal.link_gone(link)
+        self.dispersal.link_gone(peer_id)
         self.emit(ev.PeerGone(peer_id, reason))
         self.pump_requests(now)
 
@@ -283,39 +278,41 @@ class Node:
         record = self.store.image(image_id)
         if record is None:
             raise LocalProtocolError(f"captured({image_id[:12]}): the card has no such picture")
-        effects = self.sync.captured(record)
-        self.apply(effects)
+        self.apply(effects := self.sync.captured(record))
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
-        self.dispersal.maybe_disperse(now)
+        self.apply(self.dispersal.maybe_disperse(now))
         return outcomes.announced(image_id, effects)
+
+    def hold_background(self, held: bool) -> None:
+        """Hold back (or let go) the originals peers pull only by policy 'all' (the background
+        lane) while a camera uploads into this node (mesh/ftp.py): a peer's mirror must not
+        take the processor the upload needs; thumbnails, requests and dispersal go on."""
+        self._background_held = held
+        for peer_id, link in self.links.items():
+            link.scheduler.background_held = held
+            if not held and link.scheduler.has_work():
+                self._busy.add(peer_id)
 
     def request(
         self, image_id: str, now: float, *, max_side: int | None = None, quality: int | None = None
     ) -> outcomes.RequestOutcome:
-        """The user wants this original (or a smaller copy) first (FIG. 10, S63-S65); returns
-        AlreadyHere, Requested, Pending, or for our own dispersed picture ``collect``'s outcome."""
+        """The user wants this original (or a smaller copy) first (FIG. 10, S63-S65)."""
         record = self.store.image(image_id)
         smaller = max_side is not None or quality is not None
         if record is not None and record.where is Where.LOCAL and not smaller:
             return outcomes.AlreadyHere(image_id)
-        if (
-            record is not None
-            and record.origin == self.device_id
-            and record.where is Where.DISPERSED
-            and not smaller
-        ):
+        if (record is not None and record.origin == self.device_id
+                and record.where is Where.DISPERSED and not smaller):
             self.emit(ev.Decided(image_id, Decision.REQUESTED))
             return self.collect([image_id], now)[0]  # ours, wanted here: bring it home
         mark = len(self._events)
-        effects = self.pulls.request(image_id, now, max_side=max_side, quality=quality)
-        self.apply(effects)
+        self.apply(effects := self.pulls.request(image_id, now, max_side=max_side, quality=quality))
         return outcomes.requested(image_id, effects, self._events[mark:], self.links)
 
     def refuse(self, image_id: str, now: float) -> outcomes.NotNeeded:
         """The user does not need this original ("not necessary", FIG. 13B)."""
-        effects = self.pulls.refuse(image_id, now)
-        self.apply(effects)
+        self.apply(effects := self.pulls.refuse(image_id, now))
         return outcomes.not_needed(image_id, effects)
 
     def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> outcomes.ReadOutOutcome:
@@ -323,8 +320,7 @@ class Node:
 
         Without ``wait_s`` a read-out that cannot go now fails at once, naming why (e.g. the
         holder that is away).  With it, it is ReadOutPending and retried (when a peer comes
-        back, and every few seconds) until ``now + wait_s``, then ReadOutFailed.  Returns
-        HandedOut, ReadingOut (the bytes follow), Pending or Failed (protocol/outcomes.py).
+        back, and every few seconds) until ``now + wait_s``, then ReadOutFailed.
         """
         mark = len(self._events)
         self.apply(self.readouts.read_out(image_id, now, wait_s=wait_s))
@@ -334,8 +330,7 @@ class Node:
         """Bring dispersed originals home when the card has room; holders then release them.
 
         A collection is durable (our user's decision): it resumes after a restart, and when
-        its holder is away it is CollectPending and goes when a holder returns.  One outcome
-        per id, in order.
+        its holder is away it is CollectPending and goes when a holder returns.
         """
         ids, mark = list(image_ids), len(self._events)
         self.apply(self.collections.collect(ids, now))
@@ -348,24 +343,15 @@ class Node:
         STORED it (so ``replicas`` >= 2 loses nothing) to a new one (Repaired); one it
         was the only holder of stays listed, with RepairFailed saying so (``Repairing``).
         """
-        listed = [e.image_id for e in self.store.dispersion_list() if e.holder == holder_id]
-        mark = len(self._events)
-        self.dispersal.repair(holder_id, now)
+        mark, listed = len(self._events), [
+            e.image_id for e in self.store.dispersion_list() if e.holder == holder_id]
+        self.apply(self.dispersal.repair(holder_id, self.name_of(holder_id), now))
         return outcomes.repairing(holder_id, listed, self._events[mark:], self.store)
-
-    def reconfigure(self, config: NodeConfig) -> None:
-        """Use ``config`` from now on (a new high-water mark): every machine that was handed
-        the old config is handed this one."""
-        old, self.config = self.config, config
-        for part in vars(self).values():
-            if getattr(part, "config", None) is old:
-                part.config = config
-        self._deadline_stale = True
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""
         self.apply(self.keepalive.tick(now))
-        self.dispersal.maybe_disperse(now)
+        self.apply(self.dispersal.maybe_disperse(now))
         self.apply(self.readouts.tick(now))
         self.pump_requests(now)
         self._deadline_stale = True
@@ -420,10 +406,8 @@ class Node:
         return out
 
     def peers(self) -> Mapping[str, PeerView]:
-        return {
-            peer_id: view_of(link, self.keepalive.last_heard(peer_id))
-            for peer_id, link in self.links.items()
-        }
+        return {peer: view_of(link, self.keepalive.last_heard(peer), free=self.dispersal.room_of(peer))
+                for peer, link in self.links.items()}
 
     def status(self) -> dict[str, int]:
         """Counts for a status view (walks the catalog: not for hot paths)."""
@@ -438,7 +422,7 @@ class Node:
             held_bytes=sum(h.size for h in held),
             dispersion_entries=sum(1 for _ in self.store.dispersion_list()),
             peers=len(self.links),
-            peers_ready=len(self.ready_links()),
+            peers_ready=sum(1 for link in self.links.values() if link.ready),
             capacity=usage.capacity,
             used=usage.used,
             reserved=usage.reserved,
@@ -470,11 +454,11 @@ class Node:
             OriginalHeader: self._via(self.inbound.take, self.inbound.on_header),
             Chunk: self._via(self.inbound.take, self.inbound.on_chunk),
             OriginalComplete: self._via(self.inbound.take, self.inbound.on_complete),
-            DisperseRequest: self.dispersal.on_request,
-            DisperseAccept: self.dispersal.on_accept,
-            DisperseReject: self.dispersal.on_reject,
-            Stored: self.dispersal.on_stored,
-            Release: lambda link, msg, now: self.dispersal.on_release(link, msg),
+            DisperseRequest: lambda link, msg, now: self.apply(self.holding.on_request(link.peer_id, msg)),
+            DisperseAccept: lambda link, msg, now: self.apply(self.dispersal.on_accept(link.peer_id, msg, now)),
+            DisperseReject: lambda link, msg, now: self.apply(self.dispersal.on_reject(link.peer_id, msg, now)),
+            Stored: lambda link, msg, now: self.apply(self.dispersal.on_stored(link.peer_id, msg, now)),
+            Release: lambda link, msg, now: self.apply(self.holding.on_release(link.peer_id, msg)),
             Collect: self._via(self.serving.take, self.serving.on_collect),
             ReadOut: self._via(self.serving.take, self.serving.on_readout),
             Ping: lambda link, msg, now: link.scheduler.send_control(Pong(msg.nonce)),
@@ -501,7 +485,7 @@ class Node:
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
         self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
-        self.dispersal.link_ready(link, now)
+        self.apply(self.dispersal.link_ready(link.peer_id, now))
         self.apply(self.collections.link_ready(link, now))
         self.apply(self.readouts.link_ready(link, now))
         self.pump_requests(now)

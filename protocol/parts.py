@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.dispersal import Dispersal
+from protocol.holding import Holding
 from protocol.readout import ReadOuts
 from protocol.scheduler import Scheduler
 from protocol.serving import Serving
@@ -22,5 +23,6 @@ class Parts:
 
     scheduler: type[Scheduler] = Scheduler
     dispersal: type[Dispersal] = Dispersal
+    holding: type[Holding] = Holding
     serving: type[Serving] = Serving
     readouts: type[ReadOuts] = ReadOuts

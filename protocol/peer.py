@@ -139,7 +139,8 @@ class PeerView:
     bytes_out: int
 
 
-def view_of(link: Link, last_heard: float) -> PeerView:
+def view_of(link: Link, last_heard: float, *, free: int) -> PeerView:
+    """``free``: the room the peer has for us as dispersal reckons it (its word, less our asks)."""
     return PeerView(
         peer_id=link.peer_id,
         name=link.hello.name if link.hello else None,
@@ -149,7 +150,7 @@ def view_of(link: Link, last_heard: float) -> PeerView:
         their_state=link.conn.their_state.value,
         connected_at=link.connected_at,
         last_heard=last_heard,
-        advertised_free=link.free,
+        advertised_free=free,
         queues=link.scheduler.lengths(),
         streams_in=len(link.streams),
         bytes_in=link.bytes_in,

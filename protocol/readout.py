@@ -185,8 +185,11 @@ class ReadOuts:
         if held is not None and record is not None and wrapped is not None \
                 and self._open_held(record, held.size, wrapped):
             return
+        sealed_here = held is not None and held.digest != image_id  # and it did not open
         if record is None:
-            self._failed(image_id, "no picture with that id is known here")
+            unknown = "no picture with that id is known here"
+            self._failed(image_id, _sealed_without_key(name_in(self.names, held.owner))
+                         if held is not None and sealed_here else unknown)
             return
         if record.origin == store.device_id and record.where is Where.DISPERSED:
             out.tell(CollectForReader(image_id))
@@ -200,10 +203,11 @@ class ReadOuts:
                                                  size=record.size)))
                 out.send(peer_id, ReadOut(image_id, 0))
                 return
+        owner = name_in(self.names, record.origin)
         self._failed(
             image_id,
-            f"its owner {name_in(self.names, record.origin)} is not connected; try again when "
-            "it is",
+            _sealed_without_key(owner) if sealed_here
+            else f"its owner {owner} is not connected; try again when it is",
         )
 
     def _hand_out(self, image_id: str, size: int, *, held: bool) -> None:
@@ -240,3 +244,9 @@ class ReadOuts:
             self._out.emit(ev.ReadOutChunk(image_id, offset, plain[offset : offset + step]))
         self._done(image_id, image_id)
         return True
+
+
+def _sealed_without_key(owner: str) -> str:
+    """Why a copy held here does not read out: it is sealed for its owner, who is away."""
+    return (f"this device holds it only sealed for its owner {owner}, with no key to open it; "
+            f"{owner} is not connected: try again when it is")

@@ -8,6 +8,9 @@ thumbnail waits for at most the one chunk already on the wire.
 
 The scheduler holds *what* to send, never payload bytes it would have to
 read: the node reads each chunk from the card when the runtime pulls a frame.
+While ``background_held`` (a camera uploads into this node, Node.hold_background) the
+background lane waits; every other lane goes on.
+
 Structural rule: an original's header never leaves before that picture's
 thumbnail went out on this link (or the peer is known to hold it), whatever
 the lane (FIG. 24: the thumbnail precedes the original), nor before a movie's
@@ -138,6 +141,8 @@ class Scheduler:
     )
     _by_key: dict[tuple[str, Purpose], Transfer] = field(default_factory=dict)
     _counter: Iterator[int] = field(default_factory=itertools.count)
+    # While True the background lane waits (a camera uploads into this node: Node.hold_background).
+    background_held: bool = False
 
     def __post_init__(self) -> None:
         if not Limits.MIN_CHUNK <= self.chunk_size <= Limits.MAX_CHUNK:
@@ -271,6 +276,8 @@ class Scheduler:
 
     def _pop_transfer(self) -> SendHeader | SendChunk | SendComplete | None:
         for lane in Lane:
+            if lane is Lane.BACKGROUND and self.background_held:
+                continue
             for transfer in self._lanes[lane]:
                 step = self._step(transfer)
                 if step is not None:
@@ -302,7 +309,10 @@ class Scheduler:
 
     def has_work(self) -> bool:
         """True if ``pop()`` might return something now (cheap, may be optimistic)."""
-        return bool(self._control or self._thumb_queued or self._strip_queued or self._by_key)
+        streams = len(self._by_key)
+        if self.background_held:
+            streams -= len(self._lanes[Lane.BACKGROUND])
+        return bool(self._control or self._thumb_queued or self._strip_queued or streams)
 
     def lengths(self) -> QueueLengths:
         return QueueLengths(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from protocol import events as ev
 from protocol.config import PLANTED_BUGS
-from protocol.dispersal import Dispersal
+from protocol.holding import Holding
 from protocol.messages import DisperseRequest, Purpose
 from protocol.parts import Parts
 from protocol.peer import Link
@@ -35,7 +35,7 @@ class ChunkBeforeThumbnail(Scheduler):
         return True
 
 
-class AcceptPastCapacity(Dispersal):
+class AcceptPastCapacity(Holding):
     """"accept-past-capacity": a holder accepts every request, checking and reserving no room."""
 
     def _take_room(self, link: Link, msg: DisperseRequest) -> bool:
@@ -72,7 +72,7 @@ class FreeBeforeStored(Serving):
 # bug name -> the part it replaces and the class it plants there
 PLANTED: Mapping[str, tuple[str, type]] = {
     "chunk-before-thumbnail": ("scheduler", ChunkBeforeThumbnail),
-    "accept-past-capacity": ("dispersal", AcceptPastCapacity),
+    "accept-past-capacity": ("holding", AcceptPastCapacity),
     "stale-readout": ("readouts", StaleReadOut),
     "free-before-stored": ("serving", FreeBeforeStored),
 }

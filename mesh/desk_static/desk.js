@@ -87,7 +87,25 @@ function markText(t) {
   if (t.mark === "transferring" && t.progress) {
     return `${MARK_TEXT.transferring} ${Math.floor((100 * t.progress[0]) / t.progress[1])}%`;
   }
+  if (t.mark === "smaller" && t.smaller && t.smaller.long_edge) return `${MARK_TEXT.smaller}, ${t.smaller.long_edge} px`;
   return MARK_TEXT[t.mark] || t.mark;
+}
+
+// A smaller copy says it is one wherever it is shown (issue 17): "smaller copy, 1024 px".
+function copyText(c) {
+  return c && c.long_edge ? `smaller copy, ${c.long_edge} px` : "smaller copy";
+}
+
+// What the tile's purple line says: where the original is, or what stands in for it (the
+// badge says "Smaller copy, 1024 px"; the line above, the original's size).
+function whereText(t) {
+  const c = t.smaller;
+  if (t.mark === "smaller") return `copy: ${formatSize(c.size)}${c.kept ? " · kept" : ""}`;
+  if (t.mark === "dispersed") return "held by " + (t.holders.join(", ") || "?");
+  if (t.mark === "held") return "held here for " + t.held_for + (t.sealed ? " · sealed, no key here" : "");
+  if (t.mark === "requested" && t.note) return "waits: " + t.note; // the whole reason in the tooltip
+  if (c) return c.kept ? `+ kept copy${c.long_edge ? `, ${c.long_edge} px` : ""}` : `+ ${copyText(c)}`;
+  return "";
 }
 
 // --- ordering and layout ---------------------------------------------------------------------
@@ -192,6 +210,7 @@ function createTile(t) {
     </div>
     <div class="actions">
       <button class="refuse" title="the original is not needed (FIG. 13B)">Not necessary</button>
+      <button class="keep" title="keep this smaller copy once its original is here (K)">Keep copy</button>
       <a class="open" href="#">Open</a><a class="download" href="#">Download</a>
     </div>`;
   const img = el.querySelector("img");
@@ -218,6 +237,11 @@ function createTile(t) {
     setMarks([t.id], { tagged: !desk.tiles.get(t.id).marks.tagged });
   });
   el.querySelector(".refuse").addEventListener("click", () => post("/api/refuse", { ids: [t.id] }));
+  el.querySelector(".keep").addEventListener("click", () => {
+    setFocus(t.id);
+    const copy = desk.tiles.get(t.id).smaller;
+    if (copy) keepCopies([t.id], !copy.kept);
+  });
   el.querySelector(".open").addEventListener("click", (e) => { e.preventDefault(); openViewer(desk.tiles.get(t.id)); });
   return el;
 }
@@ -240,16 +264,18 @@ function fillTile(el, t) {
     `${formatSize(t.size)} · ${cameraName(t.origin)}${paired ? " · RAW+JPEG" : ""}`;
   el.querySelector(".exposure").textContent = exposureLine(t.meta);
   el.querySelector(".metering").textContent = "metering: " + (t.meta.metering_mode || "unknown");
-  let where = "";
-  if (t.mark === "dispersed") where = "held by " + (t.holders.join(", ") || "?");
-  else if (t.mark === "held") where = "held here for " + t.held_for;
-  el.querySelector(".where").textContent = where;
+  const where = el.querySelector(".where");
+  where.textContent = where.title = whereText(t); // the whole line, where the tile cuts it
   const ok = hasOriginal(t);
-  el.querySelector(".open").hidden = !ok;
+  el.querySelector(".open").hidden = !ok || Boolean(t.smaller); // room for Keep: the thumbnail opens it
   const dl = el.querySelector(".download");
   dl.hidden = !ok;
   dl.href = `/original/${t.id}?download=1`;
   el.querySelector(".refuse").hidden = ok || ["refused", "dispersed", "held", "smaller"].includes(t.mark);
+  const keep = el.querySelector(".keep");
+  keep.hidden = !t.smaller;
+  keep.textContent = t.smaller && t.smaller.kept ? "Copy kept" : "Keep copy";
+  keep.setAttribute("aria-pressed", t.smaller && t.smaller.kept ? "true" : "false");
   el.querySelector("input").checked = desk.selected.has(t.id);
   if (window.fillStrip) window.fillStrip(el, t); // desk_strips.js: a movie's strip and its marks
 }
@@ -430,13 +456,25 @@ function selectionChanged() {
   queueRender();
 }
 
-$("transfer").addEventListener("click", () => {
-  const side = $("size").value;
+// The long edge and quality as typed: the desk checks them (the words of `cammesh request`),
+// and a refusal leaves the selection as it was, to mend the field and press Transfer again.
+function smallerChoice(defaultEdge) {
+  const edge = $("long-edge").value.trim(), quality = $("quality").value.trim();
+  return { max_side: edge || defaultEdge || null, quality: quality || null };
+}
+
+$("transfer").addEventListener("click", async () => {
   const ids = [...desk.selected];
-  desk.selected.clear();
+  if (!(await post("/api/request", { ids, ...smallerChoice() }))) return;
+  for (const id of ids) desk.selected.delete(id);
   selectionChanged();
-  post("/api/request", { ids, max_side: side ? parseInt(side) : null });
 });
+
+// Keep smaller copies once their originals are here, or let them go (as `cammesh keep`).
+async function keepCopies(ids, keep) {
+  return ids.length ? post("/api/keep", { ids, keep }) : null;
+}
+desk.keepCopies = keepCopies;
 $("refuse-selected").addEventListener("click", () => {
   const ids = [...desk.selected];
   desk.selected.clear();

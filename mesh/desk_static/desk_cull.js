@@ -1,7 +1,7 @@
 // Keyboard culling (issue 19), as in Photo Mechanic: a focus moves over the grid with the
 // arrow keys; Enter or Space opens the larger view; 0-5 stars; Shift (or Alt) + 1-8 a colour
 // class (+ 0 clears it); T tags; R requests the original; N: not necessary; S a smaller copy;
-// C edits the caption; ? lists the keys.  Marks act on the selection when the focused picture
+// K keeps the smaller copies; C edits the caption; ? lists the keys.  Marks act on the selection when the focused picture
 // is in it, else on the focused picture.  Everything here works with the mouse too.
 "use strict";
 
@@ -10,7 +10,9 @@ const KEYS = [
   ["Page Up / Down", "a screen up / down"], ["Enter or Space", "larger view (again: close)"],
   ["0 – 5", "stars (0: none)"], ["Shift + 1 – 8", "colour class (Alt works too; + 0 clears)"],
   ["T", "tag / untag"], ["R", "request the original first"], ["N", "not necessary"],
-  ["S", "ask for a smaller copy"], ["C", "edit the caption"], ["X", "select / unselect"],
+  ["S", "ask for a smaller copy (the long edge typed, else 1024 px)"],
+  ["K", "keep the smaller copy once the original is here (again: let it go)"],
+  ["C", "edit the caption"], ["X", "select / unselect"],
   ["?", "this list"], ["Esc", "close, or leave a text field"],
 ];
 
@@ -113,8 +115,16 @@ function toggleTag(ids) {
 
 function request(ids, smaller) {
   if (!ids.length) return;
-  const side = smaller ? parseInt($("size").value) || 1024 : null;
-  post("/api/request", { ids, max_side: side });
+  post("/api/request", smaller ? { ids, ...smallerChoice("1024") } : { ids });
+}
+
+function toggleKeep(ids) {
+  const copies = ids.filter((id) => desk.tiles.get(id)?.smaller);
+  if (!copies.length) {
+    showToast("no smaller copy here to keep: type a long edge and press S (or Transfer) first");
+    return;
+  }
+  keepCopies(copies, !copies.every((id) => desk.tiles.get(id).smaller.kept));
 }
 
 // --- the larger view: the thumbnail at once, the original as soon as it is here --------------
@@ -133,9 +143,25 @@ function openViewer(t) {
   $("viewer").hidden = false;
 }
 
+function viewerState(t) {
+  if (t.mark === "smaller") {
+    const c = t.smaller;
+    return `A ${copyText(c)} (${formatSize(c.size)}), not the original: R requests the original` +
+      (c.kept ? "; this copy is kept once it is here" : "; K keeps this copy once it is here");
+  }
+  if (hasOriginal(t)) return t.smaller ? `The original; a ${copyText(t.smaller)} is kept too` : "";
+  if (t.mark === "transferring") return markText(t) + " — the original shows when it is here";
+  if (t.mark === "refused") return "Not necessary: R requests it after all";
+  if (t.mark === "requested") return "Reserved for transfer" + (t.note ? ": it waits, " + t.note : "");
+  if (t.mark === "held" && t.sealed) {
+    return `Held here for ${t.held_for}, sealed: this desk has no key to open it; only ${t.held_for} can read it out`;
+  }
+  return "Only the thumbnail is here: R requests the original, S a smaller copy";
+}
+
 function showViewer(t) {
   const here = hasOriginal(t);
-  $("viewer-name").textContent = `${t.name}${t.mark === "smaller" ? " (smaller copy)" : ""} — ${cameraName(t.origin)}`;
+  $("viewer-name").textContent = `${t.name}${t.mark === "smaller" ? ` (${copyText(t.smaller)})` : ""} — ${cameraName(t.origin)}`;
   $("viewer-marks").textContent = marksLine(t);
   // Each field apart, isolated: a bidi override typed in one cannot turn the others around.
   $("viewer-caption").replaceChildren(...[t.marks?.headline, t.marks?.caption].filter(Boolean).map((text) => {
@@ -143,9 +169,10 @@ function showViewer(t) {
     span.textContent = text;
     return span;
   }));
-  $("viewer-state").textContent = here ? "" : t.mark === "transferring" ? markText(t) + " — the original shows when it is here"
-    : t.mark === "refused" ? "Not necessary: R requests it after all" : "Only the thumbnail is here: R requests the original, S a smaller copy";
-  $("viewer-request").hidden = here;
+  $("viewer-state").textContent = viewerState(t);
+  $("viewer-request").hidden = t.mark === "received" || t.mark === "local";
+  $("viewer-keep").hidden = !t.smaller;
+  $("viewer-keep").textContent = t.smaller && t.smaller.kept ? "Copy kept (K: let it go)" : "Keep copy (K)";
   $("viewer-download").hidden = !here;
   $("viewer-download").href = `/original/${t.id}?download=1`;
   const full = $("viewer-img");
@@ -171,6 +198,7 @@ desk.on("marks", (ids) => {
 });
 $("viewer-close").addEventListener("click", closeViewer);
 $("viewer-request").addEventListener("click", () => request([desk.viewing], false));
+$("viewer-keep").addEventListener("click", () => toggleKeep([desk.viewing]));
 
 // --- the keys -------------------------------------------------------------------------------
 
@@ -229,6 +257,7 @@ document.addEventListener("keydown", (e) => {
       case "t": case "T": toggleTag(ids); break;
       case "r": case "R": request(ids, false); break;
       case "s": case "S": request(ids, true); break;
+      case "k": case "K": toggleKeep(ids); break;
       case "n": case "N": if (ids.length) post("/api/refuse", { ids }); break;
       case "x": case "X": if (desk.focus !== null) toggle(desk.focus); break;
       case "c": case "C": if (desk.focus !== null) { closeViewer(); $("p-caption").focus(); } break;

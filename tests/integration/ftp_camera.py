@@ -51,9 +51,10 @@ def add_account(card: Path, user: str, photographer: str | None = None) -> str:
 
 def start_ftp_mesh(folder: Path, *, cam_capacity: int = 2 * 1024**3,
                    accounts: dict[str, str | None] | None = None,
-                   ftp_args: tuple[str, ...] = (), host: str = "[::]", desk: bool = True
-                   ) -> FtpMesh:
-    """Create, pair and start a camera (with ``--ftp``) and a desk; wait for their link."""
+                   ftp_args: tuple[str, ...] = (), host: str = "[::]", desk: bool = True,
+                   desk_args: tuple[str, ...] = ()) -> FtpMesh:
+    """Create, pair and start a camera (with ``--ftp``) and a desk (a `cammesh node` with
+    ``desk_args``); wait for their link."""
     ftp_port = free_port()
     specs = [DeviceSpec("cam", Role.CAMERA, cam_capacity)]
     mesh = ProcessMesh.create(folder, [*specs, DeviceSpec("desk", Role.DESK)] if desk else specs)
@@ -61,6 +62,8 @@ def start_ftp_mesh(folder: Path, *, cam_capacity: int = 2 * 1024**3,
     passwords = {user: add_account(cam.card, user, who)
                  for user, who in (accounts or {"nikon": "Ana Lopez"}).items()}
     cam.args = ["--ftp", f"{host}:{ftp_port}", *ftp_args]
+    if desk:
+        mesh["desk"].args = list(desk_args)
     mesh.start_all()
     mesh.wait_connected()
     return FtpMesh(mesh, ftp_port, passwords)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ftplib
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,3 +267,42 @@ def test_a_killed_ftp_process_is_reported_and_the_node_goes_on(tmp_path: Path) -
         assert ftp_mesh.cam.ask({"op": "status"})["ok"]  # the node itself goes on
     finally:
         ftp_mesh.stop()
+
+
+def test_background_originals_wait_while_a_camera_uploads(ftp_mesh: FtpMesh, tmp_path: Path
+                                                          ) -> None:
+    """The desk mirrors every original (policy 'all'), but not during an upload: its TLS
+    receive and the camera node's send would take the processor the upload needs."""
+    under_way, sent = write_sample_jpegs(tmp_path / "shots", 2, seed=18)
+    port, passwords = ftp_mesh.ftp_port, ftp_mesh.passwords
+    nikon = camera(port, "nikon", passwords["nikon"])
+    data = under_way.read_bytes()
+    conn = send_part(nikon, under_way.name, data[: len(data) // 2])
+
+    def held(value: bool) -> list[dict[str, object]] | None:
+        events = ftp_mesh.cam.events()
+        found = [e for e in events if e["event"] == "BackgroundHeld"]
+        return events if found and found[-1]["held"] is value else None
+
+    wait_until("the camera node to hold the background lane", lambda: held(True))
+    canon = camera(port, "canon", passwords["canon"])
+    with sent.open("rb") as f:
+        assert canon.storbinary(f"STOR {sent.name}", f).startswith("226")
+    canon.quit()
+    wanted = sha256(sent)
+    wait_until("the finished upload's thumbnail at the desk", lambda: first_index(
+        ftp_mesh.desk.events(), "ThumbnailArrived", wanted) is not None)
+    time.sleep(1.5)  # a small original's pull and send take milliseconds when not held
+    assert first_index(ftp_mesh.desk.events(), "OriginalArrived", wanted) is None
+
+    conn.sendall(data[len(data) // 2 :])
+    assert finish(nikon, conn).startswith("226")
+    nikon.quit()
+    both = {wanted, sha256(under_way)}
+
+    def desk_has_both() -> bool:
+        events = ftp_mesh.desk.events()
+        return both <= {e.get("image_id") for e in events if e["event"] == "OriginalArrived"}
+
+    wait_until("both originals at the desk once the upload ended", desk_has_both)
+    assert held(False) is not None  # let go again

@@ -114,6 +114,8 @@ def test_the_desk_cannot_open_what_it_holds_once_the_camera_is_gone(
     result = cammesh("get", mesh["desk"].card, dispersed[0], "-o", target, "--timeout", "20")
     assert result.returncode != 0 and not target.exists()
     assert "cam" in result.stderr  # its owner is the one to ask
+    # ... and it says what it has: a sealed copy and no key (issue 17), not only "not connected".
+    assert "holds it only sealed for its owner cam, with no key to open it" in result.stderr
 
 
 def test_with_keys_for_desks_the_desk_reads_what_a_lost_camera_dispersed(

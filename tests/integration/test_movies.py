@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import signal
 import struct
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -96,39 +98,107 @@ def test_a_movie_s_whole_strip_is_at_the_peer_before_its_first_chunk(
         assert card.strip(movie) == strip
 
 
-def test_a_still_captured_during_a_1_gb_movie_overtakes_it(
+CHUNK = Limits.DEFAULT_CHUNK
+PACE = 4 * CHUNK  # the camera's --rate: a chunk each 1/4 s, slower than a status read
+
+
+@dataclass(frozen=True)
+class Sample:
+    asked: float  # wall clock, as the nodes' logs
+    answered: float
+    value: int
+
+
+class Sampler:
+    """Reads, as fast as the nodes answer, the camera's bytes written to the desk and the
+    desk's bytes of the movie on its card, each with when it was asked and answered."""
+
+    def __init__(self, sender: NodeProcess, receiver: NodeProcess, movie: str) -> None:
+        self.sender, self.receiver, self.movie = sender, receiver, movie
+        self.desk = receiver.ask({"op": "status"})["device_id"]
+        self.written: list[Sample] = []
+        self.received: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            asked = time.time()
+            out = self.sender.ask({"op": "status"})["links"].get(self.desk, {}).get("bytes_out")
+            if out is not None:
+                self.written.append(Sample(asked, time.time(), int(out)))
+            asked = time.time()
+            done = [i["done"] for i in self.receiver.ask({"op": "status"})["incoming"]
+                    if i["image_id"] == self.movie]
+            if done:
+                self.received.append(Sample(asked, time.time(), int(done[0])))
+            time.sleep(0.005)
+
+
+def test_a_still_captured_during_a_1_gb_movie_has_its_thumbnail_at_the_peer_within_one_chunk(
     tmp_path: Path, nodes: list[NodeProcess]
 ) -> None:
+    """Must-show 2, in chunk terms: of the movie's bytes, the desk holds at most one chunk more
+    when the still's thumbnail arrives than the camera had written when it captured the still.
+
+    Counted without trusting any clock but one: ``before``, the camera's bytes written at a
+    status read answered before its Captured line (so no more than at the capture), and
+    ``after``, the desk's movie bytes at a read asked after its ThumbnailArrived line (so
+    everything written before the thumbnail, which came in order behind it, and whatever
+    came during the read's wait, each side's wait allowed for at the camera's pace).  Bytes
+    in the sockets at the capture are in ``before`` already: a loaded machine that is slow to
+    read them cannot push the count up.  ``before`` also counts the link's other bytes and the
+    chunks' framing (a few KiB this early), which errs towards passing by less than a chunk."""
     cam, desk = cards(tmp_path)
     source = padded_movie(tmp_path / "C0002.MP4", 1024**3)
     (movie,) = import_into(cam, [source])
-    sender = start(nodes, cam)
+    sender = start(nodes, cam, "--rate", str(PACE))
     receiver = start(nodes, desk)
 
     def movie_under_way() -> int:
         for item in receiver.ask({"op": "status"})["incoming"]:
-            if item["image_id"] == movie and item["done"] > 64 * Limits.DEFAULT_CHUNK:
+            if item["image_id"] == movie and item["done"] > 8 * CHUNK:
                 return int(item["done"])
         return 0
 
     wait_until("the movie to be under way", movie_under_way, every=0.02)
     still = write_sample_jpegs(tmp_path / "still", 1, seed=11)[0]
-    asked = time.time()
-    answer = sender.ask({"op": "import", "paths": [str(still)]})
-    (fresh,) = [item["image_id"] for item in answer["summary"]["imported"]]
-    wait_until("the still's thumbnail at the desk",
-               lambda: first_index(receiver.events(), "ThumbnailArrived", fresh) is not None,
-               every=0.02)
-    events = receiver.events()
-    thumb = first_index(events, "ThumbnailArrived", fresh)
-    assert thumb is not None
-    at = events[thumb]["t"]
-    under_way = [i["done"] for i in receiver.ask({"op": "status"})["incoming"]
-                 if i["image_id"] == movie]
-    assert under_way and under_way[0] < source.stat().st_size, "the movie was not still arriving"
-    assert first_index(events, "OriginalArrived", movie) is None
-    print(f"still's thumbnail at the desk {at - asked:.3f} s after its import was asked for, "
-          f"with the movie at {under_way[0] / 1e6:.0f} MB of {source.stat().st_size / 1e6:.0f}")
+    with Sampler(sender, receiver, movie) as sampler:
+        time.sleep(0.3)  # reads before the capture
+        answer = sender.ask({"op": "import", "paths": [str(still)]})
+        (fresh,) = [item["image_id"] for item in answer["summary"]["imported"]]
+        wait_until("the still's thumbnail at the desk",
+                   lambda: first_index(receiver.events(), "ThumbnailArrived", fresh) is not None,
+                   every=0.02)
+        time.sleep(0.3)  # reads after the thumbnail
+    captured_event = first_index(sender.events(), "Captured", fresh)
+    thumb_event = first_index(receiver.events(), "ThumbnailArrived", fresh)
+    assert captured_event is not None and thumb_event is not None
+    captured, thumb = sender.events()[captured_event]["t"], receiver.events()[thumb_event]["t"]
+    before = max((s for s in sampler.written if s.answered <= captured), key=lambda s: s.answered)
+    after = min((s for s in sampler.received if s.asked >= thumb), key=lambda s: s.asked)
+    assert after.value < source.stat().st_size, "the movie was not still arriving"
+    came = after.value - before.value
+    # The reads' own waits: chunks the camera wrote before the capture but after ``before``
+    # was read, and those that came after the thumbnail until ``after`` was read, at its pace.
+    waits = (captured - before.asked) + (after.answered - thumb)
+    allowance = CHUNK + PACE * waits + CHUNK  # the one chosen as the still came; the waits
+    print(f"movie bytes at the desk between the still's capture and its thumbnail: at most "
+          f"{came / CHUNK:.1f} chunks ({came} B); allowed {allowance / CHUNK:.1f} "
+          f"(1 chunk + {PACE * waits / CHUNK:.1f} for the reads' waits of {waits * 1e3:.0f} ms "
+          f"+ 1 rounding); thumbnail {thumb - captured:.3f} s after the capture")
+    assert came <= allowance, (
+        f"{came / CHUNK:.1f} chunks of the movie reached the desk between the still's capture "
+        f"and its thumbnail (allowed {allowance / CHUNK:.1f})")
+    assert first_index(receiver.events(), "OriginalArrived", movie) is None
 
 
 def test_a_movie_cut_off_by_sigkill_resumes_from_its_offset_and_ends_hash_identical(

@@ -74,8 +74,10 @@ class Running:
 
 
 @asynccontextmanager
-async def desk_running(tmp_path: Path, *, smaller: bytes | None = None) -> AsyncIterator[Running]:
-    """A desk with two pictures of its own and a camera's thumbnail (and ``smaller`` copy)."""
+async def desk_running(tmp_path: Path, *, smaller: bytes | None = None,
+                       held_sealed: bytes | None = None) -> AsyncIterator[Running]:
+    """A desk with two pictures of its own and a camera's thumbnail (and ``smaller`` copy, or
+    ``held_sealed`` bytes it holds for the camera, sealed, with no key wrapped for it)."""
     desk_path, cam_path = make_mesh(tmp_path, [DeviceSpec("desk", Role.DESK),
                                                DeviceSpec("cam", Role.CAMERA)])
     pictures = write_sample_jpegs(tmp_path / "pictures", 2)
@@ -94,6 +96,11 @@ async def desk_running(tmp_path: Path, *, smaller: bytes | None = None) -> Async
         if smaller is not None:  # as a smaller copy that arrived before this desk restarted
             card.write_partial(peer, Incoming.SMALLER, 0, smaller)
             card.finish_partial(peer, Incoming.SMALLER, hashlib.sha256(smaller).hexdigest(), time.time())
+        if held_sealed is not None:
+            card.reserve(peer, len(held_sealed))
+            card.write_partial(peer, Incoming.HELD, 0, held_sealed)
+            card.finish_partial(peer, Incoming.HELD, hashlib.sha256(held_sealed).hexdigest(),
+                                time.time(), owner=camera)
         runtime = runtime_for(desk_path, card)
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
@@ -144,7 +151,7 @@ async def test_a_smaller_copy_kept_on_the_card_is_marked_and_opens(tmp_path: Pat
     async with desk_running(tmp_path, smaller=copy.read_bytes()) as desk:
         tiles = {t["id"]: t for t in (await http(desk.port, "GET", "/api/tiles")).json()["tiles"]}
         assert tiles[desk.peer]["mark"] == "smaller"
-        assert tiles[desk.peer]["smaller"] == copy.stat().st_size
+        assert tiles[desk.peer]["smaller"]["size"] == copy.stat().st_size
         opened = await http(desk.port, "GET", f"/original/{desk.peer}?download=1")
         assert opened.status == 200 and opened.body == copy.read_bytes()
         assert opened.headers["content-type"] == "image/jpeg"

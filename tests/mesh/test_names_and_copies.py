@@ -135,8 +135,9 @@ def test_request_refuses_a_bad_size_before_asking_the_node(
 def status_answer(peer: str, *, names: dict[str, str]) -> dict[str, object]:
     return {
         "name": "desk", "role": "desk", "short_id": "AAAA-BBBB", "port": 1, "used": 10,
-        "capacity": 100, "free": 90, "node": {"images_absent": 2},
+        "capacity": 100, "free": 90,
         "smaller": {"count": 2, "bytes": 2_000, "kept": 1}, "names": names,
+        "sealed_without_key": 3, "node": {"images_absent": 2, "held": 4},
         "peers": [{"peer_id": peer, "name": "north-cam", "ready": True, "queues": {}}],
         "incoming": [{"peer": peer, "image_id": "c" * 64, "purpose": "smaller", "done": 5,
                       "total": 10}],
@@ -155,6 +156,8 @@ def test_the_status_view_names_peers_and_says_what_a_smaller_copy_is() -> None:
     assert "north-cam" in text and short_id_of(peer) not in text
     assert "2 smaller copies (reduced, not originals: 2.0 kB, 1 kept)" in text
     assert "(a smaller copy) from north-cam" in text
+    # Held originals it cannot open: it says it holds them sealed, with no key (issue 17).
+    assert "holding 4 for others (3 sealed, no key here: only their owners can read them)" in text
     # Two devices of one name: the id tells them apart.
     text = rendered(status_answer(peer, names={peer: f"north-cam ({short_id_of(peer)})"}))
     assert f"north-cam ({short_id_of(peer)})" in text

@@ -220,7 +220,7 @@ async def test_the_high_water_mark_changes_for_the_runtime_and_its_node(tmp_path
         rt = runtime_for(path, card)
         await rt.set_high_water(0.5)
         assert rt.config.high_water == rt.node.config.high_water == 0.5
-        # Every machine of the node sees it (Node.reconfigure), not only the node itself.
+        # Every machine of the node sees it (Node.config's setter), not only the node itself.
         held = [name for name, part in vars(rt.node).items()
                 if hasattr(part, "config") and part.config is not rt.node.config]
         assert held == [], f"machines still on the old config: {held}"

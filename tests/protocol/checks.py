@@ -116,18 +116,18 @@ TABLE: dict[str, Reached] = {
     "bad-digest@Dispersal.on_stored": Reached(f"{C}[bad-digest@Dispersal.on_stored]", sim=LYING),
     "premature-stored@Dispersal.on_stored": Reached(
         f"{C}[premature-stored@Dispersal.on_stored]", sim=LYING),
-    "bad-owner@Dispersal.on_request": Reached(f"{C}[bad-owner@Dispersal.on_request]"),
+    "bad-owner@Holding.on_request": Reached(f"{C}[bad-owner@Holding.on_request]"),
     # --- refusals ---------------------------------------------------------------------------------
-    "refuse:_reject@Dispersal._take_room": Reached(
+    "refuse:_reject@Holding._take_room": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
-    "refuse:_reject@Dispersal._take_room#2": Reached(
+    "refuse:_reject@Holding._take_room#2": Reached(
         f"{R}::test_a_holder_rejects_a_peer_past_its_share_of_the_card"),
-    "refuse:_reject@Dispersal._take_room#3": Reached(
+    "refuse:_reject@Holding._take_room#3": Reached(
         "tests/contract/test_store_contract.py::test_reserve_promises_room_and_unreserve_gives_it_back",
         note="backstop: Store.reserve refuses only what the high-water check above it let "
         "through, which a store keeping its contract never does",
     ),
-    "refuse:DisperseReject@Dispersal._reject": Reached(
+    "refuse:DisperseReject@Holding._reject": Reached(
         f"{R}::test_a_holder_above_its_mark_rejects_with_its_room"),
     "refuse:TransferFailed@Serving.on_readout": Reached(
         f"{R}::test_a_read_out_of_a_picture_without_a_copy_here_is_refused"),

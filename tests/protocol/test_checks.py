@@ -364,7 +364,7 @@ LIES: dict[str, tuple[Callable[[], str | None], str]] = {
     "catalog@Sync.on_thumbnail#2": (provoke_catalog_contradicted, "catalog"),
     "premature-stored@Dispersal.on_stored": (provoke_premature_stored, "premature-stored"),
     "bad-digest@Dispersal.on_stored": (provoke_bad_digest_stored, "bad-digest"),
-    "bad-owner@Dispersal.on_request": (provoke_bad_owner_request, "bad-owner"),
+    "bad-owner@Holding.on_request": (provoke_bad_owner_request, "bad-owner"),
 }
 
 

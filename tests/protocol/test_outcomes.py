@@ -183,14 +183,14 @@ def test_collect_without_room_or_holder_fails_or_waits() -> None:
     assert waiting == Pending(ids[0], pending.reason)  # type: ignore[attr-defined]
 
 
-def test_a_mark_raised_by_reconfigure_reaches_the_collections() -> None:
-    """Node.reconfigure hands the new config to every machine: a collection refused for room
-    under the old mark goes under the raised one (cammesh demo's "room made" step)."""
+def test_a_raised_mark_reaches_the_collections() -> None:
+    """Node.config's setter hands the new config to every machine: a collection refused for
+    room under the old mark goes under the raised one (cammesh demo's "room made" step)."""
     mesh, ids = full_camera_mesh()
     cam = mesh.devices["cam"]
     (refused,) = mesh.call(cam, lambda: cam.node.collect([ids[0]], mesh.now))
     assert isinstance(refused, Failed) and "no room" in refused.reason
-    cam.node.reconfigure(dataclasses.replace(cam.node.config, high_water=0.95))
+    cam.node.config = dataclasses.replace(cam.node.config, high_water=0.95)
     assert mesh.call(cam, lambda: cam.node.collect([ids[0]], mesh.now)) == [Collecting(ids[0])]
     mesh.pump()
     assert cam.store.image(ids[0]).where is Where.LOCAL  # type: ignore[union-attr]

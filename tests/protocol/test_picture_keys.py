@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
@@ -85,6 +86,26 @@ def test_without_the_option_no_key_travels_and_the_holder_cannot_open_what_it_ho
     failed = desk.of(ev.ReadOutFailed)
     assert len(failed) == 1 and "cam" in failed[0].reason  # type: ignore[attr-defined]
     assert desk.of(ev.ReadOutChunk) == []
+
+
+def test_a_holder_without_the_key_says_it_holds_the_picture_sealed_not_that_it_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17: the reason names what is here (a sealed copy, no key) and whom it needs."""
+    mesh, ids, _ = field_day(wrap_for_desk=False)
+    cam, desk = mesh.devices["cam"], mesh.devices["desk"]
+    oldest = next(i for i in ids if cam.store.image(i).where is Where.DISPERSED)  # type: ignore[union-attr]
+    assert desk.store.held(oldest) is not None
+    mesh.disconnect("cam", "desk")
+    mesh.call(desk, lambda: desk.node.read_out(oldest, mesh.now))
+    assert desk.of(ev.ReadOutFailed) == [ev.ReadOutFailed(
+        oldest, "this device holds it only sealed for its owner cam, with no key to open it; "
+        "cam is not connected: try again when it is")]
+    # Without the picture's thumbnail too, it still says what it holds rather than "unknown".
+    monkeypatch.setattr(desk.store, "image", lambda image_id: None)
+    mesh.call(desk, lambda: desk.node.read_out(oldest, mesh.now))
+    assert desk.of(ev.ReadOutFailed)[-1].reason.startswith(  # type: ignore[attr-defined]
+        "this device holds it only sealed for its owner cam")
 
 
 def test_a_desk_with_the_wrapped_key_reads_what_a_lost_camera_dispersed() -> None:
