@@ -51,7 +51,9 @@ def clip(size: str, codec: str, seconds: float, gop: float, noise: int, crf: int
          rate: str) -> Path:
     kbps = CAMERA_KBPS[size, codec] if rate == "camera" else None
     quality = f"crf{crf}" if kbps is None else f"cbr{kbps}k"
-    path = CACHE / f"movie-pan4-{size}-{codec}-{seconds:g}s-gop{gop:g}-noise{noise}-{quality}.mp4"
+    # pan5: H.265 clips whose cuts are keyframes (forced-idr); pan4's were plain I-frames.
+    kind = "pan5" if codec == "h265" else "pan4"
+    path = CACHE / f"movie-{kind}-{size}-{codec}-{seconds:g}s-gop{gop:g}-noise{noise}-{quality}.mp4"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         cuts = (seconds * 0.26, seconds * 0.53, seconds * 0.79)
@@ -124,6 +126,42 @@ def spread(values: list[float], digits: int = 1) -> dict[str, float]:
             "min": round(min(values), digits), "max": round(max(values), digits)}
 
 
+def measure(path: Path, seconds: float, runs: int) -> dict[str, Any]:
+    """The figures of one clip (see the module docstring)."""
+    movie = extract_movie(path)
+    times = alternated(lambda p=path: extract_movie(p),
+                       lambda p=path: full_decode(p), runs)
+    key_s = one_keyframe(path, 5)
+    wall = [f / s for f, s in zip(times["full_wall"], times["strip_wall"], strict=True)]
+    cpu = [f / s for f, s in zip(times["full_cpu"], times["strip_cpu"], strict=True)]
+    per_minute = 60.0 / seconds
+    return {
+        "bitrate_mbps": round(path.stat().st_size * 8 / seconds / 1e6, 1),
+        **stream_facts(path),
+        "one_keyframe_decode_s": round(key_s, 4),
+        # What decoding only the strip's own frames would cost: no scene search at all.
+        "floor_s_per_minute": round(key_s * len(movie.strip) * per_minute, 3),
+        "strip_s_per_minute": spread([t * per_minute for t in times["strip_wall"]], 3),
+        "strip_cpu_s_per_minute": spread([t * per_minute for t in times["strip_cpu"]],
+                                         3),
+        "full_decode_s_per_minute": spread(
+            [t * per_minute for t in times["full_wall"]], 2),
+        "full_decode_cpu_s_per_minute": spread(
+            [t * per_minute for t in times["full_cpu"]], 2),
+        "speedup": spread(wall),
+        "speedup_runs": [round(r, 1) for r in wall],
+        "speedup_cpu": spread(cpu),
+        "speedup_cpu_runs": [round(r, 1) for r in cpu],
+        # The best any strip of this length could do against this full decode.
+        "speedup_ceiling": round(statistics.median(times["full_wall"])
+                                 / (key_s * len(movie.strip)), 1),
+        "strip_frames": len(movie.strip),
+        "keyframes_decoded": movie.keyframes_decoded,
+        "scene_frames": sum(1 for f in movie.strip if f.kind == "scene"),
+        "file_bytes": path.stat().st_size,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -136,6 +174,8 @@ def main() -> None:
                         help="constant quality (--crf), or a camera's constant bitrate")
     parser.add_argument("--quick", action="store_true", help="10 s clips, one run")
     parser.add_argument("--only", default="", help="comma-separated clip names, e.g. 4K-h264")
+    parser.add_argument("--clip", action="append", default=[], metavar="FILE",
+                        help="also measure this movie file (e.g. a camera's own)")
     args = parser.parse_args()
     seconds, runs = (10.0, 1) if args.quick else (args.seconds, args.runs)
     wanted = set(filter(None, args.only.split(",")))
@@ -145,38 +185,12 @@ def main() -> None:
             if wanted and f"{size}-{codec}" not in wanted:
                 continue
             path = clip(size, codec, seconds, args.gop, args.noise, args.crf, args.rate)
-            movie = extract_movie(path)
-            times = alternated(lambda p=path: extract_movie(p),
-                               lambda p=path: full_decode(p), runs)
-            key_s = one_keyframe(path, 5)
-            wall = [f / s for f, s in zip(times["full_wall"], times["strip_wall"], strict=True)]
-            cpu = [f / s for f, s in zip(times["full_cpu"], times["strip_cpu"], strict=True)]
-            per_minute = 60.0 / seconds
-            results[f"{size}-{codec}"] = {
-                "bitrate_mbps": round(path.stat().st_size * 8 / seconds / 1e6, 1),
-                **stream_facts(path),
-                "one_keyframe_decode_s": round(key_s, 4),
-                # What decoding only the strip's own frames would cost: no scene search at all.
-                "floor_s_per_minute": round(key_s * len(movie.strip) * per_minute, 3),
-                "strip_s_per_minute": spread([t * per_minute for t in times["strip_wall"]], 3),
-                "strip_cpu_s_per_minute": spread([t * per_minute for t in times["strip_cpu"]],
-                                                 3),
-                "full_decode_s_per_minute": spread(
-                    [t * per_minute for t in times["full_wall"]], 2),
-                "full_decode_cpu_s_per_minute": spread(
-                    [t * per_minute for t in times["full_cpu"]], 2),
-                "speedup": spread(wall),
-                "speedup_runs": [round(r, 1) for r in wall],
-                "speedup_cpu": spread(cpu),
-                "speedup_cpu_runs": [round(r, 1) for r in cpu],
-                # The best any strip of this length could do against this full decode.
-                "speedup_ceiling": round(statistics.median(times["full_wall"])
-                                         / (key_s * len(movie.strip)), 1),
-                "strip_frames": len(movie.strip),
-                "keyframes_decoded": movie.keyframes_decoded,
-                "scene_frames": sum(1 for f in movie.strip if f.kind == "scene"),
-                "file_bytes": path.stat().st_size,
-            }
+            results[f"{size}-{codec}"] = measure(path, seconds, runs)
+    for extra in args.clip:  # a camera's own movie, or a clip made by an earlier run
+        with av.open(str(extra)) as container:
+            length = float(container.duration or 0) / 1_000_000
+        results[Path(extra).name] = {"clip_seconds": round(length, 3),
+                                     **measure(Path(extra), length, runs)}
     worst_ratio = min(r["speedup"]["median"] for r in results.values())
     worst_cpu = min(r["speedup_cpu"]["median"] for r in results.values())
     worst_4k = max((r["strip_s_per_minute"]["median"] for k, r in results.items()

@@ -252,12 +252,26 @@ def as_json(record: ImageRecord, thumbnail_source: str | None,
     }
 
 
-def held_json(record: HeldRecord, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+def held_json(record: HeldRecord, names: Mapping[str, str] | None = None, *,
+              picture: ImageRecord | None = None) -> dict[str, Any]:
+    """One held original; ``picture``: its catalog row here (its thumbnail), if any."""
+    from mesh.control import sealed_no_key
     from mesh.device_names import shown
 
     return {"image_id": record.image_id, "owner": record.owner,
             "owner_name": shown(names or {}, record.owner), "size": record.size,
-            "stored_at": record.stored_at}
+            "stored_at": record.stored_at,
+            # Sealed for its owner and no key here: only the owner can read it (issue 17).
+            "sealed_without_key": sealed_no_key(record, picture)}
+
+
+def held_form(record: HeldRecord, picture: ImageRecord | None) -> str:
+    """How a held original is kept, as `ls --held` says it."""
+    from mesh.control import sealed_no_key
+
+    if record.digest == record.image_id:
+        return "as it is"  # held before sealing (issue 7)
+    return "sealed, no key here" if sealed_no_key(record, picture) else "sealed, key here"
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,18 +384,20 @@ def print_held(listing: Listing, as_json_out: bool) -> int:
     from mesh.device_names import shown
     from storage.sizes import format_size
 
+    rows = {r.image_id: r for r in listing.records}
     if as_json_out:
-        json.dump([held_json(h, listing.names) for h in listing.held], sys.stdout, indent=1)
+        json.dump([held_json(h, listing.names, picture=rows.get(h.image_id))
+                   for h in listing.held], sys.stdout, indent=1)
         print()
         return 0
     total = sum(h.size for h in listing.held)
     table = Table(box=box.SIMPLE_HEAD,
                   title=f"{len(listing.held)} originals held for other devices ({format_size(total)})")
-    for column in ("id", "owner", "size", "stored"):
+    for column in ("id", "owner", "size", "stored", "kept"):
         table.add_column(column, no_wrap=True)
     for h in listing.held:
         table.add_row(h.image_id[:12], Text(shown(listing.names, h.owner)), format_size(h.size),
-                      when(h.stored_at))
+                      when(h.stored_at), held_form(h, rows.get(h.image_id)))
     console().print(table)
     return 0
 

@@ -23,7 +23,7 @@ from protocol.errors import CammeshError
 if TYPE_CHECKING:
     import trio
 
-    from protocol.store import ImageRecord, Store
+    from protocol.store import HeldRecord, ImageRecord, Store
     from storage.card_smaller import SmallerCopy
 
 log = logging.getLogger("cammesh.control")
@@ -89,12 +89,13 @@ def check_smaller_request(max_side: object, quality: object) -> tuple[int | None
 def sealed_without_key(card: Store) -> int:
     """How many originals the card holds sealed for their owners with no key wrapped for this
     device: only their owners can read them out (issue 7; issue 17 has it said)."""
-    count = 0
-    for held in card.held_originals():
-        if held.digest != held.image_id:  # sealed: the bytes held are not the picture's
-            record = card.image(held.image_id)
-            count += record is None or record.wrapped_key is None
-    return count
+    return sum(sealed_no_key(held, card.image(held.image_id)) for held in card.held_originals())
+
+
+def sealed_no_key(held: HeldRecord, record: ImageRecord | None) -> bool:
+    """Held sealed (the bytes held are not the picture's), and no key was wrapped for this
+    device with the picture's thumbnail (``record``, None when it has none)."""
+    return held.digest != held.image_id and (record is None or record.wrapped_key is None)
 
 
 def smaller_json(copy: SmallerCopy | None) -> dict[str, Any] | None:

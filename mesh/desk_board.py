@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.control import sealed_no_key
 from mesh.desk_strips import Point, parts_in, strip_json
 from mesh.device_names import shown, shown_names
 from protocol import events as ev
@@ -122,10 +123,8 @@ def read_facts(card: Card, me: str, ids: Iterable[str] | None = None) -> list[Fa
                 decision=decision, holders=tuple(holders.get(r.image_id, ())),
                 held_for=None if holding is None else holding.owner,
                 smaller=None if copy is None else copy_facts(card, copy),
-                # Sealed (its digest is not the picture's) and no key wrapped for us with the
-                # thumbnail: only its owner can read it (protocol/readout.py says so too).
-                sealed=holding is not None and holding.digest != r.image_id
-                and r.wrapped_key is None,
+                # Only its owner can read it (protocol/readout.py says so too).
+                sealed=holding is not None and sealed_no_key(holding, r),
                 marks=marks.get(r.image_id, NO_MARKS), strip=strip, partial=partial,
             )
         )
@@ -337,6 +336,7 @@ def _newest_first(tile: Tile) -> tuple[float, str, int]:
 REREAD = (
     ev.ThumbnailArrived, ev.StripArrived, ev.OriginalArrived, ev.TransferRefused, ev.RequestPending,
     ev.Dispersed, ev.HeldStored, ev.Released, ev.Collected, ev.CollectFailed,
+    ev.MarksArrived,  # another desk's marks (issue 19, protocol/marks.py)
 )
 
 

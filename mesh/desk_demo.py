@@ -57,7 +57,8 @@ def runtime_for(
     policy: Policy = Policy.ALL,
 ) -> Runtime:
     """A Runtime for an open card on loopback (any free port unless ``listen`` says)."""
-    config = NodeConfig(name=card.name, role=Role(card.role), default_policy=policy)
+    config = NodeConfig(name=card.name, role=Role(card.role), default_policy=policy,
+                        share_marks=True)
     return Runtime(
         card_path=card_path,
         card=card,

@@ -16,8 +16,9 @@ Routes (all JSON; a refused value answers 400 with the reason, nothing changed):
     Photo Mechanic's code replacements (``code<TAB>text`` lines) that the page expands as
     ``\\code\\`` is typed.
 
-Marks are stored by the card (``storage.card_marks``); the board reads them back, so every
-page sees the change in its next batch of tiles.
+Marks are stored by the card (``storage.card_marks``), then handed to the node, which sends
+them to every peer (protocol/marks.py); the board reads them back, so every page sees the
+change in its next batch of tiles, and another desk's marks as they arrive (MarksArrived).
 """
 
 from __future__ import annotations
@@ -142,7 +143,10 @@ class DeskMarks:
         card = rt.card
 
         def write() -> dict[str, Any]:
-            marks = card.set_marks_of(ids, now=rt.now(), **fields)
+            now = rt.now()
+            marks = card.set_marks_of(ids, now=now, **fields)
+            for image_id in marks:  # the marks travel to every peer (protocol/marks.py)
+                rt.node.marked(image_id, now)
             return {i: m.as_json() for i, m in marks.items()}
 
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import MeshError
+from mesh.ftp_room import stop_hashing
 from mesh.ftp_server import CameraServer, FtpSettings
 
 
@@ -55,7 +56,10 @@ def child_main(conn: Any, settings: FtpSettings, card: Path, cert: Path, key: Pa
         server.stop()
 
     threading.Thread(target=listen, name="cammesh-ftp-node", daemon=True).start()
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        stop_hashing()
 
 
 def _child_logging(json_logs: bool) -> None:

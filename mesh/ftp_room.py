@@ -15,7 +15,9 @@ import hashlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mesh.errors import MeshError
@@ -24,6 +26,8 @@ REFRESH_BYTES = 8 * 1024 * 1024  # of one upload, between two questions on the c
 GRANT = 1024 * 1024  # room an upload takes ahead of its writes (one TLS record is 16 KiB)
 FRESH_S = 1.0  # a figure this old is waited for (up to ROOM_WAIT_S) before an upload starts
 ROOM_WAIT_S = 5.0  # for the node's answer; the last figure stands after
+HASH_BLOCK = 256 * 1024  # an upload's bytes go to the hashing thread this many at a time
+HASH_BEHIND = 8  # blocks the hashing thread may be behind before a write waits for it
 
 
 class OutOfRoom(MeshError):
@@ -99,6 +103,62 @@ class Room:
             self.pending = max(0, self.pending - size)
 
 
+_hashing: ThreadPoolExecutor | None = None  # the FTP process's hashing thread, made when used
+_hashing_made = threading.Lock()
+
+
+def _hashing_thread() -> ThreadPoolExecutor:
+    global _hashing
+    with _hashing_made:
+        if _hashing is None:
+            _hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cammesh-ftp-hash")
+        return _hashing
+
+
+def stop_hashing() -> None:
+    """End the hashing thread once what it was given is hashed (the process's end; tests)."""
+    global _hashing
+    with _hashing_made:
+        hashing, _hashing = _hashing, None
+    if hashing is not None:
+        hashing.shutdown(wait=True)
+
+
+class Digest:
+    """The SHA-256 of an upload, hashed in a thread beside the FTP loop, in order.
+
+    hashlib lets go of the GIL while it hashes a block, so the loop reads and writes the next
+    TLS records meanwhile: hashed in the loop's own thread, the SHA-256 was a seventh of the
+    FTP process's time (py-spy, bench/ftp_ingest.py), and the loop is what limits a burst."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._behind: deque[Future[None]] = deque()
+
+    def update(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= HASH_BLOCK:
+            self._hand_over()
+
+    def hexdigest(self) -> str:
+        if self._parts:
+            self._hand_over()
+        while self._behind:
+            self._behind.popleft().result()
+        return self._sha.hexdigest()
+
+    def _hand_over(self) -> None:
+        block = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        self._behind.append(_hashing_thread().submit(self._sha.update, block))
+        while len(self._behind) > HASH_BEHIND:  # the thread is starved: wait, hold no more
+            self._behind.popleft().result()
+
+
 class GuardedFile:
     """An upload's file: each write first takes its room on the card (OutOfRoom if none).
 
@@ -113,7 +173,7 @@ class GuardedFile:
         self._what = what
         self.taken = 0
         self.written = 0
-        self._digest = hashlib.sha256() if hashed else None
+        self._digest = Digest() if hashed else None
 
     def sha256(self) -> str | None:
         """The SHA-256 of what was written, when all of the file was written here."""

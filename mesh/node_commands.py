@@ -212,6 +212,7 @@ def build_runtime(args: argparse.Namespace, card: Card) -> Runtime:
         replicas=args.replicas,
         default_policy=Policy(default),
         policies={peer: Policy(policy) for peer, policy in per_peer.items()},
+        share_marks=True,  # the editor's marks travel (issue 19)
     )
     return Runtime(card_path=args.card, card=card, identity=Identity.load(args.card),
                    config=config, listen=listen, static_peers=peers,

@@ -46,9 +46,9 @@ _LENGTH = struct.Struct(">I")
 
 # Limits handed to msgpack so a hostile frame cannot make it allocate more than
 # the frame itself holds (and text is bounded long before the message checks run).
-_MAX_STR_BYTES: Final = 4 * Limits.MAX_TEXT  # UTF-8 needs at most 4 bytes a character
+_MAX_STR_BYTES: Final = 4 * max(Limits.MAX_TEXT, Limits.MAX_CAPTION)  # UTF-8: 4 bytes a character
 _MAX_BIN: Final = max(Limits.MAX_CHUNK, Limits.MAX_THUMBNAIL)
-_MAX_ARRAY: Final = max(Limits.MAX_CAPABILITIES, Limits.MAX_STRIP_FRAMES)
+_MAX_ARRAY: Final = max(Limits.MAX_CAPABILITIES, Limits.MAX_STRIP_FRAMES, Limits.MAX_KEYWORDS)
 _MAX_MAP: Final = max(Limits.MAX_ORIGINS, Limits.MAX_METADATA_KEYS)
 
 # Bytes a decoder may hold before the reader drains it: far more than a pump feeds at once.

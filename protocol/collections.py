@@ -48,7 +48,7 @@ from protocol.effects import (
     Drop,
     Effect,
     Expect,
-    Outbox,
+    Machine,
     QueueOriginal,
     ReadOutLost,
     ReadOutServed,
@@ -125,7 +125,7 @@ class Collection:
     tried: set[str] = field(default_factory=set)  # holders that failed this collection
 
 
-class Collections:
+class Collections(Machine):
     """The collections of one node's dispersed originals, home or relayed (see the table).
 
     A relay's ``Transfer`` is its collection's: the machine grows it in place as the
@@ -136,17 +136,10 @@ class Collections:
         self, store: Store, config: NodeConfig, links: Mapping[str, Link],
         names: Mapping[str, str],
     ) -> None:
-        self.store = store
-        self.config = config
-        self.links = links  # read only: a link is written through effects
+        super().__init__(store, config, links)
         self.names = names  # device id -> name (read only, protocol.sync keeps it)
-        self._out = Outbox()
         self._collections: dict[str, Collection] = {}
         self._homing: set[str] = set()  # our dispersed pictures the user wants home (durable)
-
-    def take(self) -> list[Effect]:
-        """What was asked for before a check refused the peer (the node applies it first)."""
-        return self._out.take()
 
     def state_of(self, image_id: str) -> CollectState:
         collection = self._collections.get(image_id)

@@ -57,6 +57,10 @@ class NodeConfig:
     max_peer_backlog: int = 4096  # answers queued for a peer that keeps asking without reading
     retry_s: float = 30.0  # how long a rejected holder is skipped for a picture
     readout_retry_s: float = 5.0  # how often a waiting read-out is tried again
+    # The editor's marks travel (protocol/marks.py, the "marks" capability in our Hello).
+    # Off unless asked for, so that every conversation and simulator trace pinned before
+    # marks travelled stays as it was; the real node (mesh/) and the marks scenarios ask.
+    share_marks: bool = False
     # Wraps picture keys for the desks the runtime names (Node.connected) and unwraps
     # those sent to us; None: no key ever travels with a thumbnail (issue 7, FIG. 20).
     sealer: Sealer | None = field(default=None, compare=False)

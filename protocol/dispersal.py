@@ -27,7 +27,7 @@ One (picture, holder) entry of our dispersion list is in one state at a time:
   STORED      its holder is gone for good                  NONE        (the repair asks another)
               ... and it held the only copy                STORED      RepairFailed
   NONE        DisperseAccept or Stored                     NONE        Release (it frees what it has)
-  COLLECTING  Stored (readout.py brings it home)           COLLECTING  nothing
+  COLLECTING  Stored (collections.py brings it home)       COLLECTING  nothing
 
 ACCEPTED is answered as REQUESTED is (an accept again; a reject).  A holder that
 accepts reserving too little, or stores early or another digest, is cut off

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from protocol.config import NodeConfig
 from protocol.events import NodeEvent
 from protocol.messages import Hello, Message, Purpose
-from protocol.peer import Expected, Stream
+from protocol.peer import Expected, Link, Stream
 from protocol.scheduler import Lane, Transfer
-from protocol.store import ImageRecord
+from protocol.store import ImageRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,13 @@ class ThumbnailSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class Selected:
+    """Marks made the picture a select, tagged or rated (to the pulls: its original first)."""
+
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinkReady:
     """The peer's catalog arrived (to the pulls: it may serve what it failed to)."""
 
@@ -340,6 +348,7 @@ Notice = (
     Offered | ThumbnailSeen | LinkReady | PullOver | PullsMayGo | OursAgain | HeldIn
     | ReleaseSent | Relay | RelayRefused | CollectedBytes | CollectionIn
     | CollectionLost | ReadOutIn | ReadOutLost | CollectForReader | ServeFromCard | ReadOutServed
+    | Selected
 )
 
 
@@ -387,3 +396,18 @@ class Outbox:
     def take(self) -> list[Effect]:
         out, self._effects = self._effects, []
         return out
+
+
+class Machine:
+    """What every sub-machine of the node is built from: the card, the settings, the links
+    (read only: a link is written through effects), and an outbox for its effects."""
+
+    def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
+        self.store = store
+        self.config = config
+        self.links = links
+        self._out = Outbox()
+
+    def take(self) -> list[Effect]:
+        """What it asked for before a check refused the peer (the node applies it first)."""
+        return self._out.take()

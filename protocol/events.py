@@ -70,6 +70,15 @@ class StripArrived(NodeEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class MarksArrived(NodeEvent):
+    """Marks from ``peer`` changed these ``fields`` of a picture here (last writer wins)."""
+
+    peer: str
+    image_id: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TransferProgress(NodeEvent):
     """Bytes of an incoming original now durable (``done`` of ``total``)."""
 

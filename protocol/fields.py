@@ -142,10 +142,11 @@ def _member(kind: type[enum.Enum]) -> Check:
 
 def _union(options: tuple[Any, ...]) -> Check:
     """One of several kinds: the check is chosen by the value's own type."""
-    by_type = {base_type(option): checker(option) for option in options}
+    # A generic option (a tuple of keywords) is found by its origin: the value's own type.
+    by_type = {_kind(option): checker(option) for option in options}
     if bytes in by_type:  # built here, a bytes field may hold any bytes-like buffer
         by_type[bytearray] = by_type[memoryview] = by_type[bytes]
-    names = " or ".join("nil" if t is type(None) else t.__name__ for t in map(base_type, options))
+    names = " or ".join("nil" if t is type(None) else t.__name__ for t in map(_kind, options))
     why = f"must be {names}"
 
     def check(value: object) -> str | None:
@@ -158,6 +159,11 @@ def _union(options: tuple[Any, ...]) -> Check:
         return found(value)
 
     return check
+
+
+def _kind(option: Any) -> Any:
+    base = base_type(option)
+    return typing.get_origin(base) or base
 
 
 def _tuple_of(meta: Meta, item_check: Check) -> Check:

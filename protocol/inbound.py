@@ -34,7 +34,6 @@ from collections.abc import Mapping
 from typing import Final
 
 from protocol import events as ev
-from protocol.config import NodeConfig
 from protocol.effects import (
     Cancel,
     Closed,
@@ -43,9 +42,9 @@ from protocol.effects import (
     CollectionLost,
     Effect,
     HeldIn,
+    Machine,
     Opened,
     OursAgain,
-    Outbox,
     PullOver,
     PullsMayGo,
     ReadOutIn,
@@ -55,7 +54,7 @@ from protocol.effects import (
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Chunk, OriginalComplete, OriginalHeader, Purpose, RefuseOriginal
 from protocol.peer import Link, Stream
-from protocol.store import CardFullError, HashMismatch, Incoming, Store
+from protocol.store import CardFullError, HashMismatch, Incoming
 
 
 class StreamState(enum.StrEnum):
@@ -88,18 +87,8 @@ def state_of(link: Link, image_id: str, purpose: Purpose) -> StreamState:
     return StreamState.CANCELLED if key in link.cancelled else StreamState.NONE
 
 
-class Inbound:
+class Inbound(Machine):
     """The incoming original streams of one node (see the module's table)."""
-
-    def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
-        self.store = store
-        self.config = config
-        self.links = links  # read only: a link is written through effects
-        self._out = Outbox()
-
-    def take(self) -> list[Effect]:
-        """What was asked for before a check refused the peer (the node applies it first)."""
-        return self._out.take()
 
     def on_header(self, link: Link, msg: OriginalHeader, now: float) -> list[Effect]:
         key = (msg.image_id, msg.purpose)

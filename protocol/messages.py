@@ -46,6 +46,10 @@ class Limits:
     MAX_STRIP_FRAMES: Final = 48  # a movie's strip (FIG. 15A), poster first
     MAX_STRIP_JPEG: Final = 64 * 1024  # one strip frame (160 px: 4-8 KiB)
     MAX_STRIP_BYTES: Final = 640 * 1024  # a whole strip, inside one frame of MAX_FRAME
+    MAX_CAPTION: Final = 2000  # an editor's caption, in characters (storage.marks.MAX_TEXT)
+    MAX_MARK_TEXT: Final = 256  # a headline, credit or keyword (storage.marks.MAX_SHORT_TEXT)
+    MAX_KEYWORDS: Final = 64  # keywords on one picture (storage.marks.MAX_KEYWORDS)
+    MARK_DIGEST: Final = 256 * 8  # a MarksDigest: 256 buckets (an id's first byte) of 8 bytes
     MAX_WANTED_STRIPS: Final = 48  # movies one WantStrips names (more: another message)
 
 
@@ -239,6 +243,59 @@ class Strip(Message):
             raise _fail(name, "jpegs", f"must hold at most {Limits.MAX_STRIP_BYTES} bytes in all")
 
 
+# The editor's marks (issue 19): what each field may hold (storage.marks checks the text).
+MARK_FIELDS: Final = ("rating", "color", "tagged", "caption", "headline", "credit", "keywords")
+_MARK_KINDS: Final[Mapping[str, tuple[type, ...]]] = {
+    "rating": (int, type(None)), "color": (int, type(None)), "tagged": (bool,),
+    "caption": (str,), "headline": (str,), "credit": (str,), "keywords": (tuple,),
+}
+_MARK_RANGES: Final[Mapping[str, range]] = {"rating": range(0, 6), "color": range(1, 9)}
+Keyword = Annotated[str, Meta(min_length=1, max_length=Limits.MAX_MARK_TEXT)]
+MarkItem = (Annotated[str, Meta(max_length=Limits.MAX_CAPTION)] | Annotated[int, Meta(ge=0, le=8)]
+            | bool | Annotated[tuple[Keyword, ...], Meta(max_length=Limits.MAX_KEYWORDS)] | None)
+_PER_FIELD: Final = Meta(max_length=len(MARK_FIELDS))
+DIGEST_BYTES: Final = Limits.MARK_DIGEST
+
+
+@dataclass(frozen=True, slots=True)
+class Marked(Message):
+    """An editor's marks on one picture: field k is ``fields[k]`` (of ``MARK_FIELDS``, once),
+    set to ``values[k]`` at ``times[k]`` by ``devices[k]`` (protocol/marks.py)."""
+
+    TAG: ClassVar[str] = "marked"
+    image_id: Hex64
+    fields: Annotated[tuple[Annotated[str, Meta(max_length=16)], ...], _PER_FIELD]
+    values: Annotated[tuple[MarkItem, ...], _PER_FIELD]
+    times: Annotated[tuple[Finite, ...], _PER_FIELD]
+    devices: Annotated[tuple[Hex64, ...], _PER_FIELD]
+
+    def check_relations(self) -> None:
+        name, n = type(self).__name__, len(self.fields)
+        if not n or not len(self.values) == len(self.times) == len(self.devices) == n:
+            raise _fail(name, "fields", "fields, values, times and devices must be as long, at least 1")
+        if len(set(self.fields)) != n or not set(self.fields) <= set(MARK_FIELDS):
+            raise _fail(name, "fields", f"each must be one of {list(MARK_FIELDS)}, once")
+        for mark, value in zip(self.fields, self.values, strict=True):
+            allowed = _MARK_RANGES.get(mark)
+            if type(value) not in _MARK_KINDS[mark] or (
+                allowed is not None and value is not None and value not in allowed
+            ) or (mark in ("headline", "credit") and len(value) > Limits.MAX_MARK_TEXT):  # type: ignore[arg-type]
+                raise _fail(name, "values", f"{value!r} is not a {mark} mark")
+
+
+@dataclass(frozen=True, slots=True)
+class MarksDigest(Message):
+    """The marks I hold: per bucket of image ids (their first byte) a hash of its stamped
+    marks, or no bytes when I hold none (protocol/marks.py)."""
+
+    TAG: ClassVar[str] = "marks"
+    buckets: Annotated[bytes, Meta(max_length=DIGEST_BYTES)]
+
+    def check_relations(self) -> None:
+        if len(self.buckets) not in (0, DIGEST_BYTES):
+            raise _fail(type(self).__name__, "buckets", f"must be 0 or {DIGEST_BYTES} bytes")
+
+
 @dataclass(frozen=True, slots=True)
 class WantStrips(Message):
     """The movies whose strip never reached me (a link broke between offer and strip): send
@@ -426,28 +483,9 @@ class Error(Message):
 
 
 MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
-    Hello,
-    Catalog,
-    ThumbnailOffer,
-    RequestOriginal,
-    RefuseOriginal,
-    OriginalHeader,
-    Chunk,
-    OriginalComplete,
-    TransferFailed,
-    DisperseRequest,
-    DisperseAccept,
-    DisperseReject,
-    Stored,
-    Collect,
-    ReadOut,
-    Release,
-    Ping,
-    Pong,
-    Goodbye,
-    Error,
-    Strip,
-    WantStrips,
+    Hello, Catalog, ThumbnailOffer, RequestOriginal, RefuseOriginal, OriginalHeader, Chunk,
+    OriginalComplete, TransferFailed, DisperseRequest, DisperseAccept, DisperseReject, Stored,
+    Collect, ReadOut, Release, Ping, Pong, Goodbye, Error, Strip, Marked, MarksDigest, WantStrips,
 )
 
 BY_TAG: Final[Mapping[str, type[Message]]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

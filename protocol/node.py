@@ -28,6 +28,7 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.inbound import Inbound
 from protocol.keepalive import Keepalive
 from protocol.link_effects import carry_out
+from protocol.marks import SharedMarks
 from protocol.messages import (
     Catalog,
     Chunk,
@@ -85,7 +86,9 @@ class Node:
         self._events: list[ev.NodeEvent] = []
         self.pulls = Pulls(store, config, self.links)
         self.strips = Strips(store, config, self.links)
-        self.sync = Sync(store, config, self.links, capabilities=self.strips.capabilities)
+        self.marks = SharedMarks(store, config, self.links)
+        capabilities = self.strips.capabilities + self.marks.capabilities
+        self.sync = Sync(store, config, self.links, capabilities=capabilities)
         self.keepalive = Keepalive(config, self.links)
         self.inbound = Inbound(store, config, self.links)
         self.serving = self.parts.serving(store, config, self.links)
@@ -98,6 +101,7 @@ class Node:
         self._routes: dict[type[Notice], Callable[[Any], list[Effect] | None]] = {
             fx.Offered: lambda n: self.pulls.offered(n.peer_id, n.image_id),
             fx.LinkReady: lambda n: self.pulls.link_ready(n.peer_id),
+            fx.Selected: lambda n: self.pulls.selected(n.image_id),
             fx.ThumbnailSeen: lambda n: self.pulls.thumbnail_seen(n.image_id, n.now),
             fx.PullOver: lambda n: self.pulls.finished(n.peer_id, n.image_id),
             fx.PullsMayGo: lambda n: self.pulls.pump(n.now),
@@ -132,7 +136,7 @@ class Node:
         self._config = self.pulls.config = self.strips.config = self.sync.config = config
         self.keepalive.config = self.inbound.config = self.serving.config = config
         self.dispersal.config = self.holding.config = self.collections.config = config
-        self.readouts.config = config
+        self.readouts.config = self.marks.config = config
 
     def _resume(self) -> None:
         """After a (re)start: our user's requests and collections outlive the process."""
@@ -315,6 +319,10 @@ class Node:
         self.apply(effects := self.pulls.refuse(image_id, now))
         return outcomes.not_needed(image_id, effects)
 
+    def marked(self, image_id: str, now: float) -> None:
+        """Our user changed this picture's marks (the card holds them): they go to every peer."""
+        self.apply(self.marks.marked(image_id))
+
     def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> outcomes.ReadOutOutcome:
         """Hand out the original as ReadOutChunk... ReadOutDone events, wherever it is.
 
@@ -367,16 +375,10 @@ class Node:
             self._deadline_stale = False
         return self._deadline
 
-    def deadline_changed(self) -> None:
-        """Something may now want an earlier tick: compute next_deadline afresh."""
-        self._deadline_stale = True
-
     def _compute_deadline(self) -> float | None:
-        best = self.keepalive.next_deadline()
-        for retry in (self.dispersal.next_retry(), self.readouts.next_deadline()):
-            if retry is not None and (best is None or retry < best):
-                best = retry
-        return best
+        due = (self.keepalive.next_deadline(), self.dispersal.next_retry(),
+               self.readouts.next_deadline())
+        return min((d for d in due if d is not None), default=None)
 
     def sending_peers(self) -> list[str]:
         """Peers ``next_frame`` may have something for now, sorted (poll only these).
@@ -418,17 +420,11 @@ class Node:
         usage = self.store.usage()
         pulls_waiting, requests_waiting = self.pulls.waiting()
         counts.update(
-            held=len(held),
-            held_bytes=sum(h.size for h in held),
+            held=len(held), held_bytes=sum(h.size for h in held),
             dispersion_entries=sum(1 for _ in self.store.dispersion_list()),
-            peers=len(self.links),
-            peers_ready=sum(1 for link in self.links.values() if link.ready),
-            capacity=usage.capacity,
-            used=usage.used,
-            reserved=usage.reserved,
-            free=usage.free,
-            pulls_waiting=pulls_waiting,
-            requests_waiting=requests_waiting,
+            peers=len(self.links), peers_ready=sum(1 for link in self.links.values() if link.ready),
+            capacity=usage.capacity, used=usage.used, reserved=usage.reserved, free=usage.free,
+            pulls_waiting=pulls_waiting, requests_waiting=requests_waiting,
         )
         return counts
 
@@ -447,6 +443,7 @@ class Node:
             Catalog: self._on_catalog,
             ThumbnailOffer: self._via(self.sync.take, self.sync.on_thumbnail),
             Strip: lambda link, msg, now: self.apply(self.strips.on_strip(link, msg)),
+            **self.marks.routes(self.apply),  # MarksDigest, Marked
             WantStrips: lambda link, msg, now: self.apply(self.strips.on_want_strips(link, msg)),
             RequestOriginal: self._via(self.serving.take, self.serving.on_request),
             RefuseOriginal: lambda link, msg, now: self.apply(self.serving.on_refuse(link, msg)),
@@ -484,6 +481,7 @@ class Node:
 
     def _on_catalog(self, link: Link, msg: Catalog, now: float) -> None:
         self.apply(self.sync.on_catalog(link, msg))
+        self.apply(self.marks.link_ready(link))
         self.apply(self.strips.link_ready(link))  # strips whose link broke after their offer
         self.apply(self.dispersal.link_ready(link.peer_id, now))
         self.apply(self.collections.link_ready(link, now))

@@ -21,7 +21,8 @@ One ABSENT original is, for this machine, in one state at a time:
 ``TRANSITIONS`` is that table; ``state_of`` reads a picture's state off the machine.
 A source is a ready peer that offered the original (``has_original``), and for the
 user also its origin; background pulls take at most ``max_outstanding_requests`` per
-peer and stop below the high-water mark (protocol.room).  Each input returns the
+peer and stop below the high-water mark (protocol.room), in arrival order but for the
+editor's selects (tagged or rated: ``selected``), which go first.  Each input returns the
 effects it wants (protocol.effects); nothing here calls the node.
 """
 
@@ -37,7 +38,7 @@ from protocol.config import NodeConfig, Policy
 from protocol.effects import Cancel, Effect, Expect, Hurry, Outbox
 from protocol.messages import Purpose, RefuseOriginal, RequestOriginal
 from protocol.peer import Expected, Link
-from protocol.store import Decision, ImageRecord, Incoming, Store, Where
+from protocol.store import Decision, ImageRecord, Incoming, Store, Where, selected
 
 
 class PullState(enum.StrEnum):
@@ -179,6 +180,13 @@ class Pulls:
                 if record.where is Where.ABSENT:
                     self._want_in_background(record.image_id)  # also after our own restart
 
+    def selected(self, image_id: str) -> None:
+        """Our marks made the picture a select (issue 19): its background pull goes first."""
+        if image_id in self._pulls:
+            for peer_id, queue in self._pull_queues.items():
+                if image_id in queue:
+                    self._pull_queues[peer_id] = {image_id: None, **queue}
+
     def stream_lost(self, image_id: str, expected: Expected) -> None:
         """A link went with our request on it: asked again from the next source."""
         if expected.urgent:
@@ -237,6 +245,8 @@ class Pulls:
         self._pulls[image_id] = None
         for peer_id in (*self._offers.get(image_id, ()), origin):
             self._pull_queues.setdefault(peer_id, {})[image_id] = None
+        if selected(self.store.stamped_marks(image_id)):  # marked before we pulled (a restart)
+            self.selected(image_id)
 
     def _refused(self, image_id: str) -> bool:
         decision = self.store.decision(image_id)

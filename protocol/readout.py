@@ -33,7 +33,7 @@ from typing import Final
 
 from protocol import events as ev
 from protocol.config import NodeConfig
-from protocol.effects import CollectForReader, Effect, Expect, Outbox, Rearm
+from protocol.effects import CollectForReader, Effect, Expect, Machine, Rearm
 from protocol.messages import Purpose, ReadOut
 from protocol.peer import Expected, Link, name_in
 from protocol.sealing import SealingError
@@ -77,19 +77,16 @@ class Waiting:
     reason: str = ""
 
 
-class ReadOuts:
+class ReadOuts(Machine):
     """Our own user's read-outs (see the module's table)."""
 
     def __init__(
         self, store: Store, config: NodeConfig, links: Mapping[str, Link],
         names: Mapping[str, str], offerers: Callable[[str], set[str]],
     ) -> None:
-        self.store = store
-        self.config = config
-        self.links = links  # read only: a link is written through effects
+        super().__init__(store, config, links)
         self.names = names  # device id -> name (read only, protocol.sync keeps it)
         self.offerers = offerers  # the peers that offered a picture's original (the pulls')
-        self._out = Outbox()
         self._waiting: dict[str, Waiting] = {}
 
     def state_of(self, image_id: str) -> ReadOutState:

@@ -49,8 +49,11 @@ def _enum_from_wire(kind: type[enum.StrEnum]) -> FromWire:
 
 
 def _tuple_from_wire(value: object) -> object:
-    # Only an array becomes a tuple; a string must not turn into a tuple of letters.
-    return tuple(value) if isinstance(value, list) else value
+    # Only an array becomes a tuple; a string must not turn into a tuple of letters.  An
+    # array inside it too (a Marked's keywords), as msgspec makes of it.
+    if not isinstance(value, list):
+        return value
+    return tuple(tuple(v) if isinstance(v, list) else v for v in value)
 
 
 @dataclass(frozen=True, slots=True)

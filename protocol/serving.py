@@ -32,11 +32,10 @@ from collections.abc import Mapping
 from typing import Final
 
 from protocol import events as ev
-from protocol.config import NodeConfig
 from protocol.effects import (
     Drop,
     Effect,
-    Outbox,
+    Machine,
     Promote,
     QueueOriginal,
     Relay,
@@ -73,7 +72,7 @@ from protocol.scheduler import (
     Source,
     Transfer,
 )
-from protocol.store import ImageRecord, Store, StoreError, TransferState, Where
+from protocol.store import ImageRecord, StoreError, TransferState, Where
 
 
 class ServeState(enum.StrEnum):
@@ -107,18 +106,8 @@ def lane_for(purpose: Purpose) -> Lane:
     return Lane.DISPERSAL if purpose in (Purpose.COLLECT, Purpose.DISPERSE) else Lane.URGENT
 
 
-class Serving:
+class Serving(Machine):
     """Requests and refusals from peers, and the rendering of every frame we send them."""
-
-    def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
-        self.store = store
-        self.config = config
-        self.links = links  # read only: a link is written through effects
-        self._out = Outbox()
-
-    def take(self) -> list[Effect]:
-        """What ``render`` asked for, and what came before a check refused the peer."""
-        return self._out.take()
 
     def on_request(self, link: Link, msg: RequestOriginal, now: float) -> list[Effect]:
         """Queue what the peer asked for (FIG. 10, S63-S65); a repeat only moves it up."""

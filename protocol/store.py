@@ -12,6 +12,7 @@ from a peer are never used as paths.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -153,6 +154,42 @@ class Usage:
     @property
     def free(self) -> int:
         return max(0, self.capacity - self.used - self.reserved)
+
+
+# --- the editor's marks (issue 19): one stamped value per field, merged by last writer wins ---
+
+MarkValue = int | bool | str | tuple[str, ...] | None
+"""A mark's value: a rating or colour class, the tag, a caption field, the keywords; None unset."""
+
+
+def canonical_mark(value: MarkValue) -> str:
+    """A mark's value as canonical JSON: how the catalog keeps it, and what ties are broken on."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """One field's value with the stamp of its last change: (time, device id)."""
+
+    value: MarkValue
+    at: float
+    device: str
+
+    def order(self) -> tuple[float, str, str]:
+        """What last writer wins compares: time, then device id, then the value itself."""
+        return (self.at, self.device, canonical_mark(self.value))
+
+
+StampedMarks = Mapping[str, Stamped]
+"""A picture's marks as they travel: field name -> its last change (unset fields absent)."""
+
+
+def selected(stamped: StampedMarks) -> bool:
+    """An editor's select: tagged, or rated one star or more (its original is pulled first)."""
+    tagged, rating = stamped.get("tagged"), stamped.get("rating")
+    return (tagged is not None and tagged.value is True) or (
+        rating is not None and type(rating.value) is int and rating.value >= 1
+    )
 
 
 class Store(Protocol):
@@ -321,6 +358,23 @@ class Store(Protocol):
 
     def clear_decision(self, image_id: str) -> None:
         """Forget our user's decision (done with; nothing happens if there is none)."""
+        ...
+
+    # --- the editor's marks (protocol/marks.py carries them between devices) -----------
+    def stamped_marks(self, image_id: str) -> dict[str, Stamped]:
+        """One picture's marks, field -> its last change ({} if none; any image id)."""
+        ...
+
+    def all_stamped_marks(self) -> dict[str, dict[str, Stamped]]:
+        """Every marked picture's stamped marks, by image id (also pictures not catalogued)."""
+        ...
+
+    def merge_marks(self, image_id: str, theirs: StampedMarks) -> dict[str, Stamped]:
+        """Merge another device's marks by last writer wins (per field the greatest
+        ``Stamped.order``); the fields that changed here.  A picture not in the catalog
+        keeps them too (they may come before its thumbnail).  StoreError, nothing changed,
+        if a value is not a mark the card can keep (out of range, control characters).
+        """
         ...
 
 

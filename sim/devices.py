@@ -140,6 +140,7 @@ def make_config(
     policy: str,
     replicas: int = 1,
     sealer: Sealer | None = None,
+    share_marks: bool = False,
 ) -> NodeConfig:
     """A node's settings in the simulator; ``policy`` is what it pulls from every peer."""
     return NodeConfig(
@@ -150,4 +151,5 @@ def make_config(
         default_policy=Policy(policy),
         chunk_size=chunk_size,
         sealer=sealer,
+        share_marks=share_marks,
     )

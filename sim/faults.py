@@ -13,14 +13,17 @@ never needs to import it (World is named for the type checker only).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from protocol.store import DispersalState, Incoming
 from sim import loss
 from sim import scenario as sc
+from storage.marks import merge
 
 if TYPE_CHECKING:
+    from sim.devices import Device
     from sim.world import World
 
 
@@ -153,3 +156,32 @@ def user_action(world: World, step: sc.Step) -> None:
         world.call(dev, "refuse", lambda: node.refuse(pic.image_id, now))
     elif step.kind == sc.REQUEST:
         world.call(dev, "request", lambda: node.request(pic.image_id, now))
+    elif step.kind == sc.MARK:
+        mark(world, dev, pic.image_id, step)
+
+
+def mark(world: World, dev: Device, image_id: str, step: sc.Step) -> None:
+    """An editor marks a picture on ``dev``: the card keeps it, the node sends it on."""
+    node = dev.node
+    assert node is not None
+    now = dev.clock(world.t)
+    fields = marks_for(world.scenario.seed, step)
+    dev.store.set_marks(image_id, now=now, **fields)
+    world.marks_made[image_id] = merge(world.marks_made.get(image_id, {}),
+                                       dev.store.stamped_marks(image_id))
+    world.trace(f"{world.t!r} MARK {dev.index} {image_id} {sorted(fields)}\n")
+    world.call(dev, "marked", lambda: node.marked(image_id, now))
+
+
+def marks_for(seed: int, step: sc.Step) -> dict[str, object]:
+    """The marks a MARK step sets, drawn from the step itself (its own random: replayable)."""
+    rng = random.Random(f"mark:{seed}:{step.at!r}:{step.a}:{step.b}")
+    choices: dict[str, object] = {
+        "rating": rng.choice([None, 0, 1, 2, 3, 4, 5]),
+        "color": rng.choice([None, *range(1, 9)]),
+        "tagged": rng.random() < 0.5,
+        "caption": f"caption {rng.randrange(1000)} by device {step.a}",
+        "keywords": tuple(f"k{rng.randrange(20)}" for _ in range(rng.randrange(3))),
+    }
+    names = rng.sample(sorted(choices), rng.randint(1, 3))
+    return {name: choices[name] for name in sorted(names)}

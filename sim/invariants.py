@@ -3,7 +3,8 @@
 Per step: no picture lost (every captured picture has a complete, hash-verified
 copy on some card: all cards are restartable), no card over its capacity, and
 read-outs byte-identical.  The wire tap in the world checks thumbnail before
-original.  After quiet: dispersion lists and holdings agree.  Liveness is its
+original.  After quiet: dispersion lists and holdings agree, and (marks scenarios) every
+card holds the marks editors made, by last writer wins.  Liveness is its
 own mode: ``missing_thumbnails`` after the network healed.
 """
 
@@ -250,6 +251,26 @@ def check_quiet(world: World) -> None:
                     f"{holder.name} holds {held.image_id[:12]} for {owner_name}, whose list does not name it",
                 )
                 return
+
+
+def marks_agree(world: World) -> None:
+    """After quiet, every link up: every card holds exactly the marks editors made, each
+    field's last writer's (issue 19: no newer mark lost, every device shows the same)."""
+    if not world.scenario.marks or world.violation is not None:
+        return
+    if not all(conn.up for conn in world.connections.values()):
+        world.metrics.count("end.marks_unjudged")  # a link still down: they cannot agree yet
+        return
+    made = {image_id: dict(marks) for image_id, marks in world.marks_made.items() if marks}
+    for dev in world.devices:
+        held = dev.store.all_stamped_marks()
+        if held != made:
+            wrong = sorted(i for i in made.keys() | held.keys() if held.get(i) != made.get(i))
+            world.fail("marks-agree", f"{dev.name} holds other marks than editors made for "
+                       f"{len(wrong)} pictures, first {wrong[0][:12]}: {held.get(wrong[0])} "
+                       f"instead of {made.get(wrong[0])}")
+            return
+    world.metrics.count("end.marks_agree")
 
 
 def missing_thumbnails(world: World) -> list[tuple[int, int]]:

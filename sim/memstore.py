@@ -35,6 +35,7 @@ from protocol.store import (
     Incoming,
     NotFound,
     SealedForm,
+    Stamped,
     StoreError,
     TransferState,
     Usage,
@@ -43,6 +44,7 @@ from protocol.store import (
 )
 from sim.memcatalog import MemoryCatalog
 from sim.memdispersion import MemoryDispersionList
+from sim.memmarks import MemoryMarks
 from sim.memsealed import MemorySealedOriginals
 from storage.room import RoomLedger
 
@@ -60,7 +62,7 @@ class _LastWrite:
     length: int  # bytes that write appended
 
 
-class MemoryStore:
+class MemoryStore(MemoryMarks):
     """A card held in dictionaries; passes the same contract tests as ``storage.card.Card``."""
 
     def __init__(self, device_id: str, capacity: int) -> None:
@@ -76,6 +78,7 @@ class MemoryStore:
         self._smaller: dict[str, bytes] = {}
         self._reservations: dict[str, int] = {}  # the ledger counts them; this says what they are
         self._dispersion = MemoryDispersionList()
+        self._marks: dict[str, dict[str, Stamped]] = {}  # the editor's marks (sim.memmarks)
         # Held originals as the protocol asks for them on hot paths: a tuple kept until they
         # change (None: recompute), so a caller that changes the store while it walks one
         # walks the snapshot, as it would a fresh list.

@@ -25,9 +25,10 @@ COLLECT = "collect"  # device a collects back every original it dispersed (claim
 REFUSE = "refuse"  # device a refuses picture b ("not necessary", FIG. 13B)
 REQUEST = "request"  # device a asks for picture b's original first (FIG. 10, S63)
 LOSE = "lose"  # device a is lost for good (never restarts); every live owner repairs it away
+MARK = "mark"  # device a's editor marks picture b (issue 19; the marks drawn from the step itself)
 
-KINDS = (CRASH, BREAK, PARTITION, VANISH, READOUT, COLLECT, REFUSE, REQUEST, LOSE)
-FAULT_FAMILIES = ("crash", "partition", "breaks", "full", "vanish", "readout", "lying")
+KINDS = (CRASH, BREAK, PARTITION, VANISH, READOUT, COLLECT, REFUSE, REQUEST, LOSE, MARK)
+FAULT_FAMILIES = ("crash", "partition", "breaks", "full", "vanish", "readout", "lying", "marks")
 
 # The lies a lying peer (``Scenario.liar``) may tell; sim/lying.py tells them.
 LIES = (
@@ -101,6 +102,9 @@ class Scenario:
     # Each camera's picture keys wrapped for every desk, with the thumbnail (issue 7, FIG. 20);
     # the JSON leaves it out when False, as before it existed.
     wrap_keys: bool = False
+    # The editor's marks travel (NodeConfig.share_marks, issue 19) and MARK steps mark
+    # pictures; the JSON leaves it out when False, as before marks travelled.
+    marks: bool = False
 
     def devices(self) -> int:
         return self.cameras + self.desks
@@ -122,6 +126,8 @@ class Scenario:
             del data["replicas"]
         if not self.wrap_keys:
             del data["wrap_keys"]
+        if not self.marks:
+            del data["marks"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -175,7 +181,7 @@ class Scenario:
                 raise ScenarioError(f"unknown step kind {step.kind!r}; known: {list(KINDS)}")
             if step.at < 0 or step.duration < 0:
                 raise ScenarioError(f"step {step} has a negative time")
-            if step.kind in (CRASH, VANISH, READOUT, COLLECT, REFUSE, REQUEST, BREAK, LOSE) and not (
+            if step.kind in (CRASH, VANISH, READOUT, COLLECT, REFUSE, REQUEST, BREAK, LOSE, MARK) and not (
                 0 <= step.a < self.devices()
             ):
                 raise ScenarioError(f"step {step} names device {step.a}, not in the mesh")
@@ -232,6 +238,13 @@ def generate(
     if "full" in faults:
         for cam in range(cameras):
             steps.append(Step(round(span + 60.0 + cam, 3), COLLECT, cam))
+    if "marks" in faults:
+        # Its own random, as the liar's: the other families draw what they drew before.
+        marks_rng = random.Random(f"marks:{seed}")
+        for _ in range(max(2, pictures // 2)):
+            at = round(marks_rng.uniform(0, span * 1.5), 3)
+            steps.append(Step(at, MARK, marks_rng.randrange(n), marks_rng.randrange(cameras * pictures or 1)))
+        base = replace(base, marks=True)
     steps.sort(key=lambda s: (s.at, s.kind, s.a, s.b))
     if "lying" in faults:
         # Its own random: the draws of every other family stay as they were.

@@ -27,7 +27,7 @@ from typing import Any
 
 from protocol import events as ev
 from protocol.messages import Role
-from protocol.store import CardFullError
+from protocol.store import CardFullError, Stamped
 from sim import faults, invariants, keys, planted
 from sim.agenda import CAPTURE, CONNECT, HEAL, REAPPEAR, RESTART, STEP, TICK, Agenda
 from sim.devices import AuditedStore, Device, device_id_for, make_config
@@ -72,6 +72,9 @@ class World:
         self.violation: invariants.Violation | None = None
         self.verified: dict[tuple[int, str, str], bytes] = {}
         self.holder_hint: dict[str, int] = {}  # image id -> the card that last held a verified copy
+        # Every mark an editor made (MARK steps), merged by last writer wins: after quiet,
+        # every card must hold exactly these (invariants.marks_agree).
+        self.marks_made: dict[str, dict[str, Stamped]] = {}
         self.trace_lines: list[str] | None = [] if keep_trace else None
         self._trace = hashlib.sha256()
         self.agenda = Agenda()
@@ -96,6 +99,7 @@ class World:
                 policy=scenario.camera_policy if role is Role.CAMERA else scenario.desk_policy,
                 replicas=scenario.replicas,
                 sealer=keys.sealer_for(scenario.seed, i) if scenario.wrap_keys else None,
+                share_marks=scenario.marks,
             )
             self.devices.append(
                 Device(
@@ -181,6 +185,7 @@ class World:
             if self.violation is None:
                 if self.quiet():
                     invariants.check_quiet(self)
+                    invariants.marks_agree(self)
                 else:
                     self.metrics.count("end.not_quiet")
         return self

@@ -20,6 +20,7 @@ from storage.marks import (
     StampedMarks,
     check_color_class,
     check_label,
+    check_stamped,
     labels_of,
     marks_of,
     newer,
@@ -85,11 +86,10 @@ class CardMarks:
     def merge_marks(self, image_id: str, theirs: StampedMarks) -> dict[str, Stamped]:
         """Merge marks from another device by last writer wins; the fields that changed here.
         A picture not (yet) in the catalog keeps them too: they may come before its thumbnail."""
-        for name, mark in theirs.items():
-            try:
-                Marks().changed(**{name: mark.value})
-            except (TypeError, ValueError) as exc:
-                raise InvalidMarks(f"marks for {image_id[:12]} refused: {exc}") from exc
+        try:
+            check_stamped(theirs)
+        except (TypeError, ValueError) as exc:
+            raise InvalidMarks(f"marks for {image_id[:12]} refused: {exc}") from exc
         with self._guard():
             changes = newer(self._catalog.stamped_marks(image_id), theirs)
             self._catalog.put_marks(image_id, changes)

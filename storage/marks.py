@@ -17,9 +17,18 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Final
+
+from protocol.store import MarkValue, Stamped, StampedMarks, canonical_mark
+
+__all__ = [
+    "COLOR_CLASSES", "DEFAULT_COLOR_LABELS", "FIELDS", "MAX_KEYWORDS", "MAX_LABEL",
+    "MAX_SHORT_TEXT", "MAX_TEXT", "RATINGS", "MarkValue", "Marks", "Stamped", "StampedMarks",
+    "check_color_class", "check_label", "check_stamped", "decode_value", "encode_value",
+    "labels_of", "marks_of", "merge", "newer", "stamp_changes",
+]
 
 RATINGS: Final = range(0, 6)
 """0-5 stars, as ``xmp:Rating`` counts them."""
@@ -55,7 +64,6 @@ MAX_LABEL: Final = 64
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 _LINE_BREAK: Final = re.compile("[\t\n\r]")
 
-MarkValue = int | bool | str | tuple[str, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,26 +144,12 @@ def check_color_class(number: object) -> int:
 # --- marks that travel: one stamped value per field, merged by last writer wins -----------
 
 
-@dataclass(frozen=True, slots=True)
-class Stamped:
-    """One field's value with the stamp of its last change: (time, device id)."""
-
-    value: MarkValue
-    at: float
-    device: str
-
-    def order(self) -> tuple[float, str, str]:
-        """What last writer wins compares: time, then device id, then the value itself."""
-        return (self.at, self.device, encode_value(self.value))
-
-
-StampedMarks = Mapping[str, Stamped]
-"""A picture's marks as they travel: field name -> its last change (unset fields absent)."""
+# Stamped, StampedMarks and the canonical JSON live in protocol.store: marks travel (protocol/marks.py).
 
 
 def encode_value(value: MarkValue) -> str:
     """A field's value as canonical JSON (how the catalog stores it)."""
-    return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
+    return canonical_mark(value)
 
 
 def decode_value(field: str, text: str) -> MarkValue:
@@ -179,6 +173,16 @@ def newer(mine: StampedMarks, theirs: StampedMarks) -> dict[str, Stamped]:
     """The fields of ``theirs`` that would change ``mine`` in a merge (what to store)."""
     merged = merge(mine, theirs)
     return {name: mark for name, mark in merged.items() if mine.get(name) != mark}
+
+
+def check_stamped(stamped: StampedMarks) -> None:
+    """ValueError unless every field of marks from another device is one a card keeps."""
+    for name, mark in stamped.items():
+        if name not in FIELDS:
+            raise ValueError(f"no mark is called {name!r}; marks are {', '.join(FIELDS)}")
+        Marks().changed(**{name: mark.value})
+        if type(mark.at) is not float or not math.isfinite(mark.at) or type(mark.device) is not str:
+            raise ValueError(f"the {name} mark's stamp is not a (time, device id)")
 
 
 def marks_of(stamped: StampedMarks) -> Marks:

@@ -78,7 +78,9 @@ def write_movie(
             stream.options = {**options, "x264-params": f"keyint={gop}:min-keyint={gop}:"
                                                         f"scenecut={scenecut}{rate}"}
         elif codec == "libx265":
-            stream.options = {**options, "x265-params": f"keyint={gop}:min-keyint={gop}:"
+            # Without forced-idr, libx265 makes a forced keyframe a plain I-frame, no keyframe.
+            stream.options = {**options, "forced-idr": "1",
+                              "x265-params": f"keyint={gop}:min-keyint={gop}:"
                                                         f"scenecut={scenecut}:log-level=none:"
                                                         f"open-gop=0{rate}"}
         frames = []

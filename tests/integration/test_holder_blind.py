@@ -101,6 +101,7 @@ def test_a_holders_card_holds_no_plaintext_of_what_it_holds(mesh: ProcessMesh, t
     held = {h["image_id"]: h for h in ls_json(mesh["desk"].card, held=True)}
     for image_id, data in dispersed.items():
         assert len(data) < held[image_id]["size"] < len(data) + len(data) // 1000 + 64
+        assert held[image_id]["sealed_without_key"]  # and `ls --held` says so (issue 17)
 
 
 def test_the_desk_cannot_open_what_it_holds_once_the_camera_is_gone(
@@ -131,6 +132,8 @@ def test_with_keys_for_desks_the_desk_reads_what_a_lost_camera_dispersed(
         originals = disperse(mesh, tmp_path / "pics")
         cam = mesh["cam"].running
         dispersed = [i for i in originals if cam.images()[i]["where"] == "dispersed"]
+        held = {h["image_id"]: h for h in ls_json(mesh["desk"].card, held=True)}
+        assert not any(held[i]["sealed_without_key"] for i in dispersed)  # its keys are here
         cam.kill()  # lost in the field: its card and its keys with it
         for image_id in dispersed:
             target = tmp_path / f"{image_id[:8]}.jpg"

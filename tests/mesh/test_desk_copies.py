@@ -9,6 +9,7 @@ tests/integration/test_desk_browser.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import trio
 from PIL import Image
 
+from mesh.card_commands import held_form, held_json
 from mesh.control import sealed_without_key
 from mesh.desk_board import Board, CopyFacts, Facts
 from mesh.identity import short_id_of
@@ -112,8 +114,16 @@ async def test_a_copy_held_sealed_without_its_key_says_so(tmp_path: Path) -> Non
         assert t["mark"] == "held" and t["held_for"] == "cam" and t["sealed"] is True
         mine = await tile(desk, desk.local[0])
         assert mine["sealed"] is False
-        # `cammesh status` counts it the same way.
-        assert await desk.runtime.call(sealed_without_key, desk.runtime.card) == 1
+        # `cammesh status` counts it the same way, and `cammesh ls --held` says it.
+        card = desk.runtime.card
+        assert await desk.runtime.call(sealed_without_key, card) == 1
+        [held] = await desk.runtime.call(card.held_originals)
+        picture = await desk.runtime.call(card.image, desk.peer)
+        assert held_json(held, picture=picture)["sealed_without_key"] is True
+        assert held_form(held, picture) == "sealed, no key here"
+        keyed = dataclasses.replace(picture, wrapped_key=b"k" * 32)
+        assert held_form(held, keyed) == "sealed, key here"
+        assert held_form(dataclasses.replace(held, digest=held.image_id), None) == "as it is"
 
 
 def facts(image_id: str, origin: str, **more: Any) -> Facts:

@@ -29,6 +29,7 @@ R = "tests/protocol/test_refusals.py"
 CODEC = "tests/protocol/test_codec.py"
 CONN = "tests/protocol/test_connection.py"
 S = "tests/protocol/test_machine_strips.py"
+M = "tests/protocol/test_machine_marks.py"
 LYING = "tests/sim/test_lying.py::test_a_liar_is_cut_off_for_every_lie_it_tells"
 
 TABLE: dict[str, Reached] = {
@@ -86,6 +87,11 @@ TABLE: dict[str, Reached] = {
     "catalog@Strips.on_strip#2": Reached(f"{S}::test_a_strip_the_desk_cannot_take_is_refused"),
     "bad-offset@Strips.on_strip": Reached(
         f"{S}::test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused"),
+    # --- the editor's marks (issue 19) ----------------------------------------------------------
+    "unexpected@SharedMarks._refuse_unless_shared": Reached(
+        f"{M}::test_marks_to_a_device_that_named_no_marks_capability_are_refused"),
+    "unexpected@SharedMarks.on_digest": Reached(f"{M}::test_a_second_marks_digest_on_one_link_is_refused"),
+    "bad-marks@SharedMarks.on_marked": Reached(f"{M}::test_a_mark_the_card_cannot_keep_is_refused"),
     "unexpected@Strips.on_want_strips": Reached(
         f"{S}::test_want_strips_to_a_device_that_named_no_want_strips_is_refused"),
     # --- incoming streams (transfers) -----------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from hypothesis import strategies as st
 
 from protocol.messages import (
+    MARK_FIELDS,
     MESSAGE_TYPES,
     Catalog,
     Chunk,
@@ -18,6 +19,8 @@ from protocol.messages import (
     Goodbye,
     Hello,
     Limits,
+    Marked,
+    MarksDigest,
     Message,
     OriginalComplete,
     OriginalHeader,
@@ -74,6 +77,38 @@ def _strip(n: int) -> st.SearchStrategy[Message]:
 
 
 strips = st.integers(1, 6).flatmap(_strip)
+
+keywords = st.lists(st.text(min_size=1, max_size=Limits.MAX_MARK_TEXT), max_size=8).map(tuple)
+MARK_VALUES: Mapping[str, st.SearchStrategy[object]] = {
+    "rating": st.none() | st.integers(0, 5),
+    "color": st.none() | st.integers(1, 8),
+    "tagged": st.booleans(),
+    "caption": text(Limits.MAX_CAPTION),
+    "headline": text(Limits.MAX_MARK_TEXT),
+    "credit": text(Limits.MAX_MARK_TEXT),
+    "keywords": keywords | st.just(("k" * Limits.MAX_MARK_TEXT,) * Limits.MAX_KEYWORDS),
+}
+
+
+def _marked(names: list[str]) -> st.SearchStrategy[Message]:
+    n = len(names)
+    return st.builds(
+        Marked,
+        image_id=ids,
+        fields=st.just(tuple(names)),
+        values=st.tuples(*(MARK_VALUES[name] for name in names)),
+        times=st.lists(finite, min_size=n, max_size=n).map(tuple),
+        devices=st.lists(ids, min_size=n, max_size=n).map(tuple),
+    )
+
+
+marks = st.lists(st.sampled_from(MARK_FIELDS), min_size=1, unique=True).flatmap(_marked)
+marks_digests = st.builds(
+    MarksDigest,
+    buckets=st.just(b"")
+    | st.binary(min_size=Limits.MARK_DIGEST,
+                max_size=Limits.MARK_DIGEST),
+)
 
 hellos = st.builds(
     Hello,
@@ -141,6 +176,8 @@ STRATEGIES: Mapping[type[Message], st.SearchStrategy[Message]] = {
     Goodbye: st.builds(Goodbye, reason=text(Limits.MAX_TEXT)),
     Error: st.builds(Error, code=text(64), message=text(Limits.MAX_TEXT)),
     Strip: strips,
+    Marked: marks,
+    MarksDigest: marks_digests,
     WantStrips: st.builds(WantStrips, image_ids=st.lists(ids, min_size=1, max_size=4).map(tuple)),
 }
 

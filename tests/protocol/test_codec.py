@@ -370,8 +370,8 @@ def expected_map(msg: Message) -> dict[str, Any]:
             value = value.value
         elif isinstance(value, Mapping):
             value = dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
+        elif isinstance(value, tuple):  # and a tuple in it (a Marked's keywords)
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
         elif isinstance(value, memoryview | bytearray):
             value = bytes(value)
         body[f.name] = value

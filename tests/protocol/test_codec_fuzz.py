@@ -215,5 +215,13 @@ def _sample_messages(rng: random.Random) -> list[Message]:
             kinds=("interval", "interval", "scene"),
             jpegs=(rng.randbytes(200), rng.randbytes(100), rng.randbytes(50)),
         ),
+        m.Marked(
+            image_id=ident,
+            fields=("rating", "color", "tagged", "caption", "keywords"),
+            values=(5, None, True, "Goal\n" * 400, ("k" * 256,) * 64),
+            times=(1.0, 2.5, 1e9, -3.0, 0.0),
+            devices=(ident,) * 5,
+        ),
+        m.MarksDigest(buckets=rng.randbytes(m.Limits.MARK_DIGEST)),
         m.WantStrips(image_ids=(ident,) * Limits.MAX_WANTED_STRIPS),
     ]

@@ -87,6 +87,18 @@ def _user_actions(seed: int) -> sc.Scenario:
     return replace(base, desk_policy=policy, steps=_sorted((*base.steps, *steps)))
 
 
+def split_marks(seed: int) -> sc.Scenario:
+    """Two desks mark the same pictures while a partition keeps them apart (issue 19): desk 1
+    with the camera, desk 2 alone; desk 2 marks later, so its marks win where both set one."""
+    base = sc.Scenario(seed=seed, cameras=1, desks=2, pictures=4, skew=0.0, marks=True,
+                       settle=300.0)
+    steps = [sc.Step(100.0, sc.PARTITION, 0b100, 0, 300.0)]
+    for picture in range(2):
+        steps += [sc.Step(150.0 + picture, sc.MARK, 1, picture),
+                  sc.Step(250.0 + picture, sc.MARK, 2, picture)]
+    return replace(base, steps=_sorted(tuple(steps)))
+
+
 # Shrunk scenarios each planted bug is caught in (tests/sim/test_planted_bugs.py finds
 # such scenarios afresh; these are pinned so that the run itself cannot drift).
 _PLANTED = {
@@ -124,6 +136,12 @@ def runs() -> dict[str, Run]:
         out[f"repair-{seed}"] = Run(_repair(seed))
         out[f"readout-wait-{seed}"] = Run(_waiting_readout(seed))
         out[f"wrapped-keys-{seed}"] = Run(_wrapped_keys(seed))
+    # Marks that travel (issue 19): new runs, so that every run above keeps its trace.
+    for seed in range(3):
+        out[f"marks-{seed}"] = Run(
+            sc.generate(seed, cameras=2, pictures=10, desks=2, faults=("marks", *FAMILIES))
+        )
+        out[f"split-marks-{seed}"] = Run(split_marks(seed))
     return out
 
 

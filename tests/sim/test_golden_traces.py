@@ -31,6 +31,9 @@ EXERCISES: dict[str, Callable[[World], bool]] = {
     "repair-": lambda w: w.metrics.counters.get("lost", 0) == 1,
     "readout-wait-": lambda w: w.metrics.counters.get("readouts.verified", 0) > 0,
     "wrapped-keys-": _wrapped_at_desk,
+    "marks-": lambda w: w.metrics.counters.get("end.marks_agree", 0) == 1,
+    "split-marks-": lambda w: w.metrics.counters.get("end.marks_agree", 0) == 1
+    and w.metrics.counters.get("event.MarksArrived", 0) > 0,
 }
 
 
