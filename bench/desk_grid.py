@@ -163,10 +163,10 @@ def measure(url: str, count: int, cameras: list[str]) -> dict[str, Any]:
 
 def mark_a_third(card_path: Path, ids: list[str]) -> None:
     """Stars, tags and colour classes on a third of the pictures, as after a first cull."""
-    from storage.catalog import CATALOG_NAME, Catalog
+    from storage.catalog import CATALOG_NAME, SqliteCatalog
     from storage.marks import Stamped
 
-    catalog = Catalog(card_path / CATALOG_NAME)
+    catalog = SqliteCatalog(card_path / CATALOG_NAME)
     try:
         with catalog.transaction():
             for n, image_id in enumerate(ids):

@@ -36,7 +36,7 @@ from protocol.messages import Role  # noqa: E402
 from protocol.store import DispersalState  # noqa: E402
 from storage.card import Card  # noqa: E402
 from storage.importer import import_paths  # noqa: E402
-from tests.integration.devices import Mesh, Side, bench_on_link  # noqa: E402
+from tests.integration.devices import LinkEnd, ProcessMesh, bench_on_link  # noqa: E402
 from tests.integration.nodes import NodeProcess, wait_until, write_pictures  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "cammesh-bench"
@@ -71,13 +71,13 @@ def timed_get(node: NodeProcess, image_id: str, out: Path, repeat: int) -> float
     return best
 
 
-def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) -> dict[str, Any]:
+def run(args: argparse.Namespace, folder: Path, link: tuple[LinkEnd, LinkEnd] | None) -> dict[str, Any]:
     pictures = cached_pictures(args.count)
     total = sum(p.stat().st_size for p in pictures)
     capacity = int(total * 1.1)  # every picture fits, far above the mark: most must leave
     rate = args.mbit * 1e6 / 8  # bytes per second
     pacing = [] if link is not None else ["--rate", str(int(rate))]
-    mesh = Mesh.create(folder, [DeviceSpec("camera", Role.CAMERA, capacity),
+    mesh = ProcessMesh.create(folder, [DeviceSpec("camera", Role.CAMERA, capacity),
                                 DeviceSpec("desk", Role.DESK)],
                        {"camera": ["--high-water", str(HIGH_WATER), *pacing],
                         "desk": ["--policy", "*=thumbnails", *pacing]})

@@ -65,7 +65,7 @@ from protocol.messages import Role  # noqa: E402
 from storage.card import Card  # noqa: E402
 from storage.importer import import_paths  # noqa: E402
 from storage.samples import write_sample_jpegs  # noqa: E402
-from tests.integration.devices import Side, bench_on_link  # noqa: E402
+from tests.integration.devices import LinkEnd, bench_on_link  # noqa: E402
 from tests.integration.nodes import NodeProcess, wait_until  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -108,7 +108,7 @@ MSS = 1448  # TCP payload of a 1500-byte IPv4 packet with the timestamps option
 FRAME = MSS + 12 + 20 + 20 + 14  # + TCP options, TCP, IPv4 and Ethernet headers
 
 
-def tcp_goodput_mbit(link: tuple[Side, Side], megabytes: int) -> float:
+def tcp_goodput_mbit(link: tuple[LinkEnd, LinkEnd], megabytes: int) -> float:
     """What one plain TCP stream carries over the shaped link: the real ceiling for originals
     (tbf counts Ethernet, IP and TCP headers against the rate, about 5% at full-size packets)."""
     receiver = subprocess.Popen(
@@ -123,7 +123,7 @@ def tcp_goodput_mbit(link: tuple[Side, Side], megabytes: int) -> float:
     return float(receiver.communicate(timeout=60)[0])
 
 
-def node_args(args: argparse.Namespace, link: tuple[Side, Side] | None
+def node_args(args: argparse.Namespace, link: tuple[LinkEnd, LinkEnd] | None
               ) -> tuple[list[list[str]], tuple[str | None, str | None]]:
     """Each node's address options and namespace; on loopback the sender paces itself."""
     if link is not None:
@@ -134,7 +134,7 @@ def node_args(args: argparse.Namespace, link: tuple[Side, Side] | None
              ["--listen=127.0.0.1:0", "--interface=127.0.0.1"]], (None, None))
 
 
-def link_words(args: argparse.Namespace, link: tuple[Side, Side] | None) -> str:
+def link_words(args: argparse.Namespace, link: tuple[LinkEnd, LinkEnd] | None) -> str:
     if link is not None:
         shape = f"tbf-shaped ({args.mbit:g} Mbit/s)" if args.mbit else "unshaped"
         return f"{shape} veth between two network namespaces, mDNS on it"
@@ -166,7 +166,7 @@ def listening_time(node: NodeProcess) -> float:
     return next(doc["t"] for doc in node.events() if doc["event"] == "Listening")
 
 
-def run(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None) -> dict[str, Any]:
+def run(args: argparse.Namespace, folder: Path, link: tuple[LinkEnd, LinkEnd] | None) -> dict[str, Any]:
     tcp_mbit = tcp_goodput_mbit(link, 30 if args.mbit else 300) if link is not None else None
     pictures = cached_pictures(args.size, args.count + 1)
     initial, late = pictures[: args.count], pictures[args.count]
@@ -254,7 +254,7 @@ LIVE_THUMBNAILS_TARGET_S = 1.0
 BURST_P99_TARGET_MS = 150.0
 
 
-def run_live(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None,
+def run_live(args: argparse.Namespace, folder: Path, link: tuple[LinkEnd, LinkEnd] | None,
              ) -> dict[str, Any]:
     """Both nodes first, then `cammesh import` of the pictures through the running sender;
     every time from both processes started (the later Popen), as a stopwatch would."""
@@ -317,7 +317,7 @@ def run_live(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | N
     }
 
 
-def run_burst(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None,
+def run_burst(args: argparse.Namespace, folder: Path, link: tuple[LinkEnd, LinkEnd] | None,
               ) -> dict[str, Any]:
     """The pictures on the sender's card, its originals flowing; then ``--count`` new ones
     written into its ``--watch`` folder at 10 per second: each one's delay from its file
@@ -417,7 +417,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
-def against_syncthing(args: argparse.Namespace, folder: Path, link: tuple[Side, Side] | None,
+def against_syncthing(args: argparse.Namespace, folder: Path, link: tuple[LinkEnd, LinkEnd] | None,
                       ours: dict[str, Any]) -> dict[str, Any]:
     """Syncthing on the same corpus and link, right after our run; its figures and the ratios."""
     why = why_no_syncthing()
@@ -467,7 +467,7 @@ def main() -> int:
     bench = run_live if args.live else run_burst if args.burst else run
 
     def measured(args: argparse.Namespace, folder: Path,
-                 link: tuple[Side, Side] | None) -> dict[str, Any]:
+                 link: tuple[LinkEnd, LinkEnd] | None) -> dict[str, Any]:
         ours = bench(args, folder, link)
         if args.against == "syncthing":
             ours = against_syncthing(args, folder, link, ours)

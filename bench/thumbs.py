@@ -82,7 +82,7 @@ def pillow_draft(path: Path) -> None:
 @contextmanager
 def catalog_timer() -> Iterator[list[float]]:
     """Time spent inside the catalog's public methods (outermost calls only)."""
-    from storage.catalog import Catalog
+    from storage.catalog import SqliteCatalog
 
     spent = [0.0]
     depth = [0]
@@ -119,16 +119,16 @@ def catalog_timer() -> Iterator[list[float]]:
 
         return call
 
-    for name, member in vars(Catalog).items():
+    for name, member in vars(SqliteCatalog).items():
         if not name.startswith("_") and callable(member) and not isinstance(member, type):
             saved[name] = member
             wrap = timed_block if name == "transaction" else timed
-            setattr(Catalog, name, wrap(member))
+            setattr(SqliteCatalog, name, wrap(member))
     try:
         yield spent
     finally:
         for name, member in saved.items():
-            setattr(Catalog, name, member)
+            setattr(SqliteCatalog, name, member)
 
 
 def catalog_ms(count: int) -> dict[str, Any]:

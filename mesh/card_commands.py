@@ -294,7 +294,7 @@ def read_listing(card_dir: Path) -> Listing:
     from mesh.device_names import card_names
     from storage.card import Card
     from storage.card_smaller import smaller_details
-    from storage.catalog import CATALOG_NAME, Catalog
+    from storage.catalog import CATALOG_NAME, SqliteCatalog
     from storage.errors import CardBusy
     from storage.marks import labels_of
 
@@ -307,7 +307,7 @@ def read_listing(card_dir: Path) -> Listing:
     except CardBusy:
         pass
     # SQLite in WAL mode lets this reader see the last commit while the node keeps writing.
-    catalog = Catalog(card_dir / CATALOG_NAME)
+    catalog = SqliteCatalog(card_dir / CATALOG_NAME)
     try:
         with catalog.transaction():
             settings = catalog.settings()

@@ -31,6 +31,7 @@ from mesh.errors import MeshError, ReadOutError
 from mesh.identity import short_id_of
 from mesh.runtime import Address, Runtime
 from protocol import events as ev
+from protocol.outcomes import Failed, Pending, Requested
 from protocol.store import Where
 from storage.importer import Imported, Skipped
 
@@ -55,6 +56,15 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
     return value
+
+
+def outcome_json(outcome: Any) -> dict[str, Any]:
+    """A node input's outcome (protocol/outcomes.py) as JSON: ``{"outcome": "requested", ...}``
+    with its fields, the picture's ``image_id`` left to the answer's own ``id``."""
+    name = type(outcome).__name__
+    kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    fields = {k: v for k, v in jsonable(outcome).items() if k != "image_id"}
+    return {"outcome": kind, **fields}
 
 
 class Controller:
@@ -176,8 +186,13 @@ class Controller:
         rt = self.runtime
         max_side, quality = check_smaller_request(request.get("max_side"), request.get("quality"))
         image_id = await self._resolve(request)
-        await rt.call(rt.node.request, image_id, rt.now(), max_side=max_side, quality=quality)
-        return {"id": image_id}
+        outcome = await rt.call(
+            rt.node.request, image_id, rt.now(), max_side=max_side, quality=quality
+        )
+        answer = {"id": image_id, **outcome_json(outcome)}
+        if isinstance(outcome, Requested):
+            answer["peer_name"] = self.names().get(outcome.peer, short_id_of(outcome.peer))
+        return answer
 
     async def op_keep(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
         """Keep a smaller copy after its original arrives, or (``keep`` false) let it go."""
@@ -189,8 +204,8 @@ class Controller:
     async def op_refuse(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
         rt = self.runtime
         image_id = await self._resolve(request)
-        await rt.call(rt.node.refuse, image_id, rt.now())
-        return {"id": image_id}
+        outcome = await rt.call(rt.node.refuse, image_id, rt.now())
+        return {"id": image_id, **outcome_json(outcome)}
 
     async def op_collect(self, request: dict[str, Any], note: Note) -> dict[str, Any]:
         """Start collections; the answer names those refused now and those waiting for a holder."""
@@ -200,21 +215,9 @@ class Controller:
             ids = [r.image_id for r in records if r.where is Where.DISPERSED]
         else:
             ids = [await self._resolve({"id": i}) for i in request.get("ids", [])]
-        asked = set(ids)
-        refused: dict[str, str] = {}
-        pending: dict[str, str] = {}
-
-        def listener(event: ev.NodeEvent) -> None:
-            if isinstance(event, ev.CollectFailed) and event.image_id in asked:
-                refused[event.image_id] = event.reason
-            elif isinstance(event, ev.CollectPending) and event.image_id in asked:
-                pending[event.image_id] = event.reason
-
-        unsubscribe = rt.subscribe(listener)
-        try:
-            await rt.call(rt.node.collect, ids, rt.now())
-        finally:
-            unsubscribe()
+        outcomes = await rt.call(rt.node.collect, ids, rt.now())
+        refused = {o.image_id: o.reason for o in outcomes if isinstance(o, Failed)}
+        pending = {o.image_id: o.reason for o in outcomes if isinstance(o, Pending)}
         return {
             "ids": [i for i in ids if i not in refused],
             "refused": [{"id": i, "reason": r} for i, r in refused.items()],
@@ -228,27 +231,22 @@ class Controller:
         holder, name = _resolve_holder(
             rt.membership(), {e.holder for e in entries}, str(request.get("holder") or "")
         )
-        affected = {e.image_id for e in entries if e.holder == holder}
-        failed: dict[str, str] = {}
         repaired: dict[str, str] = {}
         progress = trio.Event()
 
         def listener(event: ev.NodeEvent) -> None:
+            # The new holders' Stored come later, as events: the call's outcome cannot say.
             nonlocal progress
-            if isinstance(event, ev.RepairFailed) and event.image_id in affected:
-                failed[event.image_id] = event.reason
-            elif isinstance(event, ev.Repaired) and event.image_id in affected:
+            if isinstance(event, ev.Repaired):
                 repaired.setdefault(event.image_id, event.holder)
                 progress.set()
                 progress = trio.Event()
 
-        unsubscribe = rt.subscribe(listener)
+        unsubscribe = rt.subscribe(listener)  # before the call: no Repaired is missed
         try:
             connected = rt.connected_to(holder)
-            await rt.call(rt.node.repair, holder, rt.now())
-            records = {i: await rt.call(rt.card.image, i) for i in sorted(affected - set(failed))}
-            # One whose original is here again just leaves the list; the rest are copied.
-            copying = {i for i, r in records.items() if r is not None and r.where is Where.DISPERSED}
+            outcome = await rt.call(rt.node.repair, holder, rt.now())
+            copying = set(outcome.copying)
             with trio.move_on_after(float(request.get("timeout", 60))):
                 while copying - set(repaired):
                     await progress.wait()
@@ -261,11 +259,11 @@ class Controller:
             "connected": connected,
             "repaired": [
                 {"id": i, "holder": h, "holder_name": names.get(h, short_id_of(h))}
-                for i, h in sorted(repaired.items())
+                for i, h in sorted(repaired.items()) if i in copying
             ],
-            "failed": [{"id": i, "reason": r} for i, r in sorted(failed.items())],
+            "failed": [{"id": f.image_id, "reason": f.reason} for f in outcome.failed],
             "copying": sorted(copying - set(repaired)),
-            "unlisted": sorted(set(records) - copying),
+            "unlisted": list(outcome.unlisted),
         }
 
     async def op_get(self, request: dict[str, Any], note: Note) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def fill_thumbnails(card_path: Path, count: int, origins: Sequence[str]) -> list
     from PIL import Image
 
     from protocol.store import ImageRecord, Where
-    from storage.catalog import CATALOG_NAME, Catalog
+    from storage.catalog import CATALOG_NAME, SqliteCatalog
 
     thumbs = []
     for shade in range(8):
@@ -111,7 +111,7 @@ def fill_thumbnails(card_path: Path, count: int, origins: Sequence[str]) -> list
         Image.new("RGB", (160, 120), (30 * shade, 120, 200 - 20 * shade)).save(out, "JPEG")
         thumbs.append(out.getvalue())
     ids = []
-    catalog = Catalog(card_path / CATALOG_NAME)
+    catalog = SqliteCatalog(card_path / CATALOG_NAME)
     try:
         with catalog.transaction():
             for n in range(count):

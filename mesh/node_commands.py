@@ -384,7 +384,19 @@ def run_request(args: argparse.Namespace) -> int:
     answer = ask(args.card, {"op": "request", "id": args.id, "max_side": args.max_side,
                              "quality": args.quality})
     smaller = args.max_side is not None or args.quality is not None
-    print(f"requested {'a smaller copy of ' if smaller else ''}{answer['id'][:12]}")
+    what = f"{'a smaller copy of ' if smaller else ''}{answer['id'][:12]}"
+    outcome = answer.get("outcome")  # the node's own answer (protocol/outcomes.py)
+    if outcome == "failed":
+        _say(f"not requested: {what}: {answer['reason']}")
+        return 1
+    if outcome == "already_here":
+        print(f"{what}: its original is on this card already")
+    elif outcome == "collecting":
+        print(f"requested {what}: collecting it home from its holder")
+    elif outcome == "pending":
+        print(f"requested {what}: waiting, {answer['reason']}")
+    else:
+        print(f"requested {what}" + (f" from {answer['peer_name']}" if "peer_name" in answer else ""))
     return 0
 
 

@@ -53,7 +53,7 @@ def parse_address(text: str, *, default_host: str, default_port: int) -> tuple[s
 def card_role(card: Path) -> Role:
     """The card's role, read from its catalog without taking the card (a node may be running)."""
     from storage.card import Card
-    from storage.catalog import CATALOG_NAME, Catalog
+    from storage.catalog import CATALOG_NAME, SqliteCatalog
     from storage.errors import CardBusy
 
     if not (Path(card) / CATALOG_NAME).is_file():
@@ -62,7 +62,7 @@ def card_role(card: Path) -> Role:
         with Card.open(card) as opened:
             return Role(opened.role)
     except CardBusy:  # a running node holds the card: its settings are still readable
-        catalog = Catalog(Path(card) / CATALOG_NAME)
+        catalog = SqliteCatalog(Path(card) / CATALOG_NAME)
         try:
             return Role(catalog.settings()["role"])
         finally:

@@ -19,6 +19,7 @@ import trio
 
 from mesh import tls
 from mesh.identity import short_id_of
+from mesh.transport import LinkStream
 from protocol.codec import FrameEdges
 from protocol.errors import RemoteProtocolError
 
@@ -42,7 +43,7 @@ class PeerLink:
     """A live, authenticated connection to one peer and the scope that runs its pumps."""
 
     peer_id: str
-    stream: tls.PeerStream
+    stream: LinkStream
     initiated_locally: bool
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     bytes_in: int = 0

@@ -18,7 +18,6 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,11 +31,14 @@ from mesh.event_log import InboundTransfer, note_event
 from mesh.identity import Identity, exchange_public_key_of, short_id_of
 from mesh.membership import Membership, learn_members, load_membership
 from mesh.pumps import LAST_WORD_TIMEOUT, PeerLink, Pumps
+from mesh.transport import Address as Address  # re-exported: where callers find it
+from mesh.transport import LinkStream, Transport
 from protocol import events as ev
 from protocol.config import NodeConfig
 from protocol.errors import CammeshError
 from protocol.messages import MetadataValue, Role
 from protocol.node import Node
+from protocol.outcomes import Failed
 from storage.card import Card
 from storage.importer import Imported, ImportSummary, Skipped, files_under, import_one
 from storage.sealing import Sealing
@@ -56,24 +58,6 @@ STABLE_LINK_S = 10.0  # a link that lived this long resets the dial backoff
 IMPORT_AHEAD = 1  # files copied while the one before them is made durable
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, *, default_host: str = "127.0.0.1") -> Address:
-        """``HOST:PORT``, ``:PORT`` or ``[v6]:PORT``; raises ValueError with a usable message."""
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"{text!r} is not HOST:PORT (for example 192.168.1.20:7447)")
-        host = host.strip("[]") or default_host
-        return cls(host, int(port))
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
 class Runtime:
     """One device: its card, node, TLS server, dialers, timers and event listeners."""
 
@@ -90,9 +74,11 @@ class Runtime:
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         keys_for_desks: bool = False,
+        transport: Transport | None = None,
     ) -> None:
         """``keys_for_desks``: wrap each of our pictures' keys for the mesh's desks (those
-        paired as desks), so that a desk can open what this device dispersed if it is lost."""
+        paired as desks), so that a desk can open what this device dispersed if it is lost.
+        ``transport``: how links are made (mesh/transport.py); TLS on ``listen`` unless said."""
         self.card_path = card_path
         self.card = card
         self.identity = identity
@@ -103,6 +89,9 @@ class Runtime:
             )
         self.config = config
         self.listen = listen
+        self.transport: Transport = transport or tls.TlsTransport(
+            identity, self.membership, host=listen.host, port=listen.port
+        )
         self.static_peers = list(static_peers)
         self.rate_limit = rate_limit  # bytes per second per peer, None for unlimited
         self.clock = clock
@@ -193,7 +182,7 @@ class Runtime:
             # Inside a call: the node never sees a config change halfway through one of its own.
             config = dataclasses.replace(self.config, high_water=fraction)
             self.config = config
-            self.node.config = config
+            self.node.config = config  # every machine hears it (Node.config's setter)
 
         await self.call(change)
 
@@ -291,17 +280,7 @@ class Runtime:
         """Serve, dial and tick until cancelled; ``task_status.started`` gets the port."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            listeners = await nursery.start(
-                lambda task_status: tls.serve(
-                    self.identity,
-                    self.membership,
-                    self._accepted,
-                    host=self.listen.host,
-                    port=self.listen.port,
-                    task_status=task_status,
-                )
-            )
-            self.port = tls.listening_port(listeners)
+            self.port = await nursery.start(self.transport.serve, self._accepted)
             log.info(
                 "%s (%s) listening on %s:%d",
                 self.config.name,
@@ -344,9 +323,7 @@ class Runtime:
                 await trio.sleep(1.0)
                 continue
             try:
-                stream = await tls.connect(
-                    self.identity, self.membership, address.host, address.port, expect=expect
-                )
+                stream = await self.transport.connect(address, expect=expect)
             except (TransportError, NotPaired, PeerIdentityMismatch, PairingError) as exc:
                 log.info("dial %s: %s; retrying in about %.1f s", address, exc, backoff)
                 await trio.sleep(backoff * (0.75 + 0.5 * random.random()))
@@ -363,15 +340,13 @@ class Runtime:
     async def dial_once(self, address: Address, expect: str) -> None:
         """One connection to ``expect`` at ``address``, run until it ends; a failure is logged."""
         try:
-            stream = await tls.connect(
-                self.identity, self.membership, address.host, address.port, expect=expect
-            )
+            stream = await self.transport.connect(address, expect=expect)
         except (TransportError, NotPaired, PeerIdentityMismatch, PairingError) as exc:
             log.info("dial %s: %s", address, exc)
             return
         await self._run_link(stream, initiated_locally=True)
 
-    def _key_recipient(self, stream: tls.PeerStream) -> bytes | None:
+    def _key_recipient(self, stream: LinkStream) -> bytes | None:
         """The peer's exchange key if our pictures' keys go to it: a desk, paired as one."""
         if not self.keys_for_desks or stream.peer.role is not Role.DESK:
             return None
@@ -379,10 +354,10 @@ class Runtime:
         key = exchange_public_key_of(cert.public_bytes(serialization.Encoding.DER))
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
-    async def _accepted(self, stream: tls.PeerStream) -> None:
+    async def _accepted(self, stream: LinkStream) -> None:
         await self._run_link(stream, initiated_locally=False)
 
-    async def _run_link(self, stream: tls.PeerStream, *, initiated_locally: bool) -> None:
+    async def _run_link(self, stream: LinkStream, *, initiated_locally: bool) -> None:
         peer = stream.peer_id
         me = self.identity.device_id
         existing = self.links.get(peer)
@@ -448,9 +423,11 @@ class Runtime:
             if isinstance(event, wanted) and event.image_id == image_id:
                 send.send_nowait(event)
 
-        unsubscribe = self.subscribe(listener)
+        unsubscribe = self.subscribe(listener)  # the bytes come as events, from this call on
         try:
-            await self.call(self.node.read_out, image_id, self.now(), wait_s=wait_s)
+            outcome = await self.call(self.node.read_out, image_id, self.now(), wait_s=wait_s)
+            if isinstance(outcome, Failed):  # said by the call: no event need be waited for
+                raise ReadOutError(outcome.reason)
             async with receive:
                 async for event in receive:
                     if isinstance(event, ev.ReadOutChunk):

@@ -12,6 +12,7 @@ joined through another device become known (mesh/pairing.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -26,6 +27,7 @@ import trio
 from mesh.errors import NotPaired, PairingError, PeerIdentityMismatch, TransportError
 from mesh.identity import Identity, device_id_of, short_id_of
 from mesh.membership import Membership, PinnedPeer
+from mesh.transport import Address, LinkStream, PinSource, Transport
 
 log = logging.getLogger("cammesh.tls")
 
@@ -36,7 +38,6 @@ MAX_HELLO = 512 * 1024  # 256 members' certificates fit comfortably
 NOTSENT_LOWAT = 32 * 1024  # unsent bytes the kernel may hold beyond the frame being written
 RECORD_SIZE = 16 * 1024  # the most plaintext one TLS record carries
 
-PinSource = Membership | Callable[[], Membership]
 Handler = Callable[["PeerStream"], Awaitable[object]]
 
 
@@ -58,8 +59,8 @@ class _Hello:
     members: tuple[PinnedPeer, ...]
 
 
-class PeerStream(trio.abc.Stream):
-    """An authenticated byte stream to one pinned peer; ``peer_id`` is its device id."""
+class PeerStream(LinkStream):
+    """An authenticated TLS stream to one pinned peer; ``peer_id`` is its device id."""
 
     def __init__(
         self,
@@ -77,10 +78,6 @@ class PeerStream(trio.abc.Stream):
         self.initiated_locally = initiated_locally
         self.address = address
         self._pending = pending
-
-    @property
-    def peer_id(self) -> str:
-        return self.peer.device_id
 
     @property
     def socket_stream(self) -> trio.SocketStream:
@@ -401,6 +398,35 @@ async def serve(
             await stream.aclose()
 
     await trio.serve_tcp(accept, port, host=host, task_status=task_status)
+
+
+class TlsTransport(Transport):
+    """The real transport: mutual TLS 1.3 over TCP, pinned both ways (``connect``, ``serve``)."""
+
+    def __init__(
+        self, identity: Identity, pins: PinSource, *, host: str | None, port: int,
+        timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.identity = identity
+        self.pins = pins
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    async def connect(self, address: Address, *, expect: str | None = None) -> LinkStream:
+        return await connect(self.identity, self.pins, address.host, address.port,
+                             expect=expect, timeout=self.timeout)
+
+    async def serve(
+        self, handler: Callable[[LinkStream], Awaitable[object]], *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(
+                serve, self.identity, self.pins, handler, host=self.host, port=self.port,
+                timeout=self.timeout,
+            ))
+            task_status.started(listening_port(listeners))
 
 
 def listening_port(listeners: list[trio.SocketListener]) -> int:

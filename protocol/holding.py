@@ -46,7 +46,7 @@ from protocol.messages import (
     Stored,
 )
 from protocol.peer import Expected, Link
-from protocol.store import CardFull, Incoming, Store, StoreError
+from protocol.store import CardFullError, Incoming, Store, StoreError
 
 
 class HoldState(enum.StrEnum):
@@ -158,7 +158,7 @@ class Holding:
             return False
         try:
             store.reserve(msg.image_id, msg.size)
-        except CardFull:
+        except CardFullError:
             self._reject(link, msg, "my card has no room for it")
             return False
         return True

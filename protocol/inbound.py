@@ -54,7 +54,7 @@ from protocol.effects import (
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Chunk, OriginalComplete, OriginalHeader, Purpose, RefuseOriginal
 from protocol.peer import Link, Stream
-from protocol.store import CardFull, HashMismatch, Incoming
+from protocol.store import CardFullError, HashMismatch, Incoming
 
 
 class StreamState(enum.StrEnum):
@@ -166,7 +166,7 @@ class Inbound(Machine):
         else:
             try:
                 self.store.write_partial(msg.image_id, kind, msg.offset, data)
-            except CardFull as exc:
+            except CardFullError as exc:
                 self._abandon(link, stream, str(exc))
                 return out.take()
         stream.next_offset += len(data)

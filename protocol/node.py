@@ -19,6 +19,7 @@ from typing import Any
 
 from protocol import effects as fx
 from protocol import events as ev
+from protocol import outcomes
 from protocol.collections import Collections
 from protocol.config import NodeConfig, Policy
 from protocol.connection import Connection
@@ -276,15 +277,16 @@ class Node:
 
     # --- local inputs -----------------------------------------------------------------
 
-    def captured(self, image_id: str, now: float) -> None:
+    def captured(self, image_id: str, now: float) -> outcomes.Announced:
         """The card holds a new LOCAL picture: its thumbnail jumps ahead on every link."""
         record = self.store.image(image_id)
         if record is None:
             raise LocalProtocolError(f"captured({image_id[:12]}): the card has no such picture")
-        self.apply(self.sync.captured(record))
+        self.apply(effects := self.sync.captured(record))
         if record.where is Where.LOCAL:
             self.dispersal.note_local(record)
         self.apply(self.dispersal.maybe_disperse(now))
+        return outcomes.announced(image_id, effects)
 
     def hold_background(self, held: bool) -> None:
         """Hold back (or let go) the originals peers pull only by policy 'all' (the background
@@ -298,52 +300,61 @@ class Node:
 
     def request(
         self, image_id: str, now: float, *, max_side: int | None = None, quality: int | None = None
-    ) -> None:
+    ) -> outcomes.RequestOutcome:
         """The user wants this original (or a smaller copy) first (FIG. 10, S63-S65)."""
         record = self.store.image(image_id)
         smaller = max_side is not None or quality is not None
         if record is not None and record.where is Where.LOCAL and not smaller:
-            return  # already here
+            return outcomes.AlreadyHere(image_id)
         if (record is not None and record.origin == self.device_id
                 and record.where is Where.DISPERSED and not smaller):
             self.emit(ev.Decided(image_id, Decision.REQUESTED))
-            self.apply(self.collections.collect([image_id], now))  # ours, wanted here: home
-            return
-        self.apply(self.pulls.request(image_id, now, max_side=max_side, quality=quality))
+            return self.collect([image_id], now)[0]  # ours, wanted here: bring it home
+        mark = len(self._events)
+        self.apply(effects := self.pulls.request(image_id, now, max_side=max_side, quality=quality))
+        return outcomes.requested(image_id, effects, self._events[mark:], self.links)
 
-    def refuse(self, image_id: str, now: float) -> None:
+    def refuse(self, image_id: str, now: float) -> outcomes.NotNeeded:
         """The user does not need this original ("not necessary", FIG. 13B)."""
-        self.apply(self.pulls.refuse(image_id, now))
+        self.apply(effects := self.pulls.refuse(image_id, now))
+        return outcomes.not_needed(image_id, effects)
 
     def marked(self, image_id: str, now: float) -> None:
         """Our user changed this picture's marks (the card holds them): they go to every peer."""
         self.apply(self.marks.marked(image_id))
 
-    def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> None:
+    def read_out(self, image_id: str, now: float, *, wait_s: float | None = None) -> outcomes.ReadOutOutcome:
         """Hand out the original as ReadOutChunk... ReadOutDone events, wherever it is.
 
         Without ``wait_s`` a read-out that cannot go now fails at once, naming why (e.g. the
         holder that is away).  With it, it is ReadOutPending and retried (when a peer comes
         back, and every few seconds) until ``now + wait_s``, then ReadOutFailed.
         """
+        mark = len(self._events)
         self.apply(self.readouts.read_out(image_id, now, wait_s=wait_s))
+        return outcomes.read_out(image_id, self._events[mark:])
 
-    def collect(self, image_ids: Iterable[str], now: float) -> None:
+    def collect(self, image_ids: Iterable[str], now: float) -> list[outcomes.CollectOutcome]:
         """Bring dispersed originals home when the card has room; holders then release them.
 
         A collection is durable (our user's decision): it resumes after a restart, and when
         its holder is away it is CollectPending and goes when a holder returns.
         """
-        self.apply(self.collections.collect(image_ids, now))
+        ids, mark = list(image_ids), len(self._events)
+        self.apply(self.collections.collect(ids, now))
+        return outcomes.collected(ids, self._events[mark:], self.store)
 
-    def repair(self, holder_id: str, now: float) -> None:
+    def repair(self, holder_id: str, now: float) -> outcomes.Repairing:
         """``holder_id`` is gone for good: copy what it held for us to new holders.
 
         Each of our dispersed originals it held is copied from another holder that
         STORED it (so ``replicas`` >= 2 loses nothing) to a new one (Repaired); one it
-        was the only holder of stays listed, with RepairFailed saying so.
+        was the only holder of stays listed, with RepairFailed saying so (``Repairing``).
         """
+        mark, listed = len(self._events), [
+            e.image_id for e in self.store.dispersion_list() if e.holder == holder_id]
         self.apply(self.dispersal.repair(holder_id, self.name_of(holder_id), now))
+        return outcomes.repairing(holder_id, listed, self._events[mark:], self.store)
 
     def tick(self, now: float) -> None:
         """Timers: keepalive pings, silent peers, dispersal retries, pulls."""

@@ -25,7 +25,7 @@ class StoreError(CammeshError):
     """A storage operation the protocol asked for could not be done."""
 
 
-class CardFull(StoreError):
+class CardFullError(StoreError):
     """The write would pass the card's capacity; nothing was written."""
 
 
@@ -274,7 +274,7 @@ class Store(Protocol):
         ...
 
     def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
-        """Append at ``offset`` (must equal partial_offset); CardFull if it would not fit."""
+        """Append at ``offset`` (must equal partial_offset); CardFullError if it would not fit."""
         ...
 
     def finish_partial(
@@ -296,7 +296,7 @@ class Store(Protocol):
 
     # --- originals held for others ----------------------------------------------------
     def reserve(self, image_id: str, size: int) -> None:
-        """Promise ``size`` bytes to an incoming held original; CardFull if no room."""
+        """Promise ``size`` bytes to an incoming held original; CardFullError if no room."""
         ...
 
     def unreserve(self, image_id: str) -> None: ...

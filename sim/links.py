@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
-class Lane:
+class LinkDirection:
     """One direction of a connection; ``thumbnails`` is what the world's wire tap saw cross it."""
 
     src: int
@@ -40,12 +40,12 @@ class NetworkLink:
 
     a: int
     b: int
-    lanes: dict[int, Lane]  # keyed by the sending device
+    lanes: dict[int, LinkDirection]  # keyed by the sending device
     epoch: int = 0
     up: bool = False
     reconnect_pending: bool = False
 
-    def lane_from(self, src: int) -> Lane:
+    def lane_from(self, src: int) -> LinkDirection:
         return self.lanes[src]
 
     def other(self, dev: int) -> int:
@@ -58,5 +58,5 @@ def make_link(a: int, b: int, bandwidth: float, latency: float) -> NetworkLink:
     return NetworkLink(
         lo,
         hi,
-        {lo: Lane(lo, hi, bandwidth, latency), hi: Lane(hi, lo, bandwidth, latency)},
+        {lo: LinkDirection(lo, hi, bandwidth, latency), hi: LinkDirection(hi, lo, bandwidth, latency)},
     )

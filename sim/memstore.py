@@ -9,7 +9,7 @@ originals, held originals, partials and smaller copies are ``used``; a
 reservation counts as ``reserved`` until the held original it promised room to
 arrives, and the bytes of that original's partial are taken out of its
 reservation rather than counted twice.  A call that would pass the capacity
-raises CardFull and changes nothing.
+raises CardFullError and changes nothing.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class MemoryStore(MemoryMarks):
         """Store a picture captured or imported here: LOCAL, ours, next sequence number.
 
         A picture already in the catalog is not added twice: its record is
-        returned (and its original kept, if it was not here).  CardFull if the
+        returned (and its original kept, if it was not here).  CardFullError if the
         original does not fit.
         """
         image_id = hashlib.sha256(data).hexdigest()
@@ -253,7 +253,7 @@ class MemoryStore(MemoryMarks):
         return len(self._partials.get((image_id, kind), b""))
 
     def write_partial(self, image_id: str, kind: Incoming, offset: int, data: bytes) -> None:
-        """Append at ``offset`` (must equal partial_offset); CardFull if it would not fit."""
+        """Append at ``offset`` (must equal partial_offset); CardFullError if it would not fit."""
         if not _HEX64.match(image_id):
             raise StoreError(f"{image_id!r} is not an image id")  # as a card, which names files so
         have = self.partial_offset(image_id, kind)

@@ -27,7 +27,7 @@ from typing import Any
 
 from protocol import events as ev
 from protocol.messages import Role
-from protocol.store import CardFull, Stamped
+from protocol.store import CardFullError, Stamped
 from sim import faults, invariants, keys, planted
 from sim.agenda import CAPTURE, CONNECT, HEAL, REAPPEAR, RESTART, STEP, TICK, Agenda
 from sim.devices import AuditedStore, Device, device_id_for, make_config
@@ -333,7 +333,7 @@ class World:
                 capture_time=now,
                 thumbnail=prng.randbytes(self.scenario.thumbnail),
             )
-        except CardFull:
+        except CardFullError:
             self.metrics.count("capture.card_full")
             self.trace(f"{self.t!r} C {cam} {number} full\n")
             return

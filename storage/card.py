@@ -7,7 +7,7 @@ hands each call to the part that owns it:
 
     storage.files        the folder's layout, and how a file reaches its name intact
     storage.recovery     what ``Card.open`` puts right after a crash (``Card.recovered``)
-    storage.room         the room ledger: bytes used, bytes promised, CardFull
+    storage.room         the room ledger: bytes used, bytes promised, CardFullError
     storage.intake       a capture or an import: copied, hashed, extracted, adopted
     storage.partials     incoming transfers, resumed and verified
     storage.sealed_form  picture keys, and the sealed form holders get (issue 7)
@@ -40,7 +40,7 @@ from protocol.store import (
 )
 from storage.card_marks import CardMarks
 from storage.card_smaller import CardSmaller
-from storage.catalog import Catalog
+from storage.catalog import SqliteCatalog
 from storage.errors import (
     AmbiguousId,
     NotFound,
@@ -93,7 +93,7 @@ def _locked(method: Callable[Concatenate[Card, P], R]) -> Callable[Concatenate[C
     return call
 
 
-def _from_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Concatenate[Card, P], R]:
+def _from_catalog(method: Callable[Concatenate[SqliteCatalog, P], R]) -> Callable[Concatenate[Card, P], R]:
     """A Store call that the catalog answers as it is, made under the card's lock."""
 
     def call(self: Card, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -106,7 +106,7 @@ def _from_catalog(method: Callable[Concatenate[Catalog, P], R]) -> Callable[Conc
 class Card(CardMarks, CardSmaller):
     """A card folder opened for use; create with ``Card.create``, open with ``Card.open``."""
 
-    def __init__(self, path: Path, catalog: Catalog) -> None:
+    def __init__(self, path: Path, catalog: SqliteCatalog) -> None:
         """Use ``Card.create`` or ``Card.open``."""
         self.path = path
         self._catalog = catalog
@@ -150,7 +150,7 @@ class Card(CardMarks, CardSmaller):
         return cls._start(path, existing_catalog(path))
 
     @classmethod
-    def _start(cls, path: Path, catalog: Catalog) -> Card:
+    def _start(cls, path: Path, catalog: SqliteCatalog) -> Card:
         card = cls(path, catalog)
         try:
             card._lock_fd = lock_card(path)
@@ -283,11 +283,11 @@ class Card(CardMarks, CardSmaller):
         return ids[0]
 
     # Per image id, how its thumbnail was made (embedded, decoded, raw-preview, placeholder).
-    thumbnail_sources = _from_catalog(Catalog.thumbnail_sources)
+    thumbnail_sources = _from_catalog(SqliteCatalog.thumbnail_sources)
 
     # --- movie strips (FIG. 15-16): storage-level, outside the protocol's Store ----------
     # The strip of keyframe thumbnails kept for a movie, poster first; [] for a still.
-    strip = _from_catalog(Catalog.strip)
+    strip = _from_catalog(SqliteCatalog.strip)
 
     @_locked
     def set_strip(self, image_id: str, strip: Sequence[StripFrame]) -> None:
@@ -298,9 +298,9 @@ class Card(CardMarks, CardSmaller):
         self._catalog.set_strip(image_id, strip)
 
     # Each strip frame's (time, byte offset, kind), without the JPEGs (the desk's marks).
-    strip_points = _from_catalog(Catalog.strip_points)
+    strip_points = _from_catalog(SqliteCatalog.strip_points)
     # Per image id that has a strip, the number of its frames.
-    strip_lengths = _from_catalog(Catalog.strip_lengths)
+    strip_lengths = _from_catalog(SqliteCatalog.strip_lengths)
 
     @_locked
     def strips_missing(self) -> list[str]:
@@ -308,9 +308,9 @@ class Card(CardMarks, CardSmaller):
         return self._catalog.strips_missing(self._device_id)
 
     # --- the catalog -------------------------------------------------------------------
-    image = _from_catalog(Catalog.image)
-    images = _from_catalog(Catalog.images)
-    images_after = _from_catalog(Catalog.images_after)
+    image = _from_catalog(SqliteCatalog.image)
+    images = _from_catalog(SqliteCatalog.images)
+    images_after = _from_catalog(SqliteCatalog.images_after)
 
     @_locked
     def seen(self) -> dict[str, int]:
@@ -438,8 +438,8 @@ class Card(CardMarks, CardSmaller):
         self._catalog.delete_reservation(image_id)
         self._room.unpromise(image_id)
 
-    held = _from_catalog(Catalog.held)
-    held_originals = _from_catalog(Catalog.held_originals)
+    held = _from_catalog(SqliteCatalog.held)
+    held_originals = _from_catalog(SqliteCatalog.held_originals)
 
     @_locked
     def read_held(self, image_id: str, offset: int, length: int) -> bytes:
@@ -457,8 +457,8 @@ class Card(CardMarks, CardSmaller):
         self._room.give(record.size)
 
     # --- the dispersion list -----------------------------------------------------------
-    dispersion = _from_catalog(Catalog.dispersion)
-    dispersion_list = _from_catalog(Catalog.dispersion_list)
+    dispersion = _from_catalog(SqliteCatalog.dispersion)
+    dispersion_list = _from_catalog(SqliteCatalog.dispersion_list)
 
     @_locked
     def set_dispersion(self, image_id: str, holder: str, state: DispersalState, now: float) -> None:
@@ -466,12 +466,12 @@ class Card(CardMarks, CardSmaller):
             raise NotFound(f"picture {image_id[:12]} is not in the catalog")
         self._catalog.set_dispersion(image_id, holder, state, now)
 
-    remove_dispersion = _from_catalog(Catalog.remove_dispersion)
+    remove_dispersion = _from_catalog(SqliteCatalog.remove_dispersion)
 
     # --- per-peer transfer state -------------------------------------------------------
-    transfer_state = _from_catalog(Catalog.transfer_state)
+    transfer_state = _from_catalog(SqliteCatalog.transfer_state)
     # The (max_side, quality) ``peer`` asked for with its last request.
-    transfer_request = _from_catalog(Catalog.transfer_request)
+    transfer_request = _from_catalog(SqliteCatalog.transfer_request)
 
     @_locked
     def set_transfer_state(
@@ -481,8 +481,8 @@ class Card(CardMarks, CardSmaller):
         self._catalog.set_transfer_state(peer, image_id, state, max_side, quality)
 
     # --- our own user's decisions -----------------------------------------------------
-    decision = _from_catalog(Catalog.decision)
-    decisions = _from_catalog(Catalog.decisions)
+    decision = _from_catalog(SqliteCatalog.decision)
+    decisions = _from_catalog(SqliteCatalog.decisions)
 
     @_locked
     def set_decision(
@@ -491,4 +491,4 @@ class Card(CardMarks, CardSmaller):
     ) -> None:
         self._catalog.set_decision(image_id, decision, now, max_side, quality)
 
-    clear_decision = _from_catalog(Catalog.clear_decision)
+    clear_decision = _from_catalog(SqliteCatalog.clear_decision)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from storage.catalog import Catalog
+from storage.catalog import SqliteCatalog
 from storage.errors import InvalidMarks, NotFound
 from storage.marks import (
     Marks,
@@ -31,7 +31,7 @@ from storage.marks import (
 class CardMarks:
     """The marks methods of ``Card``; each runs under the card's lock and commits before it returns."""
 
-    _catalog: Catalog
+    _catalog: SqliteCatalog
     _device_id: str
 
     def _guard(self) -> AbstractContextManager[None]:

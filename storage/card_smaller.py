@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from protocol.store import Where
-from storage.catalog import Catalog
+from storage.catalog import SqliteCatalog
 from storage.errors import NotFound
 from storage.files import CardFolder, read_range, unlink
 from storage.room import RoomLedger
@@ -32,7 +32,7 @@ class SmallerCopy:
 class CardSmaller:
     """The smaller-copy methods of ``Card``; each runs under the card's lock."""
 
-    _catalog: Catalog
+    _catalog: SqliteCatalog
     _folder: CardFolder
     _room: RoomLedger
 
@@ -72,12 +72,12 @@ class CardSmaller:
             return None if row is None else _copy(row)
 
 
-def smaller_details(catalog: Catalog) -> dict[str, SmallerCopy]:
+def smaller_details(catalog: SqliteCatalog) -> dict[str, SmallerCopy]:
     """Every smaller copy a catalog lists (also read by ``cammesh ls`` beside a running node)."""
     return {r["image_id"]: _copy(r) for r in catalog.smaller_rows()}
 
 
-def drop_superseded(catalog: Catalog, folder: CardFolder, room: RoomLedger, image_id: str) -> int:
+def drop_superseded(catalog: SqliteCatalog, folder: CardFolder, room: RoomLedger, image_id: str) -> int:
     """Remove the smaller copy of a picture whose original is on the card now, unless it is
     kept; the bytes freed.  The row goes first: a crash between leaves a stray file, which
     ``Card.open`` removes (storage.recovery), never a row without its file."""

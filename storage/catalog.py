@@ -68,7 +68,7 @@ def _record(row: sqlite3.Row) -> ImageRecord:
     )
 
 
-class Catalog:
+class SqliteCatalog:
     """SQL over the card's catalog file; every public change commits before it returns."""
 
     def __init__(self, path: Path) -> None:

@@ -1,20 +1,20 @@
 """Errors of the card, rooted in ``protocol.store.StoreError`` (and so in ``CammeshError``).
 
-The four the protocol knows (``StoreError``, ``CardFull``, ``NotFound``,
+The four the protocol knows (``StoreError``, ``CardFullError``, ``NotFound``,
 ``HashMismatch``) are re-exported from ``protocol.store`` so that a caller can
 catch either name; the rest are about the card as a folder and about import.
 """
 
 from __future__ import annotations
 
-from protocol.store import CardFull, HashMismatch, NotFound, StoreError
+from protocol.store import CardFullError, HashMismatch, NotFound, StoreError
 
 __all__ = [
     "AmbiguousId",
     "BadSize",
     "CardBusy",
     "CardExists",
-    "CardFull",
+    "CardFullError",
     "CatalogTooNew",
     "HashMismatch",
     "ImportRejected",

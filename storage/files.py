@@ -56,7 +56,7 @@ class CardFolder:
     ) -> tuple[Path, str, int]:
         """Copy ``chunks`` to a fsynced temp file, hashing on the way: (path, SHA-256, size).
 
-        Past ``limit`` bytes ``grew(size)`` is called, and may raise (CardFull) to stop.
+        Past ``limit`` bytes ``grew(size)`` is called, and may raise (CardFullError) to stop.
         """
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
         temp = Path(name)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from protocol.messages import MetadataValue
 from storage.card import Card, Extraction
-from storage.errors import CardFull, ImportRejected, StoreError
+from storage.errors import CardFullError, ImportRejected, StoreError
 from storage.movies import MOVIE_SUFFIXES, StripFrame
 from storage.pairs import PAIR_KEY, pair_key
 
@@ -208,7 +208,7 @@ def import_one(
     try:
         record, new = card.add_original(path, name=path.name, now=now, extracted=extraction,
                                         adopt=adopt, digest=digest)
-    except (CardFull, ImportRejected) as exc:
+    except (CardFullError, ImportRejected) as exc:
         return Skipped(str(path), str(exc))
     except StoreError as exc:
         return Skipped(str(path), f"the card refused it: {exc}")

@@ -25,8 +25,8 @@ from protocol.fields import checker
 from protocol.messages import Limits, MetadataItem, MetadataValue
 from protocol.store import ImageRecord, Where
 from storage.card_smaller import drop_superseded
-from storage.catalog import Catalog
-from storage.errors import CardFull, ImportRejected
+from storage.catalog import SqliteCatalog
+from storage.errors import CardFullError, ImportRejected
 from storage.files import CHUNK, CardFolder, hash_file, unlink
 from storage.movies import StripFrame
 from storage.room import RoomLedger
@@ -91,7 +91,7 @@ class Intake:
     """How pictures come into one card; ``guard()`` holds the card's lock (and checks it is open)."""
 
     def __init__(
-        self, folder: CardFolder, catalog: Catalog, room: RoomLedger, device_id: str, *,
+        self, folder: CardFolder, catalog: SqliteCatalog, room: RoomLedger, device_id: str, *,
         guard: Callable[[], AbstractContextManager[None]], lock: AbstractContextManager[Any],
     ) -> None:
         self._folder = folder
@@ -132,7 +132,7 @@ class Intake:
         it cannot be); its own name stays for the caller to remove.  ``digest``, with ``adopt``:
         the file's SHA-256, hashed by the caller as its bytes arrived (an FTP upload), so a
         linked file is not read again; the caller vouches for it (a peer checks it anyway).
-        CardFull leaves nothing behind.  A picture known only by thumbnail gets its original.
+        CardFullError leaves nothing behind.  A picture known only by thumbnail gets its original.
         The record is durable (original fsynced, catalog row committed) when this returns,
         unless inside ``deferred_sync``.
 
@@ -155,11 +155,11 @@ class Intake:
                 finally:
                     unlink(temp)
         size = source.stat().st_size
-        full: CardFull | None = None
+        full: CardFullError | None = None
         with self._guard():
             try:
                 self._room.need(size, what=f"{display_name(name)!r}")
-            except CardFull as exc:
+            except CardFullError as exc:
                 full = exc
         if full is not None:
             # A duplicate needs no room: look before refusing (reads the file once more).

@@ -21,7 +21,7 @@ from typing import Final
 
 from protocol.store import HeldRecord, ImageRecord, Incoming, Where
 from storage.card_smaller import drop_superseded
-from storage.catalog import Catalog
+from storage.catalog import SqliteCatalog
 from storage.errors import HashMismatch, NotFound, StoreError
 from storage.files import CHUNK, CardFolder, fsync_dir, hash_file, unlink
 from storage.room import RoomLedger
@@ -47,7 +47,7 @@ class IncomingPartials:
     """The card's incoming partials; the card calls it under its lock."""
 
     def __init__(
-        self, folder: CardFolder, catalog: Catalog, room: RoomLedger, sealed: SealedOriginals,
+        self, folder: CardFolder, catalog: SqliteCatalog, room: RoomLedger, sealed: SealedOriginals,
         *, grew: Callable[[int], None],
     ) -> None:
         self._folder = folder

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 
 from protocol.store import Incoming, Where
-from storage.catalog import Catalog
+from storage.catalog import SqliteCatalog
 from storage.files import CardFolder, unlink
 from storage.room import RoomLedger
 
 
-def recover(card: CardFolder, catalog: Catalog) -> list[str]:
+def recover(card: CardFolder, catalog: SqliteCatalog) -> list[str]:
     """Delete files no row points at, drop rows whose file is gone, trim torn partials.
 
     Returns one line per thing put right, for the card to log and report.
@@ -77,7 +77,7 @@ def recover(card: CardFolder, catalog: Catalog) -> list[str]:
     return found
 
 
-def count_room(catalog: Catalog, room: RoomLedger) -> None:
+def count_room(catalog: SqliteCatalog, room: RoomLedger) -> None:
     """Count into ``room`` what the catalog lists: the bytes of the card's files, the
     reservations, and the held partials that fill them."""
     room.take(

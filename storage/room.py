@@ -4,7 +4,7 @@ Used: local originals, held originals, smaller copies and partials.  Reserved:
 the card's reserve, plus what each reservation (room promised to a held
 original before it streams in) still promises beyond the bytes of that
 original's partial, so that those bytes are never counted twice.  A write or a
-promise that would pass the capacity raises CardFull before anything changes.
+promise that would pass the capacity raises CardFullError before anything changes.
 ``storage.card.Card`` and ``sim.memstore.MemoryStore`` both keep their room here.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from protocol.store import CardFull, Usage
+from protocol.store import CardFullError, Usage
 
 # How a card words a refusal: (bytes needed, bytes free, what needed them) -> message.
 Refusal = Callable[[int, int, str], str]
@@ -38,10 +38,10 @@ class RoomLedger:
                      reserved=self.reserve + self._outstanding)
 
     def need(self, size: int, *, covered: int = 0, what: str = "this write") -> None:
-        """CardFull unless ``size`` more bytes fit, ``covered`` of them in room already promised."""
+        """CardFullError unless ``size`` more bytes fit, ``covered`` of them in room already promised."""
         free = self.usage().free
         if size - covered > free:
-            raise CardFull(self._refusal(size, free, what))
+            raise CardFullError(self._refusal(size, free, what))
 
     def take(self, size: int) -> None:
         """``size`` more bytes are on the card (negative: fewer)."""
@@ -64,7 +64,7 @@ class RoomLedger:
         return min(self.outstanding(image_id), size)
 
     def check_promise(self, image_id: str, size: int, *, what: str) -> None:
-        """CardFull unless a reservation of ``size`` bytes for ``image_id`` (replacing any) fits."""
+        """CardFullError unless a reservation of ``size`` bytes for ``image_id`` (replacing any) fits."""
         arrived = self._arrived.get(image_id, 0)
         self.need(max(0, size - arrived), covered=self.outstanding(image_id), what=what)
 

@@ -1,6 +1,6 @@
 """The catalog's schema: ordered migration steps, one per released change.
 
-Step i brings the schema from version i to i + 1 (``PRAGMA user_version``); ``Catalog`` runs
+Step i brings the schema from version i to i + 1 (``PRAGMA user_version``); ``SqliteCatalog`` runs
 the steps a card lacks when it opens it.  Never edit a released step; append a new one.
 """
 

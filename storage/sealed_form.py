@@ -17,7 +17,7 @@ from pathlib import Path
 from protocol.sealing import KEY_SIZE, SEALED_RECORD, SealingError, sealed_size
 from protocol.store import ImageRecord, SealedForm
 from storage import sealing
-from storage.catalog import Catalog
+from storage.catalog import SqliteCatalog
 from storage.errors import HashMismatch, NotFound, StoreError
 from storage.files import CardFolder, unlink
 
@@ -29,7 +29,7 @@ class SealedOriginals:
     """
 
     def __init__(
-        self, folder: CardFolder, catalog: Catalog, device_id: str,
+        self, folder: CardFolder, catalog: SqliteCatalog, device_id: str,
         local: Callable[[str], ImageRecord],
     ) -> None:
         self._folder = folder

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Final
 
 from protocol.messages import Limits
-from storage.catalog import CATALOG_NAME, Catalog
+from storage.catalog import CATALOG_NAME, SqliteCatalog
 from storage.errors import CardExists, NotACard, StoreError
 from storage.files import HEX64, fsync_dir
 from storage.intake import display_name
@@ -36,7 +36,7 @@ def check_settings(*, name: str, capacity: int, role: str, reserve: int | None) 
 
 def new_catalog(
     path: Path, *, device_id: str, name: str, capacity: int, role: str, reserve: int | None
-) -> Catalog:
+) -> SqliteCatalog:
     """The catalog of a new, empty card in ``path`` (created if need be); CardExists if one is there."""
     reserve = check_settings(name=name, capacity=capacity, role=role, reserve=reserve)
     if not HEX64.match(device_id):
@@ -44,7 +44,7 @@ def new_catalog(
     if (path / CATALOG_NAME).exists():
         raise CardExists(f"{path} already holds a card; open it, or choose another folder")
     path.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog(path / CATALOG_NAME)
+    catalog = SqliteCatalog(path / CATALOG_NAME)
     catalog.set_settings({
         "format": "cammesh-card", "device_id": device_id, "name": name, "role": role,
         "capacity": str(capacity), "reserve": str(reserve),
@@ -53,11 +53,11 @@ def new_catalog(
     return catalog
 
 
-def existing_catalog(path: Path) -> Catalog:
+def existing_catalog(path: Path) -> SqliteCatalog:
     """The catalog of the card in ``path``; NotACard if there is none, or it was never set up."""
     if not (path / CATALOG_NAME).is_file():
         raise NotACard(f"{path} is not a cammesh card (no {CATALOG_NAME}); create one with `cammesh init`")
-    catalog = Catalog(path / CATALOG_NAME)
+    catalog = SqliteCatalog(path / CATALOG_NAME)
     if catalog.settings().get("format") != "cammesh-card":
         catalog.close()
         raise NotACard(f"{path} has a catalog but no card settings; it was never initialised")

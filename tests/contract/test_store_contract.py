@@ -18,7 +18,7 @@ from PIL import Image
 
 from protocol.sealing import RECORD, SEALED_RECORD, sealed_size
 from protocol.store import (
-    CardFull,
+    CardFullError,
     Decision,
     DispersalState,
     DispersionEntry,
@@ -90,7 +90,7 @@ def test_a_capture_past_capacity_is_card_full_and_leaves_nothing(make_store: Mak
     store = make_store(len(DATA) + 10)
     add_local(store, DATA)
     before = store.usage()
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         add_local(store, b"x" * 11)
     assert store.usage() == before
     assert len(list(store.images())) == 1
@@ -195,7 +195,7 @@ def test_a_partial_past_capacity_is_card_full_and_leaves_nothing(make_store: Mak
     record = peer_record(DATA)
     store.add_thumbnail(record, 1.0)
     store.write_partial(record.image_id, Incoming.ORIGINAL, 0, DATA[:300])
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         store.write_partial(record.image_id, Incoming.ORIGINAL, 300, DATA[300:500])
     assert store.partial_offset(record.image_id, Incoming.ORIGINAL) == 300
     assert store.usage().used == 300
@@ -243,10 +243,10 @@ def test_reserve_promises_room_and_unreserve_gives_it_back(make_store: MakeStore
     store = make_store(1000)
     store.reserve(sha(b"h"), 600)
     assert (store.usage().reserved, store.usage().free) == (600, 400)
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         store.reserve(sha(b"other"), 401)
     assert store.usage().reserved == 600
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         add_local(store, b"z" * 401)
     store.unreserve(sha(b"h"))
     store.unreserve(sha(b"h"))

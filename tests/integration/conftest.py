@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.devices import Mesh
+from tests.integration.devices import ProcessMesh
 from tests.integration.nodes import NodeProcess
 
 
@@ -21,9 +21,9 @@ def nodes() -> Iterator[list[NodeProcess]]:
 
 
 @pytest.fixture
-def meshes() -> Iterator[list[Mesh]]:
-    """A list to append each made ``Mesh`` to; every node of each is stopped afterwards."""
-    made: list[Mesh] = []
+def meshes() -> Iterator[list[ProcessMesh]]:
+    """A list to append each made ``ProcessMesh`` to; every node of each is stopped afterwards."""
+    made: list[ProcessMesh] = []
     yield made
     for mesh in made:
         mesh.stop_all()

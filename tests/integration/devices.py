@@ -84,7 +84,7 @@ def ls_json(card: Path, *, held: bool = False) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Device:
+class NodeCard:
     """One card of the mesh and, while it runs, its node on a fixed port (loopback by default,
     or an address inside a network namespace, see ``shaped_link``)."""
 
@@ -108,19 +108,19 @@ class Device:
 
 
 @dataclass
-class Mesh:
+class ProcessMesh:
     """Paired devices on loopback: each dials every other by its fixed port, no mDNS needed."""
 
-    devices: dict[str, Device]
+    devices: dict[str, NodeCard]
 
     @classmethod
     def create(cls, folder: Path, specs: Sequence[DeviceSpec],
-               args: dict[str, list[str]] | None = None) -> Mesh:
+               args: dict[str, list[str]] | None = None) -> ProcessMesh:
         cards = make_mesh(folder, specs)
-        return cls({spec.name: Device(spec.name, card, free_port(), list((args or {}).get(spec.name, [])))
+        return cls({spec.name: NodeCard(spec.name, card, free_port(), list((args or {}).get(spec.name, [])))
                     for spec, card in zip(specs, cards, strict=True)})
 
-    def __getitem__(self, name: str) -> Device:
+    def __getitem__(self, name: str) -> NodeCard:
         return self.devices[name]
 
     def start(self, name: str, *, wait: bool = True) -> NodeProcess:
@@ -191,7 +191,7 @@ def _sh(*command: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Side:
+class LinkEnd:
     """One end of a shaped link: its namespace, interface and address."""
 
     netns: str
@@ -201,13 +201,13 @@ class Side:
 
 @contextmanager
 def shaped_link(mbit: float, *, subnet: str = "10.79.0", latency_ms: int = 20,
-                burst: str = "16kb") -> Iterator[tuple[Side, Side]]:
+                burst: str = "16kb") -> Iterator[tuple[LinkEnd, LinkEnd]]:
     """Two fresh namespaces (unique names, so parallel runs never clash) joined by a veth
     pair shaped with tbf at ``mbit`` both ways (unshaped at 0), multicast routed on it;
     always removed."""
     tag = uuid.uuid4().hex[:6]
-    sides = (Side(f"cmd-{tag}-a", f"cmd{tag}a", f"{subnet}.1"),
-             Side(f"cmd-{tag}-b", f"cmd{tag}b", f"{subnet}.2"))
+    sides = (LinkEnd(f"cmd-{tag}-a", f"cmd{tag}a", f"{subnet}.1"),
+             LinkEnd(f"cmd-{tag}-b", f"cmd{tag}b", f"{subnet}.2"))
     try:
         for side in sides:
             _sh("ip", "netns", "add", side.netns)
@@ -229,7 +229,7 @@ def shaped_link(mbit: float, *, subnet: str = "10.79.0", latency_ms: int = 20,
             subprocess.run(["ip", "netns", "del", side.netns], capture_output=True)
 
 
-Bench = Callable[[Any, Path, "tuple[Side, Side] | None"], dict[str, Any]]
+Bench = Callable[[Any, Path, "tuple[LinkEnd, LinkEnd] | None"], dict[str, Any]]
 
 
 def bench_on_link(run: Bench, args: Any, *, prefix: str, subnet: str = "10.79.0") -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
-from tests.integration.devices import Mesh, cammesh, free_port
+from tests.integration.devices import ProcessMesh, cammesh, free_port
 
 DATED = "2026-12-07"
 
@@ -23,7 +23,7 @@ DATED = "2026-12-07"
 class FtpMesh:
     """``cam`` serves FTP on ``ftp_port``; ``desk`` is its paired peer over TLS."""
 
-    mesh: Mesh
+    mesh: ProcessMesh
     ftp_port: int
     passwords: dict[str, str]
 
@@ -57,7 +57,7 @@ def start_ftp_mesh(folder: Path, *, cam_capacity: int = 2 * 1024**3,
     ``desk_args``); wait for their link."""
     ftp_port = free_port()
     specs = [DeviceSpec("cam", Role.CAMERA, cam_capacity)]
-    mesh = Mesh.create(folder, [*specs, DeviceSpec("desk", Role.DESK)] if desk else specs)
+    mesh = ProcessMesh.create(folder, [*specs, DeviceSpec("desk", Role.DESK)] if desk else specs)
     cam = mesh["cam"]
     passwords = {user: add_account(cam.card, user, who)
                  for user, who in (accounts or {"nikon": "Ana Lopez"}).items()}

@@ -32,7 +32,7 @@ from protocol.messages import (
     Role,
 )
 from protocol.store import Where
-from tests.integration.devices import Device
+from tests.integration.devices import NodeCard
 from tests.integration.nodes import WAIT_S
 
 M = TypeVar("M", bound=Message)
@@ -168,7 +168,7 @@ class CardState:
     dispersion: frozenset[tuple[str, str, str]]  # (image id, holder, state)
 
 
-def card_state(device: Device) -> CardState:
+def card_state(device: NodeCard) -> CardState:
     """Read the card of a running node and check it: every LOCAL original and every held copy
     is on disk and hashes to its id, and the node's count of used bytes is the bytes on disk."""
     listing = read_listing(device.card)

@@ -52,7 +52,7 @@ RATE = 1.5 * 1024 * 1024  # bytes per second the deliverer sends in these tests
 
 
 @dataclass
-class Mesh:
+class DeskAndCamera:
     desk: Runtime
     camera: Runtime
     desk_path: Path
@@ -60,7 +60,7 @@ class Mesh:
 
 
 @asynccontextmanager
-async def desk_and_camera(folder: Path) -> AsyncIterator[Mesh]:
+async def desk_and_camera(folder: Path) -> AsyncIterator[DeskAndCamera]:
     desk_path, camera_path = make_mesh(folder, [DeviceSpec("desk", Role.DESK),
                                                 DeviceSpec("cam", Role.CAMERA)])
     pictures = write_pictures(folder / "shots", 3, side=900, seed=5)
@@ -77,7 +77,7 @@ async def desk_and_camera(folder: Path) -> AsyncIterator[Mesh]:
             await nursery.start(desk.run)
             await until("the desk to have every thumbnail",
                         lambda: len(desk.card.images()) == len(ids))
-            yield Mesh(desk, camera, desk_path, ids)
+            yield DeskAndCamera(desk, camera, desk_path, ids)
             nursery.cancel_scope.cancel()
 
 
@@ -119,7 +119,7 @@ def target_of(server: AgencyServer, credentials: Path) -> Target:
 
 
 @asynccontextmanager
-async def delivering(mesh: Mesh, target: Target, **options: Any) -> AsyncIterator[Deliverer]:
+async def delivering(mesh: DeskAndCamera, target: Target, **options: Any) -> AsyncIterator[Deliverer]:
     deliverer = Deliverer(mesh.desk, target, poll_s=0.2, backoff=(0.2, 1.0), **options)
     async with trio.open_nursery() as nursery:
         await nursery.start(deliverer.run)

@@ -52,7 +52,7 @@ WAIT_MS = 90_000  # the longest any one wait in the browser may take
 
 
 @dataclass
-class Mesh:
+class DeskWithCameras:
     url: str
     desk: Runtime
     board: Desk
@@ -77,7 +77,7 @@ class Mesh:
 async def running_mesh(
     folder: Path, *, pictures: int, rates: dict[str, float], desk_policy: Policy = Policy.ALL,
     capacities: dict[str, int] | None = None,
-) -> AsyncIterator[Mesh]:
+) -> AsyncIterator[DeskWithCameras]:
     """A running desk with its page, and cameras with ``pictures`` sample JPEGs each, off."""
     names = list(rates)
     sizes = capacities or {}
@@ -98,7 +98,7 @@ async def running_mesh(
             board = Desk(desk)
             url = await nursery.start(lambda task_status: serve_desk(
                 desk, host="127.0.0.1", port=0, desk=board, task_status=task_status))
-            yield Mesh(url, desk, board, cameras, nursery, port)
+            yield DeskWithCameras(url, desk, board, cameras, nursery, port)
             nursery.cancel_scope.cancel()
     finally:
         for card in cards:

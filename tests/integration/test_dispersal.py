@@ -15,7 +15,7 @@ import pytest
 
 from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
-from tests.integration.devices import Mesh, audit, cammesh, disagreements, ls_json
+from tests.integration.devices import ProcessMesh, audit, cammesh, disagreements, ls_json
 from tests.integration.nodes import wait_until, write_pictures
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ PICTURE_SIDE = 900  # about 400 kB each: big enough to take chunks, small enough
 THUMBNAILS_ONLY = ["--policy", "*=thumbnails"]  # originals move only by dispersal here
 
 
-def settled(mesh: Mesh, ids: dict[str, str], owner: str, limit: int,
+def settled(mesh: ProcessMesh, ids: dict[str, str], owner: str, limit: int,
             peaks: list[int]) -> bool:
     """The owner is at or below its high-water mark and every list agrees with its holders."""
     status = mesh[owner].running.ask({"op": "status"})
@@ -33,7 +33,7 @@ def settled(mesh: Mesh, ids: dict[str, str], owner: str, limit: int,
     return status["used"] <= limit and not disagreements(mesh.listings(), ids)
 
 
-def import_batch(mesh: Mesh, owner: str, files: list[Path]) -> list[str]:
+def import_batch(mesh: ProcessMesh, owner: str, files: list[Path]) -> list[str]:
     answer = mesh[owner].running.ask({"op": "import", "paths": [str(p) for p in files]})
     summary = answer["summary"]
     # A capture that did not fit is refused with a reason, never silently dropped.
@@ -43,10 +43,10 @@ def import_batch(mesh: Mesh, owner: str, files: list[Path]) -> list[str]:
 
 
 def test_a_full_card_disperses_to_two_holders_and_every_picture_reads_out(
-    tmp_path: Path, meshes: list[Mesh]
+    tmp_path: Path, meshes: list[ProcessMesh]
 ) -> None:
     capacity = 6_000_000
-    mesh = Mesh.create(
+    mesh = ProcessMesh.create(
         tmp_path,
         [DeviceSpec("cam", Role.CAMERA, capacity), DeviceSpec("desk", Role.DESK),
          DeviceSpec("cam2", Role.CAMERA),
@@ -127,10 +127,10 @@ def test_a_full_card_disperses_to_two_holders_and_every_picture_reads_out(
 
 
 def test_collect_brings_originals_home_and_holders_release_them(
-    tmp_path: Path, meshes: list[Mesh]
+    tmp_path: Path, meshes: list[ProcessMesh]
 ) -> None:
     capacity = 6_000_000
-    mesh = Mesh.create(
+    mesh = ProcessMesh.create(
         tmp_path,
         [DeviceSpec("cam", Role.CAMERA, capacity), DeviceSpec("desk", Role.DESK),
          DeviceSpec("cam2", Role.CAMERA)],
@@ -188,10 +188,10 @@ def test_collect_brings_originals_home_and_holders_release_them(
 
 
 def test_a_read_out_while_the_holder_is_away_names_it_and_works_once_it_returns(
-    tmp_path: Path, meshes: list[Mesh]
+    tmp_path: Path, meshes: list[ProcessMesh]
 ) -> None:
     capacity = 3_000_000
-    mesh = Mesh.create(
+    mesh = ProcessMesh.create(
         tmp_path,
         [DeviceSpec("cam", Role.CAMERA, capacity), DeviceSpec("desk", Role.DESK),
          DeviceSpec("reader", Role.CAMERA, 300_000)],

@@ -25,7 +25,7 @@ from mesh.desk_demo import DeviceSpec
 from mesh.errors import MeshError
 from protocol.messages import Role
 from tests.conftest import long_profile
-from tests.integration.devices import Mesh, audit, disagreements
+from tests.integration.devices import ProcessMesh, audit, disagreements
 from tests.integration.nodes import WaitedTooLong, write_pictures
 
 # The long profile's hundred-odd kills take many minutes; CI's few fit the usual bound.
@@ -43,8 +43,8 @@ SEED = int(os.environ.get("CAMMESH_CRASH_SEED", "0" if not long_profile() else s
 
 
 @pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    made = Mesh.create(
+def mesh(tmp_path: Path) -> Iterator[ProcessMesh]:
+    made = ProcessMesh.create(
         tmp_path,
         # Two camera holders: a stable per-picture order spreads originals over both.
         [DeviceSpec("owner", Role.CAMERA, CAPACITY), DeviceSpec("h1", Role.CAMERA),
@@ -63,7 +63,7 @@ def holder_args() -> list[str]:
     return ["--rate", RATE, "--policy", "*=thumbnails"]
 
 
-def where(mesh: Mesh) -> dict[str, str]:
+def where(mesh: ProcessMesh) -> dict[str, str]:
     try:
         return {i: r["where"] for i, r in mesh["owner"].running.images().items()}
     except (NodeNotRunning, MeshError, OSError):
@@ -75,7 +75,7 @@ def counts(places: dict[str, str]) -> str:
     return f"{local} local, {len(places) - local} dispersed"
 
 
-def under_way(mesh: Mesh, ids: dict[str, str], phase: str) -> bool:
+def under_way(mesh: ProcessMesh, ids: dict[str, str], phase: str) -> bool:
     """The phase has not reached its goal yet, or some list entry is in flight."""
     if disagreements(mesh.listings(), ids):
         return True
@@ -84,7 +84,7 @@ def under_way(mesh: Mesh, ids: dict[str, str], phase: str) -> bool:
     return dispersed < 5 if phase == "disperse" else dispersed > 0
 
 
-def settle(mesh: Mesh, ids: dict[str, str], phase: str, log: list[str]) -> None:
+def settle(mesh: ProcessMesh, ids: dict[str, str], phase: str, log: list[str]) -> None:
     """Wait until the phase's goal is met and every list agrees with the holdings.
 
     In a collect phase the user's `collect --all` is repeated now and then, as a user
@@ -112,7 +112,7 @@ def settle(mesh: Mesh, ids: dict[str, str], phase: str, log: list[str]) -> None:
                         + "\n".join(log[-20:]))
 
 
-def test_sigkill_of_owner_or_holder_never_loses_a_picture(mesh: Mesh, tmp_path: Path) -> None:
+def test_sigkill_of_owner_or_holder_never_loses_a_picture(mesh: ProcessMesh, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     mesh.start_all()
     mesh.wait_connected()

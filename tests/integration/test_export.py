@@ -22,7 +22,7 @@ from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
 from storage.card import Card
 from storage.importer import import_paths
-from tests.integration.devices import Mesh, cammesh, ls_json
+from tests.integration.devices import ProcessMesh, cammesh, ls_json
 from tests.integration.nodes import wait_until, write_pictures
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def exiftool(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def test_export_reads_back_in_exiftool_with_originals_byte_identical(tmp_path: Path) -> None:
-    mesh = Mesh.create(tmp_path, [DeviceSpec("desk", Role.DESK), DeviceSpec("cam", Role.CAMERA)],
+    mesh = ProcessMesh.create(tmp_path, [DeviceSpec("desk", Role.DESK), DeviceSpec("cam", Role.CAMERA)],
                        args={"desk": ["--policy", "*=thumbnails"]})
     desk, cam = mesh["desk"].card, mesh["cam"].card
     with Card.open(cam) as card:

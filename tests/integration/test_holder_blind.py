@@ -17,7 +17,7 @@ import pytest
 
 from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
-from tests.integration.devices import Mesh, cammesh, ls_json
+from tests.integration.devices import ProcessMesh, cammesh, ls_json
 from tests.integration.nodes import wait_until, write_pictures
 
 pytestmark = pytest.mark.integration
@@ -46,8 +46,8 @@ def plaintext_on(card: Path, originals: dict[str, bytes]) -> list[str]:
 
 
 @pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    made = Mesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA, 1_500_000),
+def mesh(tmp_path: Path) -> Iterator[ProcessMesh]:
+    made = ProcessMesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA, 1_500_000),
                                   DeviceSpec("desk", Role.DESK)],
                        {"cam": ["--high-water", "0.4"], "desk": ["--policy", "*=thumbnails"]})
     try:
@@ -58,7 +58,7 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
         made.stop_all()
 
 
-def disperse(mesh: Mesh, folder: Path) -> dict[str, bytes]:
+def disperse(mesh: ProcessMesh, folder: Path) -> dict[str, bytes]:
     files = write_pictures(folder, 6, side=500, seed=41)
     answer = mesh["cam"].running.ask({"op": "import", "paths": [str(f) for f in files]})
     assert not answer["summary"]["rejected"], answer
@@ -69,7 +69,7 @@ def disperse(mesh: Mesh, folder: Path) -> dict[str, bytes]:
     return originals
 
 
-def test_the_probe_finds_plaintext_where_it_is(mesh: Mesh, tmp_path: Path) -> None:
+def test_the_probe_finds_plaintext_where_it_is(mesh: ProcessMesh, tmp_path: Path) -> None:
     """The search itself: every original is found on the camera's own card in the clear."""
     originals = disperse(mesh, tmp_path / "pics")
     local = {i: d for i, d in originals.items()
@@ -78,7 +78,7 @@ def test_the_probe_finds_plaintext_where_it_is(mesh: Mesh, tmp_path: Path) -> No
     assert {f[:8] for f in found} == {i[:8] for i in local}
 
 
-def test_a_collected_picture_is_byte_identical(mesh: Mesh, tmp_path: Path) -> None:
+def test_a_collected_picture_is_byte_identical(mesh: ProcessMesh, tmp_path: Path) -> None:
     originals = disperse(mesh, tmp_path / "pics")
     cam = mesh["cam"].running
     dispersed = [i for i in originals if cam.images()[i]["where"] == "dispersed"]
@@ -89,7 +89,7 @@ def test_a_collected_picture_is_byte_identical(mesh: Mesh, tmp_path: Path) -> No
     assert cam.images()[dispersed[0]]["where"] == "dispersed"
 
 
-def test_a_holders_card_holds_no_plaintext_of_what_it_holds(mesh: Mesh, tmp_path: Path) -> None:
+def test_a_holders_card_holds_no_plaintext_of_what_it_holds(mesh: ProcessMesh, tmp_path: Path) -> None:
     originals = disperse(mesh, tmp_path / "pics")
     cam = mesh["cam"].running
     dispersed = {i: d for i, d in originals.items() if cam.images()[i]["where"] == "dispersed"}
@@ -105,7 +105,7 @@ def test_a_holders_card_holds_no_plaintext_of_what_it_holds(mesh: Mesh, tmp_path
 
 
 def test_the_desk_cannot_open_what_it_holds_once_the_camera_is_gone(
-    mesh: Mesh, tmp_path: Path
+    mesh: ProcessMesh, tmp_path: Path
 ) -> None:
     originals = disperse(mesh, tmp_path / "pics")
     cam = mesh["cam"].running
@@ -122,7 +122,7 @@ def test_the_desk_cannot_open_what_it_holds_once_the_camera_is_gone(
 def test_with_keys_for_desks_the_desk_reads_what_a_lost_camera_dispersed(
     tmp_path: Path,
 ) -> None:
-    mesh = Mesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA, 1_500_000),
+    mesh = ProcessMesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA, 1_500_000),
                                   DeviceSpec("desk", Role.DESK)],
                        {"cam": ["--high-water", "0.4", "--keys-for-desks"],
                         "desk": ["--policy", "*=thumbnails"]})
@@ -144,7 +144,7 @@ def test_with_keys_for_desks_the_desk_reads_what_a_lost_camera_dispersed(
         mesh.stop_all()
 
 
-def test_an_original_collected_home_is_byte_identical(mesh: Mesh, tmp_path: Path) -> None:
+def test_an_original_collected_home_is_byte_identical(mesh: ProcessMesh, tmp_path: Path) -> None:
     originals = disperse(mesh, tmp_path / "pics")
     cam = mesh["cam"].running
     dispersed = {i for i in originals if cam.images()[i]["where"] == "dispersed"}

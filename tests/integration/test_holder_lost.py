@@ -14,7 +14,7 @@ import pytest
 
 from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
-from tests.integration.devices import Mesh, cammesh, disagreements, ls_json
+from tests.integration.devices import ProcessMesh, cammesh, disagreements, ls_json
 from tests.integration.nodes import ROOT, WAIT_S, wait_until, write_pictures
 
 pytestmark = pytest.mark.integration
@@ -23,21 +23,21 @@ PICTURE_SIDE = 900  # about 400 kB each
 THUMBNAILS_ONLY = ["--policy", "*=thumbnails"]  # originals move only by dispersal here
 
 
-def dispersed_settled(mesh: Mesh, owner: str, limit: int) -> bool:
+def dispersed_settled(mesh: ProcessMesh, owner: str, limit: int) -> bool:
     status = mesh[owner].running.ask({"op": "status"})
     return status["used"] <= limit and not disagreements(mesh.listings(), mesh.ids())
 
 
-def import_files(mesh: Mesh, owner: str, files: list[Path]) -> None:
+def import_files(mesh: ProcessMesh, owner: str, files: list[Path]) -> None:
     answer = mesh[owner].running.ask({"op": "import", "paths": [str(p) for p in files]})
     assert len(answer["summary"]["imported"]) == len(files), answer["summary"]
 
 
 def test_get_waits_for_the_holder_saying_so_and_reads_out_when_it_returns(
-    tmp_path: Path, meshes: list[Mesh]
+    tmp_path: Path, meshes: list[ProcessMesh]
 ) -> None:
     capacity = 3_000_000
-    mesh = Mesh.create(
+    mesh = ProcessMesh.create(
         tmp_path,
         [DeviceSpec("cam", Role.CAMERA, capacity), DeviceSpec("desk", Role.DESK),
          DeviceSpec("reader", Role.CAMERA, 300_000)],
@@ -90,11 +90,11 @@ def test_get_waits_for_the_holder_saying_so_and_reads_out_when_it_returns(
 
 
 def test_repair_copies_what_a_lost_holder_held_to_a_new_holder(
-    tmp_path: Path, meshes: list[Mesh]
+    tmp_path: Path, meshes: list[ProcessMesh]
 ) -> None:
     capacity = 3_000_000
     holders = ("h1", "h2", "h3")
-    mesh = Mesh.create(
+    mesh = ProcessMesh.create(
         tmp_path,
         [DeviceSpec("cam", Role.CAMERA, capacity),
          *(DeviceSpec(name, Role.DESK) for name in holders)],

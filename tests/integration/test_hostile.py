@@ -45,7 +45,7 @@ from protocol.messages import (
     ThumbnailOffer,
     TransferFailed,
 )
-from tests.integration.devices import Mesh
+from tests.integration.devices import ProcessMesh
 from tests.integration.hostile_peer import (
     CardState,
     PeerClosed,
@@ -73,7 +73,7 @@ class Scene:
     """A victim node and an honest peer (both real processes) and the card of a paired device
     whose identity the test drives by hand."""
 
-    mesh: Mesh
+    mesh: ProcessMesh
     evil_card: Path
     folder: Path
     pictures: list[str]
@@ -138,7 +138,7 @@ def scene(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Scene]:
         DeviceSpec("honest", Role.CAMERA, options.get("honest_capacity", 50_000_000)),
         DeviceSpec("evil", Role.DESK),
     ]
-    mesh = Mesh.create(tmp_path, specs, {"victim": options.get("victim", []),
+    mesh = ProcessMesh.create(tmp_path, specs, {"victim": options.get("victim", []),
                                          "honest": options.get("honest", [])})
     evil = mesh.devices.pop("evil")  # paired with both, but no node runs on its card
     try:

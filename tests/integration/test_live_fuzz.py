@@ -49,7 +49,7 @@ from protocol.messages import (
     TransferFailed,
 )
 from tests.conftest import long_profile
-from tests.integration.devices import Mesh
+from tests.integration.devices import ProcessMesh
 from tests.integration.hostile_peer import PeerClosed, ScriptedPeer, card_state
 from tests.integration.nodes import wait_until, write_pictures
 
@@ -213,8 +213,8 @@ async def run_batch(card: Path, port: int, rng: random.Random, tally: Tally) -> 
 
 
 @pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[tuple[Mesh, Path]]:
-    made = Mesh.create(tmp_path, [DeviceSpec("victim", Role.CAMERA, 50_000_000),
+def mesh(tmp_path: Path) -> Iterator[tuple[ProcessMesh, Path]]:
+    made = ProcessMesh.create(tmp_path, [DeviceSpec("victim", Role.CAMERA, 50_000_000),
                                   DeviceSpec("honest", Role.CAMERA, 50_000_000),
                                   DeviceSpec("fuzzer", Role.DESK)])
     fuzzer = made.devices.pop("fuzzer")
@@ -227,7 +227,7 @@ def mesh(tmp_path: Path) -> Iterator[tuple[Mesh, Path]]:
 
 
 @pytest.mark.timeout(7200 if long_profile() else 300)
-async def test_a_live_node_survives_fuzzed_frames(mesh: tuple[Mesh, Path], tmp_path: Path) -> None:
+async def test_a_live_node_survives_fuzzed_frames(mesh: tuple[ProcessMesh, Path], tmp_path: Path) -> None:
     the_mesh, fuzzer = mesh
     victim, honest = the_mesh["victim"], the_mesh["honest"]
     seed = int.from_bytes(os.urandom(4)) if long_profile() else 2026

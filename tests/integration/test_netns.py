@@ -16,7 +16,7 @@ from mesh.desk_demo import DeviceSpec, make_mesh
 from protocol.messages import Role
 from storage.card import Card
 from storage.importer import import_paths
-from tests.integration.devices import Side, shaped_link, why_no_netns
+from tests.integration.devices import LinkEnd, shaped_link, why_no_netns
 from tests.integration.nodes import NodeProcess, first_index, ids_where, wait_until, write_pictures
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
@@ -25,7 +25,7 @@ RATE_MBIT = 8  # slow enough that the shaping shows, fast enough for CI
 
 
 @pytest.fixture
-def shaped_pair() -> Iterator[tuple[Side, Side]]:
+def shaped_pair() -> Iterator[tuple[LinkEnd, LinkEnd]]:
     """Two namespaces, a veth pair between them shaped to RATE_MBIT with tbf, both ways."""
     why = why_no_netns()
     if why is not None:
@@ -35,7 +35,7 @@ def shaped_pair() -> Iterator[tuple[Side, Side]]:
 
 
 def test_discovery_over_multicast_then_sync_across_a_shaped_link(
-    tmp_path: Path, shaped_pair: tuple[Side, Side]
+    tmp_path: Path, shaped_pair: tuple[LinkEnd, LinkEnd]
 ) -> None:
     spaces = tuple(side.netns for side in shaped_pair)
     devices = tuple(side.device for side in shaped_pair)

@@ -20,7 +20,7 @@ from mesh.desk_demo import DeviceSpec
 from protocol.messages import Role
 from storage.card import Card
 from storage.importer import import_paths
-from tests.integration.devices import Mesh, cammesh, free_port, ls_json
+from tests.integration.devices import ProcessMesh, cammesh, free_port, ls_json
 from tests.integration.nodes import ROOT, wait_until, write_pictures
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def status(card: Path) -> dict[str, Any]:
 
 
 def test_a_desk_pulls_only_what_its_user_asks_for_unless_told_to_mirror(tmp_path: Path) -> None:
-    mesh = Mesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA), DeviceSpec("desk", Role.DESK)])
+    mesh = ProcessMesh.create(tmp_path, [DeviceSpec("cam", Role.CAMERA), DeviceSpec("desk", Role.DESK)])
     camera, desk_card = mesh["cam"], mesh["desk"].card
     with Card.open(camera.card) as card:
         shots = write_pictures(tmp_path / "shots", PICTURES, side=900, seed=17)

@@ -16,8 +16,9 @@ import trio
 from mesh.control import ask
 from mesh.daemon import run_node
 from mesh.desk_demo import DeviceSpec, make_mesh, runtime_for
-from mesh.errors import MeshError
+from mesh.errors import MeshError, ReadOutError
 from mesh.runtime import Address, Runtime
+from mesh.transport import MemoryNetwork
 from protocol import events as ev
 from protocol.messages import Role
 from storage.card import Card
@@ -39,16 +40,23 @@ async def eventually(check: Any, what: str) -> Any:
 
 @asynccontextmanager
 async def two_nodes(
-    tmp_path: Path, *, watch: Path | None = None, watch_mode: str = "auto"
+    tmp_path: Path, *, watch: Path | None = None, watch_mode: str = "auto",
+    network: MemoryNetwork | None = None,
 ) -> AsyncIterator[tuple[Runtime, Runtime]]:
-    """a and b running and linked; c is paired with both but not running."""
+    """a and b running and linked; c is paired with both but not running.  With ``network``
+    they link over that in-memory transport (mesh/transport.py), not TLS on loopback."""
     a, b, _ = make_mesh(tmp_path, [DeviceSpec(n, Role.CAMERA) for n in "abc"])
     with Card.open(a) as card_a, Card.open(b) as card_b:
         ra = runtime_for(a, card_a)
+        if network is not None:
+            ra.transport = network.transport(ra.identity, ra.membership)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(lambda task_status: run_node(
                 ra, discovery=False, watch=watch, watch_mode=watch_mode, task_status=task_status))
-            rb = runtime_for(b, card_b, peers=[Address("127.0.0.1", port)])
+            host = "127.0.0.1" if network is None else "memory"
+            rb = runtime_for(b, card_b, peers=[Address(host, port)])
+            if network is not None:
+                rb.transport = network.transport(rb.identity, rb.membership)
             await nursery.start(lambda task_status: run_node(
                 rb, discovery=False, task_status=task_status))
             await eventually(lambda: _ready(ra, rb), "the link")
@@ -99,6 +107,31 @@ async def test_import_through_the_node_reaches_the_peer_and_get_reads_it_back(
         assert hashlib.sha256(out.read_bytes()).hexdigest() == image_id
 
 
+async def test_control_answers_say_what_the_node_did(tmp_path: Path) -> None:
+    """The control socket answers from the node inputs' returns (protocol/outcomes.py), over
+    the in-memory transport: the subject here is the answers, not TLS."""
+    pictures = write_sample_jpegs(tmp_path / "pics", 1, seed=4)
+    async with two_nodes(tmp_path, network=MemoryNetwork()) as (ra, rb):
+        answer = await control(ra.card_path, {"op": "import", "paths": [str(p) for p in pictures]})
+        (image_id,) = [item["image_id"] for item in answer["summary"]["imported"]]
+        await eventually(lambda: _has(rb.card_path, {image_id}), "the original at b")
+        here = await control(rb.card_path, {"op": "request", "id": image_id})
+        assert (here["id"], here["outcome"]) == (image_id, "already_here")
+        smaller = await control(rb.card_path, {"op": "request", "id": image_id, "max_side": 64})
+        assert (smaller["outcome"], smaller["peer"], smaller["peer_name"]) == (
+            "requested", ra.identity.device_id, "a")
+        refused = await control(rb.card_path, {"op": "refuse", "id": image_id})
+        assert refused["outcome"] == "not_needed" and refused["told"] == [ra.identity.device_id]
+        # Ours and here: nothing to collect; b's copy of it is not b's to collect.
+        home = await control(ra.card_path, {"op": "collect", "ids": [image_id]})
+        assert (home["ids"], home["refused"], home["pending"]) == ([image_id], [], [])
+        theirs = await control(rb.card_path, {"op": "collect", "ids": [image_id]})
+        assert theirs["ids"] == [] and "not a picture of this card" in theirs["refused"][0]["reason"]
+        # A read-out that fails says so at once, from the call: no event is waited for.
+        with trio.fail_after(5), pytest.raises(ReadOutError, match="no picture with that id"):
+            await ra.read_out("ab" * 32, lambda offset, data: None)
+
+
 async def _has(card: Path, ids: set[str]) -> bool:
     return ids <= await local_ids(card)
 
@@ -106,7 +139,7 @@ async def _has(card: Path, ids: set[str]) -> bool:
 async def test_a_bad_control_request_is_answered_and_the_node_keeps_running(
     tmp_path: Path,
 ) -> None:
-    async with two_nodes(tmp_path) as (ra, _):
+    async with two_nodes(tmp_path, network=MemoryNetwork()) as (ra, _):
         for request, reason in (
             ({"op": "request", "id": "ffff"}, "no picture"),
             ({"op": "nonsense"}, "unknown control request"),
@@ -187,6 +220,10 @@ async def test_the_high_water_mark_changes_for_the_runtime_and_its_node(tmp_path
         rt = runtime_for(path, card)
         await rt.set_high_water(0.5)
         assert rt.config.high_water == rt.node.config.high_water == 0.5
+        # Every machine of the node sees it (Node.config's setter), not only the node itself.
+        held = [name for name, part in vars(rt.node).items()
+                if hasattr(part, "config") and part.config is not rt.node.config]
+        assert held == [], f"machines still on the old config: {held}"
         assert rt.config.name == "a"  # only the mark changed
         with pytest.raises(CammeshError, match="high_water"):
             await rt.set_high_water(1.5)
@@ -235,23 +272,36 @@ async def test_a_control_request_may_send_notes_before_its_answer(tmp_path: Path
     assert notes == ["still waiting for desk", "desk is back"]
 
 
-async def test_writers_pull_only_for_peers_the_node_has_frames_for(tmp_path: Path) -> None:
+@pytest.mark.parametrize("over", ["tls", "memory"])
+async def test_writers_pull_only_for_peers_the_node_has_frames_for(
+    tmp_path: Path, over: str
+) -> None:
     """As sim/ does: a writer is woken only when ``sending_peers`` names its peer, and does not
     pull again when ``may_send`` says there is nothing more, so an idle link costs no pulls
-    even while the timers and pings go on (issue 15, mesh/)."""
+    even while the timers and pings go on (issue 15, mesh/).  A writer woken after every node
+    call (each tick) would make one empty pull per tick: counted here, per writer hop."""
     pictures = write_sample_jpegs(tmp_path / "pics", 1, seed=5)
-    async with two_nodes(tmp_path) as (ra, rb):
+    network = MemoryNetwork() if over == "memory" else None
+    async with two_nodes(tmp_path, network=network) as (ra, rb):
         pulls: list[bool] = []  # one per next_frame call on a: did it find a frame?
-        next_frame = ra.node.next_frame
+        hops: list[bool] = []  # one per writer's pull (a thread hop): did it bring bytes?
+        next_frame, pull = ra.node.next_frame, ra._pumps._pull
 
         def counted(peer_id: str, now: float) -> bytes | None:
             frame = next_frame(peer_id, now)
             pulls.append(frame is not None)
             return frame
 
+        def counted_pull(peer_id: str) -> tuple[bytes, bool]:
+            batch, more = pull(peer_id)
+            hops.append(bool(batch))
+            return batch, more
+
         ra.node.next_frame = counted  # type: ignore[method-assign]
+        ra._pumps._pull = counted_pull  # type: ignore[method-assign]
         await trio.sleep(3.0)  # idle: six timer ticks at least, each a waking node call
         assert pulls.count(False) == 0, f"{pulls.count(False)} pulls found nothing on an idle link"
+        assert hops.count(False) <= 1, f"{hops.count(False)} writer hops found nothing while idle"
         # Work still goes out at once: a new picture's thumbnail reaches b.
         await control(ra.card_path, {"op": "import", "paths": [str(p) for p in pictures]})
         image_id = hashlib.sha256(pictures[0].read_bytes()).hexdigest()

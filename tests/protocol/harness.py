@@ -12,6 +12,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from protocol import events as ev
 from protocol.codec import FrameDecoder
@@ -24,6 +25,7 @@ from sim import planted
 from sim.memstore import MemoryStore
 
 EPOCH = 1_700_000_000.0
+T = TypeVar("T")
 
 
 def device_id(name: str) -> str:
@@ -31,7 +33,7 @@ def device_id(name: str) -> str:
 
 
 @dataclass
-class Device:
+class MemoryDevice:
     name: str
     store: MemoryStore
     node: Node
@@ -48,20 +50,20 @@ class Device:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Delivered:
     src: str
     dst: str
     msg: Message
 
 
-class Mesh:
+class MemoryMesh:
     """A few devices, their links, a clock you advance, and a log of every message delivered."""
 
     def __init__(self) -> None:
         self.now = EPOCH
-        self.devices: dict[str, Device] = {}
+        self.devices: dict[str, MemoryDevice] = {}
         self.links: set[tuple[str, str]] = set()  # directed: (src name, dst name)
-        self.log: list[Delivery] = []
+        self.log: list[Delivered] = []
         self._taps: dict[tuple[str, str], FrameDecoder] = {}
         self._captures = 0
 
@@ -75,17 +77,17 @@ class Mesh:
         capacity: int = 64 * 1024 * 1024,
         policy: Policy = Policy.ALL,
         **options: object,
-    ) -> Device:
+    ) -> MemoryDevice:
         store = MemoryStore(device_id(name), capacity)
         bugs: frozenset[str] = options.pop("planted_bugs", frozenset())  # type: ignore[assignment]
         parts = planted.parts_for(bugs)
         config = NodeConfig(name=name, role=role, default_policy=policy, **options)  # type: ignore[arg-type]
         node = Node(store, config, random.Random(name), parts=parts)
-        dev = Device(name, store, node, config, parts)
+        dev = MemoryDevice(name, store, node, config, parts)
         self.devices[name] = dev
         return dev
 
-    def restart(self, name: str) -> Device:
+    def restart(self, name: str) -> MemoryDevice:
         """A fresh Node on the same card (volatile state lost); links must be reconnected."""
         dev = self.devices[name]
         for a, b in list(self.links):
@@ -94,9 +96,11 @@ class Mesh:
         dev.node = Node(dev.store, dev.config, random.Random(name + "again"), parts=dev.parts)
         return dev
 
-    def call(self, dev: Device, fn: Callable[[], object]) -> None:
-        fn()
+    def call(self, dev: MemoryDevice, fn: Callable[[], T]) -> T:
+        """Run one node input and keep its events; returns what the input returned."""
+        result = fn()
         dev.events.extend(dev.node.events())
+        return result
 
     def connect(self, a: str, b: str, *, wrap_for_b: bytes | None = None) -> None:
         """Join ``a`` and ``b``; ``wrap_for_b``: b's X25519 key, to which a wraps its keys."""
@@ -139,7 +143,7 @@ class Mesh:
 
     # --- moving bytes ------------------------------------------------------------------
 
-    def step(self, until: Callable[[Delivery], bool] | None = None) -> int:
+    def step(self, until: Callable[[Delivered], bool] | None = None) -> int:
         """One round: at most one frame per live direction; stops early once ``until`` holds.
 
         Returns frames moved, or -1 when it stopped for ``until``.
@@ -161,7 +165,7 @@ class Mesh:
             tap.feed(frame)
             seen = len(self.log)
             while (msg := tap.next_message()) is not None:
-                self.log.append(Delivery(a, b, msg))
+                self.log.append(Delivered(a, b, msg))
             # Deliver in two slices: the node must accept any split of the stream.
             cut = len(frame) // 2
             for part in (frame[:cut], frame[cut:]):
@@ -172,7 +176,7 @@ class Mesh:
         return moved
 
     def pump(
-        self, *, until: Callable[[Delivery], bool] | None = None, max_rounds: int = 100_000
+        self, *, until: Callable[[Delivered], bool] | None = None, max_rounds: int = 100_000
     ) -> None:
         """Move frames until quiet, or until a delivered message satisfies ``until``."""
         for _ in range(max_rounds):
@@ -194,7 +198,7 @@ class Mesh:
         return out
 
 
-def thumbnail_first(log: Iterable[Delivery]) -> bool:
+def thumbnail_first(log: Iterable[Delivered]) -> bool:
     """No original's header or chunk reaches a device before that device had its thumbnail.
 
     A device "has" a thumbnail it received on any link, or of a picture it owns.

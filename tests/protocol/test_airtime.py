@@ -5,7 +5,7 @@ from __future__ import annotations
 from protocol.config import Policy
 from protocol.messages import Limits, Ping, Role, ThumbnailOffer
 from protocol.scheduler import Scheduler, SendThumbnail
-from tests.protocol.harness import Mesh, thumbnail_first
+from tests.protocol.harness import MemoryMesh, thumbnail_first
 
 CHUNK = Limits.MIN_CHUNK
 
@@ -22,7 +22,7 @@ def test_a_thumbnail_the_peer_offered_meanwhile_is_not_offered_back() -> None:
 
 
 def test_a_link_that_hears_frames_is_not_pinged_and_a_silent_one_is() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam")
     mesh.add("desk", role=Role.DESK)
     mesh.connect("cam", "desk")
@@ -45,7 +45,7 @@ def test_a_link_that_hears_frames_is_not_pinged_and_a_silent_one_is() -> None:
 
 
 def test_a_full_mesh_relays_no_thumbnail_back_and_the_desk_still_relays() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     names = ("cam1", "cam2", "cam3")
     for name in names:
         mesh.add(name, chunk_size=CHUNK, policy=Policy.THUMBNAILS)

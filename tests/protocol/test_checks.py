@@ -44,7 +44,7 @@ from protocol.messages import (
 )
 from protocol.sealing import SEALED_RECORD
 from tests.protocol.check_sites import remove_check, sites
-from tests.protocol.harness import Delivery, Mesh
+from tests.protocol.harness import Delivered, MemoryMesh
 from tests.protocol.test_conversations import CHUNK
 
 OTHER = hashlib.sha256(b"a picture nobody sent").hexdigest()
@@ -52,7 +52,7 @@ STRANGER = hashlib.sha256(b"a device nobody paired").hexdigest()
 SIZE = 3 * CHUNK + 100
 
 
-def feed(mesh: Mesh, src: str, dst: str, *msgs: Message) -> str | None:
+def feed(mesh: MemoryMesh, src: str, dst: str, *msgs: Message) -> str | None:
     """Frames from ``src`` to ``dst`` as if ``src``'s node had sent them: the code ``dst``
     refused them with, or None when it took every one."""
     sender, victim = mesh.devices[src], mesh.devices[dst]
@@ -66,22 +66,22 @@ def feed(mesh: Mesh, src: str, dst: str, *msgs: Message) -> str | None:
     return None
 
 
-def until(kind: type[Message], purpose: Purpose | None = None) -> Callable[[Delivery], bool]:
+def until(kind: type[Message], purpose: Purpose | None = None) -> Callable[[Delivered], bool]:
     return lambda d: isinstance(d.msg, kind) and (
         purpose is None or getattr(d.msg, "purpose", None) is purpose
     )
 
 
-def last(mesh: Mesh, kind: type[Message]) -> Message:
+def last(mesh: MemoryMesh, kind: type[Message]) -> Message:
     return next(d.msg for d in reversed(mesh.log) if isinstance(d.msg, kind))
 
 
 # --- scenes ---------------------------------------------------------------------------------
 
 
-def pulling(**desk_options: object) -> tuple[Mesh, str]:
+def pulling(**desk_options: object) -> tuple[MemoryMesh, str]:
     """A desk that asked the camera for an original: it now waits for that stream's header."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.ALL, **desk_options)
     mesh.connect("cam", "desk")
@@ -100,15 +100,15 @@ def header(image_id: str, purpose: Purpose, size: int, to: str, owner: str, **ch
     return OriginalHeader(**fields)  # type: ignore[arg-type]
 
 
-def sync_header(mesh: Mesh, image_id: str, **changes: object) -> OriginalHeader:
+def sync_header(mesh: MemoryMesh, image_id: str, **changes: object) -> OriginalHeader:
     cam = mesh.devices["cam"]
     size = changes.pop("size", SIZE)
     return header(image_id, Purpose.SYNC, size, mesh.devices["desk"].id, cam.id, **changes)  # type: ignore[arg-type]
 
 
-def dispersing() -> tuple[Mesh, str]:
+def dispersing() -> tuple[MemoryMesh, str]:
     """A camera over its mark that asked a holder to take its oldest original."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "big")
@@ -121,7 +121,7 @@ def dispersing() -> tuple[Mesh, str]:
     return mesh, request.image_id
 
 
-def streaming_to_holder() -> tuple[Mesh, OriginalHeader]:
+def streaming_to_holder() -> tuple[MemoryMesh, OriginalHeader]:
     """The camera's dispersal stream to its holder has begun: its header has landed."""
     mesh, _ = dispersing()
     mesh.pump(until=until(OriginalHeader, Purpose.DISPERSE))
@@ -130,7 +130,7 @@ def streaming_to_holder() -> tuple[Mesh, OriginalHeader]:
     return mesh, sent
 
 
-def dispersed() -> tuple[Mesh, str]:
+def dispersed() -> tuple[MemoryMesh, str]:
     """The camera's oldest original is at its holder, and freed here."""
     mesh, image_id = dispersing()
     mesh.pump()
@@ -208,7 +208,7 @@ def provoke_hash_mismatch_stored() -> str | None:
 
 def provoke_hash_mismatch_readout() -> str | None:
     """A read-out answered with bytes that are not the picture: refused, and the read-out fails."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")
@@ -420,7 +420,7 @@ def test_a_header_resuming_past_its_own_size_is_refused_by_the_codec() -> None:
 def test_a_hello_naming_another_device_is_refused_by_the_connection_first() -> None:
     """Sync.on_hello's `identity` check stands behind the connection's `wrong-peer`: a Hello
     naming another device than the one TLS authenticated never reaches the node."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam")
     mesh.add("desk", role=Role.DESK)
     mesh.connect("cam", "desk")

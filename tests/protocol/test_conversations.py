@@ -37,14 +37,14 @@ from protocol.node import Node
 from protocol.store import DispersalState, Incoming, TransferState, Where
 from sim import planted
 from sim.memstore import MemoryStore
-from tests.protocol.harness import Delivery, Mesh, device_id, thumbnail_first
+from tests.protocol.harness import Delivered, MemoryMesh, device_id, thumbnail_first
 
 CHUNK = Limits.MIN_CHUNK
 SIZE = 4 * CHUNK + 100  # five chunks
 
 
 def is_msg(kind: type, image_id: str | None = None, src: str | None = None):  # type: ignore[no-untyped-def]
-    def check(d: Delivery) -> bool:
+    def check(d: Delivered) -> bool:
         return (
             isinstance(d.msg, kind)
             and (image_id is None or getattr(d.msg, "image_id", None) == image_id)
@@ -64,7 +64,7 @@ def jpeg(width: int, height: int) -> bytes:
 
 
 def test_thumbnails_go_before_any_original_and_originals_arrive_verified() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     ids = [mesh.capture("cam", size=SIZE) for _ in range(3)]
@@ -81,7 +81,7 @@ def test_thumbnails_go_before_any_original_and_originals_arrive_verified() -> No
 
 
 def test_a_new_capture_overtakes_an_original_after_at_most_one_chunk() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     old = mesh.capture("cam", size=SIZE)
@@ -101,7 +101,7 @@ def test_a_new_capture_overtakes_an_original_after_at_most_one_chunk() -> None:
 
 
 def test_a_request_reorders_the_queue() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     ids = [mesh.capture("cam", size=SIZE) for _ in range(4)]
@@ -121,7 +121,7 @@ def test_a_request_reorders_the_queue() -> None:
 
 
 def test_a_refused_original_leaves_the_queue_and_stays_refused() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     image_id = mesh.capture("cam", size=SIZE)
@@ -143,7 +143,7 @@ def test_a_refused_original_leaves_the_queue_and_stays_refused() -> None:
 
 
 def test_a_smaller_copy_is_recompressed_on_request() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK, policy=Policy.THUMBNAILS)
     image_id = mesh.capture("cam", jpeg(640, 480))
@@ -164,9 +164,9 @@ def test_a_smaller_copy_is_recompressed_on_request() -> None:
 # --- dispersal ------------------------------------------------------------------------------
 
 
-def full_camera_mesh(**cam_options: object) -> tuple[Mesh, list[str]]:
+def full_camera_mesh(**cam_options: object) -> tuple[MemoryMesh, list[str]]:
     """A camera over its high-water mark, a desk that must reject and a camera with room."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add(
         "cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
         policy=Policy.THUMBNAILS, **cam_options,
@@ -210,7 +210,7 @@ def test_one_dispersal_rejected_then_one_accepted_and_freed_only_after_stored() 
 
 
 def test_card_full_is_said_plainly_when_nobody_will_hold() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("small", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.capture("small", size=400_000)
@@ -292,7 +292,7 @@ def test_collect_brings_an_original_home_and_the_holder_releases_it() -> None:
 
 
 def test_a_reconnect_resumes_a_half_sent_original_and_sends_only_the_catalog_delta() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     old = mesh.capture("cam", size=SIZE)
@@ -317,7 +317,7 @@ def test_a_reconnect_resumes_a_half_sent_original_and_sends_only_the_catalog_del
 
 
 def test_thumbnails_relay_through_a_desk_to_another_camera() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam1", chunk_size=CHUNK, policy=Policy.THUMBNAILS)
     mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     cam2 = mesh.add("cam2", chunk_size=CHUNK, policy=Policy.THUMBNAILS)
@@ -333,7 +333,7 @@ def test_thumbnails_relay_through_a_desk_to_another_camera() -> None:
 
 
 def test_keepalive_pings_and_a_silent_peer_is_reported() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam")
     desk = mesh.add("desk", role=Role.DESK)
     mesh.connect("cam", "desk")
@@ -452,7 +452,7 @@ def test_planted_chunk_before_thumbnail() -> None:
 
 
 def test_planted_free_before_stored() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add(
         "cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK, policy=Policy.THUMBNAILS,
         planted_bugs=frozenset({"free-before-stored"}),
@@ -470,7 +470,7 @@ def test_planted_free_before_stored() -> None:
 
 
 def test_planted_accept_past_capacity() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("small", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS,
              planted_bugs=frozenset({"accept-past-capacity"}))
@@ -496,7 +496,7 @@ def test_planted_stale_readout() -> None:
 
 
 def test_two_replicas_free_the_original_only_when_both_holders_stored_it() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add(
         "cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK, policy=Policy.THUMBNAILS,
         replicas=2,
@@ -518,7 +518,7 @@ def test_two_replicas_free_the_original_only_when_both_holders_stored_it() -> No
 
 
 def test_peers_and_status_describe_the_links_and_the_card() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     mesh.capture("cam", size=SIZE)
@@ -535,7 +535,7 @@ def test_peers_and_status_describe_the_links_and_the_card() -> None:
 def test_a_card_that_filled_before_its_pictures_were_announced_still_disperses() -> None:
     """An import writes every file, then tells the node about each: a tick in between sees
     the card over its mark with no candidate yet, and must not be the last look."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "big")

@@ -28,15 +28,21 @@ from protocol.messages import (
     Stored,
 )
 from protocol.store import Decision, DispersalState, Incoming, Where
-from tests.protocol.harness import Delivery, Device, Mesh, held_plaintext, thumbnail_first
+from tests.protocol.harness import (
+    Delivered,
+    MemoryDevice,
+    MemoryMesh,
+    held_plaintext,
+    thumbnail_first,
+)
 from tests.protocol.test_conversations import CHUNK, full_camera_mesh
 
 SIZE = 150_000
 
 
-def replicated_mesh(holders: int = 3, replicas: int = 2) -> tuple[Mesh, str]:
+def replicated_mesh(holders: int = 3, replicas: int = 2) -> tuple[MemoryMesh, str]:
     """A camera over its mark that keeps ``replicas`` copies; returns the oldest, dispersed."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add(
         "cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
         policy=Policy.THUMBNAILS, replicas=replicas,
@@ -51,13 +57,13 @@ def replicated_mesh(holders: int = 3, replicas: int = 2) -> tuple[Mesh, str]:
     return mesh, ids[0]
 
 
-def stored_holders(mesh: Mesh, owner: str, image_id: str) -> list[str]:
+def stored_holders(mesh: MemoryMesh, owner: str, image_id: str) -> list[str]:
     dev = mesh.devices[owner]
     ids = {e.holder for e in dev.store.dispersion(image_id) if e.state is DispersalState.STORED}
     return sorted(name for name, d in mesh.devices.items() if d.id in ids)
 
 
-def readout_bytes(dev: Device, image_id: str) -> bytes:
+def readout_bytes(dev: MemoryDevice, image_id: str) -> bytes:
     chunks = [e for e in dev.of(ev.ReadOutChunk) if e.image_id == image_id]  # type: ignore[attr-defined]
     out = bytearray()
     for chunk in chunks:
@@ -144,7 +150,7 @@ def test_a_collection_carries_on_from_the_second_holder_when_the_first_leaves_mi
     assert other.dst != source and other.msg.offset == got  # type: ignore[attr-defined]
 
 
-def is_from(mesh: Mesh, name: str, image_id: str) -> bool:
+def is_from(mesh: MemoryMesh, name: str, image_id: str) -> bool:
     return any(
         isinstance(m, Chunk) and m.image_id == image_id for m in mesh.between(name, "cam")
     )
@@ -181,13 +187,13 @@ def test_a_lost_only_holder_cannot_be_repaired_and_says_so() -> None:
 # --- collection home survives the owner -----------------------------------------------------
 
 
-def offloaded_camera_mesh() -> tuple[Mesh, list[str]]:
+def offloaded_camera_mesh() -> tuple[MemoryMesh, list[str]]:
     mesh, ids = full_camera_mesh()
     mesh.devices["cam"].store.resize(4_000_000)  # offloaded: room again
     return mesh, ids
 
 
-def crash(mesh: Mesh, name: str, seed: int) -> Device:
+def crash(mesh: MemoryMesh, name: str, seed: int) -> MemoryDevice:
     """Power loss on ``name``: links drop, the last write may tear, a new Node starts."""
     for a, b in sorted(mesh.links):
         if a == name:
@@ -199,7 +205,7 @@ def crash(mesh: Mesh, name: str, seed: int) -> Device:
     return dev
 
 
-def reconnect_all(mesh: Mesh, name: str) -> None:
+def reconnect_all(mesh: MemoryMesh, name: str) -> None:
     for other in sorted(mesh.devices):
         if other != name and (name, other) not in mesh.links:
             mesh.connect(name, other)
@@ -239,7 +245,7 @@ def test_a_collection_while_the_holder_is_away_waits_for_it() -> None:
 
 
 def test_request_and_refuse_are_decided_events_and_durable() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK, policy=Policy.THUMBNAILS)
     wanted, unwanted = mesh.capture("cam", size=3000), mesh.capture("cam", size=3000)
@@ -279,7 +285,7 @@ COLLECT_STEPS: list[tuple[str, type[Message]]] = [
 ]
 
 
-def every_picture_has_a_complete_copy(mesh: Mesh, owner: str, ids: list[str]) -> None:
+def every_picture_has_a_complete_copy(mesh: MemoryMesh, owner: str, ids: list[str]) -> None:
     cam = mesh.devices[owner]
     for image_id in ids:
         copies = []
@@ -296,7 +302,7 @@ def every_picture_has_a_complete_copy(mesh: Mesh, owner: str, ids: list[str]) ->
             assert set(stored_holders(mesh, owner, image_id)) <= set(copies)
 
 
-def lists_and_holdings_agree(mesh: Mesh, owner: str) -> None:
+def lists_and_holdings_agree(mesh: MemoryMesh, owner: str) -> None:
     cam = mesh.devices[owner]
     by_id = {dev.id: name for name, dev in mesh.devices.items()}
     listed = {
@@ -317,7 +323,7 @@ def lists_and_holdings_agree(mesh: Mesh, owner: str) -> None:
         assert dev.store.usage().used <= dev.store.usage().capacity
 
 
-def settle(mesh: Mesh) -> None:
+def settle(mesh: MemoryMesh) -> None:
     for _ in range(3):
         mesh.pump()
         mesh.advance(31.0)  # past retry_s: rejected holders may be asked again
@@ -328,13 +334,13 @@ def settle(mesh: Mesh) -> None:
 @pytest.mark.parametrize("step", [s for s, _ in DISPERSAL_STEPS])
 def test_a_crash_at_any_step_of_dispersal_loses_no_picture(who: str, step: str) -> None:
     kind = dict(DISPERSAL_STEPS)[step]
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.connect("cam", "big")
     mesh.pump()
     ids = [mesh.capture("cam", size=SIZE) for _ in range(4)]
-    def at_step(d: Delivery) -> bool:
+    def at_step(d: Delivered) -> bool:
         purpose = getattr(d.msg, "purpose", Purpose.DISPERSE)
         return isinstance(d.msg, kind) and purpose is Purpose.DISPERSE
 
@@ -360,7 +366,7 @@ def test_a_crash_at_any_step_of_collection_loses_no_picture(who: str, step: str)
     mesh.disconnect("cam", "small")  # two devices are enough here
     oldest = ids[0]
 
-    def at_step(d: Delivery) -> bool:
+    def at_step(d: Delivered) -> bool:
         purpose = getattr(d.msg, "purpose", Purpose.COLLECT)
         return isinstance(d.msg, kind) and purpose is Purpose.COLLECT and (
             getattr(d.msg, "image_id", None) == oldest
@@ -384,7 +390,7 @@ def test_a_crash_at_any_step_of_collection_loses_no_picture(who: str, step: str)
 
 
 def test_an_empty_original_travels_and_reads_out() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, chunk_size=CHUNK)
     empty = mesh.capture("cam", b"")

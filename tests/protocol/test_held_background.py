@@ -13,13 +13,13 @@ from protocol.config import Policy
 from protocol.messages import Chunk, Limits, OriginalHeader, Role, ThumbnailOffer
 from protocol.scheduler import Lane, Scheduler, SendChunk, SendHeader
 from protocol.store import Where
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_scheduler import IDS, transfer
 
 CHUNK = Limits.MIN_CHUNK
 
 
-def where_on(mesh: Mesh, name: str, ids: list[str]) -> list[Where]:
+def where_on(mesh: MemoryMesh, name: str, ids: list[str]) -> list[Where]:
     store = mesh.devices[name].store
     return [record.where for i in ids if (record := store.image(i)) is not None]
 
@@ -41,7 +41,7 @@ def test_a_held_background_lane_waits_and_every_other_lane_goes_on() -> None:
 
 
 def test_the_mirror_waits_while_held_requests_do_not_and_it_resumes_where_it_was() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
     ids = [mesh.capture("cam", size=3 * CHUNK) for _ in range(3)]
@@ -70,7 +70,7 @@ def test_the_mirror_waits_while_held_requests_do_not_and_it_resumes_where_it_was
 
 
 def test_a_link_made_while_held_is_held_too() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
     ids = [mesh.capture("cam", size=2 * CHUNK) for _ in range(2)]

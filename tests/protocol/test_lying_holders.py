@@ -19,16 +19,16 @@ from protocol.config import Policy
 from protocol.messages import Chunk, Collect, OriginalHeader, Purpose, Role
 from protocol.sealing import SEALED_RECORD
 from protocol.store import Where
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_checks import CHUNK, feed
 from tests.protocol.test_failures import readout_bytes, replicated_mesh
 
 
-def asked_holder(mesh: Mesh) -> str:
+def asked_holder(mesh: MemoryMesh) -> str:
     return next(d.dst for d in reversed(mesh.log) if isinstance(d.msg, Collect))
 
 
-def lying_header(mesh: Mesh, holder: str, image_id: str) -> OriginalHeader:
+def lying_header(mesh: MemoryMesh, holder: str, image_id: str) -> OriginalHeader:
     cam = mesh.devices["cam"]
     form = cam.store.sealed_form(image_id)
     return OriginalHeader(
@@ -37,7 +37,7 @@ def lying_header(mesh: Mesh, holder: str, image_id: str) -> OriginalHeader:
     )
 
 
-def accused(mesh: Mesh) -> set[str]:
+def accused(mesh: MemoryMesh) -> set[str]:
     names = {d.id: name for name, d in mesh.devices.items()}
     return {names[e.peer] for e in mesh.devices["cam"].of(ev.ProtocolViolation)}  # type: ignore[attr-defined]
 
@@ -104,7 +104,7 @@ def test_an_urgent_repeat_crossing_the_end_of_a_pull_is_not_taken_for_a_lie() ->
     """Found by the long property run: the user asks for an original whose background pull
     is just ending; the camera, done with it, serves the urgent request again, and the desk
     cut the honest camera off for a stream "nobody asked for".  The second stream is ignored."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.ALL)
     mesh.connect("cam", "desk")

@@ -15,23 +15,23 @@ from protocol.marks import BUCKET_HASH, BUCKETS, CAPABILITY, bucket_of, digest, 
 from protocol.messages import Limits, Marked, MarksDigest, Role
 from protocol.store import Stamped
 from sim.memstore import MemoryStore
-from tests.protocol.harness import Device, Mesh
+from tests.protocol.harness import MemoryDevice, MemoryMesh
 
 
-def mark(mesh: Mesh, name: str, image_id: str, **fields: object) -> None:
+def mark(mesh: MemoryMesh, name: str, image_id: str, **fields: object) -> None:
     """``name``'s editor marks a picture: the card keeps it, the node is told."""
     dev = mesh.devices[name]
     dev.store.set_marks(image_id, now=mesh.now, **fields)
     mesh.call(dev, lambda: dev.node.marked(image_id, mesh.now))
 
 
-def marks_on(dev: Device, image_id: str) -> dict[str, object]:
+def marks_on(dev: MemoryDevice, image_id: str) -> dict[str, object]:
     return {n: m.value for n, m in dev.store.stamped_marks(image_id).items()}
 
 
-def three() -> tuple[Mesh, str]:
+def three() -> tuple[MemoryMesh, str]:
     """A camera between two desks (desk-a - cam - desk-b), one picture everywhere."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", share_marks=True)
     mesh.add("desk-a", role=Role.DESK, share_marks=True)
     mesh.add("desk-b", role=Role.DESK, share_marks=True)
@@ -108,7 +108,7 @@ def test_a_link_whose_sides_agree_carries_only_the_two_digests() -> None:
 
 
 def test_a_peer_naming_no_marks_capability_is_sent_no_marks() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", share_marks=True)
     old = mesh.add("desk", role=Role.DESK)
     mesh.connect("cam", "desk")
@@ -122,7 +122,7 @@ def test_a_peer_naming_no_marks_capability_is_sent_no_marks() -> None:
     assert marks_on(old, image_id) == {}
 
 
-def _inject(mesh: Mesh, src: str, dst: str, msg: object) -> None:
+def _inject(mesh: MemoryMesh, src: str, dst: str, msg: object) -> None:
     """``src`` puts ``msg`` on the wire to ``dst`` (as a lying peer would)."""
     from protocol.codec import encode
 
@@ -138,7 +138,7 @@ def _marked(image_id: str, device: str, **fields: object) -> Marked:
 
 
 def test_marks_to_a_device_that_named_no_marks_capability_are_refused() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", share_marks=True)
     mesh.add("desk", role=Role.DESK)
     mesh.connect("cam", "desk")
@@ -230,13 +230,13 @@ def test_without_the_once_a_link_check_a_repeated_digest_queues_every_mark_again
     assert cam.node.links[mesh.devices["desk-a"].id].scheduler.waiting() == before + 2
 
 
-def _requests(mesh: Mesh, src: str, dst: str) -> list[str]:
+def _requests(mesh: MemoryMesh, src: str, dst: str) -> list[str]:
     return [m.image_id for m in mesh.between(src, dst) if m.TAG == "request"]  # type: ignore[attr-defined]
 
 
 def test_a_desk_pulls_the_originals_its_editors_selected_first() -> None:
     """Tagged or rated pictures' originals come first (issue 19), whichever desk marked them."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", share_marks=True)
     mesh.add("desk", role=Role.DESK, share_marks=True, max_outstanding_requests=1)
     mesh.add("other", role=Role.DESK, share_marks=True, policy=Policy.REQUESTED)

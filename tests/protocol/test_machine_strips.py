@@ -29,7 +29,7 @@ from protocol.scheduler import (
 from protocol.store import NotFound, StripFrame
 from protocol.strips import CAPABILITY, WANT, strip_message
 from sim.memstore import MemoryStore
-from tests.protocol.harness import Device, Mesh
+from tests.protocol.harness import MemoryDevice, MemoryMesh
 
 FRAMES = [
     StripFrame(0.0, 48, "interval", b"\xff\xd8poster"),
@@ -59,7 +59,7 @@ class ShelfStore(MemoryStore):
                 and r.metadata.get("strip_frames") and r.image_id not in self.strips]
 
 
-def shelved(mesh: Mesh, name: str, **options: object) -> Device:
+def shelved(mesh: MemoryMesh, name: str, **options: object) -> MemoryDevice:
     """A device of ``mesh`` whose card keeps strips."""
     dev = mesh.add(name, **options)  # type: ignore[arg-type]
     dev.store = ShelfStore(dev.id, 1 << 30)
@@ -67,7 +67,7 @@ def shelved(mesh: Mesh, name: str, **options: object) -> Device:
     return dev
 
 
-def movie(mesh: Mesh, name: str, *, size: int = 600_000, mime: str = "video/mp4") -> str:
+def movie(mesh: MemoryMesh, name: str, *, size: int = 600_000, mime: str = "video/mp4") -> str:
     """A movie on ``name``'s card with its strip, announced to its node; its image id."""
     dev = mesh.devices[name]
     data = random.Random(name).randbytes(size)
@@ -82,7 +82,7 @@ def movie(mesh: Mesh, name: str, *, size: int = 600_000, mime: str = "video/mp4"
 
 
 def test_the_whole_strip_arrives_right_behind_the_offer_before_the_movie_s_first_byte() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.ALL)
     mesh.connect("cam", "desk")
@@ -98,7 +98,7 @@ def test_the_whole_strip_arrives_right_behind_the_offer_before_the_movie_s_first
 
 
 def test_a_peer_that_keeps_no_strips_is_sent_none_and_its_hello_is_unchanged() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     mesh.add("desk", role=Role.DESK, policy=Policy.ALL)  # the simulator's store: no strips
     mesh.connect("cam", "desk")
@@ -112,7 +112,7 @@ def test_a_peer_that_keeps_no_strips_is_sent_none_and_its_hello_is_unchanged() -
 
 def test_a_desk_relays_the_strip_with_the_offer_to_its_other_peers() -> None:
     """FIG. 21: a desk passes thumbnails on; a movie's strip goes on with its offer."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     viewer = shelved(mesh, "viewer", role=Role.DESK, policy=Policy.THUMBNAILS)
@@ -176,8 +176,8 @@ def test_a_strip_message_checks_its_fields_against_each_other(
 # --- the checks of a received strip (tests/protocol/checks.py names these) ----------------------
 
 
-def _desk_with_offer(mime: str = "video/mp4", *, shelf: bool = True) -> tuple[Mesh, Device, str]:
-    mesh = Mesh()
+def _desk_with_offer(mime: str = "video/mp4", *, shelf: bool = True) -> tuple[MemoryMesh, MemoryDevice, str]:
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = (shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS) if shelf
             else mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS))
@@ -192,7 +192,7 @@ def _strip_for(image_id: str, offsets: tuple[int | None, ...] = (0, 10, 20)) -> 
                  kinds=("interval",) * 3, jpegs=(b"a", b"b", b"c"))
 
 
-def _receive(desk: Device, mesh: Mesh, msg: Strip) -> None:
+def _receive(desk: MemoryDevice, mesh: MemoryMesh, msg: Strip) -> None:
     link = desk.node.links[mesh.devices["cam"].id]
     desk.node.apply(desk.node.strips.on_strip(link, msg))
 
@@ -226,7 +226,7 @@ def test_a_strip_naming_an_offset_past_the_movie_s_end_is_refused() -> None:
 # --- a link that breaks between the offer and its strip ----------------------------------------
 
 
-def _offer_then_break(mesh: Mesh, image_id_of: list[str]) -> None:
+def _offer_then_break(mesh: MemoryMesh, image_id_of: list[str]) -> None:
     """The movie's offer reaches the desk; the link breaks before its strip goes."""
     image_id_of.append(movie(mesh, "cam"))
     mesh.pump(until=lambda d: d.msg.TAG == "thumb" and d.dst == "desk")
@@ -236,7 +236,7 @@ def _offer_then_break(mesh: Mesh, image_id_of: list[str]) -> None:
 def test_a_strip_cut_off_after_its_offer_comes_when_the_link_is_back() -> None:
     """Before, a strip queued behind an offer died with the link: the desk's catalog said it
     had the offer, so nothing was ever sent again.  The desk now asks (WantStrips)."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")
@@ -260,7 +260,7 @@ def test_a_strip_cut_off_after_its_offer_comes_when_the_link_is_back() -> None:
 
 def test_a_desk_restarted_after_the_break_still_asks_for_the_strip() -> None:
     """What is missing is read from the card, not remembered by the node."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")
@@ -274,7 +274,7 @@ def test_a_desk_restarted_after_the_break_still_asks_for_the_strip() -> None:
 
 def test_a_desk_asks_another_peer_that_keeps_the_strip() -> None:
     """The camera is away; a second desk that got the strip answers for it (FIG. 21)."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     desk = shelved(mesh, "desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     other = shelved(mesh, "other", role=Role.DESK, policy=Policy.THUMBNAILS)
@@ -294,7 +294,7 @@ def test_a_desk_asks_another_peer_that_keeps_the_strip() -> None:
 def test_a_strip_is_relayed_once_round_a_ring_of_desks() -> None:
     """A strip new to a desk goes on to its peers; one it already had goes nowhere (before,
     every copy was relayed again, and three desks in a ring passed it round for ever)."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     shelved(mesh, "cam")
     for name in ("d1", "d2", "d3"):
         shelved(mesh, name, role=Role.DESK, policy=Policy.THUMBNAILS)

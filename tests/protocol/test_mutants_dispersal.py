@@ -25,7 +25,7 @@ from protocol.messages import (
     Stored,
 )
 from protocol.store import DispersalState, Incoming, Where
-from tests.protocol.harness import Mesh, held_plaintext
+from tests.protocol.harness import MemoryMesh, held_plaintext
 from tests.protocol.test_checks import (
     CHUNK,
     OTHER,
@@ -39,7 +39,7 @@ from tests.protocol.test_checks import (
 from tests.protocol.test_failures import SIZE, replicated_mesh, stored_holders
 
 
-def count(mesh: Mesh, src: str, dst: str, kind: type, image_id: str | None = None) -> int:
+def count(mesh: MemoryMesh, src: str, dst: str, kind: type, image_id: str | None = None) -> int:
     return sum(
         1
         for m in mesh.between(src, dst)
@@ -47,7 +47,7 @@ def count(mesh: Mesh, src: str, dst: str, kind: type, image_id: str | None = Non
     )
 
 
-def violations(mesh: Mesh, name: str) -> list[str]:
+def violations(mesh: MemoryMesh, name: str) -> list[str]:
     return [e.code for e in mesh.devices[name].of(ev.ProtocolViolation)]  # type: ignore[attr-defined]
 
 
@@ -94,7 +94,7 @@ def test_a_reject_from_a_holder_never_asked_only_updates_its_room() -> None:
 
 
 def test_a_reject_skips_that_holder_for_that_picture_until_retry_s_then_asks_again() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add(
         "cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK, policy=Policy.THUMBNAILS,
         retry_s=30.0,
@@ -214,7 +214,7 @@ def test_a_repeated_request_for_what_is_held_is_answered_stored_at_once() -> Non
 
 def test_a_holder_accepts_exactly_up_to_its_mark_and_rejects_one_byte_more() -> None:
     for size, accepted in ((50_000, True), (50_001, False)):
-        mesh = Mesh()
+        mesh = MemoryMesh()
         cam = mesh.add("cam", policy=Policy.THUMBNAILS)
         h = mesh.add("h", capacity=100_000, high_water=0.5, max_share_per_peer=1.0,
                      policy=Policy.THUMBNAILS)
@@ -229,7 +229,7 @@ def test_a_holder_accepts_exactly_up_to_its_mark_and_rejects_one_byte_more() -> 
 
 def test_a_holder_accepts_exactly_its_share_per_peer_and_rejects_one_byte_more() -> None:
     for size, accepted in ((10_000, True), (10_001, False)):
-        mesh = Mesh()
+        mesh = MemoryMesh()
         cam = mesh.add("cam", policy=Policy.THUMBNAILS)
         mesh.add("h", capacity=1_000_000, max_share_per_peer=0.01, policy=Policy.THUMBNAILS)
         mesh.connect("cam", "h")
@@ -240,7 +240,7 @@ def test_a_holder_accepts_exactly_its_share_per_peer_and_rejects_one_byte_more()
 
 
 def test_a_peers_share_counts_what_it_already_holds_and_what_is_on_its_way() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", policy=Policy.THUMBNAILS)
     mesh.add("h", capacity=1_000_000, max_share_per_peer=0.01, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "h")
@@ -258,7 +258,7 @@ def test_a_peers_share_counts_what_it_already_holds_and_what_is_on_its_way() -> 
 
 
 def test_a_reject_names_the_free_room_and_the_size_asked() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", policy=Policy.THUMBNAILS)
     mesh.add("h", capacity=100_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "h")
@@ -292,7 +292,7 @@ def test_a_holder_resumes_an_interrupted_dispersal_from_the_bytes_it_has() -> No
 
 
 def test_the_oldest_capture_goes_first_and_only_as_much_as_the_excess_needs() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "big")
@@ -310,7 +310,7 @@ def test_the_oldest_capture_goes_first_and_only_as_much_as_the_excess_needs() ->
 
 
 def test_a_desk_is_asked_before_a_camera_with_more_room() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("cam2", capacity=64_000_000, policy=Policy.THUMBNAILS)
     desk = mesh.add("desk", role=Role.DESK, capacity=8_000_000, policy=Policy.THUMBNAILS)
@@ -327,7 +327,7 @@ def test_a_desk_is_asked_before_a_camera_with_more_room() -> None:
 
 
 def test_a_peer_without_room_for_the_sealed_original_is_not_asked() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("tiny", capacity=100_000, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "tiny")
@@ -340,7 +340,7 @@ def test_a_peer_without_room_for_the_sealed_original_is_not_asked() -> None:
 
 
 def test_a_card_back_under_its_mark_stops_dispersing_and_forgets_its_rejections() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("small", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.capture("small", size=400_000)
@@ -363,7 +363,7 @@ def test_a_card_back_under_its_mark_stops_dispersing_and_forgets_its_rejections(
 
 
 def test_a_rejected_ask_moves_on_to_the_next_holder_at_once() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("small", role=Role.DESK, capacity=1_000_000, high_water=0.5,
              policy=Policy.THUMBNAILS)
@@ -494,9 +494,9 @@ def test_a_new_holder_that_went_before_answering_a_repair_is_released_when_back(
 # --- more of the paths above, pinned -----------------------------------------------------------
 
 
-def many_dispersed(holders: int, replicas: int, pictures: int = 8) -> tuple[Mesh, list[str]]:
+def many_dispersed(holders: int, replicas: int, pictures: int = 8) -> tuple[MemoryMesh, list[str]]:
     """A camera that dispersed several originals (``replicas`` copies each) over ``holders``."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
              policy=Policy.THUMBNAILS, replicas=replicas)
     for n in range(1, holders + 1):
@@ -591,7 +591,7 @@ def test_a_dropped_ask_for_a_picture_still_here_goes_to_another_holder() -> None
 
 def test_a_card_exactly_at_its_mark_disperses_nothing_and_one_byte_over_does() -> None:
     for extra, asks in ((0, 0), (1, 1)):
-        mesh = Mesh()
+        mesh = MemoryMesh()
         cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
         mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
         mesh.connect("cam", "big")
@@ -605,7 +605,7 @@ def test_a_card_exactly_at_its_mark_disperses_nothing_and_one_byte_over_does() -
 
 
 def test_an_excess_covered_exactly_disperses_no_more() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "big")
@@ -619,7 +619,7 @@ def test_an_excess_covered_exactly_disperses_no_more() -> None:
 
 
 def test_a_rejected_holder_is_asked_again_exactly_retry_s_later() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
                    policy=Policy.THUMBNAILS, retry_s=30.0)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
@@ -642,7 +642,7 @@ def test_a_rejected_holder_is_asked_again_exactly_retry_s_later() -> None:
 
 
 def test_the_dispersion_list_records_when_each_step_happened() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
                    policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
@@ -667,7 +667,7 @@ def test_the_dispersion_list_records_when_each_step_happened() -> None:
 
 
 def test_a_rejection_is_retried_at_its_own_deadline_and_forgotten_at_the_mark() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
                    policy=Policy.THUMBNAILS, keepalive_s=100.0, peer_timeout_s=200.0)
     mesh.add("small", role=Role.DESK, capacity=1_000_000, high_water=0.5,
@@ -690,7 +690,7 @@ def test_a_rejection_is_retried_at_its_own_deadline_and_forgotten_at_the_mark() 
     assert cam.node.next_deadline() == mesh.now + 100.0  # the retry is forgotten
 
 
-def two_under_repair(first_source_away: bool) -> tuple[Mesh, str, str, str]:
+def two_under_repair(first_source_away: bool) -> tuple[MemoryMesh, str, str, str]:
     """Two pictures h1 held (ids a < b), each with its other copy on a different holder; h1 is
     lost.  Returns the mesh, a, b and the holder of b's other copy."""
     mesh, ids = many_dispersed(holders=4, replicas=2)
@@ -735,7 +735,7 @@ def test_a_repair_under_way_for_one_picture_does_not_hold_up_the_next() -> None:
 
 
 def test_new_room_told_in_a_reject_is_looked_at_again() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
                    policy=Policy.THUMBNAILS)
     mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
@@ -772,7 +772,7 @@ def test_the_owners_words_when_a_holder_lies_about_storing() -> None:
 
 
 def test_a_reject_is_told_to_the_user_with_the_holders_reason() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     small = mesh.add("small", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.capture("small", size=400_000)
@@ -809,7 +809,7 @@ def test_a_repeated_stored_for_a_picture_dispersed_before_sealing_is_taken_quiet
 
 
 def test_card_full_is_said_once_the_last_holder_stored_and_none_has_room_for_the_rest() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
                    policy=Policy.THUMBNAILS)
     mesh.add("h", capacity=200_000, high_water=1.0, max_share_per_peer=1.0,
@@ -837,7 +837,7 @@ def test_the_holder_tells_its_user_what_it_stored_for_whom() -> None:
 
 
 def test_a_camera_restarted_over_its_mark_disperses_its_oldest_first() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     ids = [mesh.capture("cam", size=SIZE) for _ in range(4)]
@@ -851,7 +851,7 @@ def test_a_camera_restarted_over_its_mark_disperses_its_oldest_first() -> None:
 
 
 def test_pictures_go_in_capture_order_and_those_without_a_time_last() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     import random as _random
@@ -872,7 +872,7 @@ def test_pictures_go_in_capture_order_and_those_without_a_time_last() -> None:
 
 
 def test_a_picture_announced_twice_is_one_candidate() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.add("big", capacity=64_000_000, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "big")
@@ -887,7 +887,7 @@ def test_a_picture_announced_twice_is_one_candidate() -> None:
 
 
 def test_an_owner_counts_the_room_it_asked_for_and_asks_a_holder_with_exactly_enough() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     ids = [mesh.capture("cam", size=SIZE) for _ in range(5)]  # two must go
     sealed = cam.store.sealed_form(ids[0]).size
@@ -921,7 +921,7 @@ def test_an_accept_resuming_at_the_very_end_is_taken() -> None:
 
 
 def test_card_full_is_said_again_after_an_accept_and_only_once_a_fill() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, chunk_size=CHUNK,
                    policy=Policy.THUMBNAILS)
     for _ in range(5):
@@ -941,7 +941,7 @@ def test_card_full_is_said_again_after_an_accept_and_only_once_a_fill() -> None:
 
 
 def test_card_full_one_byte_over_and_again_after_the_mark_was_reached() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     mesh.capture("cam", size=250_000)
     mesh.capture("cam", size=250_001)
@@ -954,7 +954,7 @@ def test_card_full_one_byte_over_and_again_after_the_mark_was_reached() -> None:
 
 
 def test_a_holder_counts_its_reservations_against_its_mark() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", policy=Policy.THUMBNAILS)
     mesh.add("h", capacity=100_000, high_water=0.5, max_share_per_peer=1.0,
              policy=Policy.THUMBNAILS)

@@ -13,12 +13,12 @@ import pytest
 from protocol import events as ev
 from protocol.config import Policy
 from protocol.messages import Chunk, RefuseOriginal, Role, ThumbnailOffer
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_conversations import CHUNK
 
 
-def filled_mid_stream(*, urgent: bool) -> tuple[Mesh, str]:
-    mesh = Mesh()
+def filled_mid_stream(*, urgent: bool) -> tuple[MemoryMesh, str]:
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add(
         "desk", role=Role.DESK, policy=Policy.THUMBNAILS if urgent else Policy.ALL,

@@ -19,13 +19,13 @@ from protocol.messages import (
     Role,
     TransferFailed,
 )
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_checks import OTHER, STRANGER, dispersed, feed
 from tests.protocol.test_conversations import CHUNK
 
 
-def pair(**holder: object) -> Mesh:
-    mesh = Mesh()
+def pair(**holder: object) -> MemoryMesh:
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("h", policy=Policy.THUMBNAILS, **holder)  # type: ignore[arg-type]
     mesh.connect("cam", "h")
@@ -33,18 +33,18 @@ def pair(**holder: object) -> Mesh:
     return mesh
 
 
-def rejects(mesh: Mesh) -> list[str]:
+def rejects(mesh: MemoryMesh) -> list[str]:
     mesh.pump()
     return [m.reason for m in mesh.between("h", "cam") if isinstance(m, DisperseReject)]
 
 
-def refusals(mesh: Mesh, src: str, dst: str) -> list[str]:
+def refusals(mesh: MemoryMesh, src: str, dst: str) -> list[str]:
     mesh.pump()
     return [m.reason for m in mesh.between(src, dst) if isinstance(m, TransferFailed)]
 
 
 def test_the_card_full_message() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS)
     for _ in range(4):
         mesh.capture("cam", size=150_000)
@@ -136,7 +136,7 @@ def test_a_waiting_read_out_gives_up_saying_so() -> None:
 
 
 def test_a_read_out_of_a_peers_picture_whose_owner_is_away() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")

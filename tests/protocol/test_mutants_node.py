@@ -31,7 +31,7 @@ from protocol.messages import (
 from protocol.node import Node
 from protocol.store import Decision, Incoming, Where
 from sim.memstore import MemoryStore
-from tests.protocol.harness import Mesh, device_id
+from tests.protocol.harness import MemoryMesh, device_id
 from tests.protocol.test_checks import OTHER, STRANGER, feed, until
 from tests.protocol.test_conversations import CHUNK
 from tests.protocol.test_failures import crash, readout_bytes
@@ -39,7 +39,7 @@ from tests.protocol.test_failures import crash, readout_bytes
 SIZE = 3 * CHUNK + 100
 
 
-def count(mesh: Mesh, src: str, dst: str, kind: type, image_id: str | None = None) -> int:
+def count(mesh: MemoryMesh, src: str, dst: str, kind: type, image_id: str | None = None) -> int:
     return sum(
         1
         for m in mesh.between(src, dst)
@@ -47,8 +47,8 @@ def count(mesh: Mesh, src: str, dst: str, kind: type, image_id: str | None = Non
     )
 
 
-def pair(**desk_options: object) -> Mesh:
-    mesh = Mesh()
+def pair(**desk_options: object) -> MemoryMesh:
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     options: dict[str, object] = {"policy": Policy.THUMBNAILS, "chunk_size": CHUNK}
     options.update(desk_options)
@@ -77,7 +77,7 @@ def test_inputs_about_an_unknown_peer_or_picture_are_refused_or_ignored() -> Non
 
 
 def test_a_request_before_the_thumbnail_is_pending_and_goes_when_the_picture_is_offered() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     image_id = mesh.capture("cam", size=SIZE)
@@ -105,7 +105,7 @@ def test_a_request_for_what_is_already_here_sends_nothing() -> None:
 
 
 def test_a_smaller_request_is_not_resumed_after_a_restart_but_an_original_one_is() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.connect("cam", "desk")
@@ -254,7 +254,7 @@ def test_a_reconnect_replaces_the_old_link() -> None:
 
 
 def test_thumbnails_are_relayed_to_other_peers_but_not_back_to_their_origin() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam1", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("cam2", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
@@ -303,7 +303,7 @@ def test_a_thumbnail_received_twice_is_announced_once() -> None:
 
 
 def test_background_pulls_stop_at_the_high_water_mark() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, capacity=100_000, high_water=0.5, policy=Policy.ALL,
                     chunk_size=CHUNK)
@@ -321,7 +321,7 @@ def test_background_pulls_stop_at_the_high_water_mark() -> None:
 
 
 def test_background_pulls_fill_exactly_up_to_the_mark() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, capacity=100_000, high_water=0.5, policy=Policy.ALL,
                     chunk_size=CHUNK)
@@ -333,7 +333,7 @@ def test_background_pulls_fill_exactly_up_to_the_mark() -> None:
 
 
 def test_background_pulls_in_flight_per_peer_are_capped() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK,
                     max_outstanding_requests=2)
@@ -353,7 +353,7 @@ def test_background_pulls_in_flight_per_peer_are_capped() -> None:
 
 
 def test_a_pull_another_peer_served_is_not_asked_of_the_next() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("relay", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
@@ -372,7 +372,7 @@ def test_a_pull_another_peer_served_is_not_asked_of_the_next() -> None:
 
 
 def test_a_peer_that_cannot_serve_a_pull_is_not_asked_again_but_another_is() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("relay", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
@@ -484,9 +484,9 @@ def test_a_read_out_of_a_peers_picture_is_handed_out_in_order() -> None:
 # --- where the user's request goes -------------------------------------------------------------
 
 
-def offered_by_a_relay() -> tuple[Mesh, str]:
+def offered_by_a_relay() -> tuple[MemoryMesh, str]:
     """``cam``'s picture, pulled by ``relay`` (which offers it), seen by ``desk`` from both."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("relay", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)

@@ -30,7 +30,7 @@ from protocol.messages import (
     TransferFailed,
 )
 from protocol.store import DispersalState, Incoming, Where
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_checks import CHUNK, OTHER, dispersed, feed, until
 from tests.protocol.test_conversations import FakePeer
 from tests.protocol.test_failures import readout_bytes, replicated_mesh, stored_holders
@@ -38,7 +38,7 @@ from tests.protocol.test_failures import readout_bytes, replicated_mesh, stored_
 SIZE = 150_000
 
 
-def count(mesh: Mesh, src: str, dst: str, kind: type, image_id: str | None = None) -> int:
+def count(mesh: MemoryMesh, src: str, dst: str, kind: type, image_id: str | None = None) -> int:
     return sum(
         1
         for m in mesh.between(src, dst)
@@ -46,7 +46,7 @@ def count(mesh: Mesh, src: str, dst: str, kind: type, image_id: str | None = Non
     )
 
 
-def original(mesh: Mesh, image_id: str) -> bytes:
+def original(mesh: MemoryMesh, image_id: str) -> bytes:
     """The bytes of the harness's capture ``image_id`` (its random seed is in the name)."""
     for n in range(1, 50):
         data = random.Random(f"cam:{n}").randbytes(SIZE)
@@ -55,14 +55,14 @@ def original(mesh: Mesh, image_id: str) -> bytes:
     raise AssertionError("not a capture of cam")
 
 
-def with_desk(mesh: Mesh) -> Mesh:
+def with_desk(mesh: MemoryMesh) -> MemoryMesh:
     mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.connect("cam", "desk")
     mesh.pump()
     return mesh
 
 
-def read_by_desk(mesh: Mesh, image_id: str) -> bytes:
+def read_by_desk(mesh: MemoryMesh, image_id: str) -> bytes:
     return readout_bytes(mesh.devices["desk"], image_id)
 
 
@@ -182,7 +182,7 @@ def test_our_user_reading_during_a_collection_that_fails_hears_why() -> None:
 
 
 def test_a_read_out_of_a_peers_picture_asked_twice_is_sent_once() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")
@@ -198,7 +198,7 @@ def test_a_read_out_of_a_peers_picture_asked_twice_is_sent_once() -> None:
 
 
 def test_a_read_out_of_a_peers_picture_goes_to_an_offerer_when_its_owner_is_away() -> None:
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.ALL, chunk_size=CHUNK)
     cam2 = mesh.add("cam2", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
@@ -446,9 +446,9 @@ def test_a_repair_relay_resumes_from_a_second_source_when_the_first_goes() -> No
 # --- a card from an older cammesh: holders keep the original as it is ------------------------------
 
 
-def legacy(holders: tuple[str, ...] = ("big",)) -> tuple[Mesh, str, bytes]:
+def legacy(holders: tuple[str, ...] = ("big",)) -> tuple[MemoryMesh, str, bytes]:
     """``cam``'s picture dispersed before sealing: each holder keeps its plain bytes."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=4_000_000, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     for name in holders:
         mesh.add(name, capacity=4_000_000, policy=Policy.THUMBNAILS, chunk_size=CHUNK)
@@ -597,7 +597,7 @@ def test_a_desk_whose_key_does_not_open_the_held_copy_asks_the_owner() -> None:
     assert readout_bytes(desk, oldest) == originals[oldest]
 
 
-def two_relays() -> tuple[Mesh, str]:
+def two_relays() -> tuple[MemoryMesh, str]:
     """``desk`` (a request) and ``desk2`` (a read-out) both relayed from the holder."""
     mesh, image_id = dispersed()
     with_desk(mesh)
@@ -656,7 +656,7 @@ def test_a_peers_read_out_answered_with_other_bytes_fails_naming_why() -> None:
     from tests.protocol.test_checks import provoke_hash_mismatch_readout
 
     assert provoke_hash_mismatch_readout() == "hash-mismatch"
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")

@@ -23,7 +23,7 @@ from protocol.messages import (
     TransferFailed,
 )
 from protocol.store import TransferState
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_checks import feed
 from tests.protocol.test_conversations import CHUNK
 
@@ -36,8 +36,8 @@ def jpeg(seed: int) -> bytes:
     return out.getvalue()
 
 
-def scene(*pictures: bytes) -> tuple[Mesh, list[str]]:
-    mesh = Mesh()
+def scene(*pictures: bytes) -> tuple[MemoryMesh, list[str]]:
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy.THUMBNAILS)
     mesh.connect("cam", "desk")
@@ -47,7 +47,7 @@ def scene(*pictures: bytes) -> tuple[Mesh, list[str]]:
     return mesh, ids
 
 
-def answers(mesh: Mesh) -> list[Message]:
+def answers(mesh: MemoryMesh) -> list[Message]:
     """Every frame the camera has for the desk now, decoded."""
     cam, desk = mesh.devices["cam"], mesh.devices["desk"]
     decoder = FrameDecoder()

@@ -19,7 +19,7 @@ from protocol.config import Policy
 from protocol.messages import OriginalHeader, Purpose, Role, ThumbnailOffer
 from protocol.store import DispersalState, Incoming, Where
 from storage.sealing import Sealing
-from tests.protocol.harness import Mesh, held_plaintext
+from tests.protocol.harness import MemoryMesh, held_plaintext
 
 SIZE = 150_000
 
@@ -32,9 +32,9 @@ def sealing() -> tuple[Sealing, bytes]:
     return Sealing(private), public
 
 
-def field_day(*, wrap_for_desk: bool) -> tuple[Mesh, list[str], dict[str, bytes]]:
+def field_day(*, wrap_for_desk: bool) -> tuple[MemoryMesh, list[str], dict[str, bytes]]:
     """A camera over its mark disperses to its desk (desks are asked first)."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam_sealer, _ = sealing()
     desk_sealer, desk_key = sealing()
     mesh.add("cam", capacity=1_000_000, high_water=0.5, policy=Policy.THUMBNAILS,
@@ -138,7 +138,7 @@ def test_a_collection_home_opens_the_sealed_copy_to_the_very_original() -> None:
 
 def test_an_original_dispersed_before_sealing_still_comes_home_and_reads_out() -> None:
     """A card from an older cammesh: its holder keeps the original as it is, and no key exists."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     cam = mesh.add("cam", capacity=4_000_000, policy=Policy.THUMBNAILS)
     holder = mesh.add("holder", capacity=4_000_000, policy=Policy.THUMBNAILS)
     data = random.Random("old picture").randbytes(SIZE)

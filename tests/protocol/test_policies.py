@@ -21,15 +21,15 @@ from protocol.messages import (
     ThumbnailOffer,
 )
 from protocol.store import Where
-from tests.protocol.harness import Mesh, device_id
+from tests.protocol.harness import MemoryMesh, device_id
 
 CHUNK = Limits.MIN_CHUNK
 PICTURES = 4
 
 
-def shoot(desk_policy: Policy | str, *, camera_policy: Policy = Policy.ALL) -> tuple[Mesh, list[str]]:
+def shoot(desk_policy: Policy | str, *, camera_policy: Policy = Policy.ALL) -> tuple[MemoryMesh, list[str]]:
     """A camera with four pictures, joined to a desk of that policy, until quiet."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", policy=camera_policy, chunk_size=CHUNK)
     mesh.add("desk", role=Role.DESK, policy=Policy(desk_policy), chunk_size=CHUNK)
     ids = [mesh.capture("cam", size=3 * CHUNK) for _ in range(PICTURES)]
@@ -38,7 +38,7 @@ def shoot(desk_policy: Policy | str, *, camera_policy: Policy = Policy.ALL) -> t
     return mesh, ids
 
 
-def where_on(mesh: Mesh, name: str, ids: list[str]) -> list[Where]:
+def where_on(mesh: MemoryMesh, name: str, ids: list[str]) -> list[Where]:
     store = mesh.devices[name].store
     out = []
     for image_id in ids:
@@ -48,7 +48,7 @@ def where_on(mesh: Mesh, name: str, ids: list[str]) -> list[Where]:
     return out
 
 
-def originals_sent(mesh: Mesh, src: str, dst: str) -> set[str]:
+def originals_sent(mesh: MemoryMesh, src: str, dst: str) -> set[str]:
     return {m.image_id for m in mesh.between(src, dst) if isinstance(m, OriginalHeader)}
 
 
@@ -98,7 +98,7 @@ def test_policy_requested_still_gives_a_smaller_copy_when_asked() -> None:
 
     out = BytesIO()
     Image.new("RGB", (800, 600), (10, 120, 200)).save(out, "JPEG")
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.REQUESTED, chunk_size=CHUNK)
     image_id = mesh.capture("cam", out.getvalue())
@@ -129,7 +129,7 @@ def test_an_unknown_policy_word_is_refused() -> None:
 
 def test_a_per_peer_all_pulls_from_that_peer_only() -> None:
     """Default ``requested``, ``all`` for one camera: only its originals are mirrored."""
-    mesh = Mesh()
+    mesh = MemoryMesh()
     mesh.add("cam1", chunk_size=CHUNK)
     mesh.add("cam2", chunk_size=CHUNK)
     desk = mesh.add("desk", role=Role.DESK, policy=Policy.REQUESTED, chunk_size=CHUNK,

@@ -19,12 +19,12 @@ from protocol.messages import (
     Role,
     TransferFailed,
 )
-from tests.protocol.harness import Mesh
+from tests.protocol.harness import MemoryMesh
 from tests.protocol.test_checks import CHUNK, OTHER, dispersed, dispersing, feed, until
 
 
-def pair(**holder_options: object) -> Mesh:
-    mesh = Mesh()
+def pair(**holder_options: object) -> MemoryMesh:
+    mesh = MemoryMesh()
     mesh.add("cam", policy=Policy.THUMBNAILS, chunk_size=CHUNK)
     mesh.add("h", policy=Policy.THUMBNAILS, **holder_options)
     mesh.connect("cam", "h")
@@ -32,7 +32,7 @@ def pair(**holder_options: object) -> Mesh:
     return mesh
 
 
-def answers(mesh: Mesh, src: str, dst: str, kind: type[Message]) -> list[Message]:
+def answers(mesh: MemoryMesh, src: str, dst: str, kind: type[Message]) -> list[Message]:
     mesh.pump()
     return [m for m in mesh.between(src, dst) if isinstance(m, kind)]
 

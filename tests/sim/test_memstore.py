@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from protocol.store import (
-    CardFull,
+    CardFullError,
     DispersalState,
     HashMismatch,
     ImageRecord,
@@ -112,7 +112,7 @@ def test_card_full_leaves_nothing_behind(call: str) -> None:
     store.add_local(b"x" * 600, name="x", now=0.0)
     store.reserve(sha(b"h"), 300)
     before = (store.usage(), list(store.images()), store.partial_offset(sha(b"h"), Incoming.HELD))
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         if call == "add_local":
             store.add_local(b"y" * 101, name="y", now=1.0)
         elif call == "write_partial":
@@ -185,7 +185,7 @@ def outcome(call: Any) -> Any:
     try:
         result = call()
     except StoreError as exc:
-        for kind in (CardFull, HashMismatch, NotFound):
+        for kind in (CardFullError, HashMismatch, NotFound):
             if isinstance(exc, kind):
                 return kind.__name__
         return "StoreError"

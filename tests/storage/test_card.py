@@ -15,7 +15,7 @@ from storage.errors import (
     AmbiguousId,
     CardBusy,
     CardExists,
-    CardFull,
+    CardFullError,
     NotACard,
     NotFound,
     StoreError,
@@ -122,7 +122,7 @@ def test_a_write_past_capacity_leaves_nothing_behind(card: Card, tmp_path: Path)
     card.add_local(b"x" * 9000, name="big.jpg", now=1.0)
     source = tmp_path / "too-big.jpg"
     source.write_bytes(b"y" * 1001)
-    with pytest.raises(CardFull, match=r"1\.0 kB") as caught:
+    with pytest.raises(CardFullError, match=r"1\.0 kB") as caught:
         card.add_original(
             source, name="too-big.jpg", now=2.0, extracted=lambda p: pytest.fail("no extract")
         )
@@ -394,7 +394,7 @@ def test_an_adopted_file_that_does_not_fit_stays_where_it_was(card: Card, tmp_pa
     card.add_local(b"x" * 9000, name="big.jpg", now=1.0)
     source = tmp_path / "too-big.jpg"
     source.write_bytes(b"y" * 1001)
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         card.add_original(source, name=source.name, now=2.0, extracted=GivenExtraction(),
                           adopt=True)
     assert source.read_bytes() == b"y" * 1001

@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from protocol.store import CardFull, DispersalState, ImageRecord, Incoming, Where
+from protocol.store import CardFullError, DispersalState, ImageRecord, Incoming, Where
 from storage.card import Card, iter_card_files
 
 DEVICE = "a" * 64
@@ -75,7 +75,7 @@ class CardModel(RuleBasedStateMachine):
             before = self.card.images()
             try:
                 self.card.add_local(data, name="x.jpg", now=1.0)
-            except CardFull:
+            except CardFullError:
                 assert self.card.images() == before
                 return multiple()
             raise AssertionError("a capture past the free room was accepted")
@@ -98,7 +98,7 @@ class CardModel(RuleBasedStateMachine):
         if len(data) > self.free():
             try:
                 self.card.reserve(image_id, len(data))
-            except CardFull:
+            except CardFullError:
                 return
             raise AssertionError("a reservation past the free room was accepted")
         self.card.reserve(image_id, len(data))

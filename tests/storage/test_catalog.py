@@ -10,7 +10,7 @@ import pytest
 
 from protocol.store import DispersalState, ImageRecord, Incoming, TransferState, Where
 from storage import catalog as catalog_module
-from storage.catalog import MIGRATIONS, Catalog
+from storage.catalog import MIGRATIONS, SqliteCatalog
 from storage.errors import CatalogTooNew, StoreError
 
 ORIGIN = "d" * 64
@@ -35,14 +35,14 @@ def record(seq: int, *, image_id: str | None = None) -> ImageRecord:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    cat = Catalog(tmp_path / "catalog.sqlite")
+def catalog(tmp_path: Path) -> Iterator[SqliteCatalog]:
+    cat = SqliteCatalog(tmp_path / "catalog.sqlite")
     yield cat
     cat.close()
 
 
 def test_a_new_catalog_is_wal_durable_and_at_the_latest_version(tmp_path: Path) -> None:
-    cat = Catalog(tmp_path / "c.sqlite")
+    cat = SqliteCatalog(tmp_path / "c.sqlite")
     cat.close()
     db = sqlite3.connect(tmp_path / "c.sqlite")
     try:
@@ -62,7 +62,7 @@ def test_a_new_catalog_is_wal_durable_and_at_the_latest_version(tmp_path: Path) 
     } <= tables
 
 
-def test_synchronous_is_full(catalog: Catalog) -> None:
+def test_synchronous_is_full(catalog: SqliteCatalog) -> None:
     assert catalog._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
@@ -70,10 +70,10 @@ def test_migrations_run_in_order_from_an_older_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "c.sqlite"
-    Catalog(path).close()
+    SqliteCatalog(path).close()
     extra = "CREATE TABLE later_feature (x INTEGER);"
     monkeypatch.setattr(catalog_module, "MIGRATIONS", (*MIGRATIONS, extra))
-    cat = Catalog(path)
+    cat = SqliteCatalog(path)
     try:
         assert cat.version == len(MIGRATIONS) + 1
         cat._db.execute("INSERT INTO later_feature (x) VALUES (1)")
@@ -83,23 +83,23 @@ def test_migrations_run_in_order_from_an_older_version(
 
 def test_a_catalog_from_a_newer_cammesh_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    Catalog(path).close()
+    SqliteCatalog(path).close()
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     db.commit()
     db.close()
     with pytest.raises(CatalogTooNew, match="upgrade cammesh"):
-        Catalog(path)
+        SqliteCatalog(path)
 
 
 def test_a_file_that_is_not_a_catalog_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StoreError, match="cannot be read"):
-        Catalog(path)
+        SqliteCatalog(path)
 
 
-def test_images_round_trip_in_origin_seq_order(catalog: Catalog) -> None:
+def test_images_round_trip_in_origin_seq_order(catalog: SqliteCatalog) -> None:
     for seq in (3, 1, 2):
         catalog.insert_image(record(seq), thumbnail_source="embedded")
     assert catalog.images() == [record(1), record(2), record(3)]
@@ -110,14 +110,14 @@ def test_images_round_trip_in_origin_seq_order(catalog: Catalog) -> None:
     assert catalog.thumbnail_sources()[record(1).image_id] == "embedded"
 
 
-def test_a_second_picture_claiming_a_taken_seq_is_refused(catalog: Catalog) -> None:
+def test_a_second_picture_claiming_a_taken_seq_is_refused(catalog: SqliteCatalog) -> None:
     catalog.insert_image(record(1), thumbnail_source=None)
     with pytest.raises(StoreError, match="already another picture"):
         catalog.insert_image(record(1, image_id="f" * 64), thumbnail_source=None)
     assert catalog.images() == [record(1)]
 
 
-def test_a_failed_transaction_changes_nothing(catalog: Catalog) -> None:
+def test_a_failed_transaction_changes_nothing(catalog: SqliteCatalog) -> None:
     catalog.insert_image(record(1), thumbnail_source=None)
     with pytest.raises(RuntimeError), catalog.transaction():
         catalog.set_where(record(1).image_id, Where.DISPERSED, original_at=None)
@@ -128,7 +128,7 @@ def test_a_failed_transaction_changes_nothing(catalog: Catalog) -> None:
     assert catalog.dispersion_list() == []
 
 
-def test_state_tables_round_trip(catalog: Catalog) -> None:
+def test_state_tables_round_trip(catalog: SqliteCatalog) -> None:
     image_id = record(1).image_id
     catalog.set_transfer_state("p" * 64, image_id, TransferState.REQUESTED, 640, 80)
     assert catalog.transfer_state("p" * 64, image_id) is TransferState.REQUESTED
@@ -147,11 +147,11 @@ def test_state_tables_round_trip(catalog: Catalog) -> None:
 
 def test_the_catalog_survives_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    cat = Catalog(path)
+    cat = SqliteCatalog(path)
     cat.insert_image(record(1), thumbnail_source="decoded")
     cat.set_settings({"name": "cam"})
     cat.close()
-    cat = Catalog(path)
+    cat = SqliteCatalog(path)
     try:
         assert cat.images() == [record(1)]
         assert cat.settings() == {"name": "cam"}
@@ -166,14 +166,14 @@ def test_our_own_decisions_move_out_of_the_transfer_table_on_upgrade(
     path = tmp_path / "c.sqlite"
     me, peer = "e" * 64, "f" * 64
     monkeypatch.setattr(catalog_module, "MIGRATIONS", MIGRATIONS[:1])
-    old = Catalog(path)
+    old = SqliteCatalog(path)
     old.set_settings({"device_id": me})
     old.set_transfer_state(me, "1" * 64, TransferState.REFUSED, None, None)
     old.set_transfer_state(me, "2" * 64, TransferState.REQUESTED, 800, 70)
     old.set_transfer_state(peer, "1" * 64, TransferState.REQUESTED, None, None)
     old.close()
     monkeypatch.setattr(catalog_module, "MIGRATIONS", MIGRATIONS)
-    cat = Catalog(path)
+    cat = SqliteCatalog(path)
     try:
         assert [(d.image_id, d.decision.value, d.max_side, d.quality) for d in cat.decisions()] == [
             ("1" * 64, "refused", None, None),

@@ -17,7 +17,7 @@ import pytest
 
 from protocol.store import DispersalState, Incoming, Usage, Where
 from storage.card import Card
-from storage.errors import CardBusy, CardFull, NotFound, StoreError
+from storage.errors import CardBusy, CardFullError, NotFound, StoreError
 
 DEVICE = "a" * 64
 PEER = "b" * 64
@@ -53,7 +53,7 @@ def test_a_card_opens_with_the_settings_it_was_made_with(tmp_path: Path) -> None
 
 def test_a_write_past_the_capacity_is_refused_in_the_cards_words(card: Card) -> None:
     card.add_local(b"x" * 9_000, name="big.jpg", now=1.0)
-    with pytest.raises(CardFull) as caught:
+    with pytest.raises(CardFullError) as caught:
         card.add_local(b"y" * 1_500, name="more.jpg", now=2.0)
     assert str(caught.value) == (
         "card 'cam' is full: 'more.jpg' needs 1.5 kB but only 1.0 kB of 10.0 kB is free; "
@@ -224,7 +224,7 @@ def test_a_reservation_is_refused_past_the_room_and_kept_through_a_reopen(card: 
     card.add_local(b"x" * 4_000, name="x.jpg", now=1.0)
     card.reserve(image_id, 6_000)
     assert card.usage() == Usage(capacity=10_000, used=4_000, reserved=6_000)
-    with pytest.raises(CardFull, match=f"holding {sha(b'other')[:12]} needs 1 B but only 0 B"):
+    with pytest.raises(CardFullError, match=f"holding {sha(b'other')[:12]} needs 1 B but only 0 B"):
         card.reserve(sha(b"other"), 1)
     card.close()
     with Card.open(card.path) as again:

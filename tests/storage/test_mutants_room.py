@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.store import CardFull, Usage
+from protocol.store import CardFullError, Usage
 from storage.room import RoomLedger
 
 
@@ -31,10 +31,10 @@ def test_a_write_that_exactly_fills_the_card_fits_and_one_byte_more_does_not() -
     room = ledger(100, reserve=10)
     room.take(40)
     room.need(50)
-    with pytest.raises(CardFull) as caught:
+    with pytest.raises(CardFullError) as caught:
         room.need(51)
     assert str(caught.value) == "this write needs 51, 50 free"
-    with pytest.raises(CardFull) as caught:
+    with pytest.raises(CardFullError) as caught:
         room.need(52, what="a chunk")
     assert str(caught.value) == "a chunk needs 52, 50 free"
 
@@ -43,7 +43,7 @@ def test_bytes_in_promised_room_need_only_what_is_not_covered() -> None:
     room = ledger(100)
     room.take(90)
     room.need(15, covered=5)  # 10 new bytes, 10 free
-    with pytest.raises(CardFull) as caught:
+    with pytest.raises(CardFullError) as caught:
         room.need(16, covered=5)
     assert str(caught.value) == "this write needs 16, 10 free"
 
@@ -112,14 +112,14 @@ def test_a_promise_counts_the_bytes_already_arrived_and_what_it_replaces() -> No
     room.take(60)
     room.fill("a", 30)  # 30 bytes of a's partial are here already (in used)
     room.check_promise("a", 70, what="holding a")  # 40 more, 40 free
-    with pytest.raises(CardFull) as caught:
+    with pytest.raises(CardFullError) as caught:
         room.check_promise("a", 71, what="holding a")
     assert str(caught.value) == "holding a needs 41, 40 free"
     room.promise("a", 70)
     assert room.usage().free == 0
     room.check_promise("a", 70, what="holding a")  # the same promise again fits in itself
     room.check_promise("a", 20, what="holding a")  # less than arrived: needs nothing
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         room.check_promise("b", 1, what="holding b")
 
 
@@ -129,5 +129,5 @@ def test_a_promise_smaller_than_what_arrived_needs_no_room_on_a_full_card() -> N
     room.fill("a", 30)
     room.check_promise("a", 20, what="holding a")  # nothing more to come
     room.check_promise("a", 30, what="holding a")
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         room.check_promise("a", 31, what="holding a")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.store import CardFull, Usage
+from protocol.store import CardFullError, Usage
 from storage.room import RoomLedger
 
 
@@ -16,7 +16,7 @@ def test_a_write_past_the_capacity_is_refused_with_the_cards_own_words() -> None
     room = ledger(100, reserve=10)
     room.take(80)
     room.need(10)
-    with pytest.raises(CardFull, match="chunk 11/10"):
+    with pytest.raises(CardFullError, match="chunk 11/10"):
         room.need(11, what="chunk")
     assert room.usage() == Usage(capacity=100, used=80, reserved=10)
 
@@ -26,7 +26,7 @@ def test_a_held_partial_fills_its_reservation_and_is_not_counted_twice() -> None
     room.check_promise("a", 60, what="holding a")
     room.promise("a", 60)
     assert room.usage().reserved == 60
-    with pytest.raises(CardFull):
+    with pytest.raises(CardFullError):
         room.need(41)  # only 40 are free beside the promise
     covered = room.covered("a", 50)
     room.need(50, covered=covered)  # lands in the promised room
@@ -43,6 +43,6 @@ def test_a_promise_that_grows_past_the_room_is_refused_and_changes_nothing() -> 
     room.promise("a", 30)
     room.take(50)
     room.check_promise("a", 50, what="holding a")  # 20 more of the 20 free
-    with pytest.raises(CardFull, match="holding a"):
+    with pytest.raises(CardFullError, match="holding a"):
         room.check_promise("a", 51, what="holding a")
     assert room.usage().reserved == 30
