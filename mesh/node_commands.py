@@ -381,10 +381,9 @@ def run_request(args: argparse.Namespace) -> int:
     from mesh.control import check_smaller_request
 
     check_smaller_request(args.max_side, args.quality)  # before asking: one clear line
-    answer = ask(args.card, {"op": "request", "id": args.id, "max_side": args.max_side,
-                             "quality": args.quality})
+    answer = ask(args.card, dict(op="request", id=args.id, max_side=args.max_side, quality=args.quality))
     smaller = args.max_side is not None or args.quality is not None
-    what = f"{'a smaller copy of ' if smaller else ''}{answer['id'][:12]}"
+    what = ("a smaller copy of " if smaller else "") + answer["id"][:12]
     outcome = answer.get("outcome")  # the node's own answer (protocol/outcomes.py)
     if outcome == "failed":
         _say(f"not requested: {what}: {answer['reason']}")

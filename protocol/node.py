@@ -60,6 +60,7 @@ from protocol.parts import Parts
 from protocol.peer import Link, PeerView, view_of
 from protocol.pulls import Pulls
 from protocol.scheduler import SendStrip
+from protocol.status import status_counts
 from protocol.store import Decision, Store, Where
 from protocol.strips import Strips
 from protocol.sync import Sync
@@ -413,20 +414,7 @@ class Node:
 
     def status(self) -> dict[str, int]:
         """Counts for a status view (walks the catalog: not for hot paths)."""
-        counts = {f"images_{w.value}": 0 for w in Where}
-        for record in self.store.images():
-            counts[f"images_{record.where.value}"] += 1
-        held = list(self.store.held_originals())
-        usage = self.store.usage()
-        pulls_waiting, requests_waiting = self.pulls.waiting()
-        counts.update(
-            held=len(held), held_bytes=sum(h.size for h in held),
-            dispersion_entries=sum(1 for _ in self.store.dispersion_list()),
-            peers=len(self.links), peers_ready=sum(1 for link in self.links.values() if link.ready),
-            capacity=usage.capacity, used=usage.used, reserved=usage.reserved, free=usage.free,
-            pulls_waiting=pulls_waiting, requests_waiting=requests_waiting,
-        )
-        return counts
+        return status_counts(self.store, self.links, self.pulls.waiting())
 
     # --- incoming messages ------------------------------------------------------------
 
