@@ -1,7 +1,7 @@
 """The holder's side of dispersal (claims 6, 7, 13-17): room promised, originals kept for owners.
 
 A peer's DisperseRequest is accepted with a reservation, or rejected with a reason and
-our free room; the original then streams in (protocol/transfers.py lands it, verified,
+our free room; the original then streams in (protocol/inbound.py lands it, verified,
 as ``Incoming.HELD``) and we answer STORED; the owner's Release frees it again.  What
 we hold is sealed (issue 7): we keep, verify and hand back bytes we cannot read.
 

@@ -91,8 +91,8 @@ def test_checker_catches_a_planted_violation(tmp_path: Path) -> None:
 # The node's sub-machines (issue 15): each owns one conversation and returns effects; only
 # protocol/node.py routes between them, so none imports the node or a sibling machine.
 MACHINES = (
-    "collections", "dispersal", "holding", "inbound", "keepalive", "pulls", "readout", "serving",
-    "strips", "sync",
+    "collections", "dispersal", "holding", "inbound", "keepalive", "marks", "pulls", "readout",
+    "serving", "strips", "sync",
 )
 
 

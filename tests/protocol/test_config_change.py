@@ -7,7 +7,9 @@ the collections machine on the old one, so "room made" was followed by "no room"
 from __future__ import annotations
 
 import dataclasses
+import typing
 
+from protocol import effects as fx
 from protocol import events as ev
 from protocol.store import Where
 from tests.protocol.test_conversations import full_camera_mesh
@@ -34,3 +36,13 @@ def test_every_machine_holds_the_node_s_config_after_a_change() -> None:
     assert len(machines) >= 10, sorted(machines)
     stale = sorted(name for name, part in machines.items() if part.config is not node.config)
     assert not stale, f"these machines kept the old config: {stale}"
+
+
+def test_every_notice_a_machine_may_tell_has_a_route() -> None:
+    """A notice type added to protocol.effects.Notice without a route in Node._routes would
+    fail only at run time (a KeyError in Node.apply), the first time a machine told it."""
+    node = full_camera_mesh()[0].devices["cam"].node
+    notices = set(typing.get_args(fx.Notice))
+    assert len(notices) >= 19, notices
+    unrouted = sorted(n.__name__ for n in notices - set(node._routes))
+    assert not unrouted, f"no machine hears these notices: {unrouted}"

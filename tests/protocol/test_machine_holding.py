@@ -85,7 +85,7 @@ class Rig:
                          image_id)
 
     def arrive(self, peer_id: str = CAM) -> list[Effect]:
-        """The stream lands whole and verified (as protocol/transfers.py does it)."""
+        """The stream lands whole and verified (as protocol/inbound.py does it)."""
         digest = hashlib.sha256(DATA).hexdigest()
 
         def land() -> list[Effect]:
