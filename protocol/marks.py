@@ -51,6 +51,11 @@ Route = Callable[[Link, Any, float], None]  # as the node's routing table holds 
 
 _EMPTY_BUCKET = bytes(BUCKET_HASH)
 
+# A mark's time is the editor's clock (seconds since the epoch): one past this (the year 2242)
+# is a lie that would win every later merge, and the next edit's stamp just after it would
+# overflow to infinity, which no wire carries (the review of issue 19).
+MAX_MARK_TIME: Final = float(2**33)
+
 
 def bucket_of(image_id: str) -> int:
     """Which digest bucket a picture's marks count in: its id's first byte."""
@@ -105,6 +110,11 @@ class SharedMarks(Machine):
     def __init__(self, store: Store, config: NodeConfig, links: Mapping[str, Link]) -> None:
         super().__init__(store, config, links)
         self._answered: dict[str, Link] = {}  # peer -> the link on which we answered its digest
+        self._unknown: set[str] | None = None  # pictures with marks our catalog lacks (lazily)
+
+    # Marks are kept for a picture the catalog does not know yet (they may come before its
+    # thumbnail), but only for this many: past it, a peer inventing ids floods the card.
+    max_unknown: int = 10_000
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -175,6 +185,11 @@ class SharedMarks(Machine):
                 msg.fields, msg.values, msg.times, msg.devices, strict=True
             )
         }
+        if any(at > MAX_MARK_TIME for at in msg.times):
+            raise RemoteProtocolError(
+                f"marks for {msg.image_id[:12]} stamped after the year 2242", code="bad-marks")
+        if self.store.image(msg.image_id) is None:
+            self._count_unknown(msg.image_id)
         try:
             changes = self.store.merge_marks(msg.image_id, theirs)
         except StoreError as exc:
@@ -191,6 +206,16 @@ class SharedMarks(Machine):
             if other is not link and other.ready and self.takes_marks(other):
                 self._out.send(other.peer_id, relay)
         return self._out.take()
+
+    def _count_unknown(self, image_id: str) -> None:
+        """Room for the marks of one more picture our catalog lacks, or the peer floods us."""
+        if self._unknown is None or len(self._unknown) >= self.max_unknown:  # (re)count
+            self._unknown = {i for i in self.store.all_stamped_marks() if self.store.image(i) is None}
+        if image_id not in self._unknown and len(self._unknown) >= self.max_unknown:
+            raise RemoteProtocolError(
+                f"marks for {len(self._unknown)} pictures no catalog here knows, and more come:"
+                " a peer inventing pictures floods the card", code="too-many-marks")
+        self._unknown.add(image_id)
 
     def _refuse_unless_shared(self, link: Link, what: str) -> None:
         if not self.takes_marks(link):

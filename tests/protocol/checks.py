@@ -91,7 +91,10 @@ TABLE: dict[str, Reached] = {
     "unexpected@SharedMarks._refuse_unless_shared": Reached(
         f"{M}::test_marks_to_a_device_that_named_no_marks_capability_are_refused"),
     "unexpected@SharedMarks.on_digest": Reached(f"{M}::test_a_second_marks_digest_on_one_link_is_refused"),
-    "bad-marks@SharedMarks.on_marked": Reached(f"{M}::test_a_mark_the_card_cannot_keep_is_refused"),
+    "bad-marks@SharedMarks.on_marked": Reached(f"{M}::test_a_mark_stamped_far_in_the_future_is_refused"),
+    "bad-marks@SharedMarks.on_marked#2": Reached(f"{M}::test_a_mark_the_card_cannot_keep_is_refused"),
+    "too-many-marks@SharedMarks._count_unknown": Reached(
+        f"{M}::test_marks_for_more_invented_pictures_than_the_card_keeps_are_refused"),
     "unexpected@Strips.on_want_strips": Reached(
         f"{S}::test_want_strips_to_a_device_that_named_no_want_strips_is_refused"),
     # --- incoming streams (transfers) -----------------------------------------------------------

@@ -255,3 +255,40 @@ def test_a_desk_pulls_the_originals_its_editors_selected_first() -> None:
     mesh.pump()
     asked = [ids.index(i) for i in _requests(mesh, "desk", "cam")]
     assert asked == [4, 2, 0, 3, 1], asked
+
+
+def test_marks_for_more_invented_pictures_than_the_card_keeps_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The review of issue 19: marks for ids no catalog knows were kept without end, so a
+    peer inventing ids grew every card (and each was relayed to every marks peer)."""
+    from protocol.marks import SharedMarks
+
+    monkeypatch.setattr(SharedMarks, "max_unknown", 3)
+    mesh, image_id = three()
+    cam = mesh.devices["cam"].id
+    for n in range(3):
+        _inject(mesh, "cam", "desk-a", _marked(f"{n:x}" * 64, cam, rating=1))
+    _inject(mesh, "cam", "desk-a", _marked("0" * 64, cam, rating=2))  # one it keeps already
+    _inject(mesh, "cam", "desk-a", _marked(image_id, cam, rating=3))  # a picture it knows
+    with pytest.raises(RemoteProtocolError, match="no catalog here knows") as info:
+        _inject(mesh, "cam", "desk-a", _marked("d" * 64, cam, rating=1))
+    assert info.value.code == "too-many-marks"
+    store = mesh.devices["desk-a"].store
+    assert store.stamped_marks("d" * 64) == {}
+    assert marks_on(mesh.devices["desk-a"], image_id) == {"rating": 3}
+
+
+def test_a_mark_stamped_far_in_the_future_is_refused() -> None:
+    """A stamp of the largest float would win every merge, and our next edit's stamp after it
+    would be infinity, which no Marked can carry: every later exchange of it would fail."""
+    import sys
+
+    mesh, image_id = three()
+    cam = mesh.devices["cam"].id
+    lie = marked_message(image_id, {"rating": Stamped(5, sys.float_info.max, cam)})
+    assert lie is not None
+    with pytest.raises(RemoteProtocolError, match="2242") as info:
+        _inject(mesh, "cam", "desk-a", lie)
+    assert info.value.code == "bad-marks"
+    assert marks_on(mesh.devices["desk-a"], image_id) == {}
