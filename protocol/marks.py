@@ -209,13 +209,21 @@ class SharedMarks(Machine):
 
     def _count_unknown(self, image_id: str) -> None:
         """Room for the marks of one more picture our catalog lacks, or the peer floods us."""
-        if self._unknown is None or len(self._unknown) >= self.max_unknown:  # (re)count
-            self._unknown = {i for i in self.store.all_stamped_marks() if self.store.image(i) is None}
-        if image_id not in self._unknown and len(self._unknown) >= self.max_unknown:
+        if self._unknown is None:
+            self._unknown = self._count_unknown_now()
+        if image_id in self._unknown:
+            return
+        if len(self._unknown) >= self.max_unknown:  # some may have arrived since: count again
+            self._unknown = self._count_unknown_now()
+        if len(self._unknown) >= self.max_unknown:
             raise RemoteProtocolError(
                 f"marks for {len(self._unknown)} pictures no catalog here knows, and more come:"
                 " a peer inventing pictures floods the card", code="too-many-marks")
         self._unknown.add(image_id)
+
+    def _count_unknown_now(self) -> set[str]:
+        """One walk of the card's marks: the pictures among them no catalog entry has."""
+        return {i for i in self.store.all_stamped_marks() if self.store.image(i) is None}
 
     def _refuse_unless_shared(self, link: Link, what: str) -> None:
         if not self.takes_marks(link):
